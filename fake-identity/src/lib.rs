@@ -1,0 +1,189 @@
+//! A faithful fake of the Microsoft identity platform v2.0, served by axum on
+//! loopback, for integration tests (in-process) and `roomtoken demo`.
+//!
+//! Endpoints are Microsoft-shaped under [`FakeIdentity::base_url`]:
+//!
+//! - `GET|POST {base}/{tenant}/oauth2/v2.0/authorize` (sign-in page or auto-consent)
+//! - `POST {base}/{tenant}/oauth2/v2.0/token` (authorization code + PKCE S256,
+//!   refresh token with rotation, client credentials)
+//! - `GET {base}/{tenant}/v2.0/.well-known/openid-configuration` (a subset)
+//!
+//! Errors carry Microsoft's body shape (`error`, `error_description` starting
+//! with `AADSTSnnn:`, `error_codes`, `timestamp`, `trace_id`, `correlation_id`,
+//! `error_uri`, optional `suberror`). Faults can be queued with
+//! [`FakeIdentity::inject`].
+
+mod errors;
+mod jwt;
+mod model;
+mod pages;
+mod routes;
+mod scopes;
+mod server;
+mod state;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use url::Url;
+
+pub use model::{Counters, FakeAccount, FakeApp, Fault, IssuedAccessToken};
+
+use state::{AccountRecord, Shared, key};
+
+/// A running fake identity platform. Cheap to clone; the server stops when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct FakeIdentity {
+    shared: Arc<Shared>,
+    /// Dropping the last clone drops the sender, which stops the server.
+    _stop: Arc<oneshot::Sender<()>>,
+}
+
+impl fmt::Debug for FakeIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeIdentity")
+            .field("base_url", &self.shared.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `BASE64URL-NOPAD(SHA256(verifier))`, the PKCE S256 code challenge.
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+impl FakeIdentity {
+    /// Binds 127.0.0.1:0, spawns the axum server on the current tokio runtime,
+    /// returns once listening.
+    pub async fn start() -> std::io::Result<FakeIdentity> {
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// Like [`FakeIdentity::start`] on a chosen address (e.g. a fixed port for a demo).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<FakeIdentity> {
+        let (shared, stop) = server::spawn(addr).await?;
+        Ok(FakeIdentity {
+            shared,
+            _stop: Arc::new(stop),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/`, the authority host.
+    pub fn base_url(&self) -> Url {
+        self.shared.base.clone()
+    }
+
+    /// `{base}/{tenant}/oauth2/v2.0/authorize`.
+    pub fn authorize_url(&self, tenant: &str) -> Url {
+        self.shared.endpoint(tenant, "authorize")
+    }
+
+    /// `{base}/{tenant}/oauth2/v2.0/token`.
+    pub fn token_url(&self, tenant: &str) -> Url {
+        self.shared.endpoint(tenant, "token")
+    }
+
+    /// Registers (or replaces) an app in its tenant; the tenant becomes known.
+    pub fn register_app(&self, app: FakeApp) {
+        let k = (key(&app.tenant), key(&app.client_id));
+        self.shared.lock().apps.insert(k, app);
+    }
+
+    /// Adds (or replaces) an account in its tenant; the tenant becomes known.
+    pub fn add_account(&self, account: FakeAccount) {
+        let mut st = self.shared.lock();
+        let k = key(&account.username);
+        let (valid_from_seq, valid_from) = st
+            .accounts
+            .get(&k)
+            .map(|r| (r.tokens_valid_from_seq, r.tokens_valid_from))
+            .unwrap_or((0, None));
+        st.accounts.insert(
+            k,
+            AccountRecord {
+                account,
+                tokens_valid_from_seq: valid_from_seq,
+                tokens_valid_from: valid_from,
+            },
+        );
+    }
+
+    /// When `Some(username)`, GET authorize immediately 302s to the redirect_uri
+    /// with a code for that account (auto-consent). When `None` (default), GET
+    /// authorize renders a sign-in page: a `<form method=post>` with hidden
+    /// fields, a `<select name="username">` and submit button `id="signin"`,
+    /// one button per account `id="signin-{username}"`, and `id="cancel"`
+    /// (redirects back with `error=access_denied`, AADSTS65004).
+    pub fn set_auto_consent(&self, username: Option<&str>) {
+        self.shared.lock().auto_consent = username.map(key);
+    }
+
+    /// Access token lifetime (default 3600 s), reflected in `expires_in`.
+    pub fn set_access_token_lifetime(&self, d: Duration) {
+        self.shared.lock().access_token_lifetime = d;
+    }
+
+    /// Authorization code lifetime (default 10 minutes), to test expired codes.
+    pub fn set_code_lifetime(&self, d: Duration) {
+        self.shared.lock().code_lifetime = d;
+    }
+
+    /// Delay added before every token response.
+    pub fn set_latency(&self, d: Duration) {
+        self.shared.lock().latency = d;
+    }
+
+    /// Queues a fault; each queued fault is consumed by the next token request (FIFO).
+    pub fn inject(&self, fault: Fault) {
+        self.shared.lock().faults.push_back(fault);
+    }
+
+    /// Drops all queued faults.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// Revokes every refresh token issued so far to this account (like a
+    /// password reset): later use gets `invalid_grant` AADSTS50173. Tokens
+    /// issued after a new sign-in work.
+    pub fn revoke_account(&self, username: &str) {
+        self.shared.lock().revoke(username, SystemTime::now());
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.lock().counters.clone()
+    }
+
+    /// Every secret value the fake ever issued (codes, access tokens, refresh
+    /// tokens, id_tokens), for log-leak tests.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.shared.lock().issued_secrets.clone()
+    }
+
+    /// The newest refresh token issued to `client_id` for `username`, if any.
+    pub fn newest_refresh_token(&self, client_id: &str, username: &str) -> Option<String> {
+        self.shared
+            .lock()
+            .newest_refresh
+            .get(&(key(client_id), key(username)))
+            .cloned()
+    }
+
+    /// Facts about an access token if the fake issued it and it is unexpired.
+    pub fn access_token_info(&self, token: &str) -> Option<IssuedAccessToken> {
+        self.shared
+            .lock()
+            .access_tokens
+            .get(token)
+            .filter(|t| t.expires_at > SystemTime::now())
+            .cloned()
+    }
+}

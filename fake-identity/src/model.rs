@@ -1,0 +1,113 @@
+//! Public data types: registrations, counters, issued-token facts and faults.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+/// An app registration in one tenant.
+///
+/// An empty `client_secret` makes the app a public client: it must then *not*
+/// present a secret (Microsoft answers AADSTS700025 if it does).
+#[derive(Clone)]
+pub struct FakeApp {
+    /// Directory (tenant) id the app is registered in, usually a GUID.
+    pub tenant: String,
+    /// Application (client) id.
+    pub client_id: String,
+    /// Client secret value; empty for a public client.
+    pub client_secret: String,
+    /// Registered redirect URIs; authorize requests must use one of them exactly.
+    pub redirect_uris: Vec<String>,
+}
+
+impl fmt::Debug for FakeApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeApp")
+            .field("tenant", &self.tenant)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("redirect_uris", &self.redirect_uris)
+            .finish()
+    }
+}
+
+/// A user account that can sign in.
+#[derive(Clone, Debug)]
+pub struct FakeAccount {
+    /// Home tenant id of the account.
+    pub tenant: String,
+    /// Object id (becomes the `oid` claim).
+    pub oid: String,
+    /// User principal name, e.g. `booking@contoso.example` (`preferred_username`).
+    pub username: String,
+    /// Display name (`name` claim).
+    pub name: String,
+}
+
+/// What the fake knows about an access token it issued.
+#[derive(Clone, Debug)]
+pub struct IssuedAccessToken {
+    /// Account the token was issued for; empty for app-only (client credentials) tokens.
+    pub username: String,
+    /// Resource scopes the token carries, full URIs, space separated
+    /// (no `openid`/`profile`/`offline_access`/`email`).
+    pub scope: String,
+    /// The resource (audience), e.g. `https://outlook.office365.com`.
+    pub resource: String,
+    /// When the token stops being valid.
+    pub expires_at: SystemTime,
+    /// Client the token was issued to.
+    pub client_id: String,
+    /// Tenant the token was issued in.
+    pub tenant: String,
+}
+
+/// Snapshot of what the fake has seen.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// GET requests to `/authorize` (the sign-in page's POST is not counted).
+    pub authorize_requests: u64,
+    /// All POSTs to `/token`, including faulted ones.
+    pub token_requests: u64,
+    /// Non-faulted token requests with `grant_type=authorization_code`, successful or not.
+    pub authorization_code_grants: u64,
+    /// Non-faulted token requests with `grant_type=refresh_token`, successful or not.
+    pub refresh_token_grants: u64,
+    /// Non-faulted token requests with `grant_type=client_credentials`, successful or not.
+    pub client_credentials_grants: u64,
+    /// Every `refresh_token` value presented with `grant_type=refresh_token`, in order
+    /// (faulted requests included).
+    pub refresh_tokens_used: Vec<String>,
+    /// Successful redemptions of a refresh token value that had already been
+    /// redeemed successfully before (counted once per extra redemption).
+    pub refresh_tokens_redeemed_twice: u64,
+    /// Injected faults that were served.
+    pub faults_served: u64,
+}
+
+/// A failure the next token request will get instead of normal processing.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Microsoft-shaped error: status (400/401), `error`, AADSTS number, optional `suberror`.
+    Aadsts {
+        /// HTTP status code.
+        status: u16,
+        /// OAuth `error` value, e.g. `invalid_grant`.
+        error: String,
+        /// AADSTS number, e.g. 70043.
+        code: u32,
+        /// Optional `suberror`, e.g. `basic_action`.
+        suberror: Option<String>,
+    },
+    /// 429 with `Retry-After: secs` and a `temporarily_unavailable` body carrying AADSTS50196.
+    TooManyRequests {
+        /// Value of the `Retry-After` header, in seconds.
+        retry_after_secs: u64,
+    },
+    /// 5xx: 503 answers `temporarily_unavailable` (AADSTS90033), any other status `server_error` (AADSTS50000).
+    ServerError {
+        /// HTTP status code.
+        status: u16,
+    },
+    /// Do not answer for this long (the client should time out first); then 504 `server_error`.
+    Hang(Duration),
+}

@@ -1,0 +1,5 @@
+//! HTTP handlers, one module per endpoint.
+
+pub(crate) mod authorize;
+pub(crate) mod discovery;
+pub(crate) mod token;

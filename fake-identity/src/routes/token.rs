@@ -1,0 +1,597 @@
+//! `POST {base}/{tenant}/oauth2/v2.0/token`: faults, client authentication and
+//! the three grants (authorization code with PKCE, refresh token, client credentials).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+
+use crate::errors::{AadError, RequestCtx, ms_timestamp};
+use crate::jwt;
+use crate::model::{FakeApp, Fault};
+use crate::pkce_challenge;
+use crate::scopes::{ResourceScopes, Scopes};
+use crate::server::Params;
+use crate::state::{self, Shared, is_tenant_alias, key};
+
+/// The grant types the fake implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Grant {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+/// A successful token response, field order as Microsoft sends it.
+#[derive(Serialize)]
+struct TokenBody {
+    token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    expires_in: u64,
+    ext_expires_in: u64,
+    access_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+/// Handles one token request: counts it, applies latency and queued faults,
+/// then processes it.
+pub(crate) async fn post(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ctx = RequestCtx::from_headers(&headers);
+    let params = Params::parse(&body);
+    let (fault, latency) = {
+        let mut st = shared.lock();
+        st.counters.token_requests += 1;
+        if params.get("grant_type") == Some("refresh_token")
+            && let Some(rt) = params.get("refresh_token")
+        {
+            st.counters.refresh_tokens_used.push(rt.to_owned());
+        }
+        let fault = st.faults.pop_front();
+        if fault.is_some() {
+            st.counters.faults_served += 1;
+        }
+        (fault, st.latency)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(fault) = fault {
+        return serve_fault(fault).await.into_response(&ctx);
+    }
+    let result = {
+        let mut st = shared.lock();
+        process(&mut st, shared.base_str(), &tenant, &headers, &params)
+    };
+    match result {
+        Ok(body) => {
+            let json = serde_json::to_string(&body).unwrap_or_default();
+            let headers = ctx.response_headers("application/json; charset=utf-8");
+            (StatusCode::OK, headers, json).into_response()
+        }
+        Err(err) => err.into_response(&ctx),
+    }
+}
+
+/// Turns an injected fault into the error to answer (after hanging, for `Hang`).
+async fn serve_fault(fault: Fault) -> AadError {
+    match fault {
+        Fault::Aadsts {
+            status,
+            error,
+            code,
+            suberror,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut err = AadError::standard(status, &error, code);
+            err.suberror = suberror;
+            err
+        }
+        Fault::TooManyRequests { retry_after_secs } => {
+            let mut err = AadError::standard(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                50196,
+            );
+            err.retry_after_secs = Some(retry_after_secs);
+            err
+        }
+        Fault::ServerError { status } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                AadError::standard(status, "temporarily_unavailable", 90033)
+            } else {
+                AadError::standard(status, "server_error", 50000)
+            }
+        }
+        Fault::Hang(duration) => {
+            tokio::time::sleep(duration).await;
+            AadError::standard(StatusCode::GATEWAY_TIMEOUT, "server_error", 90024)
+        }
+    }
+}
+
+/// Validates tenant, grant type and client, then runs the grant.
+fn process(
+    st: &mut state::State,
+    issuer_base: &str,
+    tenant: &str,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Result<TokenBody, AadError> {
+    let grant_type = p.get("grant_type");
+    if is_tenant_alias(tenant) {
+        return Err(if grant_type == Some("client_credentials") {
+            AadError::invalid_request(
+                9001023,
+                "The grant type is not supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint.",
+            )
+        } else {
+            AadError::invalid_request(
+                50194,
+                "The application is not configured as a multi-tenant application. Usage of the /common endpoint is not supported for such applications created after '10/15/2018'. Use a tenant-specific endpoint or configure the application to be multi-tenant.",
+            )
+        });
+    }
+    if !st.knows_tenant(tenant) {
+        return Err(AadError::invalid_request(
+            90002,
+            format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+            ),
+        ));
+    }
+    let grant = match grant_type {
+        None => return Err(AadError::missing_param("grant_type")),
+        Some("authorization_code") => Grant::AuthorizationCode,
+        Some("refresh_token") => Grant::RefreshToken,
+        Some("client_credentials") => Grant::ClientCredentials,
+        Some(other) => {
+            return Err(AadError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                70003,
+                format!("The app requested an unsupported grant type '{other}'."),
+            ));
+        }
+    };
+    match grant {
+        Grant::AuthorizationCode => st.counters.authorization_code_grants += 1,
+        Grant::RefreshToken => st.counters.refresh_token_grants += 1,
+        Grant::ClientCredentials => st.counters.client_credentials_grants += 1,
+    }
+    let app = authenticate(st, tenant, headers, p, grant)?;
+    let now = SystemTime::now();
+    match grant {
+        Grant::AuthorizationCode => authorization_code(st, issuer_base, tenant, &app, p, now),
+        Grant::RefreshToken => refresh_token(st, issuer_base, tenant, &app, p, now),
+        Grant::ClientCredentials => client_credentials(st, tenant, &app, p, now),
+    }
+}
+
+/// Client id and secret from an `Authorization: Basic` header.
+struct BasicCredentials {
+    client_id: String,
+    /// The secret after form-url-decoding, and as sent (for clients that do not encode).
+    secrets: [String; 2],
+}
+
+/// Parses `Authorization: Basic base64(urlencode(id):urlencode(secret))`.
+/// Other schemes are ignored.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, AadError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || {
+        AadError::invalid_request(
+            9002313,
+            "Invalid request. Request is malformed or invalid: the Authorization header is not valid HTTP Basic.",
+        )
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    Ok(Some(BasicCredentials {
+        client_id: form_decode(id),
+        secrets: [form_decode(secret), secret.to_owned()],
+    }))
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value (`+` is a space;
+/// malformed `%` escapes are kept as they are).
+fn form_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = bytes.get(i + 1).copied().and_then(hex);
+                let lo = bytes.get(i + 2).copied().and_then(hex);
+                if let (Some(hi), Some(lo)) = (hi, lo) {
+                    out.push(hi * 16 + lo);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Client authentication: `client_secret_post` or HTTP Basic; public clients
+/// (empty registered secret) must not send a secret.
+fn authenticate(
+    st: &state::State,
+    tenant: &str,
+    headers: &HeaderMap,
+    p: &Params,
+    grant: Grant,
+) -> Result<FakeApp, AadError> {
+    let basic = basic_credentials(headers)?;
+    let client_id = match (&basic, p.get("client_id")) {
+        (Some(b), Some(form)) if !b.client_id.eq_ignore_ascii_case(form) => {
+            return Err(AadError::invalid_request(
+                9002313,
+                "Invalid request. Request is malformed or invalid: the client_id in the body does not match the Authorization header.",
+            ));
+        }
+        (Some(b), _) => b.client_id.clone(),
+        (None, Some(form)) => form.to_owned(),
+        (None, None) => return Err(AadError::missing_param("client_id")),
+    };
+    let Some(app) = st.app(tenant, &client_id) else {
+        return Err(AadError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+            ),
+        ));
+    };
+    let presented: Option<Vec<&str>> = match (&basic, p.get("client_secret")) {
+        (Some(b), _) => Some(b.secrets.iter().map(String::as_str).collect()),
+        (None, Some(secret)) => Some(vec![secret]),
+        (None, None) => None,
+    };
+    if app.client_secret.is_empty() {
+        if presented.is_some() {
+            return Err(AadError::invalid_client(
+                700025,
+                "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+            ));
+        }
+        if grant == Grant::ClientCredentials {
+            return Err(AadError::invalid_client(
+                7000218,
+                crate::errors::default_message(7000218),
+            ));
+        }
+        return Ok(app.clone());
+    }
+    match presented {
+        None => Err(AadError::invalid_client(
+            7000218,
+            crate::errors::default_message(7000218),
+        )),
+        Some(candidates) if candidates.contains(&app.client_secret.as_str()) => Ok(app.clone()),
+        Some(_) => Err(AadError::invalid_client(
+            7000215,
+            format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                app.client_id
+            ),
+        )),
+    }
+}
+
+/// The `scope` string of a delegated answer: resource scopes, then the OIDC
+/// scopes asked for (plus `offline_access` when a refresh token is returned).
+fn granted_scope(resource: &ResourceScopes, oidc: &[String], with_refresh: bool) -> String {
+    let mut parts: Vec<&str> = resource.scopes.iter().map(String::as_str).collect();
+    for s in oidc {
+        if s != "offline_access" || with_refresh {
+            parts.push(s);
+        }
+    }
+    if with_refresh && !oidc.iter().any(|s| s == "offline_access") {
+        parts.push("offline_access");
+    }
+    parts.join(" ")
+}
+
+/// What a delegated grant resolved to, ready for issuing.
+struct Delegated<'a> {
+    tenant: &'a str,
+    client_id: &'a str,
+    username: &'a str,
+    resource: ResourceScopes,
+    oidc: Vec<String>,
+    refresh: bool,
+    id_token_nonce: Option<Option<String>>,
+    consented_scope: String,
+}
+
+/// Issues access token, optional refresh token and optional id_token.
+fn issue_delegated(
+    st: &mut state::State,
+    issuer_base: &str,
+    d: Delegated<'_>,
+    now: SystemTime,
+) -> Result<TokenBody, AadError> {
+    let account = st
+        .accounts
+        .get(&key(d.username))
+        .map(|r| r.account.clone())
+        .ok_or_else(|| AadError::standard(StatusCode::BAD_REQUEST, "invalid_grant", 70008))?;
+    let access_token =
+        st.issue_access_token(d.tenant, d.client_id, &account.username, &d.resource, now);
+    let refresh_token = d.refresh.then(|| {
+        st.issue_refresh_token(
+            d.tenant,
+            d.client_id,
+            &account.username,
+            &d.consented_scope,
+            now,
+        )
+    });
+    let id_token = d.id_token_nonce.map(|nonce| {
+        let token = jwt::id_token(issuer_base, &account, d.client_id, nonce.as_deref(), now);
+        st.remember_secret(&token);
+        token
+    });
+    let lifetime = st.access_token_lifetime.as_secs();
+    Ok(TokenBody {
+        token_type: "Bearer",
+        scope: Some(granted_scope(&d.resource, &d.oidc, refresh_token.is_some())),
+        expires_in: lifetime,
+        ext_expires_in: lifetime,
+        access_token,
+        refresh_token,
+        id_token,
+    })
+}
+
+/// `grant_type=authorization_code` with PKCE S256.
+fn authorization_code(
+    st: &mut state::State,
+    issuer_base: &str,
+    tenant: &str,
+    app: &FakeApp,
+    p: &Params,
+    now: SystemTime,
+) -> Result<TokenBody, AadError> {
+    let code = p
+        .get("code")
+        .ok_or_else(|| AadError::missing_param("code"))?;
+    let redirect_uri = p
+        .get("redirect_uri")
+        .ok_or_else(|| AadError::missing_param("redirect_uri"))?;
+    let Some(grant) = st.codes.get(code) else {
+        return Err(AadError::standard(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            70008,
+        ));
+    };
+    if key(&grant.tenant) != key(tenant) {
+        return Err(AadError::invalid_grant(
+            700005,
+            "Provided Authorization Code is intended to use against other tenant, thus rejected.",
+        ));
+    }
+    if key(&grant.client_id) != key(&app.client_id) {
+        return Err(AadError::invalid_grant(
+            70000,
+            "Provided grant is invalid or malformed: the authorization code was issued to a different client.",
+        ));
+    }
+    if now >= grant.expires_at {
+        return Err(AadError::standard(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            70008,
+        ));
+    }
+    if grant.redeemed {
+        return Err(AadError::standard(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            54005,
+        ));
+    }
+    if grant.redirect_uri != redirect_uri {
+        return Err(AadError::invalid_grant(
+            70000,
+            "The provided value for the 'redirect_uri' is not valid. The value must exactly match the redirect URI used to obtain the authorization code.",
+        ));
+    }
+    let verifier = p
+        .get("code_verifier")
+        .ok_or_else(|| AadError::missing_param("code_verifier"))?;
+    if pkce_challenge(verifier) != grant.code_challenge {
+        return Err(AadError::standard(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            501481,
+        ));
+    }
+    let consented = Scopes::parse(&grant.scope)?;
+    let (resource, asked) = match p.get("scope") {
+        Some(scope) => {
+            let asked = Scopes::parse(scope)?;
+            (asked.single_resource()?, asked)
+        }
+        None => (consented.first_resource(), Scopes::default()),
+    };
+    let mut oidc = consented.oidc.clone();
+    for s in asked.oidc {
+        if !oidc.contains(&s) {
+            oidc.push(s);
+        }
+    }
+    let refresh = oidc.iter().any(|s| s == "offline_access");
+    let openid = oidc.iter().any(|s| s == "openid");
+    let username = grant.username.clone();
+    let nonce = grant.nonce.clone();
+    let consented_scope = grant.scope.clone();
+    if let Some(grant) = st.codes.get_mut(code) {
+        grant.redeemed = true;
+    }
+    issue_delegated(
+        st,
+        issuer_base,
+        Delegated {
+            tenant,
+            client_id: &app.client_id,
+            username: &username,
+            resource,
+            oidc,
+            refresh,
+            id_token_nonce: openid.then_some(nonce),
+            consented_scope,
+        },
+        now,
+    )
+}
+
+/// `grant_type=refresh_token`: rotation, old tokens stay valid unless revoked.
+fn refresh_token(
+    st: &mut state::State,
+    issuer_base: &str,
+    tenant: &str,
+    app: &FakeApp,
+    p: &Params,
+    now: SystemTime,
+) -> Result<TokenBody, AadError> {
+    let rt = p
+        .get("refresh_token")
+        .ok_or_else(|| AadError::missing_param("refresh_token"))?;
+    let Some(grant) = st.refresh_tokens.get(rt) else {
+        return Err(AadError::malformed("invalid_grant"));
+    };
+    if key(&grant.tenant) != key(tenant) {
+        return Err(AadError::malformed("invalid_grant"));
+    }
+    if key(&grant.client_id) != key(&app.client_id) {
+        return Err(AadError::invalid_grant(
+            70000,
+            "Provided grant is invalid or malformed: the refresh token was issued to a different client.",
+        ));
+    }
+    if let Some(record) = st.accounts.get(&grant.username)
+        && grant.issued_seq < record.tokens_valid_from_seq
+    {
+        let valid_from = record.tokens_valid_from.unwrap_or(now);
+        return Err(AadError::invalid_grant(
+            50173,
+            format!(
+                "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '{}' and the TokensValidFrom date (before which tokens are not valid) for this user is '{}'.",
+                ms_timestamp(grant.issued_at),
+                ms_timestamp(valid_from)
+            ),
+        ));
+    }
+    let consented = Scopes::parse(&grant.consented_scope)?;
+    let (resource, asked) = match p.get("scope") {
+        Some(scope) => {
+            let asked = Scopes::parse(scope)?;
+            (asked.single_resource()?, asked)
+        }
+        None => (consented.first_resource(), consented.clone()),
+    };
+    let username = grant.username.clone();
+    let consented_scope = grant.consented_scope.clone();
+    if let Some(grant) = st.refresh_tokens.get_mut(rt) {
+        grant.successful_redemptions += 1;
+        if grant.successful_redemptions > 1 {
+            st.counters.refresh_tokens_redeemed_twice += 1;
+        }
+    }
+    let openid = asked.has("openid");
+    issue_delegated(
+        st,
+        issuer_base,
+        Delegated {
+            tenant,
+            client_id: &app.client_id,
+            username: &username,
+            resource,
+            oidc: asked.oidc,
+            refresh: true,
+            id_token_nonce: openid.then_some(None),
+            consented_scope,
+        },
+        now,
+    )
+}
+
+/// `grant_type=client_credentials`: exactly one `{resource}/.default`, no
+/// refresh token, no id_token, no `scope` in the answer (as Microsoft).
+fn client_credentials(
+    st: &mut state::State,
+    tenant: &str,
+    app: &FakeApp,
+    p: &Params,
+    now: SystemTime,
+) -> Result<TokenBody, AadError> {
+    let scope = p
+        .get("scope")
+        .ok_or_else(|| AadError::missing_param("scope"))?;
+    let names: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let valid = match names.as_slice() {
+        [one] => one.len() > "/.default".len() && one.to_ascii_lowercase().ends_with("/.default"),
+        _ => false,
+    };
+    if !valid {
+        return Err(AadError::invalid_scope(
+            1002012,
+            format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        ));
+    }
+    let resource = Scopes::parse(scope)?.single_resource()?;
+    let access_token = st.issue_access_token(tenant, &app.client_id, "", &resource, now);
+    let lifetime = st.access_token_lifetime.as_secs();
+    Ok(TokenBody {
+        token_type: "Bearer",
+        scope: None,
+        expires_in: lifetime,
+        ext_expires_in: lifetime,
+        access_token,
+        refresh_token: None,
+        id_token: None,
+    })
+}

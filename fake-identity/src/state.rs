@@ -1,0 +1,267 @@
+//! The fake's mutable state: registrations, outstanding grants, issued tokens,
+//! counters, faults and knobs. Guarded by one mutex, never held across `.await`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use url::Url;
+
+use crate::model::{Counters, FakeAccount, FakeApp, Fault, IssuedAccessToken};
+use crate::scopes::ResourceScopes;
+
+/// Default access token lifetime (reflected in `expires_in`).
+pub(crate) const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// Authorization codes live about 10 minutes.
+pub(crate) const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Shared between the public handle and the HTTP handlers.
+pub(crate) struct Shared {
+    /// Authority base, `http://127.0.0.1:PORT/`.
+    pub base: Url,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub fn new(base: Url) -> Self {
+        Self {
+            base,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Locks the state.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .expect("fake identity state mutex poisoned")
+    }
+
+    /// The authority without trailing slash, e.g. `http://127.0.0.1:1234`.
+    pub fn base_str(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    /// `{base}/{tenant}/oauth2/v2.0/{leaf}`.
+    pub fn endpoint(&self, tenant: &str, leaf: &str) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .push(tenant)
+                .extend(["oauth2", "v2.0", leaf]);
+        }
+        url
+    }
+}
+
+/// An account plus its revocation watermark.
+pub(crate) struct AccountRecord {
+    pub account: FakeAccount,
+    /// Refresh tokens with a lower sequence number are revoked.
+    pub tokens_valid_from_seq: u64,
+    /// When the account was last revoked (for the AADSTS50173 text).
+    pub tokens_valid_from: Option<SystemTime>,
+}
+
+/// An outstanding authorization code.
+pub(crate) struct CodeGrant {
+    pub tenant: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    /// The `scope` value given at authorize.
+    pub scope: String,
+    pub username: String,
+    pub expires_at: SystemTime,
+    pub redeemed: bool,
+}
+
+/// An issued refresh token.
+pub(crate) struct RefreshGrant {
+    pub tenant: String,
+    pub client_id: String,
+    pub username: String,
+    /// The `scope` consented at authorize; used when a refresh omits `scope`.
+    pub consented_scope: String,
+    pub issued_seq: u64,
+    pub issued_at: SystemTime,
+    pub successful_redemptions: u64,
+}
+
+/// Everything the fake remembers.
+pub(crate) struct State {
+    /// Keyed by (lower-case tenant, lower-case client id).
+    pub apps: HashMap<(String, String), FakeApp>,
+    /// Keyed by lower-case username.
+    pub accounts: HashMap<String, AccountRecord>,
+    pub codes: HashMap<String, CodeGrant>,
+    pub refresh_tokens: HashMap<String, RefreshGrant>,
+    pub access_tokens: HashMap<String, IssuedAccessToken>,
+    /// Keyed by (lower-case client id, lower-case username).
+    pub newest_refresh: HashMap<(String, String), String>,
+    pub issued_secrets: Vec<String>,
+    pub counters: Counters,
+    pub faults: VecDeque<Fault>,
+    /// Lower-case username to sign in without showing a page.
+    pub auto_consent: Option<String>,
+    pub access_token_lifetime: Duration,
+    pub code_lifetime: Duration,
+    pub latency: Duration,
+    /// Monotonic issue counter for refresh tokens and revocations.
+    pub seq: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            apps: HashMap::new(),
+            accounts: HashMap::new(),
+            codes: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            access_tokens: HashMap::new(),
+            newest_refresh: HashMap::new(),
+            issued_secrets: Vec::new(),
+            counters: Counters::default(),
+            faults: VecDeque::new(),
+            auto_consent: None,
+            access_token_lifetime: DEFAULT_ACCESS_TOKEN_LIFETIME,
+            code_lifetime: DEFAULT_CODE_LIFETIME,
+            latency: Duration::ZERO,
+            seq: 0,
+        }
+    }
+}
+
+/// Case-insensitive key for tenants, client ids and usernames.
+pub(crate) fn key(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+/// `common`, `organizations` and `consumers` are not tenants.
+pub(crate) fn is_tenant_alias(tenant: &str) -> bool {
+    matches!(
+        key(tenant).as_str(),
+        "common" | "organizations" | "consumers"
+    )
+}
+
+impl State {
+    /// Whether any app or account lives in this tenant.
+    pub fn knows_tenant(&self, tenant: &str) -> bool {
+        let t = key(tenant);
+        self.apps.keys().any(|(at, _)| *at == t)
+            || self.accounts.values().any(|a| key(&a.account.tenant) == t)
+    }
+
+    /// The app registered as `client_id` in `tenant`.
+    pub fn app(&self, tenant: &str, client_id: &str) -> Option<&FakeApp> {
+        self.apps.get(&(key(tenant), key(client_id)))
+    }
+
+    /// The account `username` if it belongs to `tenant`.
+    pub fn account_in(&self, tenant: &str, username: &str) -> Option<&AccountRecord> {
+        self.accounts
+            .get(&key(username))
+            .filter(|a| key(&a.account.tenant) == key(tenant))
+    }
+
+    /// Accounts of `tenant`, sorted by username.
+    pub fn accounts_of(&self, tenant: &str) -> Vec<FakeAccount> {
+        let mut v: Vec<FakeAccount> = self
+            .accounts
+            .values()
+            .filter(|a| key(&a.account.tenant) == key(tenant))
+            .map(|a| a.account.clone())
+            .collect();
+        v.sort_by_key(|a| key(&a.username));
+        v
+    }
+
+    /// A fresh random secret with `prefix`, remembered for leak tests.
+    pub fn mint(&mut self, prefix: &str) -> String {
+        let mut bytes = [0u8; 24];
+        rand::rng().fill_bytes(&mut bytes);
+        let value = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));
+        self.issued_secrets.push(value.clone());
+        value
+    }
+
+    /// Remembers a non-random-prefixed secret (id_tokens).
+    pub fn remember_secret(&mut self, value: &str) {
+        self.issued_secrets.push(value.to_owned());
+    }
+
+    /// Issues an authorization code.
+    pub fn issue_code(&mut self, grant: CodeGrant) -> String {
+        let code = self.mint("fake-code-");
+        self.codes.insert(code.clone(), grant);
+        code
+    }
+
+    /// Issues an access token for `resource`.
+    pub fn issue_access_token(
+        &mut self,
+        tenant: &str,
+        client_id: &str,
+        username: &str,
+        resource: &ResourceScopes,
+        now: SystemTime,
+    ) -> String {
+        let token = self.mint("fake-at-");
+        self.access_tokens.insert(
+            token.clone(),
+            IssuedAccessToken {
+                username: username.to_owned(),
+                scope: resource.joined(),
+                resource: resource.resource.clone(),
+                expires_at: now + self.access_token_lifetime,
+                client_id: client_id.to_owned(),
+                tenant: tenant.to_owned(),
+            },
+        );
+        token
+    }
+
+    /// Issues a refresh token and records it as the newest for (client, user).
+    pub fn issue_refresh_token(
+        &mut self,
+        tenant: &str,
+        client_id: &str,
+        username: &str,
+        consented_scope: &str,
+        now: SystemTime,
+    ) -> String {
+        let token = self.mint("fake-rt-");
+        self.seq += 1;
+        self.refresh_tokens.insert(
+            token.clone(),
+            RefreshGrant {
+                tenant: tenant.to_owned(),
+                client_id: client_id.to_owned(),
+                username: key(username),
+                consented_scope: consented_scope.to_owned(),
+                issued_seq: self.seq,
+                issued_at: now,
+                successful_redemptions: 0,
+            },
+        );
+        self.newest_refresh
+            .insert((key(client_id), key(username)), token.clone());
+        token
+    }
+
+    /// Revokes every refresh token issued so far to `username`.
+    pub fn revoke(&mut self, username: &str, now: SystemTime) {
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some(record) = self.accounts.get_mut(&key(username)) {
+            record.tokens_valid_from_seq = seq + 1;
+            record.tokens_valid_from = Some(now);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Configuration shared by every entry point, read from the environment
+//! (which the SAM template sets) with the defaults of DESIGN.md.
+
+use crate::domain::duration::{InvalidDuration, parse_duration};
+use crate::store::StoreSpec;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub store: StoreSpec,
+    /// Prefix of every Secrets Manager secret name.
+    pub secret_prefix: String,
+    /// External base URL: the redirect URI is `{it}/callback`.
+    pub public_url: Option<Url>,
+    /// Refresh when less than this is left.
+    pub refresh_margin: Duration,
+    /// Connections refreshed at once in a pass.
+    pub refresh_concurrency: usize,
+    /// Timeout of one request to the identity provider.
+    pub http_timeout: Duration,
+    /// Customer-managed KMS key for new secrets (Secrets Manager only).
+    pub kms_key_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("ROOMTOKEN_STORE: {0}")]
+    Store(String),
+    #[error("ROOMTOKEN_PUBLIC_URL must be an absolute http(s) URL, for example https://tokens.example.com")]
+    PublicUrl,
+    #[error("{0}: {1}")]
+    Duration(&'static str, InvalidDuration),
+    #[error("ROOMTOKEN_REFRESH_CONCURRENCY must be a number from 1 to 256")]
+    Concurrency,
+}
+
+impl Config {
+    /// The defaults, with `store` as given.
+    pub fn new(store: StoreSpec) -> Self {
+        Self {
+            store,
+            secret_prefix: "roomtoken/".into(),
+            public_url: None,
+            refresh_margin: Duration::from_secs(20 * 60),
+            refresh_concurrency: 8,
+            http_timeout: Duration::from_secs(30),
+            kms_key_id: None,
+        }
+    }
+
+    /// Reads `ROOMTOKEN_*` variables over the defaults.
+    pub fn from_env(default_store: StoreSpec) -> Result<Self, ConfigError> {
+        Self::from_lookup(default_store, |name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(
+        default_store: StoreSpec,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut config = Self::new(default_store);
+        if let Some(store) = get("ROOMTOKEN_STORE") {
+            config.store = store.parse().map_err(ConfigError::Store)?;
+        }
+        if let Some(prefix) = get("ROOMTOKEN_SECRET_PREFIX") {
+            config.secret_prefix = prefix;
+        }
+        if let Some(url) = get("ROOMTOKEN_PUBLIC_URL") {
+            config.public_url = Some(parse_public_url(&url)?);
+        }
+        if let Some(margin) = get("ROOMTOKEN_REFRESH_MARGIN") {
+            config.refresh_margin = parse_duration(&margin)
+                .map_err(|e| ConfigError::Duration("ROOMTOKEN_REFRESH_MARGIN", e))?;
+        }
+        if let Some(n) = get("ROOMTOKEN_REFRESH_CONCURRENCY") {
+            config.refresh_concurrency = n
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or(ConfigError::Concurrency)?;
+        }
+        config.kms_key_id = get("ROOMTOKEN_KMS_KEY_ID");
+        Ok(config)
+    }
+}
+
+pub fn parse_public_url(text: &str) -> Result<Url, ConfigError> {
+    let url: Url = text.trim().parse().map_err(|_| ConfigError::PublicUrl)?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::PublicUrl);
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let env: HashMap<&str, &str> = [
+            ("ROOMTOKEN_STORE", "aws"),
+            ("ROOMTOKEN_PUBLIC_URL", "https://tokens.example.com/"),
+            ("ROOMTOKEN_REFRESH_MARGIN", "15m"),
+            ("ROOMTOKEN_SECRET_PREFIX", "rt-prod/"),
+        ]
+        .into();
+        let config = Config::from_lookup(StoreSpec::File(".roomtoken".into()), |k| {
+            env.get(k).map(|v| v.to_string())
+        })
+        .unwrap();
+        assert_eq!(config.store, StoreSpec::Aws);
+        assert_eq!(config.refresh_margin, Duration::from_secs(900));
+        assert_eq!(config.secret_prefix, "rt-prod/");
+        assert_eq!(config.public_url.unwrap().host_str(), Some("tokens.example.com"));
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let config = Config::from_lookup(StoreSpec::Aws, |_| None).unwrap();
+        assert_eq!(config.refresh_margin, Duration::from_secs(1_200));
+        assert_eq!(config.secret_prefix, "roomtoken/");
+        assert_eq!(config.refresh_concurrency, 8);
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let bad = |k: &'static str, v: &'static str| {
+            Config::from_lookup(StoreSpec::Aws, move |name| (name == k).then(|| v.to_owned()))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("ROOMTOKEN_STORE", "s3").contains("file:DIR"));
+        assert!(bad("ROOMTOKEN_PUBLIC_URL", "tokens.example.com").contains("absolute"));
+        assert!(bad("ROOMTOKEN_REFRESH_MARGIN", "soon").contains("ROOMTOKEN_REFRESH_MARGIN"));
+    }
+}

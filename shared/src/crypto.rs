@@ -1,0 +1,204 @@
+//! Keys derived from the system signing key: HMAC-signed invites and the
+//! sealed (AES-256-GCM) consent cookie that carries `state`, nonce and the
+//! PKCE verifier between connect-start and connect-callback.
+
+use crate::domain::{ConnectionId, Secret};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, CookieJar, Key};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Name of the consent cookie, scoped to `/callback`.
+pub const CONSENT_COOKIE: &str = "roomtoken_consent";
+
+/// How long an admin has between opening the link and finishing the sign-in
+/// (Microsoft's codes live about 10 minutes as well).
+pub const CONSENT_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Keys derived from the system signing key, one per purpose.
+#[derive(Clone)]
+pub struct Keys {
+    invite: [u8; 32],
+    cookie: Key,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(***)")
+    }
+}
+
+/// A new random signing key, as stored under `system/signing-key`.
+pub fn generate_signing_key() -> Secret {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    Secret::new(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn derive(master: &[u8], purpose: &str) -> [u8; 32] {
+    // HMAC with a fixed purpose label is a PRF, which is all a KDF needs here.
+    let mut mac = HmacSha256::new_from_slice(master).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InviteError {
+    #[error("this consent link is not valid: it was changed or it belongs to another broker")]
+    Forged,
+    #[error("this consent link has expired: ask your provider for a new one")]
+    Expired,
+}
+
+/// The state that connect-start hands to connect-callback through the browser.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConsentSession {
+    pub connection: ConnectionId,
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: Secret,
+    pub expires_at: i64,
+}
+
+impl Keys {
+    pub fn from_signing_key(signing_key: &Secret) -> Self {
+        let master = signing_key.expose().as_bytes();
+        Self {
+            invite: derive(master, "roomtoken/invite/v1"),
+            cookie: Key::derive_from(&derive(master, "roomtoken/consent-cookie/v1")),
+        }
+    }
+
+    fn invite_mac(&self, id: &ConnectionId, expires_at: i64) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.invite)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(format!("{id}\n{expires_at}").as_bytes());
+        mac
+    }
+
+    /// `{expires_at}.{signature}`, the value of the link's `invite` parameter.
+    pub fn sign_invite(&self, id: &ConnectionId, expires_at: OffsetDateTime) -> String {
+        let expires_at = expires_at.unix_timestamp();
+        let signature = self.invite_mac(id, expires_at).finalize().into_bytes();
+        format!("{expires_at}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// Checks the signature in constant time, then the expiry.
+    pub fn verify_invite(
+        &self,
+        id: &ConnectionId,
+        invite: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), InviteError> {
+        let (expires_at, signature) = invite.split_once('.').ok_or(InviteError::Forged)?;
+        let expires_at: i64 = expires_at.parse().map_err(|_| InviteError::Forged)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| InviteError::Forged)?;
+        self.invite_mac(id, expires_at)
+            .verify_slice(&signature)
+            .map_err(|_| InviteError::Forged)?;
+        if now.unix_timestamp() >= expires_at {
+            return Err(InviteError::Expired);
+        }
+        Ok(())
+    }
+
+    /// Encrypts and authenticates the session into a cookie value.
+    pub fn seal(&self, session: &ConsentSession) -> String {
+        let json = serde_json::to_string(session)
+            .unwrap_or_else(|_| unreachable!("a consent session always serializes"));
+        let mut jar = CookieJar::new();
+        jar.private_mut(&self.cookie)
+            .add(Cookie::new(CONSENT_COOKIE, json));
+        jar.get(CONSENT_COOKIE)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The session, if the value is authentic and not expired.
+    pub fn unseal(&self, value: &str, now: OffsetDateTime) -> Option<ConsentSession> {
+        let mut jar = CookieJar::new();
+        jar.add_original(Cookie::new(CONSENT_COOKIE, value.to_owned()));
+        let cookie = jar.private(&self.cookie).get(CONSENT_COOKIE)?;
+        let session: ConsentSession = serde_json::from_str(cookie.value()).ok()?;
+        (session.expires_at > now.unix_timestamp()).then_some(session)
+    }
+}
+
+/// A short random token for `state` and `nonce` (128 bits).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::from_signing_key(&generate_signing_key())
+    }
+
+    fn id(text: &str) -> ConnectionId {
+        ConnectionId::parse(text).unwrap()
+    }
+
+    #[test]
+    fn invites_bind_connection_and_expiry() {
+        let keys = keys();
+        let now = OffsetDateTime::now_utc();
+        let invite = keys.sign_invite(&id("contoso"), now + time::Duration::days(7));
+        assert_eq!(keys.verify_invite(&id("contoso"), &invite, now), Ok(()));
+        assert_eq!(
+            keys.verify_invite(&id("fabrikam"), &invite, now),
+            Err(InviteError::Forged)
+        );
+        let (_, signature) = invite.split_once('.').unwrap();
+        let extended = format!("{}.{signature}", now.unix_timestamp() + 999_999);
+        assert_eq!(
+            keys.verify_invite(&id("contoso"), &extended, now),
+            Err(InviteError::Forged)
+        );
+        let later = now + time::Duration::days(8);
+        assert_eq!(
+            keys.verify_invite(&id("contoso"), &invite, later),
+            Err(InviteError::Expired)
+        );
+        assert_eq!(
+            Keys::from_signing_key(&generate_signing_key()).verify_invite(&id("contoso"), &invite, now),
+            Err(InviteError::Forged)
+        );
+    }
+
+    #[test]
+    fn sealed_sessions_are_opaque_and_tamper_evident() {
+        let keys = keys();
+        let now = OffsetDateTime::now_utc();
+        let session = ConsentSession {
+            connection: id("contoso"),
+            state: random_token(),
+            nonce: random_token(),
+            pkce_verifier: Secret::new("verifier-value-that-must-stay-hidden"),
+            expires_at: now.unix_timestamp() + 600,
+        };
+        let sealed = keys.seal(&session);
+        assert!(!sealed.contains("verifier-value"));
+        assert!(!sealed.contains(&session.state));
+        let opened = keys.unseal(&sealed, now).unwrap();
+        assert_eq!(opened.state, session.state);
+        let mut tampered = sealed.clone().into_bytes();
+        tampered[10] ^= 1;
+        assert!(keys.unseal(&String::from_utf8_lossy(&tampered), now).is_none());
+        assert!(keys.unseal(&sealed, now + time::Duration::hours(1)).is_none());
+        assert!(Keys::from_signing_key(&generate_signing_key()).unseal(&sealed, now).is_none());
+    }
+}

@@ -1,0 +1,410 @@
+//! The app registration of a connection: which identity provider, which client,
+//! which resources. The client secret is stored apart (see `store::Part::Credential`)
+//! so that functions that only build links never read it.
+
+use super::ConnectionId;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use url::Url;
+
+/// Microsoft national clouds, each with its own sign-in, Graph and EWS hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Cloud {
+    #[default]
+    Global,
+    Usgov,
+    China,
+}
+
+impl Cloud {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "global" => Some(Self::Global),
+            "usgov" => Some(Self::Usgov),
+            "china" => Some(Self::China),
+            _ => None,
+        }
+    }
+
+    pub fn login_origin(self) -> &'static str {
+        match self {
+            Self::Global => "https://login.microsoftonline.com",
+            Self::Usgov => "https://login.microsoftonline.us",
+            Self::China => "https://login.partner.microsoftonline.cn",
+        }
+    }
+
+    pub fn graph_origin(self) -> &'static str {
+        match self {
+            Self::Global => "https://graph.microsoft.com",
+            Self::Usgov => "https://graph.microsoft.us",
+            Self::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+
+    pub fn ews_origin(self) -> &'static str {
+        match self {
+            Self::Global => "https://outlook.office365.com",
+            Self::Usgov => "https://outlook.office365.us",
+            Self::China => "https://partner.outlook.cn",
+        }
+    }
+}
+
+/// Who issues the tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Provider {
+    /// Entra ID (Microsoft identity platform v2.0) in one tenant.
+    Microsoft {
+        tenant: String,
+        cloud: Cloud,
+        /// Replaces the cloud's login origin; used by the demo and the tests
+        /// to talk to the fake identity platform.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authority: Option<Url>,
+    },
+    /// Any standards-compliant OAuth 2.0 server (RFC 6749 with PKCE).
+    #[serde(rename = "oauth2")]
+    OAuth2 { authorize_url: Url, token_url: Url },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidApp {
+    #[error(
+        "tenant '{0}' is not allowed: use the tenant id (a GUID) or its primary domain; \
+         'common', 'organizations' and 'consumers' are refused by Entra ID for this flow (AADSTS50194)"
+    )]
+    MultiTenantAlias(String),
+    #[error("tenant must be a GUID or a domain name such as contoso.onmicrosoft.com")]
+    Tenant,
+    #[error("the client id must not be empty")]
+    ClientId,
+    #[error("a connection needs at least one resource (ews, graph) or scopes")]
+    NoResource,
+    #[error("unknown resource '{0}': use ews or graph, or give --scopes")]
+    UnknownResource(String),
+    #[error("{0} must be an https URL (http is allowed only for loopback hosts)")]
+    InsecureUrl(&'static str),
+}
+
+impl Provider {
+    pub fn microsoft(tenant: &str, cloud: Cloud) -> Result<Self, InvalidApp> {
+        let tenant = tenant.trim().to_ascii_lowercase();
+        if ["common", "organizations", "consumers"].contains(&tenant.as_str()) {
+            return Err(InvalidApp::MultiTenantAlias(tenant));
+        }
+        let valid = !tenant.is_empty()
+            && tenant.len() <= 255
+            && tenant
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !valid {
+            return Err(InvalidApp::Tenant);
+        }
+        Ok(Self::Microsoft {
+            tenant,
+            cloud,
+            authority: None,
+        })
+    }
+
+    pub fn oauth2(authorize_url: Url, token_url: Url) -> Result<Self, InvalidApp> {
+        require_secure(&authorize_url, "the authorize URL")?;
+        require_secure(&token_url, "the token URL")?;
+        Ok(Self::OAuth2 {
+            authorize_url,
+            token_url,
+        })
+    }
+
+    pub fn authorize_url(&self) -> Url {
+        match self {
+            Self::Microsoft { .. } => self.microsoft_endpoint("authorize"),
+            Self::OAuth2 { authorize_url, .. } => authorize_url.clone(),
+        }
+    }
+
+    pub fn token_url(&self) -> Url {
+        match self {
+            Self::Microsoft { .. } => self.microsoft_endpoint("token"),
+            Self::OAuth2 { token_url, .. } => token_url.clone(),
+        }
+    }
+
+    /// The tenant GUID the id_token's `tid` must match, when the operator gave one.
+    pub fn expected_tenant_id(&self) -> Option<&str> {
+        match self {
+            Self::Microsoft { tenant, .. } if looks_like_guid(tenant) => Some(tenant),
+            _ => None,
+        }
+    }
+
+    pub fn is_microsoft(&self) -> bool {
+        matches!(self, Self::Microsoft { .. })
+    }
+
+    pub fn cloud(&self) -> Cloud {
+        match self {
+            Self::Microsoft { cloud, .. } => *cloud,
+            Self::OAuth2 { .. } => Cloud::Global,
+        }
+    }
+
+    fn microsoft_endpoint(&self, endpoint: &str) -> Url {
+        let Self::Microsoft {
+            tenant,
+            cloud,
+            authority,
+        } = self
+        else {
+            unreachable!("only called on Microsoft providers")
+        };
+        let origin = authority
+            .as_ref()
+            .map(|url| url.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| cloud.login_origin().to_owned());
+        let text = format!("{origin}/{tenant}/oauth2/v2.0/{endpoint}");
+        // The tenant was validated to a URL-safe alphabet and the origin is a URL.
+        Url::parse(&text).unwrap_or_else(|_| unreachable!("valid endpoint URL: {text}"))
+    }
+}
+
+fn require_secure(url: &Url, what: &'static str) -> Result<(), InvalidApp> {
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(InvalidApp::InsecureUrl(what)),
+    }
+}
+
+fn looks_like_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// One audience for access tokens, with the delegated scopes asked for it.
+/// Each token request names the scopes of exactly one resource (AADSTS700022).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+impl Resource {
+    /// Exchange Web Services, delegated.
+    pub fn ews(cloud: Cloud) -> Self {
+        Self {
+            name: "ews".into(),
+            scopes: vec![format!("{}/EWS.AccessAsUser.All", cloud.ews_origin())],
+        }
+    }
+
+    /// Microsoft Graph, delegated, what room booking needs.
+    pub fn graph(cloud: Cloud) -> Self {
+        let origin = cloud.graph_origin();
+        let scopes = [
+            "Calendars.ReadWrite",
+            "Calendars.ReadWrite.Shared",
+            "Place.Read.All",
+            "User.Read",
+        ];
+        Self {
+            name: "graph".into(),
+            scopes: scopes.iter().map(|s| format!("{origin}/{s}")).collect(),
+        }
+    }
+
+    /// Parses `ews,graph` into the presets for a cloud.
+    pub fn presets(names: &str, cloud: Cloud) -> Result<Vec<Self>, InvalidApp> {
+        let resources = names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|name| match name {
+                "ews" => Ok(Self::ews(cloud)),
+                "graph" => Ok(Self::graph(cloud)),
+                other => Err(InvalidApp::UnknownResource(other.to_owned())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if resources.is_empty() {
+            return Err(InvalidApp::NoResource);
+        }
+        Ok(resources)
+    }
+
+    /// One resource named `default` with scopes given verbatim.
+    pub fn custom(scopes: &str) -> Result<Self, InvalidApp> {
+        let scopes: Vec<String> = scopes
+            .split_whitespace()
+            .filter(|s| !OIDC_SCOPES.contains(s))
+            .map(str::to_owned)
+            .collect();
+        if scopes.is_empty() {
+            return Err(InvalidApp::NoResource);
+        }
+        Ok(Self {
+            name: "default".into(),
+            scopes,
+        })
+    }
+
+    /// The scopes of a token request for this resource.
+    pub fn token_request_scopes(&self) -> Vec<String> {
+        let mut scopes = self.scopes.clone();
+        scopes.push("offline_access".into());
+        scopes
+    }
+}
+
+/// Scopes that ask for an id_token and a refresh token, not for a resource.
+pub const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
+
+/// What the operator registered for one customer tenant, minus the client secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRegistration {
+    pub id: ConnectionId,
+    pub provider: Provider,
+    pub client_id: String,
+    pub resources: Vec<Resource>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl AppRegistration {
+    pub fn new(
+        id: ConnectionId,
+        provider: Provider,
+        client_id: &str,
+        resources: Vec<Resource>,
+        now: OffsetDateTime,
+    ) -> Result<Self, InvalidApp> {
+        let client_id = client_id.trim();
+        if client_id.is_empty() {
+            return Err(InvalidApp::ClientId);
+        }
+        if resources.is_empty() {
+            return Err(InvalidApp::NoResource);
+        }
+        Ok(Self {
+            id,
+            provider,
+            client_id: client_id.to_owned(),
+            resources,
+            created_at: now,
+        })
+    }
+
+    /// Scopes of the authorize request: every resource at once (one consent),
+    /// plus what gives an id_token and a refresh token.
+    pub fn consent_scopes(&self) -> Vec<String> {
+        let mut scopes: Vec<String> = ["openid", "profile", "offline_access"]
+            .map(String::from)
+            .to_vec();
+        for scope in self.resources.iter().flat_map(|r| &r.scopes) {
+            if !scopes.contains(scope) {
+                scopes.push(scope.clone());
+            }
+        }
+        scopes
+    }
+
+    /// The resource named, or the first one (the default) when none is named.
+    pub fn resource(&self, name: Option<&str>) -> Option<&Resource> {
+        match name {
+            None => self.resources.first(),
+            Some(name) => self.resources.iter().find(|r| r.name == name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH
+    }
+
+    #[test]
+    fn microsoft_endpoints_follow_the_cloud() {
+        let provider = Provider::microsoft("contoso.onmicrosoft.com", Cloud::Usgov).unwrap();
+        assert_eq!(
+            provider.token_url().as_str(),
+            "https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        let china = Provider::microsoft("contoso.partner.cn", Cloud::China).unwrap();
+        assert!(
+            china
+                .authorize_url()
+                .as_str()
+                .starts_with("https://login.partner.microsoftonline.cn/")
+        );
+    }
+
+    #[test]
+    fn multi_tenant_aliases_are_refused() {
+        assert!(matches!(
+            Provider::microsoft("common", Cloud::Global),
+            Err(InvalidApp::MultiTenantAlias(_))
+        ));
+        assert_eq!(
+            Provider::microsoft("a/b", Cloud::Global),
+            Err(InvalidApp::Tenant)
+        );
+    }
+
+    #[test]
+    fn the_tenant_check_applies_to_guids_only() {
+        let guid = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let by_guid = Provider::microsoft(guid, Cloud::Global).unwrap();
+        assert_eq!(by_guid.expected_tenant_id(), Some(guid));
+        let by_domain = Provider::microsoft("contoso.com", Cloud::Global).unwrap();
+        assert_eq!(by_domain.expected_tenant_id(), None);
+    }
+
+    #[test]
+    fn generic_servers_need_https_except_on_loopback() {
+        let ok = Provider::oauth2(
+            "https://idp.example/authorize".parse().unwrap(),
+            "http://127.0.0.1:9/token".parse().unwrap(),
+        );
+        assert!(ok.is_ok());
+        let plain = Provider::oauth2(
+            "http://idp.example/authorize".parse().unwrap(),
+            "https://idp.example/token".parse().unwrap(),
+        );
+        assert_eq!(plain, Err(InvalidApp::InsecureUrl("the authorize URL")));
+    }
+
+    #[test]
+    fn one_consent_covers_every_resource_but_token_requests_name_one() {
+        let id = ConnectionId::parse("contoso").unwrap();
+        let provider = Provider::microsoft("contoso.com", Cloud::Global).unwrap();
+        let resources = Resource::presets("ews,graph", Cloud::Global).unwrap();
+        let app = AppRegistration::new(id, provider, "client", resources, now()).unwrap();
+        let consent = app.consent_scopes();
+        assert!(consent.contains(&"offline_access".to_owned()));
+        assert!(consent.contains(&"https://outlook.office365.com/EWS.AccessAsUser.All".into()));
+        assert!(consent.contains(&"https://graph.microsoft.com/User.Read".into()));
+        let ews = app.resource(None).unwrap().token_request_scopes();
+        assert!(ews.iter().all(|s| !s.contains("graph.microsoft.com")));
+        assert_eq!(app.resource(Some("graph")).unwrap().name, "graph");
+        assert!(app.resource(Some("sharepoint")).is_none());
+    }
+
+    #[test]
+    fn unknown_presets_are_named_in_the_error() {
+        assert_eq!(
+            Resource::presets("ews,sharepoint", Cloud::Global),
+            Err(InvalidApp::UnknownResource("sharepoint".into()))
+        );
+        assert_eq!(Resource::custom("openid offline_access"), Err(InvalidApp::NoResource));
+    }
+}

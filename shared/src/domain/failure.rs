@@ -1,0 +1,133 @@
+//! The five failure classes of the identity platform and how each error maps
+//! to one (see `microsoft-identity.md`, *Token endpoint errors*).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// Back off and retry; keep serving a still-valid token.
+    Transient,
+    /// The booking account must open the consent link again.
+    ReconnectNeeded,
+    /// The operator must fix tenant, client id or secret.
+    AppMisconfigured,
+    /// The customer admin must unblock the account or adjust a policy.
+    Blocked,
+    /// A request we should never have sent: alarm.
+    OurBug,
+}
+
+impl FailureClass {
+    /// Whether retrying without a human acting first is pointless.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            Self::ReconnectNeeded | Self::AppMisconfigured | Self::Blocked
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::ReconnectNeeded => "reconnect_needed",
+            Self::AppMisconfigured => "app_misconfigured",
+            Self::Blocked => "blocked",
+            Self::OurBug => "our_bug",
+        }
+    }
+}
+
+const TRANSIENT: &[u32] = &[50033, 90006, 90024, 90033, 90090, 50087, 90055, 50196];
+const RECONNECT: &[u32] = &[
+    70008, 700082, 50173, 70043, 50076, 50079, 50158, 65001, 50055, 54005, 700005,
+];
+const MISCONFIGURED: &[u32] = &[
+    7000215, 7000222, 7000218, 700027, 50012, 700016, 700011, 90002, 50011, 65005, 650056,
+    650057, 90094, 500011, 7000112, 50194,
+];
+const BLOCKED: &[u32] = &[53003, 53000, 53001, 50057, 50053, 50034, 50020];
+const OUR_BUG: &[u32] = &[70011, 700022];
+
+/// Classifies an error answer of a token endpoint.
+///
+/// The AADSTS number is the most specific signal and wins when it is known;
+/// otherwise `suberror`, then `error`, then the HTTP status decide.
+pub fn classify(
+    http_status: u16,
+    error: &str,
+    suberror: Option<&str>,
+    codes: &[u32],
+) -> FailureClass {
+    for code in codes {
+        for (list, class) in [
+            (TRANSIENT, FailureClass::Transient),
+            (RECONNECT, FailureClass::ReconnectNeeded),
+            (MISCONFIGURED, FailureClass::AppMisconfigured),
+            (BLOCKED, FailureClass::Blocked),
+            (OUR_BUG, FailureClass::OurBug),
+        ] {
+            if list.contains(code) {
+                return class;
+            }
+        }
+    }
+    if let Some(suberror) = suberror {
+        match suberror {
+            "bad_token" | "token_expired" | "consent_required" | "basic_action"
+            | "additional_action" | "message_only" | "user_password_expired" => {
+                return FailureClass::ReconnectNeeded;
+            }
+            _ => {}
+        }
+    }
+    match error {
+        "temporarily_unavailable" | "server_error" => FailureClass::Transient,
+        "invalid_grant" | "interaction_required" | "consent_required" | "login_required" => {
+            FailureClass::ReconnectNeeded
+        }
+        "invalid_client" | "unauthorized_client" => FailureClass::AppMisconfigured,
+        "access_denied" => FailureClass::Blocked,
+        "invalid_request" | "invalid_scope" | "unsupported_grant_type"
+        | "unsupported_response_type" => FailureClass::OurBug,
+        _ if http_status == 429 || http_status >= 500 => FailureClass::Transient,
+        _ => FailureClass::OurBug,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FailureClass::*;
+
+    #[test]
+    fn aadsts_codes_decide_first() {
+        assert_eq!(classify(400, "invalid_grant", None, &[700082]), ReconnectNeeded);
+        assert_eq!(classify(401, "invalid_client", None, &[7000222]), AppMisconfigured);
+        assert_eq!(classify(400, "invalid_grant", None, &[53003]), Blocked);
+        assert_eq!(classify(400, "invalid_request", None, &[90033]), Transient);
+        assert_eq!(classify(400, "invalid_request", None, &[90002]), AppMisconfigured);
+        assert_eq!(classify(400, "invalid_scope", None, &[700022]), OurBug);
+    }
+
+    #[test]
+    fn unknown_codes_fall_back_on_the_error_value() {
+        assert_eq!(classify(400, "invalid_grant", None, &[1]), ReconnectNeeded);
+        assert_eq!(classify(401, "invalid_client", None, &[]), AppMisconfigured);
+        assert_eq!(classify(400, "interaction_required", None, &[]), ReconnectNeeded);
+        assert_eq!(classify(503, "temporarily_unavailable", None, &[]), Transient);
+        assert_eq!(classify(400, "unsupported_grant_type", None, &[]), OurBug);
+        assert_eq!(classify(502, "", None, &[]), Transient);
+        assert_eq!(classify(429, "", None, &[]), Transient);
+        assert_eq!(classify(400, "something_new", None, &[]), OurBug);
+    }
+
+    #[test]
+    fn permanent_classes_stop_retries() {
+        assert!(ReconnectNeeded.is_permanent());
+        assert!(AppMisconfigured.is_permanent());
+        assert!(Blocked.is_permanent());
+        assert!(!Transient.is_permanent());
+        assert!(!OurBug.is_permanent());
+    }
+}

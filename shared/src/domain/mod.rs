@@ -1,0 +1,22 @@
+//! Domain types: what a connection is, what is stored for it, and the rules that
+//! decide when to refresh and how to classify failures. Nothing here does I/O.
+
+pub mod access;
+pub mod app;
+pub mod claims;
+pub mod connection_id;
+pub mod device_key;
+pub mod duration;
+pub mod failure;
+pub mod grant;
+pub mod secret;
+pub mod status;
+
+pub use access::{AccessToken, AccessTokens};
+pub use app::{AppRegistration, Cloud, Provider, Resource};
+pub use connection_id::ConnectionId;
+pub use device_key::{DeviceKey, DeviceKeyRecord, DeviceKeys};
+pub use failure::FailureClass;
+pub use grant::{Account, AccountKey, Grant};
+pub use secret::Secret;
+pub use status::{ConnectionState, LastError, Status};

@@ -1,0 +1,226 @@
+//! connect-callback: the code becomes tokens, the account is pinned, the
+//! grant is stored, and the admin is told who is connected.
+
+use crate::Broker;
+use crate::broker::BrokerError;
+use crate::crypto::ConsentSession;
+use crate::domain::claims::{ClaimsError, IdTokenClaims};
+use crate::domain::{
+    AccessToken, AccessTokens, Account, AppRegistration, ConnectionId, FailureClass, Grant, Resource,
+    Secret, Status,
+};
+use crate::identity::{IdentityError, TokenSet};
+use crate::store::{Part, StoreError};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+/// The query Microsoft (or any OAuth server) sends back to `/callback`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CallbackParams {
+    pub state: Option<String>,
+    pub code: Option<Secret>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// What the success page shows.
+#[derive(Debug)]
+pub struct Connected {
+    pub connection: ConnectionId,
+    pub account: String,
+    pub expires_at: OffsetDateTime,
+    pub resources: Vec<String>,
+    /// Resources whose first token could not be minted yet (the refresh
+    /// pass retries them).
+    pub pending_resources: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    #[error("your sign-in session was not found or has expired")]
+    NoSession,
+    #[error("this answer does not belong to your sign-in session")]
+    StateMismatch,
+    #[error("the sign-in was not completed: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Denied {
+        error: String,
+        description: Option<String>,
+    },
+    #[error("the answer carries no authorization code")]
+    MissingCode,
+    #[error("this connection no longer exists")]
+    UnknownConnection,
+    #[error("the sign-in code was already used or has expired: {0}")]
+    CodeRejected(IdentityError),
+    #[error("tokens could not be obtained: {0}")]
+    Identity(IdentityError),
+    #[error("the sign-in answer failed a check: {0}")]
+    Claims(#[from] ClaimsError),
+    #[error("no refresh token was issued: the app must be allowed the offline_access permission")]
+    NoRefreshToken,
+    #[error("this connection belongs to {pinned}, but {signed_in} signed in")]
+    AccountMismatch { pinned: String, signed_in: String },
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub async fn connect_callback(
+    broker: &Broker,
+    params: CallbackParams,
+    sealed_session: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Connected, CallbackError> {
+    let keys = broker.keys().await?;
+    let session: ConsentSession = sealed_session
+        .and_then(|sealed| keys.unseal(sealed, now))
+        .ok_or(CallbackError::NoSession)?;
+    let state = params.state.as_deref().unwrap_or_default();
+    if !bool::from(state.as_bytes().ct_eq(session.state.as_bytes())) {
+        return Err(CallbackError::StateMismatch);
+    }
+    let id = session.connection.clone();
+    if let Some(error) = params.error {
+        tracing::warn!(connection = %id, error = %error, "the sign-in was not completed");
+        return Err(CallbackError::Denied {
+            error,
+            description: params.error_description,
+        });
+    }
+    let code = params.code.ok_or(CallbackError::MissingCode)?;
+    let app = broker
+        .repo
+        .get::<AppRegistration>(&id, Part::App)
+        .await?
+        .ok_or(CallbackError::UnknownConnection)?
+        .value;
+    let client_secret = broker
+        .repo
+        .get::<Secret>(&id, Part::Credential)
+        .await?
+        .ok_or(CallbackError::UnknownConnection)?
+        .value;
+    let first = app.resource(None).ok_or(CallbackError::UnknownConnection)?;
+    let mut scopes = vec!["openid".to_owned(), "profile".to_owned()];
+    scopes.extend(first.token_request_scopes());
+    let tokens = broker
+        .identity
+        .redeem_code(
+            &app,
+            &client_secret,
+            &broker.redirect_uri()?,
+            code.expose(),
+            &session.pkce_verifier,
+            &scopes,
+        )
+        .await
+        .map_err(|e| match e.class() {
+            FailureClass::ReconnectNeeded => CallbackError::CodeRejected(e),
+            _ => CallbackError::Identity(e),
+        })?;
+    let id_token = tokens.id_token.as_ref().ok_or(ClaimsError::Malformed)?;
+    let account = IdTokenClaims::decode(id_token.expose())?.verify(
+        &app.client_id,
+        &session.nonce,
+        app.provider.is_microsoft(),
+        app.provider.expected_tenant_id(),
+    )?;
+    let mut refresh_token = tokens.refresh_token.clone().ok_or(CallbackError::NoRefreshToken)?;
+
+    // Fail before redeeming anything more when another account is pinned.
+    let existing = broker.repo.get::<Grant>(&id, Part::Grant).await?;
+    if let Some(existing) = &existing {
+        ensure_same_account(&existing.value.account, &account)?;
+    }
+
+    // One token per resource: the first came with the code, the others are
+    // minted from the same refresh token, one request each.
+    let mut access = AccessTokens {
+        account: account.display.clone(),
+        resources: app.resources.iter().map(|r| r.name.clone()).collect(),
+        tokens: vec![access_token(first, &tokens, now)],
+    };
+    let mut pending_resources = Vec::new();
+    for resource in app.resources.iter().skip(1) {
+        match broker
+            .identity
+            .refresh(&app, &client_secret, &refresh_token, &resource.token_request_scopes())
+            .await
+        {
+            Ok(more) => {
+                if let Some(newer) = more.refresh_token.clone() {
+                    refresh_token = newer;
+                }
+                access.put(access_token(resource, &more, now));
+            }
+            Err(e) => {
+                tracing::warn!(connection = %id, resource = %resource.name, error = %e, "first token for this resource failed; the refresh pass will retry");
+                pending_resources.push(resource.name.clone());
+            }
+        }
+    }
+
+    let grant = Grant::new(refresh_token, account.clone(), now);
+    let mut expected = existing.map(|g| g.version);
+    loop {
+        match broker.repo.put(&id, Part::Grant, &grant, expected.as_ref()).await {
+            Ok(_) => break,
+            // A refresh pass rotated the old grant meanwhile: the new consent
+            // wins, as long as it is still the same account.
+            Err(StoreError::Conflict(_)) => {
+                let current = broker.repo.get::<Grant>(&id, Part::Grant).await?;
+                if let Some(current) = &current {
+                    ensure_same_account(&current.value.account, &account)?;
+                }
+                expected = current.map(|g| g.version);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let access_written = access.clone();
+    broker
+        .repo
+        .update::<AccessTokens, _>(&id, Part::Access, |_| Some(access_written.clone()))
+        .await?;
+    let status = Status::connected(&account.display, now);
+    broker
+        .repo
+        .update::<Status, _>(&id, Part::Status, |_| Some(status.clone()))
+        .await?;
+    log_connected(&id, &account);
+    Ok(Connected {
+        connection: id,
+        account: account.display,
+        expires_at: access.earliest_expiry().unwrap_or(now),
+        resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
+        pending_resources,
+    })
+}
+
+fn ensure_same_account(pinned: &Account, signed_in: &Account) -> Result<(), CallbackError> {
+    if pinned.key == signed_in.key {
+        Ok(())
+    } else {
+        Err(CallbackError::AccountMismatch {
+            pinned: pinned.display.clone(),
+            signed_in: signed_in.display.clone(),
+        })
+    }
+}
+
+fn log_connected(id: &ConnectionId, account: &Account) {
+    tracing::info!(connection = %id, account = %account.display, "connected");
+}
+
+/// The stored form of a token answer for one resource.
+pub(crate) fn access_token(resource: &Resource, tokens: &TokenSet, now: OffsetDateTime) -> AccessToken {
+    AccessToken {
+        resource: resource.name.clone(),
+        access_token: tokens.access_token.clone(),
+        token_type: tokens.token_type.clone(),
+        scope: tokens.scope.clone().unwrap_or_else(|| resource.scopes.join(" ")),
+        expires_at: now + tokens.expires_in,
+        obtained_at: now,
+    }
+}

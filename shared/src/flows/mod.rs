@@ -1,0 +1,8 @@
+//! The four use cases as plain async functions over a [`crate::Broker`].
+//! They know nothing of HTTP or Lambda; `crate::http` maps them to routes.
+
+pub mod admin;
+pub mod callback;
+pub mod read;
+pub mod refresh;
+pub mod start;

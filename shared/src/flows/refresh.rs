@@ -1,0 +1,252 @@
+//! token-refresh: one pass over every connection, refreshing what is due.
+//!
+//! A pass never loses a refresh token: the newest one is stored before the
+//! access tokens it minted, a failure keeps the old grant untouched, and a
+//! write that loses a compare-and-swap race (another pass, or a new consent)
+//! leaves the winner's grant in place.
+
+use super::callback::access_token;
+use crate::Broker;
+use crate::domain::{
+    AccessTokens, AppRegistration, ConnectionId, ConnectionState, Grant, LastError, Secret, Status,
+};
+use crate::identity::IdentityError;
+use crate::store::{Part, StoreError, Versioned};
+use futures::StreamExt;
+use rand::Rng;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// What a pass did to one connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Refreshed { resources: Vec<String> },
+    NotDue,
+    PendingConsent,
+    /// Left alone: a human must act first.
+    Skipped(ConnectionState),
+    Failed(LastError),
+    /// Another writer stored a newer grant first; theirs is kept.
+    LostRace,
+    StoreFailed(String),
+}
+
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub outcomes: Vec<(ConnectionId, Outcome)>,
+}
+
+impl PassReport {
+    pub fn count(&self, matches: impl Fn(&Outcome) -> bool) -> usize {
+        self.outcomes.iter().filter(|(_, o)| matches(o)).count()
+    }
+}
+
+/// Which connections a pass looks at, and whether to force an attempt.
+#[derive(Debug, Clone, Default)]
+pub struct PassOptions {
+    pub only: Option<ConnectionId>,
+    /// One attempt even if not due or in a permanent failure state.
+    pub force: bool,
+}
+
+pub async fn refresh_pass(broker: &Broker, options: &PassOptions, now: OffsetDateTime) -> Result<PassReport, StoreError> {
+    let ids = match &options.only {
+        Some(id) => vec![id.clone()],
+        None => broker.repo.connection_ids().await?,
+    };
+    let outcomes: Vec<(ConnectionId, Outcome)> = futures::stream::iter(ids)
+        .map(|id| async move {
+            let outcome = match refresh_connection(broker, &id, options.force, now).await {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome::StoreFailed(e.to_string()),
+            };
+            log_outcome(&id, &outcome);
+            (id, outcome)
+        })
+        .buffer_unordered(broker.config.refresh_concurrency.max(1))
+        .collect()
+        .await;
+    let mut report = PassReport { outcomes };
+    report.outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(report)
+}
+
+fn log_outcome(id: &ConnectionId, outcome: &Outcome) {
+    match outcome {
+        Outcome::Refreshed { resources } => {
+            tracing::info!(connection = %id, resources = ?resources, "refreshed")
+        }
+        Outcome::NotDue | Outcome::PendingConsent => {
+            tracing::debug!(connection = %id, outcome = ?outcome, "nothing to do")
+        }
+        Outcome::Skipped(state) => {
+            tracing::info!(connection = %id, state = state.as_str(), "skipped until a human acts")
+        }
+        Outcome::Failed(error) => tracing::warn!(
+            connection = %id, class = error.class.as_str(), code = %error.code,
+            trace_id = ?error.trace_id, correlation_id = ?error.correlation_id,
+            message = %error.message, "refresh failed"
+        ),
+        Outcome::LostRace => tracing::info!(connection = %id, "another writer refreshed first"),
+        Outcome::StoreFailed(message) => {
+            tracing::error!(connection = %id, error = %message, "store failed during refresh")
+        }
+    }
+}
+
+/// A margin jittered down by up to 10% so that connections consented
+/// together do not all refresh in the same pass forever.
+fn jittered(margin: Duration) -> Duration {
+    let spread = margin.as_secs_f64() * 0.1;
+    margin.saturating_sub(Duration::from_secs_f64(rand::rng().random_range(0.0..=spread)))
+}
+
+async fn refresh_connection(
+    broker: &Broker,
+    id: &ConnectionId,
+    force: bool,
+    now: OffsetDateTime,
+) -> Result<Outcome, StoreError> {
+    let repo = &broker.repo;
+    let Some(app) = repo.get::<AppRegistration>(id, Part::App).await? else {
+        return Ok(Outcome::PendingConsent);
+    };
+    let app = app.value;
+    let Some(grant) = repo.get::<Grant>(id, Part::Grant).await? else {
+        return Ok(Outcome::PendingConsent);
+    };
+    let status = repo
+        .get::<Status>(id, Part::Status)
+        .await?
+        .map(|s| s.value)
+        .unwrap_or_default();
+    if status.state.is_permanent() && !force {
+        return Ok(Outcome::Skipped(status.state));
+    }
+    let access = repo
+        .get::<AccessTokens>(id, Part::Access)
+        .await?
+        .map(|a| a.value)
+        .unwrap_or_default();
+    let margin = jittered(broker.config.refresh_margin);
+    if !force && !access.is_due(&app.resources, &grant.value, margin, now) {
+        return Ok(Outcome::NotDue);
+    }
+    let Some(client_secret) = repo.get::<Secret>(id, Part::Credential).await? else {
+        let error = LastError {
+            class: crate::domain::FailureClass::AppMisconfigured,
+            code: "no_client_secret".into(),
+            message: "the connection has no client secret: run `roomtoken connection update --client-secret-stdin`".into(),
+            trace_id: None,
+            correlation_id: None,
+            at: now,
+        };
+        record_status(broker, id, &status, Err(error.clone()), now).await?;
+        return Ok(Outcome::Failed(error));
+    };
+
+    let mut refresh_token = grant.value.refresh_token.clone();
+    let mut minted = AccessTokens {
+        account: grant.value.account.display.clone(),
+        resources: app.resources.iter().map(|r| r.name.clone()).collect(),
+        tokens: Vec::new(),
+    };
+    let mut failure: Option<IdentityError> = None;
+    // One request per resource, each with the newest refresh token.
+    for resource in &app.resources {
+        match broker
+            .identity
+            .refresh(&app, &client_secret.value, &refresh_token, &resource.token_request_scopes())
+            .await
+        {
+            Ok(tokens) => {
+                if let Some(newer) = tokens.refresh_token.clone() {
+                    refresh_token = newer;
+                }
+                minted.put(access_token(resource, &tokens, now));
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+
+    if !minted.tokens.is_empty() {
+        if let Some(lost) = store_rotation(broker, id, &grant, refresh_token, &minted, now).await? {
+            return Ok(lost);
+        }
+    }
+    let result = match failure {
+        None => Ok(()),
+        Some(e) => Err(e.to_last_error(now)),
+    };
+    record_status(broker, id, &status, result.clone(), now).await?;
+    Ok(match result {
+        Ok(()) => Outcome::Refreshed {
+            resources: minted.tokens.iter().map(|t| t.resource.clone()).collect(),
+        },
+        Err(error) => Outcome::Failed(error),
+    })
+}
+
+/// Stores the rotated grant (compare-and-swap on the version read), then
+/// the access tokens. Returns `Some(LostRace)` when another writer won.
+async fn store_rotation(
+    broker: &Broker,
+    id: &ConnectionId,
+    grant: &Versioned<Grant>,
+    refresh_token: Secret,
+    minted: &AccessTokens,
+    now: OffsetDateTime,
+) -> Result<Option<Outcome>, StoreError> {
+    let rotated = grant.value.rotated(Some(refresh_token), now);
+    match broker
+        .repo
+        .put(id, Part::Grant, &rotated, Some(&grant.version))
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => return Ok(Some(Outcome::LostRace)),
+        Err(e) => return Err(e),
+    }
+    broker
+        .repo
+        .update::<AccessTokens, _>(id, Part::Access, |current| {
+            let mut next = minted.clone();
+            if let Some(current) = current {
+                next.merge_newer(&current);
+            }
+            Some(next)
+        })
+        .await?;
+    Ok(None)
+}
+
+/// Moves the state machine and writes the status only when that is worth a
+/// store write (see `Status::worth_writing`).
+async fn record_status(
+    broker: &Broker,
+    id: &ConnectionId,
+    read: &Status,
+    result: Result<(), LastError>,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let transition = |status: &Status| match &result {
+        Ok(()) => status.after_success(now),
+        Err(error) => status.after_failure(error.clone()),
+    };
+    if !read.worth_writing(&transition(read), now) {
+        return Ok(());
+    }
+    broker
+        .repo
+        .update::<Status, _>(id, Part::Status, |current| {
+            let current = current.unwrap_or_default();
+            let next = transition(&current);
+            current.worth_writing(&next, now).then_some(next)
+        })
+        .await?;
+    Ok(())
+}

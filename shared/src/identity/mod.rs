@@ -1,0 +1,160 @@
+//! The identity-provider port: redeem an authorization code, refresh a grant.
+//! [`OAuthClient`] is the adapter for Entra ID and any OAuth 2.0 server.
+
+mod oauth;
+
+pub use oauth::{AuthorizeRequest, OAuthClient, authorize_url};
+
+use crate::domain::failure::classify;
+use crate::domain::{AppRegistration, FailureClass, LastError, Secret};
+use async_trait::async_trait;
+use std::fmt;
+use std::time::Duration;
+use time::OffsetDateTime;
+use url::Url;
+
+/// A successful token response.
+#[derive(Clone, Debug)]
+pub struct TokenSet {
+    pub access_token: Secret,
+    pub token_type: String,
+    pub expires_in: Duration,
+    pub scope: Option<String>,
+    pub refresh_token: Option<Secret>,
+    pub id_token: Option<Secret>,
+}
+
+/// The error body of a token endpoint, as Microsoft sends it (RFC 6749 5.2
+/// plus `error_codes`, `trace_id`, `correlation_id`, `suberror`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProviderError {
+    pub http_status: u16,
+    pub error: String,
+    pub description: Option<String>,
+    pub codes: Vec<u32>,
+    pub suberror: Option<String>,
+    pub trace_id: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+impl ProviderError {
+    /// `AADSTS70008` when Microsoft gave a number, else the `error` value.
+    pub fn code(&self) -> String {
+        match self.codes.first() {
+            Some(code) => format!("AADSTS{code}"),
+            None if !self.error.is_empty() => self.error.clone(),
+            None => format!("HTTP {}", self.http_status),
+        }
+    }
+
+    /// The description's first line, without Microsoft's trailing trace block.
+    pub fn summary(&self) -> String {
+        let text = self.description.as_deref().unwrap_or(&self.error);
+        let first = text.lines().next().unwrap_or_default();
+        let first = first.split(" Trace ID:").next().unwrap_or(first).trim();
+        first.chars().take(300).collect()
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.code(), self.error, self.summary())?;
+        if let Some(trace) = &self.trace_id {
+            write!(f, " [trace_id {trace}")?;
+            if let Some(correlation) = &self.correlation_id {
+                write!(f, ", correlation_id {correlation}")?;
+            }
+            write!(f, "]")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The provider answered with an error body.
+    #[error("the identity provider refused the request: {0}")]
+    Refused(ProviderError),
+    /// 429 or 5xx: try again later.
+    #[error("the identity provider is unavailable (HTTP {status}){}", provider.as_ref().map(|p| format!(": {p}")).unwrap_or_default())]
+    Unavailable {
+        status: u16,
+        retry_after: Option<Duration>,
+        provider: Option<ProviderError>,
+    },
+    #[error("could not reach the identity provider{}: {detail}", if *timeout { " (timed out)" } else { "" })]
+    Unreachable { timeout: bool, detail: String },
+    #[error("the identity provider's answer could not be understood: {0}")]
+    Protocol(String),
+}
+
+impl IdentityError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Self::Refused(p) => classify(p.http_status, &p.error, p.suberror.as_deref(), &p.codes),
+            Self::Unavailable { .. } | Self::Unreachable { .. } => FailureClass::Transient,
+            Self::Protocol(_) => FailureClass::OurBug,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn provider(&self) -> Option<&ProviderError> {
+        match self {
+            Self::Refused(p) => Some(p),
+            Self::Unavailable { provider, .. } => provider.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// What the status shows an admin.
+    pub fn to_last_error(&self, at: OffsetDateTime) -> LastError {
+        let provider = self.provider();
+        let code = match (self, provider) {
+            (_, Some(p)) if !p.codes.is_empty() => p.code(),
+            (Self::Unavailable { status, .. }, _) => format!("HTTP {status}"),
+            (Self::Unreachable { timeout: true, .. }, _) => "timeout".into(),
+            (Self::Unreachable { .. }, _) => "network".into(),
+            (Self::Protocol(_), _) => "protocol".into(),
+            (_, Some(p)) => p.code(),
+            (Self::Refused(_), None) => unreachable!("refused always carries the provider error"),
+        };
+        LastError {
+            class: self.class(),
+            code,
+            message: self.to_string(),
+            trace_id: provider.and_then(|p| p.trace_id.clone()),
+            correlation_id: provider.and_then(|p| p.correlation_id.clone()),
+            at,
+        }
+    }
+}
+
+/// The identity-provider port.
+#[async_trait]
+pub trait IdentityProvider: Send + Sync {
+    /// Redeems an authorization code with its PKCE verifier.
+    async fn redeem_code(
+        &self,
+        app: &AppRegistration,
+        client_secret: &Secret,
+        redirect_uri: &Url,
+        code: &str,
+        pkce_verifier: &Secret,
+        scopes: &[String],
+    ) -> Result<TokenSet, IdentityError>;
+
+    /// Redeems a refresh token for an access token of one resource.
+    async fn refresh(
+        &self,
+        app: &AppRegistration,
+        client_secret: &Secret,
+        refresh_token: &Secret,
+        scopes: &[String],
+    ) -> Result<TokenSet, IdentityError>;
+}

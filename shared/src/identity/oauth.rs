@@ -1,0 +1,323 @@
+//! OAuth 2.0 adapter (the `oauth2` crate over `reqwest`): Entra ID v2.0
+//! endpoints per cloud, or any RFC 6749 server with PKCE (RFC 7636).
+//!
+//! The HTTP client follows no redirects and has timeouts. 429 and 5xx are
+//! turned into transport errors here, with `Retry-After`, before `oauth2`
+//! would try to read them as an OAuth error body.
+
+use super::{IdentityError, IdentityProvider, ProviderError, TokenSet};
+use crate::crypto::random_token;
+use crate::domain::{AppRegistration, Secret};
+use async_trait::async_trait;
+use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, ErrorResponse, ExtraTokenFields, HttpRequest, HttpResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+use url::Url;
+
+/// Microsoft's token error body; every field but `error` is optional so that
+/// any RFC 6749 server's body reads as well.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct ErrorBody {
+    error: String,
+    error_description: Option<String>,
+    #[serde(default)]
+    error_codes: Vec<u32>,
+    suberror: Option<String>,
+    trace_id: Option<String>,
+    correlation_id: Option<String>,
+}
+
+impl ErrorBody {
+    fn into_provider_error(self, http_status: u16) -> ProviderError {
+        ProviderError {
+            http_status,
+            error: self.error,
+            description: self.error_description,
+            codes: self.error_codes,
+            suberror: self.suberror,
+            trace_id: self.trace_id,
+            correlation_id: self.correlation_id,
+        }
+    }
+}
+
+impl fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.error)
+    }
+}
+
+impl ErrorResponse for ErrorBody {}
+
+/// The id_token that comes with the tokens when `openid` was asked.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct IdTokenField {
+    id_token: Option<Secret>,
+}
+
+impl ExtraTokenFields for IdTokenField {}
+
+type TokenBody = StandardTokenResponse<IdTokenField, BasicTokenType>;
+
+type TokenClient = oauth2::Client<
+    ErrorBody,
+    TokenBody,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// What connect-start sends the browser to, and what it must remember.
+pub struct AuthorizeRequest {
+    pub url: Url,
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: Secret,
+}
+
+/// Builds the authorize URL (PKCE S256, short `state`, `nonce`, every
+/// resource's scopes at once). Pure: no I/O.
+pub fn authorize_url(app: &AppRegistration, redirect_uri: &Url) -> AuthorizeRequest {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let state = random_token();
+    let nonce = random_token();
+    let client = oauth2::basic::BasicClient::new(ClientId::new(app.client_id.clone()))
+        .set_auth_uri(AuthUrl::from_url(app.provider.authorize_url()))
+        .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
+    let state_for_request = state.clone();
+    let mut request = client
+        .authorize_url(move || CsrfToken::new(state_for_request))
+        .add_scopes(app.consent_scopes().into_iter().map(Scope::new))
+        .set_pkce_challenge(challenge)
+        .add_extra_param("nonce", nonce.clone());
+    if app.provider.is_microsoft() {
+        request = request
+            .add_extra_param("response_mode", "query")
+            .add_extra_param("prompt", "select_account");
+    }
+    let (url, _) = request.url();
+    AuthorizeRequest {
+        url,
+        state,
+        nonce,
+        pkce_verifier: Secret::new(verifier.into_secret()),
+    }
+}
+
+/// Failures below the OAuth layer.
+#[derive(Debug, thiserror::Error)]
+enum Transport {
+    #[error("{detail}")]
+    Network { timeout: bool, detail: String },
+    #[error("HTTP {status}")]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        provider: Option<ProviderError>,
+    },
+}
+
+/// The adapter: one HTTP client shared by every connection.
+#[derive(Clone, Debug)]
+pub struct OAuthClient {
+    http: reqwest::Client,
+}
+
+impl OAuthClient {
+    /// A client that follows no redirects, with the given request timeout.
+    pub fn new(timeout: Duration) -> Result<Self, IdentityError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("roomtoken/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| IdentityError::Protocol(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { http })
+    }
+
+    fn token_client(app: &AppRegistration, client_secret: &Secret) -> TokenClient {
+        oauth2::Client::new(ClientId::new(app.client_id.clone()))
+            .set_client_secret(ClientSecret::new(client_secret.expose().to_owned()))
+            .set_token_uri(TokenUrl::from_url(app.provider.token_url()))
+            // client_secret_post: what Entra ID documents first, and what
+            // every RFC 6749 server must accept besides Basic.
+            .set_auth_type(AuthType::RequestBody)
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+async fn send(http: reqwest::Client, request: HttpRequest) -> Result<HttpResponse, Transport> {
+    let network = |e: reqwest::Error| Transport::Network {
+        timeout: e.is_timeout(),
+        // Without the URL: it is the token endpoint, and reqwest's chain of
+        // sources says what went wrong.
+        detail: std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| e.without_url().to_string()),
+    };
+    let (parts, body) = request.into_parts();
+    let response = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(network)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.map_err(network)?;
+    if status.as_u16() == 429 || status.is_server_error() {
+        let provider = serde_json::from_slice::<ErrorBody>(&bytes)
+            .ok()
+            .map(|body| body.into_provider_error(status.as_u16()));
+        return Err(Transport::Status {
+            status: status.as_u16(),
+            retry_after: retry_after(&headers),
+            provider,
+        });
+    }
+    let mut builder = http::Response::builder().status(status);
+    if let Some(target) = builder.headers_mut() {
+        *target = headers;
+    }
+    builder.body(bytes.to_vec()).map_err(|e| Transport::Network {
+        timeout: false,
+        detail: e.to_string(),
+    })
+}
+
+fn into_identity_error(error: RequestTokenError<Transport, ErrorBody>) -> IdentityError {
+    match error {
+        // Entra ID answers token errors with 400 or 401; the status matters
+        // only for 429/5xx, which `send` handles.
+        RequestTokenError::ServerResponse(body) => IdentityError::Refused(body.into_provider_error(400)),
+        RequestTokenError::Request(Transport::Status {
+            status,
+            retry_after,
+            provider,
+        }) => IdentityError::Unavailable {
+            status,
+            retry_after,
+            provider,
+        },
+        RequestTokenError::Request(Transport::Network { timeout, detail }) => {
+            IdentityError::Unreachable { timeout, detail }
+        }
+        // The path error names the field, never the body's values.
+        RequestTokenError::Parse(e, _body) => IdentityError::Protocol(e.to_string()),
+        RequestTokenError::Other(message) => IdentityError::Protocol(message),
+    }
+}
+
+fn into_token_set(body: TokenBody) -> TokenSet {
+    TokenSet {
+        access_token: Secret::new(body.access_token().secret().clone()),
+        token_type: "Bearer".into(),
+        // Entra ID always sends expires_in; an hour is the RFC's usual default.
+        expires_in: body.expires_in().unwrap_or(Duration::from_secs(3_600)),
+        scope: body.scopes().map(|scopes| {
+            scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
+        refresh_token: body.refresh_token().map(|rt| Secret::new(rt.secret().clone())),
+        id_token: body.extra_fields().id_token.clone(),
+    }
+}
+
+#[async_trait]
+impl IdentityProvider for OAuthClient {
+    async fn redeem_code(
+        &self,
+        app: &AppRegistration,
+        client_secret: &Secret,
+        redirect_uri: &Url,
+        code: &str,
+        pkce_verifier: &Secret,
+        scopes: &[String],
+    ) -> Result<TokenSet, IdentityError> {
+        let http = self.http.clone();
+        let transport = move |request| send(http.clone(), request);
+        Self::token_client(app, client_secret)
+            .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()))
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_owned()))
+            // RFC 6749 has no scope here; Entra ID takes one resource's scopes.
+            .add_extra_param("scope", scopes.join(" "))
+            .request_async(&transport)
+            .await
+            .map(into_token_set)
+            .map_err(into_identity_error)
+    }
+
+    async fn refresh(
+        &self,
+        app: &AppRegistration,
+        client_secret: &Secret,
+        refresh_token: &Secret,
+        scopes: &[String],
+    ) -> Result<TokenSet, IdentityError> {
+        let http = self.http.clone();
+        let transport = move |request| send(http.clone(), request);
+        let refresh_token = RefreshToken::new(refresh_token.expose().to_owned());
+        Self::token_client(app, client_secret)
+            .exchange_refresh_token(&refresh_token)
+            .add_scopes(scopes.iter().cloned().map(Scope::new))
+            .request_async(&transport)
+            .await
+            .map(into_token_set)
+            .map_err(into_identity_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Cloud, ConnectionId, Provider, Resource};
+
+    #[test]
+    fn authorize_url_carries_pkce_state_nonce_and_every_scope() {
+        let app = AppRegistration::new(
+            ConnectionId::parse("contoso").unwrap(),
+            Provider::microsoft("72f988bf-86f1-41af-91ab-2d7cd011db47", Cloud::Global).unwrap(),
+            "client-id",
+            Resource::presets("ews,graph", Cloud::Global).unwrap(),
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let redirect: Url = "https://broker.example/callback".parse().unwrap();
+        let request = authorize_url(&app, &redirect);
+        let query: std::collections::HashMap<_, _> = request.url.query_pairs().into_owned().collect();
+        assert_eq!(request.url.host_str(), Some("login.microsoftonline.com"));
+        assert_eq!(query["code_challenge_method"], "S256");
+        assert_eq!(query["state"], request.state);
+        assert_eq!(query["nonce"], request.nonce);
+        assert_eq!(query["prompt"], "select_account");
+        assert_eq!(query["redirect_uri"], "https://broker.example/callback");
+        assert!(query["scope"].contains("offline_access"));
+        assert!(query["scope"].contains("EWS.AccessAsUser.All"));
+        assert!(query["scope"].contains("https://graph.microsoft.com/Calendars.ReadWrite"));
+        assert!(!request.url.as_str().contains(request.pkce_verifier.expose()));
+        assert!(request.state.len() <= 32, "state stays short");
+        assert!(request.url.as_str().len() < 1_800, "{}", request.url.as_str().len());
+    }
+}

@@ -1,0 +1,280 @@
+//! The embedded file store: one JSON file per secret under a directory,
+//! mode 0600, written atomically (temp file, fsync, rename), with
+//! compare-and-swap under an exclusive lock on `DIR/.lock` so that
+//! `roomtoken serve` and admin commands can share a directory.
+
+use super::{SecretStore, StoreError, Stored, Version};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    version: String,
+    value: String,
+}
+
+fn unavailable(context: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("{context} {}: {e}", path.display()))
+}
+
+impl FileStore {
+    /// Opens (and creates, mode 0700) the directory.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| unavailable("cannot create", &dir, e))?;
+        Ok(Self { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_of(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let mut path = self.dir.clone();
+        for component in name.split('/') {
+            let safe = !component.is_empty()
+                && component != "."
+                && component != ".."
+                && !component.contains('\\');
+            if !safe {
+                return Err(StoreError::Denied {
+                    name: name.to_owned(),
+                    reason: "not a valid secret name".into(),
+                });
+            }
+            path.push(component);
+        }
+        path.set_extension("json");
+        Ok(path)
+    }
+
+    fn lock(&self) -> Result<File, StoreError> {
+        let path = self.dir.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| unavailable("cannot open", &path, e))?;
+        file.lock().map_err(|e| unavailable("cannot lock", &path, e))?;
+        Ok(file)
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Stored>, StoreError> {
+        let path = self.path_of(name)?;
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable("cannot read", &path, e)),
+        };
+        let envelope: Envelope =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                name: name.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Some(Stored {
+            value: envelope.value,
+            version: Version(envelope.version),
+        }))
+    }
+
+    fn write(&self, name: &str, value: &str, expected: Option<&Version>) -> Result<Version, StoreError> {
+        let path = self.path_of(name)?;
+        let _lock = self.lock()?;
+        let current = self.read(name)?.map(|s| s.version);
+        if current.as_ref() != expected {
+            return Err(StoreError::Conflict(name.to_owned()));
+        }
+        let version = Version(uuid::Uuid::new_v4().to_string());
+        let envelope = Envelope {
+            version: version.0.clone(),
+            value: value.to_owned(),
+        };
+        let bytes = serde_json::to_vec(&envelope).map_err(|e| StoreError::Corrupt {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let parent = path.parent().unwrap_or(&self.dir);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| unavailable("cannot create", parent, e))?;
+        let temp = parent.join(format!(".{}.tmp", version.0));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&temp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            fs::rename(&temp, &path)?;
+            // Make the rename itself durable.
+            File::open(parent)?.sync_all()
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&temp);
+            return Err(unavailable("cannot write", &path, e));
+        }
+        Ok(version)
+    }
+
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.path_of(name)?;
+        let _lock = self.lock()?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable("cannot remove", &path, e)),
+        }
+        // Drop the connection's directory once it is empty; ignore "not empty".
+        if let Some(parent) = path.parent().filter(|p| *p != self.dir) {
+            let _ = fs::remove_dir(parent);
+        }
+        Ok(())
+    }
+
+    fn names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::new();
+        let mut pending = vec![self.dir.clone()];
+        while let Some(dir) = pending.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(unavailable("cannot list", &dir, e)),
+            };
+            for entry in entries {
+                let path = entry.map_err(|e| unavailable("cannot list", &dir, e))?.path();
+                let hidden = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_none_or(|n| n.starts_with('.'));
+                if hidden {
+                    continue;
+                }
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|e| e == "json") {
+                    let relative = path.strip_prefix(&self.dir).unwrap_or(&path).with_extension("");
+                    let name = relative.to_string_lossy().into_owned();
+                    if name.starts_with(prefix) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    job: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("file store task failed: {e}")))?
+}
+
+#[async_trait]
+impl SecretStore for FileStore {
+    async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
+        let (store, name) = (self.clone(), name.to_owned());
+        blocking(move || store.read(&name)).await
+    }
+
+    async fn put(&self, name: &str, value: &str, expected: Option<&Version>) -> Result<Version, StoreError> {
+        let (store, name, value) = (self.clone(), name.to_owned(), value.to_owned());
+        let expected = expected.cloned();
+        blocking(move || store.write(&name, &value, expected.as_ref())).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let (store, name) = (self.clone(), name.to_owned());
+        blocking(move || store.remove(&name)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let (store, prefix) = (self.clone(), prefix.to_owned());
+        blocking(move || store.names(&prefix)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn compare_and_swap_and_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().join("store")).unwrap();
+        let name = "connections/contoso/grant";
+        assert!(store.get(name).await.unwrap().is_none());
+        let v1 = store.put(name, "one", None).await.unwrap();
+        assert!(matches!(store.put(name, "again", None).await, Err(StoreError::Conflict(_))));
+        let v2 = store.put(name, "two", Some(&v1)).await.unwrap();
+        assert!(matches!(store.put(name, "stale", Some(&v1)).await, Err(StoreError::Conflict(_))));
+        let current = store.get(name).await.unwrap().unwrap();
+        assert_eq!((current.value.as_str(), current.version), ("two", v2));
+        let path = dir.path().join("store/connections/contoso/grant.json");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(store.list("connections/").await.unwrap(), vec![name.to_owned()]);
+        store.delete(name).await.unwrap();
+        store.delete(name).await.unwrap();
+        assert!(store.get(name).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn names_cannot_leave_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        for bad in ["../escape", "connections/../../x", "a//b", ""] {
+            assert!(matches!(store.put(bad, "x", None).await, Err(StoreError::Denied { .. })), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_never_lose_an_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = super::super::Repository::new(std::sync::Arc::new(FileStore::open(dir.path()).unwrap()));
+        let id = crate::domain::ConnectionId::parse("counter").unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (repo, id) = (repo.clone(), id.clone());
+                tokio::spawn(async move {
+                    repo.update::<u32, _>(&id, super::super::Part::Status, |n| Some(n.unwrap_or(0) + 1))
+                        .await
+                })
+            })
+            .collect();
+        let mut succeeded = 0;
+        for task in tasks {
+            if task.await.unwrap().is_ok() {
+                succeeded += 1;
+            }
+        }
+        let total = repo
+            .get::<u32>(&id, super::super::Part::Status)
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert_eq!(total, succeeded, "every successful update is counted exactly once");
+    }
+}

@@ -1,0 +1,101 @@
+//! The secret-store port, its two adapters, and a typed repository on top.
+//!
+//! Every write is compare-and-swap: the caller names the version it read
+//! (or `None` for "must not exist yet") and loses with [`StoreError::Conflict`]
+//! when someone else wrote first.
+
+mod file;
+mod repository;
+mod secrets_manager;
+
+pub use file::FileStore;
+pub use repository::{Part, Repository, SecretName, Versioned};
+pub use secrets_manager::SecretsManagerStore;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Opaque version of a stored value, as returned by a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version(pub String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("'{0}' was changed by someone else meanwhile")]
+    Conflict(String),
+    #[error("the secret store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("'{name}' holds data this version cannot read: {reason}")]
+    Corrupt { name: String, reason: String },
+    #[error("the secret store refused '{name}': {reason}")]
+    Denied { name: String, reason: String },
+}
+
+/// A stored value and its version.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub value: String,
+    pub version: Version,
+}
+
+/// The store port: named string values with versions.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The current value, or `None` when the name does not exist.
+    async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError>;
+    /// Writes `value` if the current version is still `expected`
+    /// (`None`: the name must not exist yet). Returns the new version.
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError>;
+    /// Removes a name; removing what does not exist is not an error.
+    async fn delete(&self, name: &str) -> Result<(), StoreError>;
+    /// Every name that starts with `prefix`.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// Which store to use: `file:DIR` or `aws`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreSpec {
+    File(std::path::PathBuf),
+    Aws,
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "aws" => Ok(Self::Aws),
+            _ => match text.strip_prefix("file:") {
+                Some(dir) if !dir.is_empty() => Ok(Self::File(dir.into())),
+                _ => Err(format!(
+                    "store '{text}' is not understood: use file:DIR (for example file:./.roomtoken) or aws"
+                )),
+            },
+        }
+    }
+}
+
+impl StoreSpec {
+    /// Opens the store; for `aws`, with the SDK's usual configuration
+    /// (region, credentials, `AWS_ENDPOINT_URL`) and the given name prefix.
+    pub async fn open(
+        &self,
+        secret_prefix: &str,
+        kms_key_id: Option<String>,
+    ) -> Result<Arc<dyn SecretStore>, StoreError> {
+        match self {
+            Self::File(dir) => Ok(Arc::new(FileStore::open(dir)?)),
+            Self::Aws => {
+                let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let client = aws_sdk_secretsmanager::Client::new(&config);
+                Ok(Arc::new(
+                    SecretsManagerStore::new(client, secret_prefix).with_kms_key(kms_key_id),
+                ))
+            }
+        }
+    }
+}
