@@ -1,1 +1,19 @@
-fn main() {}
+//! `roomtoken`: run the broker locally, try it with a simulated Microsoft
+//! sign-in, and administer connections, device keys and consent links.
+
+use clap::Parser;
+use roomtoken_cli::{Cli, init_logging, run};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let stdin = std::io::stdin();
+    match run(cli, &mut stdin.lock(), &mut std::io::stdout()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

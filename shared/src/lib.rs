@@ -14,6 +14,7 @@ pub mod domain;
 pub mod flows;
 pub mod http;
 pub mod identity;
+pub mod runtime;
 pub mod store;
 
 pub use broker::Broker;

@@ -1,1 +1,11 @@
-fn main() {}
+//! connect-start: a customer admin opens a signed consent link and is redirected
+//! to the sign-in page, with PKCE, `state` and nonce sealed in a cookie.
+
+use lambda_http::{Error, run};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let broker = roomtoken::runtime::broker_from_env().await?;
+    run(roomtoken::http::connect_start_routes(broker)).await
+}

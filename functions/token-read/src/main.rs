@@ -1,1 +1,11 @@
-fn main() {}
+//! token-read: displays fetch the current access token (EWS or Graph), or the
+//! connection's status, with their own revocable device key.
+
+use lambda_http::{Error, run};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let broker = roomtoken::runtime::broker_from_env().await?;
+    run(roomtoken::http::token_read_routes(broker)).await
+}

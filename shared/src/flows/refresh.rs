@@ -250,3 +250,60 @@ async fn record_status(
         .await?;
     Ok(())
 }
+
+/// What the scheduler sends the refresh function. EventBridge Scheduler
+/// passes its `Input` verbatim, so every field is optional and `{}` runs a
+/// normal pass.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// Only this connection.
+    pub connection: Option<ConnectionId>,
+    pub force: bool,
+}
+
+/// Counts per outcome, for the function's answer and its metrics.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PassSummary {
+    pub connections: usize,
+    pub refreshed: usize,
+    pub not_due: usize,
+    pub pending_consent: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub lost_race: usize,
+    pub store_failed: usize,
+}
+
+impl PassReport {
+    pub fn summary(&self) -> PassSummary {
+        let mut summary = PassSummary {
+            connections: self.outcomes.len(),
+            ..PassSummary::default()
+        };
+        for (_, outcome) in &self.outcomes {
+            let slot = match outcome {
+                Outcome::Refreshed { .. } => &mut summary.refreshed,
+                Outcome::NotDue => &mut summary.not_due,
+                Outcome::PendingConsent => &mut summary.pending_consent,
+                Outcome::Skipped(_) => &mut summary.skipped,
+                Outcome::Failed(_) => &mut summary.failed,
+                Outcome::LostRace => &mut summary.lost_race,
+                Outcome::StoreFailed(_) => &mut summary.store_failed,
+            };
+            *slot += 1;
+        }
+        summary
+    }
+}
+
+/// The scheduled entry point: one pass as the request asks.
+pub async fn scheduled_pass(broker: &Broker, request: RefreshRequest) -> Result<PassSummary, StoreError> {
+    let options = PassOptions {
+        only: request.connection,
+        force: request.force,
+    };
+    let summary = refresh_pass(broker, &options, OffsetDateTime::now_utc()).await?.summary();
+    tracing::info!(summary = ?summary, "refresh pass done");
+    Ok(summary)
+}

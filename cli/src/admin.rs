@@ -1,0 +1,368 @@
+//! The operator's commands. Each prints what a script needs on stdout and
+//! nothing secret but the device key, once, at creation.
+
+use crate::{Cli, Command, connection_id, open_broker};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use roomtoken::Broker;
+use roomtoken::domain::duration::parse_duration;
+use roomtoken::domain::{AppRegistration, Cloud, Provider, Resource, Secret};
+use roomtoken::flows::admin::{self, ConnectionUpdate, NewConnection};
+use roomtoken::flows::read::{StatusView, load_status_view};
+use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use time::OffsetDateTime;
+use url::Url;
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectionCommand {
+    /// Register a customer's app: Entra ID (--tenant) or any OAuth 2.0 server (--authorize-url, --token-url).
+    Add(ConnectionArgs),
+    /// Fix an app registration (new secret, client id, resources), or forget the pinned account.
+    Update(UpdateArgs),
+    List,
+    Show { id: String },
+    /// Remove a connection and every secret it has.
+    Remove { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectionArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub app: AppArgs,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct AppArgs {
+    /// Entra ID tenant: its id (GUID) or primary domain.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Read the client secret from standard input.
+    #[arg(long)]
+    pub client_secret_stdin: bool,
+    /// Read the client secret from a file.
+    #[arg(long, conflicts_with = "client_secret_stdin")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Microsoft cloud: global, usgov or china.
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// Token audiences: ews, graph, or both (ews,graph); the first is the default.
+    #[arg(long, conflicts_with = "scopes")]
+    pub resources: Option<String>,
+    /// Delegated scopes of one resource, space separated, instead of presets.
+    #[arg(long)]
+    pub scopes: Option<String>,
+    /// Authorize endpoint of a non-Microsoft OAuth 2.0 server.
+    #[arg(long, requires = "token_url", conflicts_with_all = ["tenant", "cloud"])]
+    pub authorize_url: Option<Url>,
+    #[arg(long, requires = "authorize_url")]
+    pub token_url: Option<Url>,
+    /// Sign-in origin replacing the cloud's (the demo and tests use a simulator).
+    #[arg(long, hide = true)]
+    pub authority: Option<Url>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Forget the pinned account and its tokens; the next consent may be any account.
+    #[arg(long)]
+    pub reset_account: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create a device key and print it (shown once).
+    Create {
+        id: String,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    List { id: String },
+    Revoke { id: String, key_id: String },
+}
+
+fn read_secret(args: &AppArgs, stdin: &mut dyn BufRead) -> anyhow::Result<Option<Secret>> {
+    let text = if args.client_secret_stdin {
+        let mut text = String::new();
+        stdin.read_to_string(&mut text).context("cannot read the client secret from stdin")?;
+        text
+    } else if let Some(path) = &args.client_secret_file {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+    } else {
+        return Ok(None);
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        bail!("the client secret is empty");
+    }
+    Ok(Some(Secret::new(text)))
+}
+
+fn cloud(args: &AppArgs) -> anyhow::Result<Cloud> {
+    match &args.cloud {
+        None => Ok(Cloud::Global),
+        Some(name) => Cloud::parse(name).with_context(|| format!("unknown cloud '{name}': use global, usgov or china")),
+    }
+}
+
+fn provider(args: &AppArgs) -> anyhow::Result<Option<Provider>> {
+    if let (Some(authorize), Some(token)) = (&args.authorize_url, &args.token_url) {
+        return Ok(Some(Provider::oauth2(authorize.clone(), token.clone())?));
+    }
+    let Some(tenant) = &args.tenant else {
+        return Ok(None);
+    };
+    let mut provider = Provider::microsoft(tenant, cloud(args)?)?;
+    if let Provider::Microsoft { authority, .. } = &mut provider {
+        authority.clone_from(&args.authority);
+    }
+    Ok(Some(provider))
+}
+
+fn resources(args: &AppArgs, cloud: Cloud, is_microsoft: bool) -> anyhow::Result<Option<Vec<Resource>>> {
+    Ok(match (&args.scopes, &args.resources) {
+        (Some(scopes), _) => Some(vec![Resource::custom(scopes)?]),
+        (None, Some(names)) => Some(Resource::presets(names, cloud)?),
+        (None, None) if is_microsoft => None,
+        (None, None) => None,
+    })
+}
+
+pub async fn run(cli: &Cli, stdin: &mut dyn BufRead, out: &mut dyn Write) -> anyhow::Result<()> {
+    let broker = open_broker(cli).await?;
+    let now = OffsetDateTime::now_utc();
+    match &cli.command {
+        Command::Connection(command) => connection(&broker, command, stdin, out, now).await,
+        Command::Link { id, ttl } => {
+            let ttl = parse_duration(ttl)?;
+            let link = admin::consent_link(&broker, &connection_id(id)?, now + ttl).await?;
+            writeln!(out, "{link}")?;
+            Ok(())
+        }
+        Command::Key(command) => key(&broker, command, out, now).await,
+        Command::Status { id, json } => status(&broker, id.as_deref(), *json, out, now).await,
+        Command::Refresh { id, force } => refresh(&broker, id.as_deref(), *force, out, now).await,
+        Command::Serve(_) | Command::Demo(_) => unreachable!("dispatched in run"),
+    }
+}
+
+async fn connection(
+    broker: &Broker,
+    command: &ConnectionCommand,
+    stdin: &mut dyn BufRead,
+    out: &mut dyn Write,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    match command {
+        ConnectionCommand::Add(args) => {
+            let id = connection_id(&args.id)?;
+            let app = &args.app;
+            let provider = provider(app)?
+                .context("give --tenant (Entra ID) or --authorize-url and --token-url (any OAuth 2.0 server)")?;
+            let client_id = app.client_id.clone().context("give --client-id")?;
+            let client_secret = read_secret(app, stdin)?
+                .context("give the client secret on stdin with --client-secret-stdin (never as an argument)")?;
+            let resources = match resources(app, provider.cloud(), provider.is_microsoft())? {
+                Some(resources) => resources,
+                None if provider.is_microsoft() => Resource::presets("ews,graph", provider.cloud())?,
+                None => bail!("give --scopes for a non-Microsoft server"),
+            };
+            let app = admin::add_connection(
+                broker,
+                NewConnection { id, provider, client_id, resources, client_secret },
+                now,
+            )
+            .await?;
+            writeln!(out, "added connection {}", app.id)?;
+            if let Ok(redirect) = broker.redirect_uri() {
+                writeln!(out, "redirect URI to register in the app: {redirect}")?;
+            }
+            writeln!(out, "next: roomtoken link {}  (send the link to the booking account)", app.id)?;
+            Ok(())
+        }
+        ConnectionCommand::Update(args) => {
+            let id = connection_id(&args.id)?;
+            let current = admin::get_connection(broker, &id).await?;
+            let provider = provider(&args.app)?;
+            let effective = provider.clone().unwrap_or_else(|| current.provider.clone());
+            let update = ConnectionUpdate {
+                resources: resources(&args.app, effective.cloud(), effective.is_microsoft())?,
+                provider,
+                client_id: args.app.client_id.clone(),
+                client_secret: read_secret(&args.app, stdin)?,
+                reset_account: args.reset_account,
+            };
+            let app = admin::update_connection(broker, &id, update).await?;
+            writeln!(out, "updated connection {}", app.id)?;
+            Ok(())
+        }
+        ConnectionCommand::List => {
+            for app in admin::list_connections(broker).await? {
+                writeln!(out, "{}\t{}\t{}", app.id, provider_label(&app), resource_names(&app))?;
+            }
+            Ok(())
+        }
+        ConnectionCommand::Show { id } => {
+            let app = admin::get_connection(broker, &connection_id(id)?).await?;
+            writeln!(out, "id:          {}", app.id)?;
+            writeln!(out, "provider:    {}", provider_label(&app))?;
+            writeln!(out, "client id:   {}", app.client_id)?;
+            writeln!(out, "authorize:   {}", app.provider.authorize_url())?;
+            writeln!(out, "token:       {}", app.provider.token_url())?;
+            for resource in &app.resources {
+                writeln!(out, "resource:    {} ({})", resource.name, resource.scopes.join(" "))?;
+            }
+            writeln!(out, "client secret: stored (never shown)")?;
+            Ok(())
+        }
+        ConnectionCommand::Remove { id } => {
+            let id = connection_id(id)?;
+            admin::remove_connection(broker, &id).await?;
+            writeln!(out, "removed connection {id}")?;
+            Ok(())
+        }
+    }
+}
+
+fn provider_label(app: &AppRegistration) -> String {
+    match &app.provider {
+        Provider::Microsoft { tenant, cloud, .. } => format!("entra-id:{cloud:?}:{tenant}").to_lowercase(),
+        Provider::OAuth2 { token_url, .. } => format!("oauth2:{}", token_url.host_str().unwrap_or("?")),
+    }
+}
+
+fn resource_names(app: &AppRegistration) -> String {
+    app.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(",")
+}
+
+async fn key(broker: &Broker, command: &KeyCommand, out: &mut dyn Write, now: OffsetDateTime) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Create { id, label } => {
+            let key = admin::create_key(broker, &connection_id(id)?, label.clone(), now).await?;
+            // Only the key on stdout, so that scripts can capture it.
+            writeln!(out, "{}", key.key.expose())?;
+            eprintln!("device key {} created; it is shown only this once", key.id);
+            Ok(())
+        }
+        KeyCommand::List { id } => {
+            for record in admin::list_keys(broker, &connection_id(id)?).await? {
+                let state = match record.revoked_at {
+                    Some(at) => format!("revoked {}", rfc3339(at)),
+                    None => "active".into(),
+                };
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{state}",
+                    record.id,
+                    record.label.as_deref().unwrap_or("-"),
+                    rfc3339(record.created_at)
+                )?;
+            }
+            Ok(())
+        }
+        KeyCommand::Revoke { id, key_id } => {
+            admin::revoke_key(broker, &connection_id(id)?, key_id, now).await?;
+            writeln!(out, "revoked device key {key_id}")?;
+            Ok(())
+        }
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+async fn status(
+    broker: &Broker,
+    id: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+    _now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let ids = match id {
+        Some(id) => {
+            let id = connection_id(id)?;
+            admin::get_connection(broker, &id).await?;
+            vec![id]
+        }
+        None => broker.repo.connection_ids().await?,
+    };
+    let mut views: Vec<StatusView> = Vec::new();
+    for id in &ids {
+        views.push(load_status_view(broker, id).await?);
+    }
+    if json {
+        let value = if id.is_some() {
+            serde_json::to_value(&views[0])?
+        } else {
+            serde_json::to_value(&views)?
+        };
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    writeln!(out, "{:<20} {:<19} {:<28} {:<26} {:<21} LAST ERROR", "CONNECTION", "STATE", "ACCOUNT", "EXPIRES", "LAST REFRESH")?;
+    for view in &views {
+        let expires = view
+            .expires_at
+            .iter()
+            .map(|(resource, at)| format!("{resource} {}", &at[..at.len().min(16)]))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let last_error = view
+            .last_error
+            .as_ref()
+            .map(|e| format!("{} {}", e.class.as_str(), e.code))
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "{:<20} {:<19} {:<28} {:<26} {:<21} {last_error}",
+            view.connection.as_str(),
+            view.state.as_str(),
+            view.account.as_deref().unwrap_or("-"),
+            if expires.is_empty() { "-".into() } else { expires },
+            view.last_refresh_at.map(|t| rfc3339(t)[..16].to_owned()).unwrap_or_else(|| "-".into()),
+        )?;
+    }
+    Ok(())
+}
+
+async fn refresh(
+    broker: &Broker,
+    id: Option<&str>,
+    force: bool,
+    out: &mut dyn Write,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let options = PassOptions { only: id.map(connection_id).transpose()?, force };
+    let report = refresh_pass(broker, &options, now).await?;
+    let mut failed = 0;
+    for (id, outcome) in &report.outcomes {
+        let text = match outcome {
+            Outcome::Refreshed { resources } => format!("refreshed ({})", resources.join(", ")),
+            Outcome::NotDue => "not due".into(),
+            Outcome::PendingConsent => "waiting for consent".into(),
+            Outcome::Skipped(state) => format!("skipped: {} (use --force to try anyway)", state.as_str()),
+            Outcome::Failed(error) => {
+                failed += 1;
+                format!("failed: {} {}: {}", error.class.as_str(), error.code, error.message)
+            }
+            Outcome::LostRace => "refreshed by another process meanwhile".into(),
+            Outcome::StoreFailed(message) => {
+                failed += 1;
+                format!("store failed: {message}")
+            }
+        };
+        writeln!(out, "{id}\t{text}")?;
+    }
+    if failed > 0 {
+        bail!("{failed} connection(s) could not be refreshed");
+    }
+    Ok(())
+}
