@@ -18,13 +18,17 @@ use url::Url;
 #[derive(Subcommand, Debug)]
 pub enum ConnectionCommand {
     /// Register a customer's app: Entra ID (--tenant) or any OAuth 2.0 server (--authorize-url, --token-url).
-    Add(ConnectionArgs),
+    Add(Box<ConnectionArgs>),
     /// Fix an app registration (new secret, client id, resources), or forget the pinned account.
-    Update(UpdateArgs),
+    Update(Box<UpdateArgs>),
     List,
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Remove a connection and every secret it has.
-    Remove { id: String },
+    Remove {
+        id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -84,14 +88,21 @@ pub enum KeyCommand {
         #[arg(long)]
         label: Option<String>,
     },
-    List { id: String },
-    Revoke { id: String, key_id: String },
+    List {
+        id: String,
+    },
+    Revoke {
+        id: String,
+        key_id: String,
+    },
 }
 
 fn read_secret(args: &AppArgs, stdin: &mut dyn BufRead) -> anyhow::Result<Option<Secret>> {
     let text = if args.client_secret_stdin {
         let mut text = String::new();
-        stdin.read_to_string(&mut text).context("cannot read the client secret from stdin")?;
+        stdin
+            .read_to_string(&mut text)
+            .context("cannot read the client secret from stdin")?;
         text
     } else if let Some(path) = &args.client_secret_file {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
@@ -108,7 +119,8 @@ fn read_secret(args: &AppArgs, stdin: &mut dyn BufRead) -> anyhow::Result<Option
 fn cloud(args: &AppArgs) -> anyhow::Result<Cloud> {
     match &args.cloud {
         None => Ok(Cloud::Global),
-        Some(name) => Cloud::parse(name).with_context(|| format!("unknown cloud '{name}': use global, usgov or china")),
+        Some(name) => Cloud::parse(name)
+            .with_context(|| format!("unknown cloud '{name}': use global, usgov or china")),
     }
 }
 
@@ -126,7 +138,11 @@ fn provider(args: &AppArgs) -> anyhow::Result<Option<Provider>> {
     Ok(Some(provider))
 }
 
-fn resources(args: &AppArgs, cloud: Cloud, is_microsoft: bool) -> anyhow::Result<Option<Vec<Resource>>> {
+fn resources(
+    args: &AppArgs,
+    cloud: Cloud,
+    is_microsoft: bool,
+) -> anyhow::Result<Option<Vec<Resource>>> {
     Ok(match (&args.scopes, &args.resources) {
         (Some(scopes), _) => Some(vec![Resource::custom(scopes)?]),
         (None, Some(names)) => Some(Resource::presets(names, cloud)?),
@@ -167,16 +183,25 @@ async fn connection(
             let provider = provider(app)?
                 .context("give --tenant (Entra ID) or --authorize-url and --token-url (any OAuth 2.0 server)")?;
             let client_id = app.client_id.clone().context("give --client-id")?;
-            let client_secret = read_secret(app, stdin)?
-                .context("give the client secret on stdin with --client-secret-stdin (never as an argument)")?;
+            let client_secret = read_secret(app, stdin)?.context(
+                "give the client secret on stdin with --client-secret-stdin (never as an argument)",
+            )?;
             let resources = match resources(app, provider.cloud(), provider.is_microsoft())? {
                 Some(resources) => resources,
-                None if provider.is_microsoft() => Resource::presets("ews,graph", provider.cloud())?,
+                None if provider.is_microsoft() => {
+                    Resource::presets("ews,graph", provider.cloud())?
+                }
                 None => bail!("give --scopes for a non-Microsoft server"),
             };
             let app = admin::add_connection(
                 broker,
-                NewConnection { id, provider, client_id, resources, client_secret },
+                NewConnection {
+                    id,
+                    provider,
+                    client_id,
+                    resources,
+                    client_secret,
+                },
                 now,
             )
             .await?;
@@ -184,7 +209,11 @@ async fn connection(
             if let Ok(redirect) = broker.redirect_uri() {
                 writeln!(out, "redirect URI to register in the app: {redirect}")?;
             }
-            writeln!(out, "next: roomtoken link {}  (send the link to the booking account)", app.id)?;
+            writeln!(
+                out,
+                "next: roomtoken link {}  (send the link to the booking account)",
+                app.id
+            )?;
             Ok(())
         }
         ConnectionCommand::Update(args) => {
@@ -205,7 +234,13 @@ async fn connection(
         }
         ConnectionCommand::List => {
             for app in admin::list_connections(broker).await? {
-                writeln!(out, "{}\t{}\t{}", app.id, provider_label(&app), resource_names(&app))?;
+                writeln!(
+                    out,
+                    "{}\t{}\t{}",
+                    app.id,
+                    provider_label(&app),
+                    resource_names(&app)
+                )?;
             }
             Ok(())
         }
@@ -217,7 +252,12 @@ async fn connection(
             writeln!(out, "authorize:   {}", app.provider.authorize_url())?;
             writeln!(out, "token:       {}", app.provider.token_url())?;
             for resource in &app.resources {
-                writeln!(out, "resource:    {} ({})", resource.name, resource.scopes.join(" "))?;
+                writeln!(
+                    out,
+                    "resource:    {} ({})",
+                    resource.name,
+                    resource.scopes.join(" ")
+                )?;
             }
             writeln!(out, "client secret: stored (never shown)")?;
             Ok(())
@@ -233,16 +273,29 @@ async fn connection(
 
 fn provider_label(app: &AppRegistration) -> String {
     match &app.provider {
-        Provider::Microsoft { tenant, cloud, .. } => format!("entra-id:{cloud:?}:{tenant}").to_lowercase(),
-        Provider::OAuth2 { token_url, .. } => format!("oauth2:{}", token_url.host_str().unwrap_or("?")),
+        Provider::Microsoft { tenant, cloud, .. } => {
+            format!("entra-id:{cloud:?}:{tenant}").to_lowercase()
+        }
+        Provider::OAuth2 { token_url, .. } => {
+            format!("oauth2:{}", token_url.host_str().unwrap_or("?"))
+        }
     }
 }
 
 fn resource_names(app: &AppRegistration) -> String {
-    app.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(",")
+    app.resources
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-async fn key(broker: &Broker, command: &KeyCommand, out: &mut dyn Write, now: OffsetDateTime) -> anyhow::Result<()> {
+async fn key(
+    broker: &Broker,
+    command: &KeyCommand,
+    out: &mut dyn Write,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
     match command {
         KeyCommand::Create { id, label } => {
             let key = admin::create_key(broker, &connection_id(id)?, label.clone(), now).await?;
@@ -276,7 +329,8 @@ async fn key(broker: &Broker, command: &KeyCommand, out: &mut dyn Write, now: Of
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 async fn status(
@@ -307,7 +361,11 @@ async fn status(
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
-    writeln!(out, "{:<20} {:<19} {:<28} {:<26} {:<21} LAST ERROR", "CONNECTION", "STATE", "ACCOUNT", "EXPIRES", "LAST REFRESH")?;
+    writeln!(
+        out,
+        "{:<20} {:<19} {:<28} {:<26} {:<21} LAST ERROR",
+        "CONNECTION", "STATE", "ACCOUNT", "EXPIRES", "LAST REFRESH"
+    )?;
     for view in &views {
         let expires = view
             .expires_at
@@ -326,8 +384,14 @@ async fn status(
             view.connection.as_str(),
             view.state.as_str(),
             view.account.as_deref().unwrap_or("-"),
-            if expires.is_empty() { "-".into() } else { expires },
-            view.last_refresh_at.map(|t| rfc3339(t)[..16].to_owned()).unwrap_or_else(|| "-".into()),
+            if expires.is_empty() {
+                "-".into()
+            } else {
+                expires
+            },
+            view.last_refresh_at
+                .map(|t| rfc3339(t)[..16].to_owned())
+                .unwrap_or_else(|| "-".into()),
         )?;
     }
     Ok(())
@@ -340,7 +404,10 @@ async fn refresh(
     out: &mut dyn Write,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let options = PassOptions { only: id.map(connection_id).transpose()?, force };
+    let options = PassOptions {
+        only: id.map(connection_id).transpose()?,
+        force,
+    };
     let report = refresh_pass(broker, &options, now).await?;
     let mut failed = 0;
     for (id, outcome) in &report.outcomes {
@@ -348,10 +415,17 @@ async fn refresh(
             Outcome::Refreshed { resources } => format!("refreshed ({})", resources.join(", ")),
             Outcome::NotDue => "not due".into(),
             Outcome::PendingConsent => "waiting for consent".into(),
-            Outcome::Skipped(state) => format!("skipped: {} (use --force to try anyway)", state.as_str()),
+            Outcome::Skipped(state) => {
+                format!("skipped: {} (use --force to try anyway)", state.as_str())
+            }
             Outcome::Failed(error) => {
                 failed += 1;
-                format!("failed: {} {}: {}", error.class.as_str(), error.code, error.message)
+                format!(
+                    "failed: {} {}: {}",
+                    error.class.as_str(),
+                    error.code,
+                    error.message
+                )
             }
             Outcome::LostRace => "refreshed by another process meanwhile".into(),
             Outcome::StoreFailed(message) => {

@@ -1,8 +1,8 @@
 //! `roomtoken demo`: the whole flow on one machine, with a simulated
 //! Microsoft sign-in instead of a tenant, and a throw-away file store.
 
-use crate::serve::{ServeOptions, serve_on};
 use crate::DemoArgs;
+use crate::serve::{ServeOptions, serve_on};
 use anyhow::Context;
 use roomtoken::domain::{Cloud, ConnectionId, Provider, Resource, Secret};
 use roomtoken::flows::admin::{self, NewConnection};
@@ -24,7 +24,9 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (try --addr 127.0.0.1:0)", args.addr))?;
     let public_url: url::Url = format!("http://{}", listener.local_addr()?).parse()?;
-    let identity = FakeIdentity::start().await.context("cannot start the simulated sign-in")?;
+    let identity = FakeIdentity::start()
+        .await
+        .context("cannot start the simulated sign-in")?;
     let client_secret = roomtoken::crypto::generate_signing_key();
     identity.register_app(FakeApp {
         tenant: TENANT.into(),
@@ -44,10 +46,15 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     config.public_url = Some(public_url.clone());
     let broker = Arc::new(Broker::from_config(config).await?);
     let id = ConnectionId::parse("demo")?;
-    let Provider::Microsoft { tenant, cloud, .. } = Provider::microsoft(TENANT, Cloud::Global)? else {
+    let Provider::Microsoft { tenant, cloud, .. } = Provider::microsoft(TENANT, Cloud::Global)?
+    else {
         unreachable!("a Microsoft provider")
     };
-    let provider = Provider::Microsoft { tenant, cloud, authority: Some(identity.base_url()) };
+    let provider = Provider::Microsoft {
+        tenant,
+        cloud,
+        authority: Some(identity.base_url()),
+    };
     let now = OffsetDateTime::now_utc();
     admin::add_connection(
         &broker,
@@ -77,7 +84,14 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         key = key.key.expose(),
     )?;
     out.flush()?;
-    let result = serve_on(listener, broker, ServeOptions { refresh_every: Some(Duration::from_secs(300)) }).await;
+    let result = serve_on(
+        listener,
+        broker,
+        ServeOptions {
+            refresh_every: Some(Duration::from_secs(300)),
+        },
+    )
+    .await;
     drop(store_dir);
     result
 }

@@ -17,7 +17,11 @@ use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 
 #[derive(Parser, Debug)]
-#[command(name = "roomtoken", version, about = "Keeps Microsoft 365 access tokens fresh for meeting-room displays")]
+#[command(
+    name = "roomtoken",
+    version,
+    about = "Keeps Microsoft 365 access tokens fresh for meeting-room displays"
+)]
 pub struct Cli {
     /// Where secrets live: file:DIR (embedded, default file:./.roomtoken) or aws (Secrets Manager).
     #[arg(long, global = true, env = "ROOMTOKEN_STORE")]

@@ -19,17 +19,30 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     let refresh_every = parse_duration(&args.refresh_every)?;
     let broker = Arc::new(open_broker(cli).await?);
     if broker.config.public_url.is_none() {
-        tracing::warn!("ROOMTOKEN_PUBLIC_URL is not set: consent links and the callback will not work");
+        tracing::warn!(
+            "ROOMTOKEN_PUBLIC_URL is not set: consent links and the callback will not work"
+        );
     }
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     tracing::info!(addr = %args.addr, store = ?broker.config.store, "roomtoken serving");
-    serve_on(listener, broker, ServeOptions { refresh_every: Some(refresh_every) }).await
+    serve_on(
+        listener,
+        broker,
+        ServeOptions {
+            refresh_every: Some(refresh_every),
+        },
+    )
+    .await
 }
 
 /// Serves every route on `listener` until the process is stopped.
-pub async fn serve_on(listener: TcpListener, broker: Arc<Broker>, options: ServeOptions) -> anyhow::Result<()> {
+pub async fn serve_on(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    options: ServeOptions,
+) -> anyhow::Result<()> {
     if let Some(every) = options.refresh_every {
         tokio::spawn(refresh_timer(broker.clone(), every));
     }

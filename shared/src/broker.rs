@@ -24,12 +24,18 @@ pub enum BrokerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
-    #[error("ROOMTOKEN_PUBLIC_URL is not set: it is needed to build consent links and the redirect URI")]
+    #[error(
+        "ROOMTOKEN_PUBLIC_URL is not set: it is needed to build consent links and the redirect URI"
+    )]
     NoPublicUrl,
 }
 
 impl Broker {
-    pub fn new(store: Arc<dyn SecretStore>, identity: Arc<dyn IdentityProvider>, config: Config) -> Self {
+    pub fn new(
+        store: Arc<dyn SecretStore>,
+        identity: Arc<dyn IdentityProvider>,
+        config: Config,
+    ) -> Self {
         Self {
             repo: Repository::new(store),
             identity,
@@ -40,7 +46,10 @@ impl Broker {
 
     /// Opens the configured store and the real identity client.
     pub async fn from_config(config: Config) -> Result<Self, BrokerError> {
-        let store = config.store.open(&config.secret_prefix, config.kms_key_id.clone()).await?;
+        let store = config
+            .store
+            .open(&config.secret_prefix, config.kms_key_id.clone())
+            .await?;
         let identity = Arc::new(OAuthClient::new(config.http_timeout)?);
         Ok(Self::new(store, identity, config))
     }
@@ -60,18 +69,19 @@ impl Broker {
                     Err(StoreError::Conflict(_)) => {}
                     Err(e) => return Err(e),
                 }
-                let stored = self
-                    .repo
-                    .load::<Secret>(&name)
-                    .await?
-                    .ok_or_else(|| StoreError::Unavailable("the signing key vanished after it was written".into()))?;
+                let stored = self.repo.load::<Secret>(&name).await?.ok_or_else(|| {
+                    StoreError::Unavailable("the signing key vanished after it was written".into())
+                })?;
                 Ok(Keys::from_signing_key(&stored.value))
             })
             .await
     }
 
     pub fn public_url(&self) -> Result<&Url, BrokerError> {
-        self.config.public_url.as_ref().ok_or(BrokerError::NoPublicUrl)
+        self.config
+            .public_url
+            .as_ref()
+            .ok_or(BrokerError::NoPublicUrl)
     }
 
     /// `{public_url}/callback`: the redirect URI to register in the app.
@@ -80,7 +90,11 @@ impl Broker {
     }
 
     /// The signed consent link of a connection, valid until `expires_at`.
-    pub async fn consent_link(&self, id: &ConnectionId, expires_at: OffsetDateTime) -> Result<Url, BrokerError> {
+    pub async fn consent_link(
+        &self,
+        id: &ConnectionId,
+        expires_at: OffsetDateTime,
+    ) -> Result<Url, BrokerError> {
         let mut url = join(self.public_url()?, &format!("connect/{id}"));
         let invite = self.keys().await?.sign_invite(id, expires_at);
         url.query_pairs_mut().append_pair("invite", &invite);
@@ -104,8 +118,14 @@ mod tests {
     #[test]
     fn join_handles_bases_with_and_without_paths() {
         let base: Url = "https://x.example/stage/".parse().unwrap();
-        assert_eq!(join(&base, "callback").as_str(), "https://x.example/stage/callback");
+        assert_eq!(
+            join(&base, "callback").as_str(),
+            "https://x.example/stage/callback"
+        );
         let root: Url = "http://127.0.0.1:8080".parse().unwrap();
-        assert_eq!(join(&root, "connect/a").as_str(), "http://127.0.0.1:8080/connect/a");
+        assert_eq!(
+            join(&root, "connect/a").as_str(),
+            "http://127.0.0.1:8080/connect/a"
+        );
     }
 }

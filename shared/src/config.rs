@@ -27,7 +27,9 @@ pub struct Config {
 pub enum ConfigError {
     #[error("ROOMTOKEN_STORE: {0}")]
     Store(String),
-    #[error("ROOMTOKEN_PUBLIC_URL must be an absolute http(s) URL, for example https://tokens.example.com")]
+    #[error(
+        "ROOMTOKEN_PUBLIC_URL must be an absolute http(s) URL, for example https://tokens.example.com"
+    )]
     PublicUrl,
     #[error("{0}: {1}")]
     Duration(&'static str, InvalidDuration),
@@ -115,7 +117,10 @@ mod tests {
         assert_eq!(config.store, StoreSpec::Aws);
         assert_eq!(config.refresh_margin, Duration::from_secs(900));
         assert_eq!(config.secret_prefix, "rt-prod/");
-        assert_eq!(config.public_url.unwrap().host_str(), Some("tokens.example.com"));
+        assert_eq!(
+            config.public_url.unwrap().host_str(),
+            Some("tokens.example.com")
+        );
     }
 
     #[test]
@@ -129,9 +134,11 @@ mod tests {
     #[test]
     fn bad_values_are_explained() {
         let bad = |k: &'static str, v: &'static str| {
-            Config::from_lookup(StoreSpec::Aws, move |name| (name == k).then(|| v.to_owned()))
-                .unwrap_err()
-                .to_string()
+            Config::from_lookup(StoreSpec::Aws, move |name| {
+                (name == k).then(|| v.to_owned())
+            })
+            .unwrap_err()
+            .to_string()
         };
         assert!(bad("ROOMTOKEN_STORE", "s3").contains("file:DIR"));
         assert!(bad("ROOMTOKEN_PUBLIC_URL", "tokens.example.com").contains("absolute"));

@@ -44,7 +44,8 @@ pub fn generate_signing_key() -> Secret {
 
 fn derive(master: &[u8], purpose: &str) -> [u8; 32] {
     // HMAC with a fixed purpose label is a PRF, which is all a KDF needs here.
-    let mut mac = HmacSha256::new_from_slice(master).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = HmacSha256::new_from_slice(master)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(purpose.as_bytes());
     mac.finalize().into_bytes().into()
 }
@@ -174,7 +175,11 @@ mod tests {
             Err(InviteError::Expired)
         );
         assert_eq!(
-            Keys::from_signing_key(&generate_signing_key()).verify_invite(&id("contoso"), &invite, now),
+            Keys::from_signing_key(&generate_signing_key()).verify_invite(
+                &id("contoso"),
+                &invite,
+                now
+            ),
             Err(InviteError::Forged)
         );
     }
@@ -197,8 +202,18 @@ mod tests {
         assert_eq!(opened.state, session.state);
         let mut tampered = sealed.clone().into_bytes();
         tampered[10] ^= 1;
-        assert!(keys.unseal(&String::from_utf8_lossy(&tampered), now).is_none());
-        assert!(keys.unseal(&sealed, now + time::Duration::hours(1)).is_none());
-        assert!(Keys::from_signing_key(&generate_signing_key()).unseal(&sealed, now).is_none());
+        assert!(
+            keys.unseal(&String::from_utf8_lossy(&tampered), now)
+                .is_none()
+        );
+        assert!(
+            keys.unseal(&sealed, now + time::Duration::hours(1))
+                .is_none()
+        );
+        assert!(
+            Keys::from_signing_key(&generate_signing_key())
+                .unseal(&sealed, now)
+                .is_none()
+        );
     }
 }

@@ -1,10 +1,10 @@
 //! What every Lambda function does at cold start: read the environment
 //! (store defaults to Secrets Manager) and build the broker once.
 
+use crate::Broker;
 use crate::broker::BrokerError;
 use crate::config::{Config, ConfigError};
 use crate::store::StoreSpec;
-use crate::Broker;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]

@@ -52,7 +52,11 @@ impl AccessTokens {
 
     /// Replaces the token of its resource, keeping the order of `resources`.
     pub fn put(&mut self, token: AccessToken) {
-        match self.tokens.iter_mut().find(|t| t.resource == token.resource) {
+        match self
+            .tokens
+            .iter_mut()
+            .find(|t| t.resource == token.resource)
+        {
             Some(slot) => *slot = token,
             None => self.tokens.push(token),
         }
@@ -135,7 +139,10 @@ mod tests {
         let resources = Resource::presets("ews,graph", Cloud::Global).unwrap();
         let mut access = AccessTokens::default();
         access.put(token("ews", now + time::Duration::hours(1)));
-        assert!(access.is_due(&resources, &grant(now), MARGIN, now), "graph missing");
+        assert!(
+            access.is_due(&resources, &grant(now), MARGIN, now),
+            "graph missing"
+        );
         access.put(token("graph", now + time::Duration::minutes(50)));
         assert!(!access.is_due(&resources, &grant(now), MARGIN, now));
         access.put(token("graph", now + time::Duration::minutes(19)));
@@ -161,7 +168,10 @@ mod tests {
         theirs.put(token("ews", now + time::Duration::hours(2)));
         theirs.put(token("graph", now));
         ours.merge_newer(&theirs);
-        assert_eq!(ours.get("ews").unwrap().expires_at, now + time::Duration::hours(2));
+        assert_eq!(
+            ours.get("ews").unwrap().expires_at,
+            now + time::Duration::hours(2)
+        );
         assert!(ours.get("graph").is_some());
     }
 }

@@ -405,6 +405,9 @@ mod tests {
             Resource::presets("ews,sharepoint", Cloud::Global),
             Err(InvalidApp::UnknownResource("sharepoint".into()))
         );
-        assert_eq!(Resource::custom("openid offline_access"), Err(InvalidApp::NoResource));
+        assert_eq!(
+            Resource::custom("openid offline_access"),
+            Err(InvalidApp::NoResource)
+        );
     }
 }

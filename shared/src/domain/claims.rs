@@ -113,7 +113,11 @@ mod tests {
 
     fn jwt(claims: serde_json::Value) -> String {
         let encode = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
-        format!("{}.{}.c2ln", encode(&json!({"alg": "RS256"})), encode(&claims))
+        format!(
+            "{}.{}.c2ln",
+            encode(&json!({"alg": "RS256"})),
+            encode(&claims)
+        )
     }
 
     fn claims() -> serde_json::Value {
@@ -160,7 +164,9 @@ mod tests {
             ClaimsError::Nonce
         );
         assert_eq!(
-            decoded.verify("client", "n", true, Some("tid-2")).unwrap_err(),
+            decoded
+                .verify("client", "n", true, Some("tid-2"))
+                .unwrap_err(),
             ClaimsError::Tenant
         );
         assert_eq!(

@@ -70,8 +70,21 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        for bad in ["", "Contoso", "a/b", "..", "a.b", "a b", "é", &"a".repeat(65)] {
-            assert_eq!(ConnectionId::parse(bad), Err(InvalidConnectionId), "{bad:?}");
+        for bad in [
+            "",
+            "Contoso",
+            "a/b",
+            "..",
+            "a.b",
+            "a b",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert_eq!(
+                ConnectionId::parse(bad),
+                Err(InvalidConnectionId),
+                "{bad:?}"
+            );
         }
     }
 }

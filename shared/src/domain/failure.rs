@@ -43,8 +43,8 @@ const RECONNECT: &[u32] = &[
     70008, 700082, 50173, 70043, 50076, 50079, 50158, 65001, 50055, 54005, 700005,
 ];
 const MISCONFIGURED: &[u32] = &[
-    7000215, 7000222, 7000218, 700027, 50012, 700016, 700011, 90002, 50011, 65005, 650056,
-    650057, 90094, 500011, 7000112, 50194,
+    7000215, 7000222, 7000218, 700027, 50012, 700016, 700011, 90002, 50011, 65005, 650056, 650057,
+    90094, 500011, 7000112, 50194,
 ];
 const BLOCKED: &[u32] = &[53003, 53000, 53001, 50057, 50053, 50034, 50020];
 const OUR_BUG: &[u32] = &[70011, 700022];
@@ -72,14 +72,17 @@ pub fn classify(
             }
         }
     }
-    if let Some(suberror) = suberror {
-        match suberror {
-            "bad_token" | "token_expired" | "consent_required" | "basic_action"
-            | "additional_action" | "message_only" | "user_password_expired" => {
-                return FailureClass::ReconnectNeeded;
-            }
-            _ => {}
-        }
+    if let Some(
+        "bad_token"
+        | "token_expired"
+        | "consent_required"
+        | "basic_action"
+        | "additional_action"
+        | "message_only"
+        | "user_password_expired",
+    ) = suberror
+    {
+        return FailureClass::ReconnectNeeded;
     }
     match error {
         "temporarily_unavailable" | "server_error" => FailureClass::Transient,
@@ -88,7 +91,9 @@ pub fn classify(
         }
         "invalid_client" | "unauthorized_client" => FailureClass::AppMisconfigured,
         "access_denied" => FailureClass::Blocked,
-        "invalid_request" | "invalid_scope" | "unsupported_grant_type"
+        "invalid_request"
+        | "invalid_scope"
+        | "unsupported_grant_type"
         | "unsupported_response_type" => FailureClass::OurBug,
         _ if http_status == 429 || http_status >= 500 => FailureClass::Transient,
         _ => FailureClass::OurBug,
@@ -102,11 +107,20 @@ mod tests {
 
     #[test]
     fn aadsts_codes_decide_first() {
-        assert_eq!(classify(400, "invalid_grant", None, &[700082]), ReconnectNeeded);
-        assert_eq!(classify(401, "invalid_client", None, &[7000222]), AppMisconfigured);
+        assert_eq!(
+            classify(400, "invalid_grant", None, &[700082]),
+            ReconnectNeeded
+        );
+        assert_eq!(
+            classify(401, "invalid_client", None, &[7000222]),
+            AppMisconfigured
+        );
         assert_eq!(classify(400, "invalid_grant", None, &[53003]), Blocked);
         assert_eq!(classify(400, "invalid_request", None, &[90033]), Transient);
-        assert_eq!(classify(400, "invalid_request", None, &[90002]), AppMisconfigured);
+        assert_eq!(
+            classify(400, "invalid_request", None, &[90002]),
+            AppMisconfigured
+        );
         assert_eq!(classify(400, "invalid_scope", None, &[700022]), OurBug);
     }
 
@@ -114,8 +128,14 @@ mod tests {
     fn unknown_codes_fall_back_on_the_error_value() {
         assert_eq!(classify(400, "invalid_grant", None, &[1]), ReconnectNeeded);
         assert_eq!(classify(401, "invalid_client", None, &[]), AppMisconfigured);
-        assert_eq!(classify(400, "interaction_required", None, &[]), ReconnectNeeded);
-        assert_eq!(classify(503, "temporarily_unavailable", None, &[]), Transient);
+        assert_eq!(
+            classify(400, "interaction_required", None, &[]),
+            ReconnectNeeded
+        );
+        assert_eq!(
+            classify(503, "temporarily_unavailable", None, &[]),
+            Transient
+        );
         assert_eq!(classify(400, "unsupported_grant_type", None, &[]), OurBug);
         assert_eq!(classify(502, "", None, &[]), Transient);
         assert_eq!(classify(429, "", None, &[]), Transient);

@@ -44,12 +44,22 @@ impl ConnectionState {
     /// What a human must do, in one sentence.
     pub fn advice(self) -> &'static str {
         match self {
-            Self::PendingConsent => "The booking account has not signed in yet: send it the consent link.",
+            Self::PendingConsent => {
+                "The booking account has not signed in yet: send it the consent link."
+            }
             Self::Connected => "Tokens are refreshed automatically.",
-            Self::Degraded => "Refreshing is failing for a passing reason; it is retried and still-valid tokens are served.",
-            Self::ReconnectRequired => "The booking account must open the consent link again and sign in.",
-            Self::AppMisconfigured => "The operator must fix the app registration (tenant, client id or secret).",
-            Self::Blocked => "The customer admin must unblock the account or adjust Conditional Access.",
+            Self::Degraded => {
+                "Refreshing is failing for a passing reason; it is retried and still-valid tokens are served."
+            }
+            Self::ReconnectRequired => {
+                "The booking account must open the consent link again and sign in."
+            }
+            Self::AppMisconfigured => {
+                "The operator must fix the app registration (tenant, client id or secret)."
+            }
+            Self::Blocked => {
+                "The customer admin must unblock the account or adjust Conditional Access."
+            }
         }
     }
 
@@ -173,8 +183,11 @@ mod tests {
     #[test]
     fn repeated_identical_failures_are_written_at_most_every_ten_minutes() {
         let now = datetime!(2026-11-28 12:00 UTC);
-        let first = Status::connected("a", now)
-            .after_failure(error(FailureClass::Transient, "HTTP 503", now));
+        let first = Status::connected("a", now).after_failure(error(
+            FailureClass::Transient,
+            "HTTP 503",
+            now,
+        ));
         let later = now + time::Duration::minutes(5);
         let second = first.after_failure(error(FailureClass::Transient, "HTTP 503", later));
         assert!(!first.worth_writing(&second, later));

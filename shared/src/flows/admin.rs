@@ -45,14 +45,22 @@ pub async fn add_connection(
     if new.client_secret.expose().trim().is_empty() {
         return Err(AdminError::EmptySecret);
     }
-    let app = AppRegistration::new(new.id.clone(), new.provider, &new.client_id, new.resources, now)?;
+    let app = AppRegistration::new(
+        new.id.clone(),
+        new.provider,
+        &new.client_id,
+        new.resources,
+        now,
+    )?;
     let repo = &broker.repo;
     match repo.put(&app.id, Part::App, &app, None).await {
         Err(StoreError::Conflict(_)) => return Err(AdminError::Exists(app.id)),
         other => other?,
     };
-    repo.update::<Secret, _>(&app.id, Part::Credential, |_| Some(new.client_secret.clone()))
-        .await?;
+    repo.update::<Secret, _>(&app.id, Part::Credential, |_| {
+        Some(new.client_secret.clone())
+    })
+    .await?;
     repo.update::<Status, _>(&app.id, Part::Status, |_| Some(Status::default()))
         .await?;
     tracing::info!(connection = %app.id, "connection added");
@@ -82,7 +90,8 @@ pub async fn update_connection(
         .await?
         .ok_or_else(|| AdminError::NotFound(id.clone()))?;
     let mut app = current.value.clone();
-    let app_changed = update.provider.is_some() || update.client_id.is_some() || update.resources.is_some();
+    let app_changed =
+        update.provider.is_some() || update.client_id.is_some() || update.resources.is_some();
     if let Some(provider) = update.provider {
         app.provider = provider;
     }
@@ -90,9 +99,16 @@ pub async fn update_connection(
         app.resources = resources;
     }
     let client_id = update.client_id.unwrap_or_else(|| app.client_id.clone());
-    let app = AppRegistration::new(app.id, app.provider, &client_id, app.resources, app.created_at)?;
+    let app = AppRegistration::new(
+        app.id,
+        app.provider,
+        &client_id,
+        app.resources,
+        app.created_at,
+    )?;
     if app_changed {
-        repo.put(id, Part::App, &app, Some(&current.version)).await?;
+        repo.put(id, Part::App, &app, Some(&current.version))
+            .await?;
     }
     if let Some(secret) = update.client_secret {
         if secret.expose().trim().is_empty() {
@@ -102,8 +118,12 @@ pub async fn update_connection(
             .await?;
     }
     if update.reset_account {
-        repo.store().delete(crate::store::SecretName::of(id, Part::Grant).as_str()).await?;
-        repo.store().delete(crate::store::SecretName::of(id, Part::Access).as_str()).await?;
+        repo.store()
+            .delete(crate::store::SecretName::of(id, Part::Grant).as_str())
+            .await?;
+        repo.store()
+            .delete(crate::store::SecretName::of(id, Part::Access).as_str())
+            .await?;
         repo.update::<Status, _>(id, Part::Status, |_| Some(Status::default()))
             .await?;
     } else {
@@ -111,7 +131,7 @@ pub async fn update_connection(
         // that made refresh passes skip this connection.
         repo.update::<Status, _>(id, Part::Status, |status| {
             let status = status.unwrap_or_default();
-            (status.state == ConnectionState::AppMisconfigured).then(|| Status {
+            (status.state == ConnectionState::AppMisconfigured).then_some(Status {
                 state: ConnectionState::Degraded,
                 ..status
             })
@@ -122,7 +142,10 @@ pub async fn update_connection(
     Ok(app)
 }
 
-pub async fn get_connection(broker: &Broker, id: &ConnectionId) -> Result<AppRegistration, AdminError> {
+pub async fn get_connection(
+    broker: &Broker,
+    id: &ConnectionId,
+) -> Result<AppRegistration, AdminError> {
     Ok(broker
         .repo
         .get::<AppRegistration>(id, Part::App)
@@ -178,7 +201,10 @@ pub async fn create_key(
     Ok(key)
 }
 
-pub async fn list_keys(broker: &Broker, id: &ConnectionId) -> Result<Vec<DeviceKeyRecord>, AdminError> {
+pub async fn list_keys(
+    broker: &Broker,
+    id: &ConnectionId,
+) -> Result<Vec<DeviceKeyRecord>, AdminError> {
     get_connection(broker, id).await?;
     Ok(broker
         .repo

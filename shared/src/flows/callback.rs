@@ -6,8 +6,8 @@ use crate::broker::BrokerError;
 use crate::crypto::ConsentSession;
 use crate::domain::claims::{ClaimsError, IdTokenClaims};
 use crate::domain::{
-    AccessToken, AccessTokens, Account, AppRegistration, ConnectionId, FailureClass, Grant, Resource,
-    Secret, Status,
+    AccessToken, AccessTokens, Account, AppRegistration, ConnectionId, FailureClass, Grant,
+    Resource, Secret, Status,
 };
 use crate::identity::{IdentityError, TokenSet};
 use crate::store::{Part, StoreError};
@@ -126,7 +126,10 @@ pub async fn connect_callback(
         app.provider.is_microsoft(),
         app.provider.expected_tenant_id(),
     )?;
-    let mut refresh_token = tokens.refresh_token.clone().ok_or(CallbackError::NoRefreshToken)?;
+    let mut refresh_token = tokens
+        .refresh_token
+        .clone()
+        .ok_or(CallbackError::NoRefreshToken)?;
 
     // Fail before redeeming anything more when another account is pinned.
     let existing = broker.repo.get::<Grant>(&id, Part::Grant).await?;
@@ -145,7 +148,12 @@ pub async fn connect_callback(
     for resource in app.resources.iter().skip(1) {
         match broker
             .identity
-            .refresh(&app, &client_secret, &refresh_token, &resource.token_request_scopes())
+            .refresh(
+                &app,
+                &client_secret,
+                &refresh_token,
+                &resource.token_request_scopes(),
+            )
             .await
         {
             Ok(more) => {
@@ -164,7 +172,11 @@ pub async fn connect_callback(
     let grant = Grant::new(refresh_token, account.clone(), now);
     let mut expected = existing.map(|g| g.version);
     loop {
-        match broker.repo.put(&id, Part::Grant, &grant, expected.as_ref()).await {
+        match broker
+            .repo
+            .put(&id, Part::Grant, &grant, expected.as_ref())
+            .await
+        {
             Ok(_) => break,
             // A refresh pass rotated the old grant meanwhile: the new consent
             // wins, as long as it is still the same account.
@@ -214,12 +226,19 @@ fn log_connected(id: &ConnectionId, account: &Account) {
 }
 
 /// The stored form of a token answer for one resource.
-pub(crate) fn access_token(resource: &Resource, tokens: &TokenSet, now: OffsetDateTime) -> AccessToken {
+pub(crate) fn access_token(
+    resource: &Resource,
+    tokens: &TokenSet,
+    now: OffsetDateTime,
+) -> AccessToken {
     AccessToken {
         resource: resource.name.clone(),
         access_token: tokens.access_token.clone(),
         token_type: tokens.token_type.clone(),
-        scope: tokens.scope.clone().unwrap_or_else(|| resource.scopes.join(" ")),
+        scope: tokens
+            .scope
+            .clone()
+            .unwrap_or_else(|| resource.scopes.join(" ")),
         expires_at: now + tokens.expires_in,
         obtained_at: now,
     }

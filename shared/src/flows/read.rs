@@ -46,7 +46,11 @@ pub struct StatusView {
     pub consecutive_failures: u32,
 }
 
-pub fn status_view(id: &ConnectionId, status: &Status, access: Option<&AccessTokens>) -> StatusView {
+pub fn status_view(
+    id: &ConnectionId,
+    status: &Status,
+    access: Option<&AccessTokens>,
+) -> StatusView {
     let format = |t: OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
@@ -88,7 +92,11 @@ pub enum ReadError {
 }
 
 /// Checks the device key of a connection; the key id goes to the logs.
-async fn authenticate(broker: &Broker, id: &str, presented: Option<&str>) -> Result<(ConnectionId, String), ReadError> {
+async fn authenticate(
+    broker: &Broker,
+    id: &str,
+    presented: Option<&str>,
+) -> Result<(ConnectionId, String), ReadError> {
     let id = ConnectionId::parse(id).map_err(|_| ReadError::Unauthorized)?;
     let presented = presented.ok_or(ReadError::Unauthorized)?;
     let keys = broker
@@ -127,8 +135,10 @@ pub async fn read_token(
             outcome = "served", expires_in = reply.expires_in, "token read"
         ),
         Err(e) => tracing::info!(
-            connection = id, resource = resource.unwrap_or("default"),
-            outcome = read_outcome(e), "token read"
+            connection = id,
+            resource = resource.unwrap_or("default"),
+            outcome = read_outcome(e),
+            "token read"
         ),
     }
     result
@@ -172,7 +182,9 @@ async fn read_token_inner(
                 scope: token.scope.clone(),
                 resource: name.to_owned(),
                 account: access.account.clone(),
-                max_age: remaining.saturating_sub(broker.config.refresh_margin).as_secs(),
+                max_age: remaining
+                    .saturating_sub(broker.config.refresh_margin)
+                    .as_secs(),
                 key_id,
             });
         }
@@ -200,7 +212,10 @@ pub async fn read_status(
 }
 
 /// The status view straight from the store (admin side, no key needed).
-pub async fn load_status_view(broker: &Broker, id: &ConnectionId) -> Result<StatusView, StoreError> {
+pub async fn load_status_view(
+    broker: &Broker,
+    id: &ConnectionId,
+) -> Result<StatusView, StoreError> {
     let status = broker
         .repo
         .get::<Status>(id, Part::Status)

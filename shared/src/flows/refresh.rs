@@ -20,7 +20,9 @@ use time::OffsetDateTime;
 /// What a pass did to one connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Refreshed { resources: Vec<String> },
+    Refreshed {
+        resources: Vec<String>,
+    },
     NotDue,
     PendingConsent,
     /// Left alone: a human must act first.
@@ -50,7 +52,11 @@ pub struct PassOptions {
     pub force: bool,
 }
 
-pub async fn refresh_pass(broker: &Broker, options: &PassOptions, now: OffsetDateTime) -> Result<PassReport, StoreError> {
+pub async fn refresh_pass(
+    broker: &Broker,
+    options: &PassOptions,
+    now: OffsetDateTime,
+) -> Result<PassReport, StoreError> {
     let ids = match &options.only {
         Some(id) => vec![id.clone()],
         None => broker.repo.connection_ids().await?,
@@ -99,7 +105,9 @@ fn log_outcome(id: &ConnectionId, outcome: &Outcome) {
 /// together do not all refresh in the same pass forever.
 fn jittered(margin: Duration) -> Duration {
     let spread = margin.as_secs_f64() * 0.1;
-    margin.saturating_sub(Duration::from_secs_f64(rand::rng().random_range(0.0..=spread)))
+    margin.saturating_sub(Duration::from_secs_f64(
+        rand::rng().random_range(0.0..=spread),
+    ))
 }
 
 async fn refresh_connection(
@@ -157,7 +165,12 @@ async fn refresh_connection(
     for resource in &app.resources {
         match broker
             .identity
-            .refresh(&app, &client_secret.value, &refresh_token, &resource.token_request_scopes())
+            .refresh(
+                &app,
+                &client_secret.value,
+                &refresh_token,
+                &resource.token_request_scopes(),
+            )
             .await
         {
             Ok(tokens) => {
@@ -173,10 +186,10 @@ async fn refresh_connection(
         }
     }
 
-    if !minted.tokens.is_empty() {
-        if let Some(lost) = store_rotation(broker, id, &grant, refresh_token, &minted, now).await? {
-            return Ok(lost);
-        }
+    if !minted.tokens.is_empty()
+        && let Some(lost) = store_rotation(broker, id, &grant, refresh_token, &minted, now).await?
+    {
+        return Ok(lost);
     }
     let result = match failure {
         None => Ok(()),
@@ -298,12 +311,17 @@ impl PassReport {
 }
 
 /// The scheduled entry point: one pass as the request asks.
-pub async fn scheduled_pass(broker: &Broker, request: RefreshRequest) -> Result<PassSummary, StoreError> {
+pub async fn scheduled_pass(
+    broker: &Broker,
+    request: RefreshRequest,
+) -> Result<PassSummary, StoreError> {
     let options = PassOptions {
         only: request.connection,
         force: request.force,
     };
-    let summary = refresh_pass(broker, &options, OffsetDateTime::now_utc()).await?.summary();
+    let summary = refresh_pass(broker, &options, OffsetDateTime::now_utc())
+        .await?
+        .summary();
     tracing::info!(summary = ?summary, "refresh pass done");
     Ok(summary)
 }

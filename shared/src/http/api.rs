@@ -31,7 +31,15 @@ pub async fn token(
     headers: HeaderMap,
 ) -> Response {
     let now = OffsetDateTime::now_utc();
-    match read_token(&broker, &id, bearer(&headers), query.resource.as_deref(), now).await {
+    match read_token(
+        &broker,
+        &id,
+        bearer(&headers),
+        query.resource.as_deref(),
+        now,
+    )
+    .await
+    {
         Ok(reply) => {
             let body = json!({
                 "access_token": reply.access_token.expose(),
@@ -43,11 +51,7 @@ pub async fn token(
                 "account": reply.account,
             });
             let cache = format!("private, max-age={}", reply.max_age);
-            (
-                [(header::CACHE_CONTROL, cache)],
-                Json(body),
-            )
-                .into_response()
+            ([(header::CACHE_CONTROL, cache)], Json(body)).into_response()
         }
         Err(e) => error_response(e),
     }
@@ -66,8 +70,7 @@ pub async fn status(
 
 /// The one 401 body: the same bytes for a wrong, missing or revoked key and
 /// for an unknown connection, so the API is no oracle for connection ids.
-const UNAUTHORIZED_BODY: &str =
-    r#"{"error":"unauthorized","message":"A valid device key is required: send Authorization: Bearer <device key>."}"#;
+const UNAUTHORIZED_BODY: &str = r#"{"error":"unauthorized","message":"A valid device key is required: send Authorization: Bearer <device key>."}"#;
 
 fn error_response(error: ReadError) -> Response {
     let json_error = |status: StatusCode, body: serde_json::Value| {
@@ -77,7 +80,10 @@ fn error_response(error: ReadError) -> Response {
         ReadError::Unauthorized => (
             StatusCode::UNAUTHORIZED,
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
                 (header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             ],
@@ -97,9 +103,10 @@ fn error_response(error: ReadError) -> Response {
                     "message": format!("No valid token can be served. {}", state.advice()),
                 }),
             );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs()));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs()),
+            );
             response
         }
         ReadError::Store(e) => {

@@ -63,7 +63,9 @@ fn page(status: StatusCode, title: &str, paragraphs: &[String]) -> Response {
 
 fn when(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
-        .format(format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+        .format(format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
         .unwrap_or_default()
 }
 
@@ -99,7 +101,10 @@ pub async fn start_page(
                 headers.insert(header::SET_COOKIE, cookie);
             }
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
             response
         }
         Err(e) => start_error_page(e),
@@ -171,7 +176,11 @@ pub async fn callback_page(
         Ok(connected) => connected_page(&connected),
         Err(e) => callback_error_page(e),
     };
-    if sealed.is_some() { clear_cookie(response) } else { response }
+    if sealed.is_some() {
+        clear_cookie(response)
+    } else {
+        response
+    }
 }
 
 fn connected_page(connected: &Connected) -> Response {
@@ -198,7 +207,9 @@ fn connected_page(connected: &Connected) -> Response {
 
 fn callback_error_page(error: CallbackError) -> Response {
     tracing::warn!(error = %error, "consent callback refused");
-    let bad = |title: &str, detail: String| page(StatusCode::BAD_REQUEST, title, &[detail, OPEN_AGAIN.into()]);
+    let bad = |title: &str, detail: String| {
+        page(StatusCode::BAD_REQUEST, title, &[detail, OPEN_AGAIN.into()])
+    };
     match error {
         CallbackError::NoSession => bad(
             "Your sign-in session has expired",
@@ -259,7 +270,7 @@ fn callback_error_page(error: CallbackError) -> Response {
             page(
                 status,
                 "Tokens could not be obtained",
-                &[format!("{advice}"), format!("Error <code>{}</code>.{trace}", escape_html(&last.code))],
+                &[advice.to_owned(), format!("Error <code>{}</code>.{trace}", escape_html(&last.code))],
             )
         }
         CallbackError::Broker(BrokerError::Store(e)) | CallbackError::Store(e) => store_page(&e),

@@ -74,13 +74,13 @@ impl fmt::Display for ProviderError {
 pub enum IdentityError {
     /// The provider answered with an error body.
     #[error("the identity provider refused the request: {0}")]
-    Refused(ProviderError),
+    Refused(Box<ProviderError>),
     /// 429 or 5xx: try again later.
     #[error("the identity provider is unavailable (HTTP {status}){}", provider.as_ref().map(|p| format!(": {p}")).unwrap_or_default())]
     Unavailable {
         status: u16,
         retry_after: Option<Duration>,
-        provider: Option<ProviderError>,
+        provider: Option<Box<ProviderError>>,
     },
     #[error("could not reach the identity provider{}: {detail}", if *timeout { " (timed out)" } else { "" })]
     Unreachable { timeout: bool, detail: String },
@@ -107,7 +107,7 @@ impl IdentityError {
     fn provider(&self) -> Option<&ProviderError> {
         match self {
             Self::Refused(p) => Some(p),
-            Self::Unavailable { provider, .. } => provider.as_ref(),
+            Self::Unavailable { provider, .. } => provider.as_deref(),
             _ => None,
         }
     }

@@ -9,7 +9,9 @@ use super::{IdentityError, IdentityProvider, ProviderError, TokenSet};
 use crate::crypto::random_token;
 use crate::domain::{AppRegistration, Secret};
 use async_trait::async_trait;
-use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::basic::{
+    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
+};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
     EndpointSet, ErrorResponse, ExtraTokenFields, HttpRequest, HttpResponse, PkceCodeChallenge,
@@ -125,7 +127,7 @@ enum Transport {
     Status {
         status: u16,
         retry_after: Option<Duration>,
-        provider: Option<ProviderError>,
+        provider: Option<Box<ProviderError>>,
     },
 }
 
@@ -186,7 +188,7 @@ async fn send(http: reqwest::Client, request: HttpRequest) -> Result<HttpRespons
     if status.as_u16() == 429 || status.is_server_error() {
         let provider = serde_json::from_slice::<ErrorBody>(&bytes)
             .ok()
-            .map(|body| body.into_provider_error(status.as_u16()));
+            .map(|body| Box::new(body.into_provider_error(status.as_u16())));
         return Err(Transport::Status {
             status: status.as_u16(),
             retry_after: retry_after(&headers),
@@ -197,17 +199,21 @@ async fn send(http: reqwest::Client, request: HttpRequest) -> Result<HttpRespons
     if let Some(target) = builder.headers_mut() {
         *target = headers;
     }
-    builder.body(bytes.to_vec()).map_err(|e| Transport::Network {
-        timeout: false,
-        detail: e.to_string(),
-    })
+    builder
+        .body(bytes.to_vec())
+        .map_err(|e| Transport::Network {
+            timeout: false,
+            detail: e.to_string(),
+        })
 }
 
 fn into_identity_error(error: RequestTokenError<Transport, ErrorBody>) -> IdentityError {
     match error {
         // Entra ID answers token errors with 400 or 401; the status matters
         // only for 429/5xx, which `send` handles.
-        RequestTokenError::ServerResponse(body) => IdentityError::Refused(body.into_provider_error(400)),
+        RequestTokenError::ServerResponse(body) => {
+            IdentityError::Refused(Box::new(body.into_provider_error(400)))
+        }
         RequestTokenError::Request(Transport::Status {
             status,
             retry_after,
@@ -239,7 +245,9 @@ fn into_token_set(body: TokenBody) -> TokenSet {
                 .collect::<Vec<_>>()
                 .join(" ")
         }),
-        refresh_token: body.refresh_token().map(|rt| Secret::new(rt.secret().clone())),
+        refresh_token: body
+            .refresh_token()
+            .map(|rt| Secret::new(rt.secret().clone())),
         id_token: body.extra_fields().id_token.clone(),
     }
 }
@@ -306,7 +314,8 @@ mod tests {
         .unwrap();
         let redirect: Url = "https://broker.example/callback".parse().unwrap();
         let request = authorize_url(&app, &redirect);
-        let query: std::collections::HashMap<_, _> = request.url.query_pairs().into_owned().collect();
+        let query: std::collections::HashMap<_, _> =
+            request.url.query_pairs().into_owned().collect();
         assert_eq!(request.url.host_str(), Some("login.microsoftonline.com"));
         assert_eq!(query["code_challenge_method"], "S256");
         assert_eq!(query["state"], request.state);
@@ -316,8 +325,17 @@ mod tests {
         assert!(query["scope"].contains("offline_access"));
         assert!(query["scope"].contains("EWS.AccessAsUser.All"));
         assert!(query["scope"].contains("https://graph.microsoft.com/Calendars.ReadWrite"));
-        assert!(!request.url.as_str().contains(request.pkce_verifier.expose()));
+        assert!(
+            !request
+                .url
+                .as_str()
+                .contains(request.pkce_verifier.expose())
+        );
         assert!(request.state.len() <= 32, "state stays short");
-        assert!(request.url.as_str().len() < 1_800, "{}", request.url.as_str().len());
+        assert!(
+            request.url.as_str().len() < 1_800,
+            "{}",
+            request.url.as_str().len()
+        );
     }
 }

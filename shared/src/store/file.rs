@@ -70,7 +70,8 @@ impl FileStore {
             .mode(0o600)
             .open(&path)
             .map_err(|e| unavailable("cannot open", &path, e))?;
-        file.lock().map_err(|e| unavailable("cannot lock", &path, e))?;
+        file.lock()
+            .map_err(|e| unavailable("cannot lock", &path, e))?;
         Ok(file)
     }
 
@@ -92,7 +93,12 @@ impl FileStore {
         }))
     }
 
-    fn write(&self, name: &str, value: &str, expected: Option<&Version>) -> Result<Version, StoreError> {
+    fn write(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
         let path = self.path_of(name)?;
         let _lock = self.lock()?;
         let current = self.read(name)?.map(|s| s.version);
@@ -159,7 +165,9 @@ impl FileStore {
                 Err(e) => return Err(unavailable("cannot list", &dir, e)),
             };
             for entry in entries {
-                let path = entry.map_err(|e| unavailable("cannot list", &dir, e))?.path();
+                let path = entry
+                    .map_err(|e| unavailable("cannot list", &dir, e))?
+                    .path();
                 let hidden = path
                     .file_name()
                     .and_then(|n| n.to_str())
@@ -170,7 +178,10 @@ impl FileStore {
                 if path.is_dir() {
                     pending.push(path);
                 } else if path.extension().is_some_and(|e| e == "json") {
-                    let relative = path.strip_prefix(&self.dir).unwrap_or(&path).with_extension("");
+                    let relative = path
+                        .strip_prefix(&self.dir)
+                        .unwrap_or(&path)
+                        .with_extension("");
                     let name = relative.to_string_lossy().into_owned();
                     if name.starts_with(prefix) {
                         names.push(name);
@@ -198,7 +209,12 @@ impl SecretStore for FileStore {
         blocking(move || store.read(&name)).await
     }
 
-    async fn put(&self, name: &str, value: &str, expected: Option<&Version>) -> Result<Version, StoreError> {
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
         let (store, name, value) = (self.clone(), name.to_owned(), value.to_owned());
         let expected = expected.cloned();
         blocking(move || store.write(&name, &value, expected.as_ref())).await
@@ -227,14 +243,26 @@ mod tests {
         let name = "connections/contoso/grant";
         assert!(store.get(name).await.unwrap().is_none());
         let v1 = store.put(name, "one", None).await.unwrap();
-        assert!(matches!(store.put(name, "again", None).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.put(name, "again", None).await,
+            Err(StoreError::Conflict(_))
+        ));
         let v2 = store.put(name, "two", Some(&v1)).await.unwrap();
-        assert!(matches!(store.put(name, "stale", Some(&v1)).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.put(name, "stale", Some(&v1)).await,
+            Err(StoreError::Conflict(_))
+        ));
         let current = store.get(name).await.unwrap().unwrap();
         assert_eq!((current.value.as_str(), current.version), ("two", v2));
         let path = dir.path().join("store/connections/contoso/grant.json");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(store.list("connections/").await.unwrap(), vec![name.to_owned()]);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            store.list("connections/").await.unwrap(),
+            vec![name.to_owned()]
+        );
         store.delete(name).await.unwrap();
         store.delete(name).await.unwrap();
         assert!(store.get(name).await.unwrap().is_none());
@@ -245,21 +273,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::open(dir.path()).unwrap();
         for bad in ["../escape", "connections/../../x", "a//b", ""] {
-            assert!(matches!(store.put(bad, "x", None).await, Err(StoreError::Denied { .. })), "{bad}");
+            assert!(
+                matches!(
+                    store.put(bad, "x", None).await,
+                    Err(StoreError::Denied { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 
     #[tokio::test]
     async fn concurrent_writers_never_lose_an_update() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = super::super::Repository::new(std::sync::Arc::new(FileStore::open(dir.path()).unwrap()));
+        let repo = super::super::Repository::new(std::sync::Arc::new(
+            FileStore::open(dir.path()).unwrap(),
+        ));
         let id = crate::domain::ConnectionId::parse("counter").unwrap();
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let (repo, id) = (repo.clone(), id.clone());
                 tokio::spawn(async move {
-                    repo.update::<u32, _>(&id, super::super::Part::Status, |n| Some(n.unwrap_or(0) + 1))
-                        .await
+                    repo.update::<u32, _>(&id, super::super::Part::Status, |n| {
+                        Some(n.unwrap_or(0) + 1)
+                    })
+                    .await
                 })
             })
             .collect();
@@ -275,6 +313,9 @@ mod tests {
             .unwrap()
             .unwrap()
             .value;
-        assert_eq!(total, succeeded, "every successful update is counted exactly once");
+        assert_eq!(
+            total, succeeded,
+            "every successful update is counted exactly once"
+        );
     }
 }

@@ -49,11 +49,17 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let code = error.as_service_error().and_then(|e| e.code()).unwrap_or("");
+    let code = error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .unwrap_or("");
     let detail = DisplayErrorContext(&error).to_string();
     match code {
-        "AccessDeniedException" | "AccessDenied" | "KMSAccessDeniedException"
-        | "UnrecognizedClientException" | "InvalidSignatureException" => StoreError::Denied {
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "KMSAccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException" => StoreError::Denied {
             name: name.to_owned(),
             reason: detail,
         },
@@ -84,12 +90,22 @@ impl SecretStore for SecretsManagerStore {
                     version: Version(version),
                 }))
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(failure(name, e)),
         }
     }
 
-    async fn put(&self, name: &str, value: &str, expected: Option<&Version>) -> Result<Version, StoreError> {
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
         let full_name = self.full_name(name);
         let new_version = uuid::Uuid::new_v4().to_string();
         let Some(expected) = expected else {
@@ -105,7 +121,10 @@ impl SecretStore for SecretsManagerStore {
                 .await;
             return match created {
                 Ok(_) => Ok(Version(new_version)),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => {
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_exists_exception()) =>
+                {
                     Err(StoreError::Conflict(name.to_owned()))
                 }
                 Err(e) => Err(failure(name, e)),
@@ -122,7 +141,10 @@ impl SecretStore for SecretsManagerStore {
             .await;
         match staged {
             Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
                 return Err(StoreError::Conflict(name.to_owned()));
             }
             Err(e) => return Err(failure(name, e)),
@@ -161,7 +183,12 @@ impl SecretStore for SecretsManagerStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(failure(name, e)),
         }
     }
@@ -188,7 +215,10 @@ impl SecretStore for SecretsManagerStore {
                 if secret.deleted_date.is_some() {
                     continue;
                 }
-                if let Some(name) = secret.name.as_deref().and_then(|n| n.strip_prefix(&self.prefix))
+                if let Some(name) = secret
+                    .name
+                    .as_deref()
+                    .and_then(|n| n.strip_prefix(&self.prefix))
                     && name.starts_with(prefix)
                 {
                     names.push(name.to_owned());

@@ -1,0 +1,42 @@
+# Shared by the scripts: the project's own tool installs, in ignored folders.
+# shellcheck shell=bash
+
+VENV="${ROOMTOKEN_VENV:-$PWD/.venv}"
+
+# Versions the suite is known to pass with.
+PYTHON_TOOLS=("moto[server]==5.2.1")
+
+ensure_python_tools() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "== creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  local missing=()
+  for requirement in "${PYTHON_TOOLS[@]}"; do
+    local name=${requirement%%[*}
+    name=${name%%=*}
+    "$VENV/bin/python" -m pip show -q "$name" >/dev/null 2>&1 || missing+=("$requirement")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]} into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${missing[@]}"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Polls until the URL answers (a readiness check, bounded to 60 s).
+wait_for_http() {
+  local url=$1 what=$2 log=$3
+  for _ in $(seq 1 120); do
+    if python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "$url" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "$what did not start; its log:" >&2
+  cat "$log" >&2
+  return 1
+}

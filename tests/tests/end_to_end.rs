@@ -1,0 +1,402 @@
+//! The whole path over real HTTP on loopback: connection add → link →
+//! consent through the fake sign-in → key create → token read → refresh
+//! pass, on the file store and on Secrets Manager (moto).
+
+use roomtoken::domain::{ConnectionId, Grant};
+use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
+use roomtoken::store::Part;
+use roomtoken_tests::*;
+use serde_json::Value;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+async fn stored_grant(broker: &TestBroker, id: &str) -> Option<Grant> {
+    let id = ConnectionId::parse(id).unwrap();
+    broker
+        .broker
+        .repo
+        .get::<Grant>(&id, Part::Grant)
+        .await
+        .unwrap()
+        .map(|g| g.value)
+}
+
+async fn whole_path(kind: StoreKind) {
+    let broker = spawn_broker(kind).await;
+    // Shorter than the 20-minute margin: due as soon as it is issued.
+    broker
+        .identity
+        .set_access_token_lifetime(Duration::from_secs(15 * 60));
+    let id = unique_id("contoso");
+    broker.add_connection(&id).await;
+    let link = broker.link(&id).await;
+    assert!(
+        link.starts_with(&format!("{}connect/{id}?invite=", broker.url)),
+        "{link}"
+    );
+
+    let consent = broker.consent(&id).await;
+    let query: std::collections::HashMap<_, _> =
+        consent.authorize.query_pairs().into_owned().collect();
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["code_challenge"].len(), 43);
+    assert!(
+        consent
+            .authorize
+            .as_str()
+            .starts_with(broker.identity.base_url().as_str())
+    );
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains(ACCOUNT), "{}", consent.body);
+    assert!(consent.body.contains("valid until"), "{}", consent.body);
+
+    let key = broker.create_key(&id).await;
+    assert!(key.starts_with("rtk_"));
+    let response = broker.get_token(&id, Some(&key), None).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("private, max-age=")
+    );
+    let body: Value = response.json().await.unwrap();
+    let ews_token = body["access_token"].as_str().unwrap().to_owned();
+    let issued = broker
+        .identity
+        .access_token_info(&ews_token)
+        .expect("a token the fake issued");
+    assert_eq!(issued.resource, "https://outlook.office365.com");
+    assert_eq!(body["resource"], "ews");
+    assert_eq!(body["account"], ACCOUNT);
+    assert_eq!(body["token_type"], "Bearer");
+    let graph: Value = broker
+        .get_token(&id, Some(&key), Some("graph"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let graph_token = graph["access_token"].as_str().unwrap();
+    assert_eq!(
+        broker
+            .identity
+            .access_token_info(graph_token)
+            .unwrap()
+            .resource,
+        "https://graph.microsoft.com"
+    );
+
+    // The refresh pass: due (15 minutes left < 20-minute margin).
+    let newest = broker
+        .identity
+        .newest_refresh_token(CLIENT_ID, ACCOUNT)
+        .unwrap();
+    assert_eq!(
+        stored_grant(&broker, &id)
+            .await
+            .unwrap()
+            .refresh_token
+            .expose(),
+        newest
+    );
+    let used_before = broker.identity.counters().refresh_tokens_used.len();
+    let printed = broker.cli(&["refresh", &id], "").await.unwrap();
+    assert!(printed.contains("refreshed (ews, graph)"), "{printed}");
+    let used = broker.identity.counters().refresh_tokens_used;
+    assert_eq!(
+        used[used_before], newest,
+        "the pass redeemed the rotated refresh token"
+    );
+    let after = broker
+        .get_token(&id, Some(&key), None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_ne!(
+        after["access_token"].as_str().unwrap(),
+        ews_token,
+        "a new access token is served"
+    );
+    let stored = stored_grant(&broker, &id).await.unwrap();
+    assert_eq!(
+        Some(stored.refresh_token.expose().to_owned()),
+        broker.identity.newest_refresh_token(CLIENT_ID, ACCOUNT),
+        "the grant holds the newest refresh token"
+    );
+    assert_eq!(broker.identity.counters().refresh_tokens_redeemed_twice, 0);
+
+    let status = broker.cli(&["status", &id, "--json"], "").await.unwrap();
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["state"], "connected");
+    assert_eq!(status["account"], ACCOUNT);
+
+    assert_no_secret_logged(&broker.secrets(&[&key]));
+}
+
+#[tokio::test]
+async fn whole_path_on_the_file_store() {
+    whole_path(StoreKind::File).await;
+}
+
+#[tokio::test]
+async fn whole_path_on_secrets_manager() {
+    whole_path(StoreKind::SecretsManager).await;
+}
+
+async fn refused_callbacks(kind: StoreKind) {
+    let broker = spawn_broker(kind).await;
+    let id = unique_id("refused");
+    broker.add_connection(&id).await;
+    let client = http();
+    let link = broker.link(&id).await;
+
+    // Provider says access_denied: 400 page, nothing stored.
+    let start = client.get(&link).send().await.unwrap();
+    let cookie = set_cookie(&start).unwrap();
+    let attributes = set_cookie_attributes(&start);
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/callback"] {
+        assert!(attributes.contains(attribute), "{attributes}");
+    }
+    let authorize = location(&start);
+    let state = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut denied = broker.url.join("callback").unwrap();
+    denied
+        .query_pairs_mut()
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", "AADSTS65004: User declined to consent")
+        .append_pair("state", &state);
+    let response = client
+        .get(denied)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+    assert!(
+        response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert!(response.text().await.unwrap().contains("access_denied"));
+    assert!(stored_grant(&broker, &id).await.is_none());
+
+    // Wrong state, missing cookie, tampered cookie: 400 and nothing stored.
+    let start = client.get(&link).send().await.unwrap();
+    let cookie = set_cookie(&start).unwrap();
+    let signed_in = client.get(location(&start)).send().await.unwrap();
+    let callback = location(&signed_in);
+    let mut wrong_state = callback.clone();
+    let pairs: Vec<(String, String)> = callback.query_pairs().into_owned().collect();
+    wrong_state.query_pairs_mut().clear();
+    for (k, v) in &pairs {
+        let v = if k == "state" {
+            "not-the-state"
+        } else {
+            v.as_str()
+        };
+        wrong_state.query_pairs_mut().append_pair(k, v);
+    }
+    let mut tampered = cookie.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for (what, url, cookie) in [
+        ("wrong state", wrong_state.clone(), Some(cookie.as_str())),
+        ("missing cookie", callback.clone(), None),
+        ("tampered cookie", callback.clone(), Some(tampered.as_str())),
+    ] {
+        let mut request = client.get(url);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 400, "{what}");
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains("Open the consent link again"),
+            "{what}: {body}"
+        );
+        assert!(
+            stored_grant(&broker, &id).await.is_none(),
+            "{what} stored nothing"
+        );
+    }
+
+    // The genuine callback works once; its replay is refused and changes nothing.
+    let first = client
+        .get(callback.clone())
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let grant = stored_grant(&broker, &id).await.unwrap();
+    let replay = client
+        .get(callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 400);
+    assert!(replay.text().await.unwrap().contains("already used"));
+    let after = stored_grant(&broker, &id).await.unwrap();
+    assert_eq!(
+        after.refresh_token, grant.refresh_token,
+        "the replay stored nothing"
+    );
+
+    // Expired and forged invites.
+    let expired = broker.cli(&["link", &id, "--ttl", "0s"], "").await.unwrap();
+    let response = client.get(expired.trim()).send().await.unwrap();
+    assert_eq!(response.status(), 410);
+    assert!(response.text().await.unwrap().contains("expired"));
+    let forged = link.replace("invite=", "invite=1").to_owned();
+    let response = client.get(&forged).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let other = unique_id("other");
+    broker.add_connection(&other).await;
+    let moved = link.replace(&format!("/connect/{id}?"), &format!("/connect/{other}?"));
+    assert_eq!(
+        client.get(&moved).send().await.unwrap().status(),
+        403,
+        "an invite is bound to its connection"
+    );
+    assert!(set_cookie(&client.get(&moved).send().await.unwrap()).is_none());
+
+    assert_no_secret_logged(&broker.secrets(&[]));
+}
+
+#[tokio::test]
+async fn refused_callbacks_store_nothing_on_the_file_store() {
+    refused_callbacks(StoreKind::File).await;
+}
+
+#[tokio::test]
+async fn refused_callbacks_store_nothing_on_secrets_manager() {
+    refused_callbacks(StoreKind::SecretsManager).await;
+}
+
+#[tokio::test]
+async fn unauthorized_reads_all_look_the_same() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let id = unique_id("keys");
+    broker.add_connection(&id).await;
+    assert_eq!(broker.consent(&id).await.status, 200);
+    let key = broker.create_key(&id).await;
+    let revoked = broker.create_key(&id).await;
+    let revoked_id = revoked.split('_').nth(1).unwrap().to_owned();
+    assert_eq!(
+        broker.get_token(&id, Some(&revoked), None).await.status(),
+        200
+    );
+    broker
+        .cli(&["key", "revoke", &id, &revoked_id], "")
+        .await
+        .unwrap();
+    let listed = broker.cli(&["key", "list", &id], "").await.unwrap();
+    assert!(
+        listed.contains(&format!("{revoked_id}\tlobby")) && listed.contains("revoked"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&revoked), "key list never shows a key");
+
+    let wrong = format!("{}x", &key[..key.len() - 1]);
+    let cases = [
+        ("wrong key", id.as_str(), Some(wrong.as_str())),
+        ("revoked key", id.as_str(), Some(revoked.as_str())),
+        ("missing key", id.as_str(), None),
+        (
+            "unknown connection",
+            "no-such-connection",
+            Some(key.as_str()),
+        ),
+        ("invalid connection id", "..%2F..", Some(key.as_str())),
+    ];
+    let mut bodies = Vec::new();
+    for (what, connection, key) in cases {
+        let response = broker.get_token(connection, key, None).await;
+        assert_eq!(response.status(), 401, "{what}");
+        bodies.push((what, response.bytes().await.unwrap()));
+    }
+    for (what, body) in &bodies {
+        assert_eq!(
+            body, &bodies[0].1,
+            "{what} answers the same bytes as {}",
+            bodies[0].0
+        );
+    }
+    assert_eq!(
+        broker.get_token(&id, Some(&key), None).await.status(),
+        200,
+        "the valid key still works"
+    );
+}
+
+async fn racing_passes(kind: StoreKind) {
+    let broker = spawn_broker(kind).await;
+    let id = unique_id("race");
+    broker.add_connection(&id).await;
+    assert_eq!(broker.consent(&id).await.status, 200);
+    // Both passes are inside their token requests at the same time.
+    broker.identity.set_latency(Duration::from_millis(300));
+    let options = PassOptions {
+        only: Some(ConnectionId::parse(&id).unwrap()),
+        force: true,
+    };
+    let now = OffsetDateTime::now_utc();
+    let (a, b) = tokio::join!(
+        refresh_pass(&broker.broker, &options, now),
+        refresh_pass(&broker.broker, &options, now)
+    );
+    let outcomes = [
+        a.unwrap().outcomes[0].1.clone(),
+        b.unwrap().outcomes[0].1.clone(),
+    ];
+    let refreshed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Refreshed { .. }))
+        .count();
+    let lost = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::LostRace))
+        .count();
+    assert_eq!((refreshed, lost), (1, 1), "{outcomes:?}");
+    broker.identity.set_latency(Duration::ZERO);
+
+    // The one grant left works, and the next pass goes on from it.
+    let grant = stored_grant(&broker, &id).await.unwrap();
+    assert!(
+        broker
+            .identity
+            .issued_secrets()
+            .contains(&grant.refresh_token.expose().to_owned())
+    );
+    let used_before = broker.identity.counters().refresh_tokens_used.len();
+    let again = broker.cli(&["refresh", &id, "--force"], "").await.unwrap();
+    assert!(again.contains("refreshed"), "{again}");
+    assert_eq!(
+        broker.identity.counters().refresh_tokens_used[used_before],
+        grant.refresh_token.expose(),
+        "the next pass redeems the stored grant"
+    );
+    let key = broker.create_key(&id).await;
+    assert_eq!(broker.get_token(&id, Some(&key), None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn racing_refresh_passes_leave_one_grant_on_the_file_store() {
+    racing_passes(StoreKind::File).await;
+}
+
+#[tokio::test]
+async fn racing_refresh_passes_leave_one_grant_on_secrets_manager() {
+    racing_passes(StoreKind::SecretsManager).await;
+}
