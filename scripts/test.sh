@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs what the tests need into the
-# project's own ignored folders (a Python virtualenv with moto), starts moto's
-# Secrets Manager on a free loopback port, runs formatting, lints and every
-# Rust test, and stops what it started.
+# The whole test suite, as CI runs it: installs what the tests need (a Python
+# virtualenv with moto in the project's ignored .venv; Debian's chromium and
+# chromium-driver if missing), starts moto's Secrets Manager and chromedriver
+# on free loopback ports, runs formatting, lints and every Rust test, and
+# stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/tools.sh
 source scripts/tools.sh
 ensure_python_tools
+ensure_chromium
+
+pids=()
+logs=$(mktemp -d -t roomtoken-test.XXXXXX)
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$logs"
+}
+trap cleanup EXIT
 
 port=$(free_port)
-log=$(mktemp -t roomtoken-moto.XXXXXX)
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
-moto_pid=$!
-trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; rm -f "$log"' EXIT
-wait_for_http "http://127.0.0.1:$port/moto-api/" "moto server" "$log"
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logs/moto.log" 2>&1 &
+pids+=($!)
+wait_for_http "http://127.0.0.1:$port/moto-api/" "moto server" "$logs/moto.log"
+
+driver_port=$(free_port)
+chromedriver --port="$driver_port" --allowed-ips=127.0.0.1 >"$logs/chromedriver.log" 2>&1 &
+pids+=($!)
+wait_for_http "http://127.0.0.1:$driver_port/status" "chromedriver" "$logs/chromedriver.log"
+export ROOMTOKEN_TEST_WEBDRIVER="http://127.0.0.1:$driver_port"
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1

@@ -40,3 +40,15 @@ wait_for_http() {
   cat "$log" >&2
   return 1
 }
+
+# Debian's Chromium and ChromeDriver, for the browser test.
+ensure_chromium() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    return 0
+  fi
+  echo "== installing chromium and chromium-driver (Debian packages)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+}
