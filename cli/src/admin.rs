@@ -410,7 +410,8 @@ async fn refresh(
     };
     let report = refresh_pass(broker, &options, now).await?;
     let mut failed = 0;
-    for (id, outcome) in &report.outcomes {
+    for result in &report.results {
+        let (id, outcome) = (&result.id, &result.outcome);
         let text = match outcome {
             Outcome::Refreshed { resources } => format!("refreshed ({})", resources.join(", ")),
             Outcome::NotDue => "not due".into(),

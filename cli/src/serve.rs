@@ -61,7 +61,7 @@ async fn refresh_timer(broker: Arc<Broker>, every: Duration) {
     loop {
         ticks.tick().await;
         match refresh_pass(&broker, &PassOptions::default(), OffsetDateTime::now_utc()).await {
-            Ok(report) => tracing::info!(connections = report.outcomes.len(), "refresh pass done"),
+            Ok(report) => tracing::info!(connections = report.results.len(), "refresh pass done"),
             Err(e) => tracing::error!(error = %e, "refresh pass could not list connections"),
         }
     }

@@ -357,8 +357,8 @@ async fn racing_passes(kind: StoreKind) {
         refresh_pass(&broker.broker, &options, now)
     );
     let outcomes = [
-        a.unwrap().outcomes[0].1.clone(),
-        b.unwrap().outcomes[0].1.clone(),
+        a.unwrap().results[0].outcome.clone(),
+        b.unwrap().results[0].outcome.clone(),
     ];
     let refreshed = outcomes
         .iter()

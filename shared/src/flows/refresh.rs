@@ -14,6 +14,7 @@ use crate::identity::IdentityError;
 use crate::store::{Part, StoreError, Versioned};
 use futures::StreamExt;
 use rand::Rng;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -33,14 +34,23 @@ pub enum Outcome {
     StoreFailed(String),
 }
 
+/// One connection's line in a pass report.
+#[derive(Debug, Clone)]
+pub struct ConnectionResult {
+    pub id: ConnectionId,
+    pub outcome: Outcome,
+    /// The state after the pass; `None` when the store could not tell.
+    pub state: Option<ConnectionState>,
+}
+
 #[derive(Debug, Default)]
 pub struct PassReport {
-    pub outcomes: Vec<(ConnectionId, Outcome)>,
+    pub results: Vec<ConnectionResult>,
 }
 
 impl PassReport {
     pub fn count(&self, matches: impl Fn(&Outcome) -> bool) -> usize {
-        self.outcomes.iter().filter(|(_, o)| matches(o)).count()
+        self.results.iter().filter(|r| matches(&r.outcome)).count()
     }
 }
 
@@ -61,21 +71,20 @@ pub async fn refresh_pass(
         Some(id) => vec![id.clone()],
         None => broker.repo.connection_ids().await?,
     };
-    let outcomes: Vec<(ConnectionId, Outcome)> = futures::stream::iter(ids)
+    let mut results: Vec<ConnectionResult> = futures::stream::iter(ids)
         .map(|id| async move {
-            let outcome = match refresh_connection(broker, &id, options.force, now).await {
-                Ok(outcome) => outcome,
-                Err(e) => Outcome::StoreFailed(e.to_string()),
+            let (outcome, state) = match refresh_connection(broker, &id, options.force, now).await {
+                Ok((outcome, state)) => (outcome, Some(state)),
+                Err(e) => (Outcome::StoreFailed(e.to_string()), None),
             };
             log_outcome(&id, &outcome);
-            (id, outcome)
+            ConnectionResult { id, outcome, state }
         })
         .buffer_unordered(broker.config.refresh_concurrency.max(1))
         .collect()
         .await;
-    let mut report = PassReport { outcomes };
-    report.outcomes.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(report)
+    results.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(PassReport { results })
 }
 
 fn log_outcome(id: &ConnectionId, outcome: &Outcome) {
@@ -115,14 +124,15 @@ async fn refresh_connection(
     id: &ConnectionId,
     force: bool,
     now: OffsetDateTime,
-) -> Result<Outcome, StoreError> {
+) -> Result<(Outcome, ConnectionState), StoreError> {
     let repo = &broker.repo;
+    let pending = (Outcome::PendingConsent, ConnectionState::PendingConsent);
     let Some(app) = repo.get::<AppRegistration>(id, Part::App).await? else {
-        return Ok(Outcome::PendingConsent);
+        return Ok(pending);
     };
     let app = app.value;
     let Some(grant) = repo.get::<Grant>(id, Part::Grant).await? else {
-        return Ok(Outcome::PendingConsent);
+        return Ok(pending);
     };
     let status = repo
         .get::<Status>(id, Part::Status)
@@ -130,7 +140,7 @@ async fn refresh_connection(
         .map(|s| s.value)
         .unwrap_or_default();
     if status.state.is_permanent() && !force {
-        return Ok(Outcome::Skipped(status.state));
+        return Ok((Outcome::Skipped(status.state), status.state));
     }
     let access = repo
         .get::<AccessTokens>(id, Part::Access)
@@ -139,7 +149,7 @@ async fn refresh_connection(
         .unwrap_or_default();
     let margin = jittered(broker.config.refresh_margin);
     if !force && !access.is_due(&app.resources, &grant.value, margin, now) {
-        return Ok(Outcome::NotDue);
+        return Ok((Outcome::NotDue, status.state));
     }
     let Some(client_secret) = repo.get::<Secret>(id, Part::Credential).await? else {
         let error = LastError {
@@ -150,8 +160,8 @@ async fn refresh_connection(
             correlation_id: None,
             at: now,
         };
-        record_status(broker, id, &status, Err(error.clone()), now).await?;
-        return Ok(Outcome::Failed(error));
+        let state = record_status(broker, id, &status, Err(error.clone()), now).await?;
+        return Ok((Outcome::Failed(error), state));
     };
 
     let mut refresh_token = grant.value.refresh_token.clone();
@@ -189,19 +199,20 @@ async fn refresh_connection(
     if !minted.tokens.is_empty()
         && let Some(lost) = store_rotation(broker, id, &grant, refresh_token, &minted, now).await?
     {
-        return Ok(lost);
+        return Ok((lost, status.state));
     }
     let result = match failure {
         None => Ok(()),
         Some(e) => Err(e.to_last_error(now)),
     };
-    record_status(broker, id, &status, result.clone(), now).await?;
-    Ok(match result {
+    let state = record_status(broker, id, &status, result.clone(), now).await?;
+    let outcome = match result {
         Ok(()) => Outcome::Refreshed {
             resources: minted.tokens.iter().map(|t| t.resource.clone()).collect(),
         },
         Err(error) => Outcome::Failed(error),
-    })
+    };
+    Ok((outcome, state))
 }
 
 /// Stores the rotated grant (compare-and-swap on the version read), then
@@ -238,20 +249,21 @@ async fn store_rotation(
 }
 
 /// Moves the state machine and writes the status only when that is worth a
-/// store write (see `Status::worth_writing`).
+/// store write (see `Status::worth_writing`). Returns the new state.
 async fn record_status(
     broker: &Broker,
     id: &ConnectionId,
     read: &Status,
     result: Result<(), LastError>,
     now: OffsetDateTime,
-) -> Result<(), StoreError> {
+) -> Result<ConnectionState, StoreError> {
     let transition = |status: &Status| match &result {
         Ok(()) => status.after_success(now),
         Err(error) => status.after_failure(error.clone()),
     };
-    if !read.worth_writing(&transition(read), now) {
-        return Ok(());
+    let next = transition(read);
+    if !read.worth_writing(&next, now) {
+        return Ok(next.state);
     }
     broker
         .repo
@@ -261,7 +273,7 @@ async fn record_status(
             current.worth_writing(&next, now).then_some(next)
         })
         .await?;
-    Ok(())
+    Ok(next.state)
 }
 
 /// What the scheduler sends the refresh function. EventBridge Scheduler
@@ -286,16 +298,29 @@ pub struct PassSummary {
     pub failed: usize,
     pub lost_race: usize,
     pub store_failed: usize,
+    /// Failures per class (`transient`, `reconnect_needed`, ...).
+    pub failed_by_class: BTreeMap<&'static str, usize>,
+    /// Connections per state after the pass.
+    pub states: BTreeMap<&'static str, usize>,
 }
 
 impl PassReport {
     pub fn summary(&self) -> PassSummary {
         let mut summary = PassSummary {
-            connections: self.outcomes.len(),
+            connections: self.results.len(),
             ..PassSummary::default()
         };
-        for (_, outcome) in &self.outcomes {
-            let slot = match outcome {
+        for result in &self.results {
+            if let Some(state) = result.state {
+                *summary.states.entry(state.as_str()).or_default() += 1;
+            }
+            if let Outcome::Failed(error) = &result.outcome {
+                *summary
+                    .failed_by_class
+                    .entry(error.class.as_str())
+                    .or_default() += 1;
+            }
+            let slot = match &result.outcome {
                 Outcome::Refreshed { .. } => &mut summary.refreshed,
                 Outcome::NotDue => &mut summary.not_due,
                 Outcome::PendingConsent => &mut summary.pending_consent,
