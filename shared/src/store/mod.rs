@@ -4,10 +4,12 @@
 //! (or `None` for "must not exist yet") and loses with [`StoreError::Conflict`]
 //! when someone else wrote first.
 
+mod counting;
 mod file;
 mod repository;
 mod secrets_manager;
 
+pub use counting::{CountingStore, StoreCalls};
 pub use file::FileStore;
 pub use repository::{Part, Repository, SecretName, Versioned};
 pub use secrets_manager::SecretsManagerStore;

@@ -1,0 +1,81 @@
+//! A store decorator that counts calls: benchmarks and tests use it to
+//! measure store traffic (Secrets Manager bills and throttles per call).
+
+use super::{SecretStore, StoreError, Stored, Version};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+struct Counts {
+    gets: AtomicU64,
+    puts: AtomicU64,
+    deletes: AtomicU64,
+    lists: AtomicU64,
+}
+
+/// Calls made through a [`CountingStore`] so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCalls {
+    pub gets: u64,
+    pub puts: u64,
+    pub deletes: u64,
+    pub lists: u64,
+}
+
+impl StoreCalls {
+    pub fn total(&self) -> u64 {
+        self.gets + self.puts + self.deletes + self.lists
+    }
+}
+
+pub struct CountingStore {
+    inner: Arc<dyn SecretStore>,
+    counts: Counts,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn SecretStore>) -> Self {
+        Self {
+            inner,
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn calls(&self) -> StoreCalls {
+        StoreCalls {
+            gets: self.counts.gets.load(Ordering::Relaxed),
+            puts: self.counts.puts.load(Ordering::Relaxed),
+            deletes: self.counts.deletes.load(Ordering::Relaxed),
+            lists: self.counts.lists.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[async_trait]
+impl SecretStore for CountingStore {
+    async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
+        self.counts.gets.fetch_add(1, Ordering::Relaxed);
+        self.inner.get(name).await
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
+        self.counts.puts.fetch_add(1, Ordering::Relaxed);
+        self.inner.put(name, value, expected).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.counts.deletes.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete(name).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.counts.lists.fetch_add(1, Ordering::Relaxed);
+        self.inner.list(prefix).await
+    }
+}
