@@ -429,6 +429,7 @@ async fn refresh(
                 )
             }
             Outcome::LostRace => "refreshed by another process meanwhile".into(),
+            Outcome::Busy => "being refreshed by another process right now".into(),
             Outcome::StoreFailed(message) => {
                 failed += 1;
                 format!("store failed: {message}")

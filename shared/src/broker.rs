@@ -15,7 +15,24 @@ pub struct Broker {
     pub repo: Repository,
     pub identity: Arc<dyn IdentityProvider>,
     pub config: Config,
+    pub sleeper: Arc<dyn Sleeper>,
     keys: OnceCell<Keys>,
+}
+
+/// Waiting between retries, behind a port so that tests can record the
+/// waits instead of spending them.
+#[async_trait::async_trait]
+pub trait Sleeper: Send + Sync {
+    async fn sleep(&self, duration: std::time::Duration);
+}
+
+pub struct TokioSleeper;
+
+#[async_trait::async_trait]
+impl Sleeper for TokioSleeper {
+    async fn sleep(&self, duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +57,14 @@ impl Broker {
             repo: Repository::new(store),
             identity,
             config,
+            sleeper: Arc::new(TokioSleeper),
             keys: OnceCell::new(),
         }
+    }
+
+    pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
     }
 
     /// Opens the configured store and the real identity client.

@@ -2,6 +2,7 @@
 //! (which the SAM template sets) with the defaults of DESIGN.md.
 
 use crate::domain::duration::{InvalidDuration, parse_duration};
+use crate::domain::retry::RetryPolicy;
 use crate::store::StoreSpec;
 use std::time::Duration;
 use url::Url;
@@ -17,6 +18,11 @@ pub struct Config {
     pub refresh_margin: Duration,
     /// Connections refreshed at once in a pass.
     pub refresh_concurrency: usize,
+    /// A pass starts no retry that would end after this; it must end well
+    /// within the refresh function's timeout.
+    pub refresh_budget: Duration,
+    /// Backoff of transient failures inside a pass.
+    pub retry: RetryPolicy,
     /// Timeout of one request to the identity provider.
     pub http_timeout: Duration,
     /// Customer-managed KMS key for new secrets (Secrets Manager only).
@@ -46,6 +52,8 @@ impl Config {
             public_url: None,
             refresh_margin: Duration::from_secs(20 * 60),
             refresh_concurrency: 8,
+            refresh_budget: Duration::from_secs(4 * 60),
+            retry: RetryPolicy::default(),
             http_timeout: Duration::from_secs(30),
             kms_key_id: None,
         }
@@ -74,6 +82,10 @@ impl Config {
         if let Some(margin) = get("ROOMTOKEN_REFRESH_MARGIN") {
             config.refresh_margin = parse_duration(&margin)
                 .map_err(|e| ConfigError::Duration("ROOMTOKEN_REFRESH_MARGIN", e))?;
+        }
+        if let Some(budget) = get("ROOMTOKEN_REFRESH_BUDGET") {
+            config.refresh_budget = parse_duration(&budget)
+                .map_err(|e| ConfigError::Duration("ROOMTOKEN_REFRESH_BUDGET", e))?;
         }
         if let Some(n) = get("ROOMTOKEN_REFRESH_CONCURRENCY") {
             config.refresh_concurrency = n

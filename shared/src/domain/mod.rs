@@ -9,6 +9,7 @@ pub mod device_key;
 pub mod duration;
 pub mod failure;
 pub mod grant;
+pub mod retry;
 pub mod secret;
 pub mod status;
 
@@ -17,6 +18,6 @@ pub use app::{AppRegistration, Cloud, Provider, Resource};
 pub use connection_id::ConnectionId;
 pub use device_key::{DeviceKey, DeviceKeyRecord, DeviceKeys};
 pub use failure::FailureClass;
-pub use grant::{Account, AccountKey, Grant};
+pub use grant::{Account, AccountKey, Grant, Lease};
 pub use secret::Secret;
 pub use status::{ConnectionState, LastError, Status};

@@ -1,22 +1,27 @@
 //! token-refresh: one pass over every connection, refreshing what is due.
 //!
-//! A pass never loses a refresh token: the newest one is stored before the
-//! access tokens it minted, a failure keeps the old grant untouched, and a
-//! write that loses a compare-and-swap race (another pass, or a new consent)
-//! leaves the winner's grant in place.
+//! A pass never loses a refresh token and never redeems one twice:
+//! - it first takes a lease on the grant (compare-and-swap), so a concurrent
+//!   pass or process that loses never sends the token to the provider;
+//! - transient failures are retried with backoff inside the pass budget,
+//!   and the old grant stays untouched until a newer token is in hand;
+//! - the newest refresh token is stored before the access tokens it minted;
+//! - a new consent that lands meanwhile wins over the refresh.
 
 use super::callback::access_token;
 use crate::Broker;
 use crate::domain::{
-    AccessTokens, AppRegistration, ConnectionId, ConnectionState, Grant, LastError, Secret, Status,
+    AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, Grant, LastError,
+    Resource, Secret, Status,
 };
-use crate::identity::IdentityError;
+use crate::identity::{IdentityError, TokenSet};
 use crate::store::{Part, StoreError, Versioned};
 use futures::StreamExt;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 
 /// What a pass did to one connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +36,8 @@ pub enum Outcome {
     Failed(LastError),
     /// Another writer stored a newer grant first; theirs is kept.
     LostRace,
+    /// Another refresh holds the lease on this grant right now.
+    Busy,
     StoreFailed(String),
 }
 
@@ -71,12 +78,14 @@ pub async fn refresh_pass(
         Some(id) => vec![id.clone()],
         None => broker.repo.connection_ids().await?,
     };
+    let deadline = Instant::now() + broker.config.refresh_budget;
     let mut results: Vec<ConnectionResult> = futures::stream::iter(ids)
         .map(|id| async move {
-            let (outcome, state) = match refresh_connection(broker, &id, options.force, now).await {
-                Ok((outcome, state)) => (outcome, Some(state)),
-                Err(e) => (Outcome::StoreFailed(e.to_string()), None),
-            };
+            let (outcome, state) =
+                match refresh_connection(broker, &id, options.force, now, deadline).await {
+                    Ok((outcome, state)) => (outcome, Some(state)),
+                    Err(e) => (Outcome::StoreFailed(e.to_string()), None),
+                };
             log_outcome(&id, &outcome);
             ConnectionResult { id, outcome, state }
         })
@@ -104,6 +113,7 @@ fn log_outcome(id: &ConnectionId, outcome: &Outcome) {
             message = %error.message, "refresh failed"
         ),
         Outcome::LostRace => tracing::info!(connection = %id, "another writer refreshed first"),
+        Outcome::Busy => tracing::info!(connection = %id, "another refresh holds the lease"),
         Outcome::StoreFailed(message) => {
             tracing::error!(connection = %id, error = %message, "store failed during refresh")
         }
@@ -124,6 +134,7 @@ async fn refresh_connection(
     id: &ConnectionId,
     force: bool,
     now: OffsetDateTime,
+    deadline: Instant,
 ) -> Result<(Outcome, ConnectionState), StoreError> {
     let repo = &broker.repo;
     let pending = (Outcome::PendingConsent, ConnectionState::PendingConsent);
@@ -151,9 +162,12 @@ async fn refresh_connection(
     if !force && !access.is_due(&app.resources, &grant.value, margin, now) {
         return Ok((Outcome::NotDue, status.state));
     }
+    if grant.value.is_leased(now) {
+        return Ok((Outcome::Busy, status.state));
+    }
     let Some(client_secret) = repo.get::<Secret>(id, Part::Credential).await? else {
         let error = LastError {
-            class: crate::domain::FailureClass::AppMisconfigured,
+            class: FailureClass::AppMisconfigured,
             code: "no_client_secret".into(),
             message: "the connection has no client secret: run `roomtoken connection update --client-secret-stdin`".into(),
             trace_id: None,
@@ -162,6 +176,26 @@ async fn refresh_connection(
         };
         let state = record_status(broker, id, &status, Err(error.clone()), now).await?;
         return Ok((Outcome::Failed(error), state));
+    };
+
+    // Take the lease before redeeming anything: whoever loses this
+    // compare-and-swap never sends the refresh token to the provider.
+    let lease_owner = uuid::Uuid::new_v4().to_string();
+    let leased = grant.value.leased(
+        &lease_owner,
+        now + broker.config.refresh_budget + LEASE_SLACK,
+    );
+    let leased_version = match repo
+        .put(id, Part::Grant, &leased, Some(&grant.version))
+        .await
+    {
+        Ok(version) => version,
+        Err(StoreError::Conflict(_)) => return Ok((Outcome::LostRace, status.state)),
+        Err(e) => return Err(e),
+    };
+    let leased = Versioned {
+        value: leased,
+        version: leased_version,
     };
 
     let mut refresh_token = grant.value.refresh_token.clone();
@@ -173,15 +207,16 @@ async fn refresh_connection(
     let mut failure: Option<IdentityError> = None;
     // One request per resource, each with the newest refresh token.
     for resource in &app.resources {
-        match broker
-            .identity
-            .refresh(
-                &app,
-                &client_secret.value,
-                &refresh_token,
-                &resource.token_request_scopes(),
-            )
-            .await
+        match redeem(
+            broker,
+            id,
+            &app,
+            &client_secret.value,
+            &refresh_token,
+            resource,
+            deadline,
+        )
+        .await
         {
             Ok(tokens) => {
                 if let Some(newer) = tokens.refresh_token.clone() {
@@ -196,14 +231,23 @@ async fn refresh_connection(
         }
     }
 
-    if !minted.tokens.is_empty()
-        && let Some(lost) = store_rotation(broker, id, &grant, refresh_token, &minted, now).await?
+    if minted.tokens.is_empty() {
+        // Nothing was redeemed: hand the untouched grant back.
+        release_lease(broker, id, &leased).await;
+    } else if let Some(lost) =
+        store_rotation(broker, id, &leased, refresh_token, &minted, now).await?
     {
         return Ok((lost, status.state));
     }
     let result = match failure {
         None => Ok(()),
-        Some(e) => Err(e.to_last_error(now)),
+        Some(e) => {
+            let error = e.to_last_error(now);
+            if error.class == FailureClass::OurBug {
+                tracing::error!(connection = %id, code = %error.code, message = %error.message, "the identity provider refused a request we should never send");
+            }
+            Err(error)
+        }
     };
     let state = record_status(broker, id, &status, result.clone(), now).await?;
     let outcome = match result {
@@ -215,20 +259,83 @@ async fn refresh_connection(
     Ok((outcome, state))
 }
 
-/// Stores the rotated grant (compare-and-swap on the version read), then
-/// the access tokens. Returns `Some(LostRace)` when another writer won.
+/// A lease outlives the pass budget by this much, so that it never expires
+/// while its holder may still be redeeming.
+const LEASE_SLACK: Duration = Duration::from_secs(30);
+
+/// One token request, retried with backoff while the failure is transient
+/// and the pass budget allows.
+async fn redeem(
+    broker: &Broker,
+    id: &ConnectionId,
+    app: &AppRegistration,
+    client_secret: &Secret,
+    refresh_token: &Secret,
+    resource: &Resource,
+    deadline: Instant,
+) -> Result<TokenSet, IdentityError> {
+    let scopes = resource.token_request_scopes();
+    let mut failed_attempts = 0;
+    loop {
+        let error = match broker
+            .identity
+            .refresh(app, client_secret, refresh_token, &scopes)
+            .await
+        {
+            Ok(tokens) => return Ok(tokens),
+            Err(error) => error,
+        };
+        failed_attempts += 1;
+        if error.class() != FailureClass::Transient {
+            return Err(error);
+        }
+        let unit = rand::rng().random_range(0.0..=1.0);
+        let Some(delay) = broker
+            .config
+            .retry
+            .delay(failed_attempts, error.retry_after(), unit)
+        else {
+            return Err(error);
+        };
+        if Instant::now() + delay >= deadline {
+            return Err(error);
+        }
+        tracing::info!(
+            connection = %id, resource = %resource.name, attempt = failed_attempts,
+            retry_in_ms = delay.as_millis() as u64, error = %error, "transient failure, retrying"
+        );
+        broker.sleeper.sleep(delay).await;
+    }
+}
+
+/// Gives the lease back after a failed attempt; if that write fails, the
+/// lease simply expires.
+async fn release_lease(broker: &Broker, id: &ConnectionId, leased: &Versioned<Grant>) {
+    let released = leased.value.released();
+    if let Err(e) = broker
+        .repo
+        .put(id, Part::Grant, &released, Some(&leased.version))
+        .await
+    {
+        tracing::warn!(connection = %id, error = %e, "could not release the refresh lease; it expires by itself");
+    }
+}
+
+/// Stores the rotated grant (compare-and-swap on the leased version), then
+/// the access tokens. Returns `Some(LostRace)` when a new consent replaced
+/// the grant meanwhile: the newer consent is kept.
 async fn store_rotation(
     broker: &Broker,
     id: &ConnectionId,
-    grant: &Versioned<Grant>,
+    leased: &Versioned<Grant>,
     refresh_token: Secret,
     minted: &AccessTokens,
     now: OffsetDateTime,
 ) -> Result<Option<Outcome>, StoreError> {
-    let rotated = grant.value.rotated(Some(refresh_token), now);
+    let rotated = leased.value.rotated(Some(refresh_token), now);
     match broker
         .repo
-        .put(id, Part::Grant, &rotated, Some(&grant.version))
+        .put(id, Part::Grant, &rotated, Some(&leased.version))
         .await
     {
         Ok(_) => {}
@@ -297,6 +404,7 @@ pub struct PassSummary {
     pub skipped: usize,
     pub failed: usize,
     pub lost_race: usize,
+    pub busy: usize,
     pub store_failed: usize,
     /// Failures per class (`transient`, `reconnect_needed`, ...).
     pub failed_by_class: BTreeMap<&'static str, usize>,
@@ -327,6 +435,7 @@ impl PassReport {
                 Outcome::Skipped(_) => &mut summary.skipped,
                 Outcome::Failed(_) => &mut summary.failed,
                 Outcome::LostRace => &mut summary.lost_race,
+                Outcome::Busy => &mut summary.busy,
                 Outcome::StoreFailed(_) => &mut summary.store_failed,
             };
             *slot += 1;
