@@ -12,31 +12,7 @@ source scripts/tools.sh
 ensure_python_tools
 ensure_chromium
 
-pids=()
-logs=$(mktemp -d -t roomtoken-test.XXXXXX)
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$logs"
-}
-trap cleanup EXIT
-
-port=$(free_port)
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logs/moto.log" 2>&1 &
-pids+=($!)
-wait_for_http "http://127.0.0.1:$port/moto-api/" "moto server" "$logs/moto.log"
-
-driver_port=$(free_port)
-chromedriver --port="$driver_port" --allowed-ips=127.0.0.1 >"$logs/chromedriver.log" 2>&1 &
-pids+=($!)
-wait_for_http "http://127.0.0.1:$driver_port/status" "chromedriver" "$logs/chromedriver.log"
-export ROOMTOKEN_TEST_WEBDRIVER="http://127.0.0.1:$driver_port"
-
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
-export AWS_EC2_METADATA_DISABLED=true
-export ROOMTOKEN_SECRET_PREFIX="test-$(date +%s)-$$/"
-unset ROOMTOKEN_STORE ROOMTOKEN_PUBLIC_URL
+start_services
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

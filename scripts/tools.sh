@@ -52,3 +52,37 @@ ensure_chromium() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 }
+
+# Starts moto (Secrets Manager) and chromedriver on free loopback ports,
+# exports what the tests read, and stops both when the calling script exits.
+start_services() {
+  SERVICE_PIDS=()
+  SERVICE_LOGS=$(mktemp -d -t roomtoken-services.XXXXXX)
+  trap stop_services EXIT
+
+  local moto_port driver_port
+  moto_port=$(free_port)
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$SERVICE_LOGS/moto.log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  wait_for_http "http://127.0.0.1:$moto_port/moto-api/" "moto server" "$SERVICE_LOGS/moto.log"
+
+  driver_port=$(free_port)
+  chromedriver --port="$driver_port" --allowed-ips=127.0.0.1 >"$SERVICE_LOGS/chromedriver.log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  wait_for_http "http://127.0.0.1:$driver_port/status" "chromedriver" "$SERVICE_LOGS/chromedriver.log"
+
+  export ROOMTOKEN_TEST_WEBDRIVER="http://127.0.0.1:$driver_port"
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+  export AWS_EC2_METADATA_DISABLED=true
+  ROOMTOKEN_SECRET_PREFIX="test-$(date +%s)-$$/"
+  export ROOMTOKEN_SECRET_PREFIX
+  unset ROOMTOKEN_STORE ROOMTOKEN_PUBLIC_URL
+}
+
+stop_services() {
+  local pid
+  for pid in "${SERVICE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${SERVICE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$SERVICE_LOGS"
+}

@@ -3,7 +3,12 @@
 //! or on Secrets Manager (moto, started by `scripts/test.sh`), the `roomtoken`
 //! CLI run in-process, and a log capture to prove no secret is ever logged.
 
-use roomtoken::store::StoreSpec;
+pub mod failing_store;
+pub mod tcp_proxy;
+
+use roomtoken::broker::Sleeper;
+use roomtoken::identity::OAuthClient;
+use roomtoken::store::{FileStore, SecretStore, SecretsManagerStore, StoreSpec};
 use roomtoken::{Broker, Config};
 use roomtoken_cli::{Cli, ServeOptions, serve_on};
 use roomtoken_fake_identity::{FakeAccount, FakeApp, FakeIdentity};
@@ -46,63 +51,171 @@ pub fn require_moto() {
 /// Starts the fake identity platform and the broker, with the app
 /// registered and two accounts (the booking account and another one).
 pub async fn spawn_broker(kind: StoreKind) -> TestBroker {
-    capture_logs();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let url: Url = format!("http://{}", listener.local_addr().expect("addr"))
-        .parse()
-        .expect("url");
-    let (spec, store_arg) = match kind {
-        StoreKind::File => {
-            let path = dir.path().join("store");
-            (
-                StoreSpec::File(path.clone()),
-                format!("file:{}", path.display()),
-            )
+    Setup::new(kind).spawn().await
+}
+
+/// A decorator to put around the store.
+type StoreWrapper = Box<dyn FnOnce(Arc<dyn SecretStore>) -> Arc<dyn SecretStore> + Send>;
+
+/// How to build a test broker, beyond the store kind.
+pub struct Setup {
+    kind: StoreKind,
+    http_timeout: std::time::Duration,
+    sleeper: Option<Arc<dyn Sleeper>>,
+    wrap_store: Option<StoreWrapper>,
+    aws_endpoint: Option<String>,
+    extra_accounts: usize,
+}
+
+impl Setup {
+    pub fn new(kind: StoreKind) -> Self {
+        Self {
+            kind,
+            http_timeout: std::time::Duration::from_secs(2),
+            sleeper: None,
+            wrap_store: None,
+            aws_endpoint: None,
+            extra_accounts: 0,
         }
-        StoreKind::SecretsManager => {
-            require_moto();
-            (StoreSpec::Aws, "aws".to_owned())
-        }
-    };
-    let mut config = Config::from_env(spec.clone()).expect("config");
-    config.store = spec;
-    config.public_url = Some(url.clone());
-    config.http_timeout = std::time::Duration::from_secs(2);
-    let broker = Arc::new(Broker::from_config(config).await.expect("broker"));
-    let identity = FakeIdentity::start().await.expect("fake identity");
-    let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4());
-    identity.register_app(FakeApp {
-        tenant: TENANT.into(),
-        client_id: CLIENT_ID.into(),
-        client_secret: client_secret.clone(),
-        redirect_uris: vec![format!("{url}callback")],
-    });
-    for (oid, username) in [("0b1c", ACCOUNT), ("9f8e", OTHER_ACCOUNT)] {
-        identity.add_account(FakeAccount {
-            tenant: TENANT.into(),
-            oid: format!("{oid}0000-0000-4000-8000-000000000000"),
-            username: username.into(),
-            name: username.into(),
-        });
     }
-    identity.set_auto_consent(Some(ACCOUNT));
-    tokio::spawn(serve_on(
-        listener,
-        broker.clone(),
-        ServeOptions {
-            refresh_every: None,
-        },
-    ));
-    TestBroker {
-        url,
-        broker,
-        identity,
-        client_secret,
-        store_arg,
-        _dir: dir,
+
+    /// Timeout of each request to the identity provider.
+    pub fn http_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// Records retry waits instead of spending them.
+    pub fn sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.sleeper = Some(sleeper);
+        self
+    }
+
+    /// Puts a decorator (counting, failing) around the store.
+    pub fn wrap_store(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn SecretStore>) -> Arc<dyn SecretStore> + Send + 'static,
+    ) -> Self {
+        self.wrap_store = Some(Box::new(wrap));
+        self
+    }
+
+    /// Talks to Secrets Manager at this URL (a proxy in front of moto).
+    pub fn aws_endpoint(mut self, url: String) -> Self {
+        self.aws_endpoint = Some(url);
+        self
+    }
+
+    /// Adds accounts `booking-{n}@contoso.com`, n = 0..count.
+    pub fn extra_accounts(mut self, count: usize) -> Self {
+        self.extra_accounts = count;
+        self
+    }
+
+    pub async fn spawn(self) -> TestBroker {
+        capture_logs();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let url: Url = format!("http://{}", listener.local_addr().expect("addr"))
+            .parse()
+            .expect("url");
+        let mut config = Config::from_env(StoreSpec::Aws).expect("config");
+        let (store, store_arg): (Arc<dyn SecretStore>, String) = match self.kind {
+            StoreKind::File => {
+                let path = dir.path().join("store");
+                config.store = StoreSpec::File(path.clone());
+                let store = FileStore::open(&path).expect("file store");
+                (Arc::new(store), format!("file:{}", path.display()))
+            }
+            StoreKind::SecretsManager => {
+                require_moto();
+                config.store = StoreSpec::Aws;
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(endpoint) = &self.aws_endpoint {
+                    loader = loader.endpoint_url(endpoint);
+                }
+                let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
+                let store = SecretsManagerStore::new(client, &config.secret_prefix);
+                (Arc::new(store), "aws".to_owned())
+            }
+        };
+        let store = match self.wrap_store {
+            Some(wrap) => wrap(store),
+            None => store,
+        };
+        config.public_url = Some(url.clone());
+        config.http_timeout = self.http_timeout;
+        let identity_client = OAuthClient::new(self.http_timeout).expect("identity client");
+        let mut broker = Broker::new(store, Arc::new(identity_client), config);
+        if let Some(sleeper) = self.sleeper {
+            broker = broker.with_sleeper(sleeper);
+        }
+        let broker = Arc::new(broker);
+        let identity = FakeIdentity::start().await.expect("fake identity");
+        let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4());
+        identity.register_app(FakeApp {
+            tenant: TENANT.into(),
+            client_id: CLIENT_ID.into(),
+            client_secret: client_secret.clone(),
+            redirect_uris: vec![format!("{url}callback")],
+        });
+        let mut accounts = vec![ACCOUNT.to_owned(), OTHER_ACCOUNT.to_owned()];
+        accounts.extend((0..self.extra_accounts).map(booking_account));
+        for (n, username) in accounts.iter().enumerate() {
+            identity.add_account(FakeAccount {
+                tenant: TENANT.into(),
+                oid: format!("{n:08x}-0000-4000-8000-000000000000"),
+                username: username.clone(),
+                name: username.clone(),
+            });
+        }
+        identity.set_auto_consent(Some(ACCOUNT));
+        tokio::spawn(serve_on(
+            listener,
+            broker.clone(),
+            ServeOptions {
+                refresh_every: None,
+            },
+        ));
+        TestBroker {
+            url,
+            broker,
+            identity,
+            client_secret,
+            store_arg,
+            _dir: dir,
+        }
+    }
+}
+
+/// The n-th extra booking account of [`Setup::extra_accounts`].
+pub fn booking_account(n: usize) -> String {
+    format!("booking-{n}@contoso.com")
+}
+
+/// A sleeper that records each wait and returns at once.
+#[derive(Default)]
+pub struct RecordingSleeper {
+    waits: Mutex<Vec<std::time::Duration>>,
+}
+
+impl RecordingSleeper {
+    pub fn waits(&self) -> Vec<std::time::Duration> {
+        self.waits.lock().expect("waits").clone()
+    }
+
+    pub fn clear(&self) {
+        self.waits.lock().expect("waits").clear();
+    }
+}
+
+#[async_trait::async_trait]
+impl Sleeper for RecordingSleeper {
+    async fn sleep(&self, duration: std::time::Duration) {
+        self.waits.lock().expect("waits").push(duration);
+        tokio::task::yield_now().await;
     }
 }
 

@@ -1,0 +1,436 @@
+//! The refresh pass against the fake identity platform: one test per failure
+//! class, retries and backoff, nothing lost when the store fails, races with
+//! new consents and with other passes, and the pinned account.
+
+use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass, Grant, Status};
+use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
+use roomtoken::store::Part;
+use roomtoken_fake_identity::Fault;
+use roomtoken_tests::failing_store::FailingStore;
+use roomtoken_tests::*;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+async fn connected(broker: &TestBroker, prefix: &str) -> String {
+    let id = unique_id(prefix);
+    broker.add_connection(&id).await;
+    let consent = broker.consent(&id).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    id
+}
+
+async fn pass(broker: &TestBroker, id: &str, force: bool, now: OffsetDateTime) -> Outcome {
+    let options = PassOptions {
+        only: Some(ConnectionId::parse(id).unwrap()),
+        force,
+    };
+    let report: PassReport = refresh_pass(&broker.broker, &options, now).await.unwrap();
+    report.results[0].outcome.clone()
+}
+
+async fn status(broker: &TestBroker, id: &str) -> Status {
+    let id = ConnectionId::parse(id).unwrap();
+    broker
+        .broker
+        .repo
+        .get::<Status>(&id, Part::Status)
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+}
+
+async fn grant(broker: &TestBroker, id: &str) -> Grant {
+    let id = ConnectionId::parse(id).unwrap();
+    broker
+        .broker
+        .repo
+        .get::<Grant>(&id, Part::Grant)
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+}
+
+fn token_requests(broker: &TestBroker) -> u64 {
+    broker.identity.counters().token_requests
+}
+
+fn aadsts(status: u16, error: &str, code: u32) -> Fault {
+    Fault::Aadsts {
+        status,
+        error: error.into(),
+        code,
+        suberror: None,
+    }
+}
+
+/// A permanent class: one request, the state and error recorded, no retry,
+/// and the next pass costs no token request until a human acts.
+async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, code: &str) {
+    let sleeper = Arc::new(RecordingSleeper::default());
+    let broker = Setup::new(StoreKind::File)
+        .sleeper(sleeper.clone())
+        .spawn()
+        .await;
+    let id = connected(&broker, "permanent").await;
+    broker.identity.inject(fault);
+    let before = token_requests(&broker);
+    let now = OffsetDateTime::now_utc();
+    let outcome = pass(&broker, &id, true, now).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed(e) if e.class == class && e.code == code),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        token_requests(&broker) - before,
+        1,
+        "no retry for a permanent failure"
+    );
+    assert!(sleeper.waits().is_empty());
+    let recorded = status(&broker, &id).await;
+    assert_eq!(recorded.state, state);
+    let error = recorded.last_error.unwrap();
+    assert_eq!((error.class, error.code.as_str()), (class, code));
+    assert!(
+        error.trace_id.is_some() && error.correlation_id.is_some(),
+        "kept for the admin"
+    );
+    assert_eq!(recorded.consecutive_failures, 1);
+
+    let later = now + time::Duration::hours(2);
+    assert_eq!(
+        pass(&broker, &id, false, later).await,
+        Outcome::Skipped(state)
+    );
+    assert_eq!(
+        token_requests(&broker) - before,
+        1,
+        "a permanent state costs no token request"
+    );
+    let printed = broker.cli(&["status", &id], "").await.unwrap();
+    assert!(
+        printed.contains(state.as_str()) && printed.contains(code),
+        "{printed}"
+    );
+
+    // --force makes one attempt, which now succeeds: back to connected.
+    assert!(matches!(
+        pass(&broker, &id, true, later).await,
+        Outcome::Refreshed { .. }
+    ));
+    assert_eq!(status(&broker, &id).await.state, ConnectionState::Connected);
+}
+
+#[tokio::test]
+async fn an_idle_or_revoked_grant_needs_a_reconnect() {
+    permanent(
+        aadsts(400, "invalid_grant", 700082),
+        ConnectionState::ReconnectRequired,
+        FailureClass::ReconnectNeeded,
+        "AADSTS700082",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_client_secret_is_an_app_misconfiguration() {
+    permanent(
+        aadsts(401, "invalid_client", 7000222),
+        ConnectionState::AppMisconfigured,
+        FailureClass::AppMisconfigured,
+        "AADSTS7000222",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn conditional_access_blocks_the_account() {
+    permanent(
+        aadsts(400, "invalid_grant", 53003),
+        ConnectionState::Blocked,
+        FailureClass::Blocked,
+        "AADSTS53003",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_served() {
+    let sleeper = Arc::new(RecordingSleeper::default());
+    let broker = Setup::new(StoreKind::File)
+        .sleeper(sleeper.clone())
+        .spawn()
+        .await;
+    let id = connected(&broker, "throttled").await;
+    let key = broker.create_key(&id).await;
+    let served = broker
+        .get_token(&id, Some(&key), None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        broker.identity.inject(Fault::TooManyRequests {
+            retry_after_secs: 2,
+        });
+    }
+    let before = token_requests(&broker);
+    let outcome = pass(&broker, &id, true, OffsetDateTime::now_utc()).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::Transient && e.message.contains("HTTP 429")),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        token_requests(&broker) - before,
+        3,
+        "three attempts in one pass"
+    );
+    let waits = sleeper.waits();
+    assert_eq!(waits.len(), 2);
+    assert!(
+        waits.iter().all(|w| *w >= Duration::from_secs(2)),
+        "Retry-After honoured: {waits:?}"
+    );
+    let recorded = status(&broker, &id).await;
+    assert_eq!(recorded.state, ConnectionState::Degraded);
+    let still = broker.get_token(&id, Some(&key), None).await;
+    assert_eq!(
+        still.status(),
+        200,
+        "the still-valid token is served while degraded"
+    );
+    assert_eq!(still.text().await.unwrap(), served);
+    let refresh_token = grant(&broker, &id).await.refresh_token;
+    assert_eq!(
+        Some(refresh_token.expose().to_owned()),
+        broker.identity.newest_refresh_token(CLIENT_ID, ACCOUNT),
+        "a transient failure never drops the refresh token"
+    );
+    // A later pass, when the token is due, retries and recovers.
+    let due = OffsetDateTime::now_utc() + time::Duration::minutes(45);
+    assert!(matches!(
+        pass(&broker, &id, false, due).await,
+        Outcome::Refreshed { .. }
+    ));
+    assert_eq!(status(&broker, &id).await.state, ConnectionState::Connected);
+}
+
+#[tokio::test]
+async fn a_server_error_is_retried_with_backoff_within_the_pass() {
+    let sleeper = Arc::new(RecordingSleeper::default());
+    let broker = Setup::new(StoreKind::File)
+        .sleeper(sleeper.clone())
+        .spawn()
+        .await;
+    let id = connected(&broker, "unavailable").await;
+    broker.identity.inject(Fault::ServerError { status: 503 });
+    let before = token_requests(&broker);
+    let outcome = pass(&broker, &id, true, OffsetDateTime::now_utc()).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    assert_eq!(
+        token_requests(&broker) - before,
+        3,
+        "one failed and retried, then the second resource"
+    );
+    let waits = sleeper.waits();
+    assert_eq!(waits.len(), 1);
+    assert!(
+        (Duration::from_millis(2_500)..=Duration::from_secs(5)).contains(&waits[0]),
+        "{waits:?}"
+    );
+    assert_eq!(status(&broker, &id).await.state, ConnectionState::Connected);
+}
+
+#[tokio::test]
+async fn a_timeout_is_transient() {
+    let sleeper = Arc::new(RecordingSleeper::default());
+    let broker = Setup::new(StoreKind::File)
+        .sleeper(sleeper.clone())
+        .http_timeout(Duration::from_millis(300))
+        .spawn()
+        .await;
+    let id = connected(&broker, "timeout").await;
+    for _ in 0..3 {
+        broker.identity.inject(Fault::Hang(Duration::from_secs(2)));
+    }
+    let outcome = pass(&broker, &id, true, OffsetDateTime::now_utc()).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::Transient && e.code == "timeout"),
+        "{outcome:?}"
+    );
+    assert_eq!(sleeper.waits().len(), 2);
+    assert_eq!(status(&broker, &id).await.state, ConnectionState::Degraded);
+}
+
+#[tokio::test]
+async fn a_request_we_should_never_send_fails_loudly_without_retry() {
+    let sleeper = Arc::new(RecordingSleeper::default());
+    let broker = Setup::new(StoreKind::File)
+        .sleeper(sleeper.clone())
+        .spawn()
+        .await;
+    let id = connected(&broker, "bug").await;
+    broker.identity.inject(aadsts(400, "invalid_scope", 70011));
+    let before = token_requests(&broker);
+    let outcome = pass(&broker, &id, true, OffsetDateTime::now_utc()).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::OurBug),
+        "{outcome:?}"
+    );
+    assert_eq!(token_requests(&broker) - before, 1);
+    assert!(sleeper.waits().is_empty());
+    let logs = captured_logs();
+    assert!(
+        logs.contains("ERROR") && logs.contains("AADSTS70011"),
+        "an error line for the alarm"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_that_cannot_be_stored_is_recovered_by_the_next_pass() {
+    let failing: Arc<std::sync::OnceLock<Arc<FailingStore>>> = Arc::default();
+    let slot = failing.clone();
+    let broker = Setup::new(StoreKind::File)
+        .wrap_store(move |inner| {
+            let store = Arc::new(FailingStore::new(inner));
+            let _ = slot.set(store.clone());
+            store
+        })
+        .spawn()
+        .await;
+    let id = connected(&broker, "store-down").await;
+    let before = grant(&broker, &id).await;
+    // The lease write goes through; the rotated grant's write fails.
+    failing.get().unwrap().fail_puts("/grant", 1, 1);
+    let now = OffsetDateTime::now_utc();
+    let outcome = pass(&broker, &id, true, now).await;
+    assert!(matches!(outcome, Outcome::StoreFailed(_)), "{outcome:?}");
+    let kept = grant(&broker, &id).await;
+    assert_eq!(
+        kept.refresh_token, before.refresh_token,
+        "the stored grant is untouched"
+    );
+    assert!(kept.is_leased(now), "the lease stays until it expires");
+    assert_eq!(
+        pass(&broker, &id, true, now).await,
+        Outcome::Busy,
+        "nobody redeems under the lease"
+    );
+
+    let later = now + time::Duration::minutes(5);
+    let outcome = pass(&broker, &id, true, later).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    let recovered = grant(&broker, &id).await;
+    assert_eq!(
+        Some(recovered.refresh_token.expose().to_owned()),
+        broker.identity.newest_refresh_token(CLIENT_ID, ACCOUNT)
+    );
+    assert_eq!(status(&broker, &id).await.state, ConnectionState::Connected);
+}
+
+#[tokio::test]
+async fn a_new_consent_during_a_refresh_wins() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let id = connected(&broker, "reconsent").await;
+    let first = grant(&broker, &id).await;
+    broker.identity.set_latency(Duration::from_millis(200));
+    let (outcome, consent) = tokio::join!(
+        pass(&broker, &id, true, OffsetDateTime::now_utc()),
+        broker.consent(&id)
+    );
+    broker.identity.set_latency(Duration::ZERO);
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    let kept = grant(&broker, &id).await;
+    assert!(
+        kept.consented_at > first.consented_at,
+        "the newer consent is kept ({outcome:?})"
+    );
+    assert!(!kept.is_leased(OffsetDateTime::now_utc()));
+    assert!(matches!(
+        pass(&broker, &id, true, OffsetDateTime::now_utc()).await,
+        Outcome::Refreshed { .. }
+    ));
+    assert_eq!(broker.identity.counters().refresh_tokens_redeemed_twice, 0);
+}
+
+#[tokio::test]
+async fn another_account_is_refused_until_the_operator_resets_the_connection() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let id = connected(&broker, "pinned").await;
+    let pinned = grant(&broker, &id).await;
+    broker.identity.set_auto_consent(Some(OTHER_ACCOUNT));
+    let refused = broker.consent(&id).await;
+    assert_eq!(refused.status, 409);
+    assert!(
+        refused.body.contains(ACCOUNT) && refused.body.contains(OTHER_ACCOUNT),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        grant(&broker, &id).await.refresh_token,
+        pinned.refresh_token,
+        "nothing stored"
+    );
+
+    broker
+        .cli(&["connection", "update", &id, "--reset-account"], "")
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&broker, &id).await.state,
+        ConnectionState::PendingConsent
+    );
+    let accepted = broker.consent(&id).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert_eq!(grant(&broker, &id).await.account.display, OTHER_ACCOUNT);
+}
+
+async fn concurrent_passes(kind: StoreKind) {
+    let broker = Setup::new(kind).extra_accounts(3).spawn().await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        broker.identity.set_auto_consent(Some(&booking_account(n)));
+        ids.push(connected(&broker, "concurrent").await);
+    }
+    broker.identity.set_latency(Duration::from_millis(100));
+    let now = OffsetDateTime::now_utc();
+    let passes = (0..20).flat_map(|_| ids.iter().map(|id| pass(&broker, id, true, now)));
+    let outcomes = futures::future::join_all(passes).await;
+    broker.identity.set_latency(Duration::ZERO);
+    for (n, id) in ids.iter().enumerate() {
+        let mine: Vec<&Outcome> = outcomes.iter().skip(n).step_by(ids.len()).collect();
+        let refreshed = mine
+            .iter()
+            .filter(|o| matches!(o, Outcome::Refreshed { .. }))
+            .count();
+        assert_eq!(
+            refreshed, 1,
+            "exactly one of 20 passes refreshed {id}: {mine:?}"
+        );
+        assert!(mine.iter().all(|o| matches!(
+            o,
+            Outcome::Refreshed { .. } | Outcome::Busy | Outcome::LostRace
+        )));
+        let held = grant(&broker, id).await;
+        assert_eq!(
+            Some(held.refresh_token.expose().to_owned()),
+            broker
+                .identity
+                .newest_refresh_token(CLIENT_ID, &booking_account(n)),
+            "no lost update"
+        );
+    }
+    assert_eq!(broker.identity.counters().refresh_tokens_redeemed_twice, 0);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_passes_redeem_each_refresh_token_once_on_the_file_store() {
+    concurrent_passes(StoreKind::File).await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_passes_redeem_each_refresh_token_once_on_secrets_manager() {
+    concurrent_passes(StoreKind::SecretsManager).await;
+}
