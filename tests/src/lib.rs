@@ -64,6 +64,7 @@ pub struct Setup {
     sleeper: Option<Arc<dyn Sleeper>>,
     wrap_store: Option<StoreWrapper>,
     aws_endpoint: Option<String>,
+    secret_prefix: Option<String>,
     extra_accounts: usize,
 }
 
@@ -75,6 +76,7 @@ impl Setup {
             sleeper: None,
             wrap_store: None,
             aws_endpoint: None,
+            secret_prefix: None,
             extra_accounts: 0,
         }
     }
@@ -106,6 +108,14 @@ impl Setup {
         self
     }
 
+    /// A Secrets Manager name prefix of its own, so that a pass over every
+    /// connection sees only this test's (admin commands through
+    /// [`TestBroker::cli`] use the suite's prefix: use the library instead).
+    pub fn isolated_prefix(mut self) -> Self {
+        self.secret_prefix = Some(format!("{}/", unique_id("isolated")));
+        self
+    }
+
     /// Adds accounts `booking-{n}@contoso.com`, n = 0..count.
     pub fn extra_accounts(mut self, count: usize) -> Self {
         self.extra_accounts = count;
@@ -132,7 +142,16 @@ impl Setup {
             StoreKind::SecretsManager => {
                 require_moto();
                 config.store = StoreSpec::Aws;
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(prefix) = self.secret_prefix {
+                    config.secret_prefix = prefix;
+                }
+                // The SDK's own retries, short: the broker's behaviour is
+                // what these tests look at.
+                let retry = aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(std::time::Duration::from_millis(10));
+                let mut loader =
+                    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry);
                 if let Some(endpoint) = &self.aws_endpoint {
                     loader = loader.endpoint_url(endpoint);
                 }
@@ -293,7 +312,12 @@ impl TestBroker {
     /// and returns the callback response.
     pub async fn consent(&self, id: &str) -> ConsentRun {
         let link = self.link(id).await;
-        let start = http().get(&link).send().await.expect("GET link");
+        self.consent_at(&link).await
+    }
+
+    /// [`TestBroker::consent`] with a link made by the caller.
+    pub async fn consent_at(&self, link: &str) -> ConsentRun {
+        let start = http().get(link).send().await.expect("GET link");
         assert_eq!(start.status(), 302, "connect-start redirects");
         let cookie = set_cookie(&start).expect("consent cookie");
         let authorize = location(&start);

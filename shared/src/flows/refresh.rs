@@ -153,13 +153,11 @@ async fn refresh_connection(
     if status.state.is_permanent() && !force {
         return Ok((Outcome::Skipped(status.state), status.state));
     }
-    let access = repo
-        .get::<AccessTokens>(id, Part::Access)
-        .await?
-        .map(|a| a.value)
-        .unwrap_or_default();
+    let access = repo.get::<AccessTokens>(id, Part::Access).await?;
     let margin = jittered(broker.config.refresh_margin);
-    if !force && !access.is_due(&app.resources, &grant.value, margin, now) {
+    let current_tokens = access.as_ref().map(|a| &a.value);
+    let due = current_tokens.is_none_or(|a| a.is_due(&app.resources, &grant.value, margin, now));
+    if !force && !due {
         return Ok((Outcome::NotDue, status.state));
     }
     if grant.value.is_leased(now) {
@@ -235,7 +233,7 @@ async fn refresh_connection(
         // Nothing was redeemed: hand the untouched grant back.
         release_lease(broker, id, &leased).await;
     } else if let Some(lost) =
-        store_rotation(broker, id, &leased, refresh_token, &minted, now).await?
+        store_rotation(broker, id, &leased, refresh_token, &minted, access, now).await?
     {
         return Ok((lost, status.state));
     }
@@ -330,6 +328,7 @@ async fn store_rotation(
     leased: &Versioned<Grant>,
     refresh_token: Secret,
     minted: &AccessTokens,
+    read: Option<Versioned<AccessTokens>>,
     now: OffsetDateTime,
 ) -> Result<Option<Outcome>, StoreError> {
     let rotated = leased.value.rotated(Some(refresh_token), now);
@@ -342,16 +341,32 @@ async fn store_rotation(
         Err(StoreError::Conflict(_)) => return Ok(Some(Outcome::LostRace)),
         Err(e) => return Err(e),
     }
-    broker
+    let merged = |current: Option<&AccessTokens>| {
+        let mut next = minted.clone();
+        if let Some(current) = current {
+            next.merge_newer(current);
+        }
+        next
+    };
+    // Compare-and-swap on the version read at the start of the pass; only
+    // a conflict costs another read.
+    let first = merged(read.as_ref().map(|r| &r.value));
+    match broker
         .repo
-        .update::<AccessTokens, _>(id, Part::Access, |current| {
-            let mut next = minted.clone();
-            if let Some(current) = current {
-                next.merge_newer(&current);
-            }
-            Some(next)
-        })
-        .await?;
+        .put(id, Part::Access, &first, read.as_ref().map(|r| &r.version))
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => {
+            broker
+                .repo
+                .update::<AccessTokens, _>(id, Part::Access, |current| {
+                    Some(merged(current.as_ref()))
+                })
+                .await?;
+        }
+        Err(e) => return Err(e),
+    }
     Ok(None)
 }
 
