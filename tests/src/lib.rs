@@ -22,6 +22,22 @@ pub const CLIENT_ID: &str = "6a7b8c9d-0e1f-4a2b-9c3d-4e5f6a7b8c9d";
 pub const ACCOUNT: &str = "booking@contoso.com";
 pub const OTHER_ACCOUNT: &str = "intruder@contoso.com";
 
+/// Declares one `#[tokio::test]` per store for an `async fn(StoreKind)`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($scenario:ident => $on_file:ident, $on_secrets_manager:ident) => {
+        #[tokio::test]
+        async fn $on_file() {
+            $scenario($crate::StoreKind::File).await;
+        }
+
+        #[tokio::test]
+        async fn $on_secrets_manager() {
+            $scenario($crate::StoreKind::SecretsManager).await;
+        }
+    };
+}
+
 /// Which store a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
@@ -363,6 +379,28 @@ impl TestBroker {
             request = request.bearer_auth(key);
         }
         request.send().await.expect("GET token")
+    }
+
+    /// The stored grant of a connection, if any.
+    pub async fn grant(&self, id: &str) -> Option<roomtoken::domain::Grant> {
+        let id = roomtoken::domain::ConnectionId::parse(id).expect("connection id");
+        let stored = self
+            .broker
+            .repo
+            .get(&id, roomtoken::store::Part::Grant)
+            .await;
+        stored.expect("store").map(|g| g.value)
+    }
+
+    /// The stored status of a connection.
+    pub async fn status(&self, id: &str) -> roomtoken::domain::Status {
+        let id = roomtoken::domain::ConnectionId::parse(id).expect("connection id");
+        let stored = self
+            .broker
+            .repo
+            .get(&id, roomtoken::store::Part::Status)
+            .await;
+        stored.expect("store").map(|s| s.value).unwrap_or_default()
     }
 
     /// Every secret this test saw: what the fake issued, the client secret,

@@ -2,24 +2,12 @@
 //! consent through the fake sign-in → key create → token read → refresh
 //! pass, on the file store and on Secrets Manager (moto).
 
-use roomtoken::domain::{ConnectionId, Grant};
+use roomtoken::domain::ConnectionId;
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
-use roomtoken::store::Part;
 use roomtoken_tests::*;
 use serde_json::Value;
 use std::time::Duration;
 use time::OffsetDateTime;
-
-async fn stored_grant(broker: &TestBroker, id: &str) -> Option<Grant> {
-    let id = ConnectionId::parse(id).unwrap();
-    broker
-        .broker
-        .repo
-        .get::<Grant>(&id, Part::Grant)
-        .await
-        .unwrap()
-        .map(|g| g.value)
-}
 
 async fn whole_path(kind: StoreKind) {
     let broker = spawn_broker(kind).await;
@@ -92,11 +80,7 @@ async fn whole_path(kind: StoreKind) {
         .newest_refresh_token(CLIENT_ID, ACCOUNT)
         .unwrap();
     assert_eq!(
-        stored_grant(&broker, &id)
-            .await
-            .unwrap()
-            .refresh_token
-            .expose(),
+        broker.grant(&id).await.unwrap().refresh_token.expose(),
         newest
     );
     let used_before = broker.identity.counters().refresh_tokens_used.len();
@@ -118,7 +102,7 @@ async fn whole_path(kind: StoreKind) {
         ews_token,
         "a new access token is served"
     );
-    let stored = stored_grant(&broker, &id).await.unwrap();
+    let stored = broker.grant(&id).await.unwrap();
     assert_eq!(
         Some(stored.refresh_token.expose().to_owned()),
         broker.identity.newest_refresh_token(CLIENT_ID, ACCOUNT),
@@ -134,15 +118,7 @@ async fn whole_path(kind: StoreKind) {
     assert_no_secret_logged(&broker.secrets(&[&key]));
 }
 
-#[tokio::test]
-async fn whole_path_on_the_file_store() {
-    whole_path(StoreKind::File).await;
-}
-
-#[tokio::test]
-async fn whole_path_on_secrets_manager() {
-    whole_path(StoreKind::SecretsManager).await;
-}
+on_both_stores!(whole_path => whole_path_on_the_file_store, whole_path_on_secrets_manager);
 
 async fn refused_callbacks(kind: StoreKind) {
     let broker = spawn_broker(kind).await;
@@ -186,7 +162,7 @@ async fn refused_callbacks(kind: StoreKind) {
             .contains("default-src 'none'")
     );
     assert!(response.text().await.unwrap().contains("access_denied"));
-    assert!(stored_grant(&broker, &id).await.is_none());
+    assert!(broker.grant(&id).await.is_none());
 
     // Wrong state, missing cookie, tampered cookie: 400 and nothing stored.
     let start = client.get(&link).send().await.unwrap();
@@ -224,10 +200,7 @@ async fn refused_callbacks(kind: StoreKind) {
             body.contains("Open the consent link again"),
             "{what}: {body}"
         );
-        assert!(
-            stored_grant(&broker, &id).await.is_none(),
-            "{what} stored nothing"
-        );
+        assert!(broker.grant(&id).await.is_none(), "{what} stored nothing");
     }
 
     // The genuine callback works once; its replay is refused and changes nothing.
@@ -238,7 +211,7 @@ async fn refused_callbacks(kind: StoreKind) {
         .await
         .unwrap();
     assert_eq!(first.status(), 200);
-    let grant = stored_grant(&broker, &id).await.unwrap();
+    let grant = broker.grant(&id).await.unwrap();
     let replay = client
         .get(callback)
         .header("cookie", &cookie)
@@ -247,7 +220,7 @@ async fn refused_callbacks(kind: StoreKind) {
         .unwrap();
     assert_eq!(replay.status(), 400);
     assert!(replay.text().await.unwrap().contains("already used"));
-    let after = stored_grant(&broker, &id).await.unwrap();
+    let after = broker.grant(&id).await.unwrap();
     assert_eq!(
         after.refresh_token, grant.refresh_token,
         "the replay stored nothing"
@@ -274,15 +247,7 @@ async fn refused_callbacks(kind: StoreKind) {
     assert_no_secret_logged(&broker.secrets(&[]));
 }
 
-#[tokio::test]
-async fn refused_callbacks_store_nothing_on_the_file_store() {
-    refused_callbacks(StoreKind::File).await;
-}
-
-#[tokio::test]
-async fn refused_callbacks_store_nothing_on_secrets_manager() {
-    refused_callbacks(StoreKind::SecretsManager).await;
-}
+on_both_stores!(refused_callbacks => refused_callbacks_store_nothing_on_the_file_store, refused_callbacks_store_nothing_on_secrets_manager);
 
 #[tokio::test]
 async fn unauthorized_reads_all_look_the_same() {
@@ -372,7 +337,7 @@ async fn racing_passes(kind: StoreKind) {
     broker.identity.set_latency(Duration::ZERO);
 
     // The one grant left works, and the next pass goes on from it.
-    let grant = stored_grant(&broker, &id).await.unwrap();
+    let grant = broker.grant(&id).await.unwrap();
     assert!(
         broker
             .identity
@@ -391,12 +356,4 @@ async fn racing_passes(kind: StoreKind) {
     assert_eq!(broker.get_token(&id, Some(&key), None).await.status(), 200);
 }
 
-#[tokio::test]
-async fn racing_refresh_passes_leave_one_grant_on_the_file_store() {
-    racing_passes(StoreKind::File).await;
-}
-
-#[tokio::test]
-async fn racing_refresh_passes_leave_one_grant_on_secrets_manager() {
-    racing_passes(StoreKind::SecretsManager).await;
-}
+on_both_stores!(racing_passes => racing_refresh_passes_leave_one_grant_on_the_file_store, racing_refresh_passes_leave_one_grant_on_secrets_manager);

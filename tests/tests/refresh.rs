@@ -2,9 +2,8 @@
 //! class, retries and backoff, nothing lost when the store fails, races with
 //! new consents and with other passes, and the pinned account.
 
-use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass, Grant, Status};
+use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass};
 use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
-use roomtoken::store::Part;
 use roomtoken_fake_identity::Fault;
 use roomtoken_tests::failing_store::FailingStore;
 use roomtoken_tests::*;
@@ -27,30 +26,6 @@ async fn pass(broker: &TestBroker, id: &str, force: bool, now: OffsetDateTime) -
     };
     let report: PassReport = refresh_pass(&broker.broker, &options, now).await.unwrap();
     report.results[0].outcome.clone()
-}
-
-async fn status(broker: &TestBroker, id: &str) -> Status {
-    let id = ConnectionId::parse(id).unwrap();
-    broker
-        .broker
-        .repo
-        .get::<Status>(&id, Part::Status)
-        .await
-        .unwrap()
-        .unwrap()
-        .value
-}
-
-async fn grant(broker: &TestBroker, id: &str) -> Grant {
-    let id = ConnectionId::parse(id).unwrap();
-    broker
-        .broker
-        .repo
-        .get::<Grant>(&id, Part::Grant)
-        .await
-        .unwrap()
-        .unwrap()
-        .value
 }
 
 fn token_requests(broker: &TestBroker) -> u64 {
@@ -89,7 +64,7 @@ async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, co
         "no retry for a permanent failure"
     );
     assert!(sleeper.waits().is_empty());
-    let recorded = status(&broker, &id).await;
+    let recorded = broker.status(&id).await;
     assert_eq!(recorded.state, state);
     let error = recorded.last_error.unwrap();
     assert_eq!((error.class, error.code.as_str()), (class, code));
@@ -120,7 +95,7 @@ async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, co
         pass(&broker, &id, true, later).await,
         Outcome::Refreshed { .. }
     ));
-    assert_eq!(status(&broker, &id).await.state, ConnectionState::Connected);
+    assert_eq!(broker.status(&id).await.state, ConnectionState::Connected);
 }
 
 #[tokio::test]
@@ -193,7 +168,7 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
         waits.iter().all(|w| *w >= Duration::from_secs(2)),
         "Retry-After honoured: {waits:?}"
     );
-    let recorded = status(&broker, &id).await;
+    let recorded = broker.status(&id).await;
     assert_eq!(recorded.state, ConnectionState::Degraded);
     let still = broker.get_token(&id, Some(&key), None).await;
     assert_eq!(
@@ -202,7 +177,7 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
         "the still-valid token is served while degraded"
     );
     assert_eq!(still.text().await.unwrap(), served);
-    let refresh_token = grant(&broker, &id).await.refresh_token;
+    let refresh_token = broker.grant(&id).await.unwrap().refresh_token;
     assert_eq!(
         Some(refresh_token.expose().to_owned()),
         broker.identity.newest_refresh_token(CLIENT_ID, ACCOUNT),
@@ -214,7 +189,7 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
         pass(&broker, &id, false, due).await,
         Outcome::Refreshed { .. }
     ));
-    assert_eq!(status(&broker, &id).await.state, ConnectionState::Connected);
+    assert_eq!(broker.status(&id).await.state, ConnectionState::Connected);
 }
 
 #[tokio::test]
@@ -240,7 +215,7 @@ async fn a_server_error_is_retried_with_backoff_within_the_pass() {
         (Duration::from_millis(2_500)..=Duration::from_secs(5)).contains(&waits[0]),
         "{waits:?}"
     );
-    assert_eq!(status(&broker, &id).await.state, ConnectionState::Connected);
+    assert_eq!(broker.status(&id).await.state, ConnectionState::Connected);
 }
 
 #[tokio::test]
@@ -261,7 +236,7 @@ async fn a_timeout_is_transient() {
         "{outcome:?}"
     );
     assert_eq!(sleeper.waits().len(), 2);
-    assert_eq!(status(&broker, &id).await.state, ConnectionState::Degraded);
+    assert_eq!(broker.status(&id).await.state, ConnectionState::Degraded);
 }
 
 #[tokio::test]
@@ -301,13 +276,13 @@ async fn a_rotation_that_cannot_be_stored_is_recovered_by_the_next_pass() {
         .spawn()
         .await;
     let id = connected(&broker, "store-down").await;
-    let before = grant(&broker, &id).await;
+    let before = broker.grant(&id).await.unwrap();
     // The lease write goes through; the rotated grant's write fails.
     failing.get().unwrap().fail_puts("/grant", 1, 1);
     let now = OffsetDateTime::now_utc();
     let outcome = pass(&broker, &id, true, now).await;
     assert!(matches!(outcome, Outcome::StoreFailed(_)), "{outcome:?}");
-    let kept = grant(&broker, &id).await;
+    let kept = broker.grant(&id).await.unwrap();
     assert_eq!(
         kept.refresh_token, before.refresh_token,
         "the stored grant is untouched"
@@ -322,19 +297,19 @@ async fn a_rotation_that_cannot_be_stored_is_recovered_by_the_next_pass() {
     let later = now + time::Duration::minutes(5);
     let outcome = pass(&broker, &id, true, later).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
-    let recovered = grant(&broker, &id).await;
+    let recovered = broker.grant(&id).await.unwrap();
     assert_eq!(
         Some(recovered.refresh_token.expose().to_owned()),
         broker.identity.newest_refresh_token(CLIENT_ID, ACCOUNT)
     );
-    assert_eq!(status(&broker, &id).await.state, ConnectionState::Connected);
+    assert_eq!(broker.status(&id).await.state, ConnectionState::Connected);
 }
 
 #[tokio::test]
 async fn a_new_consent_during_a_refresh_wins() {
     let broker = spawn_broker(StoreKind::File).await;
     let id = connected(&broker, "reconsent").await;
-    let first = grant(&broker, &id).await;
+    let first = broker.grant(&id).await.unwrap();
     broker.identity.set_latency(Duration::from_millis(200));
     let (outcome, consent) = tokio::join!(
         pass(&broker, &id, true, OffsetDateTime::now_utc()),
@@ -342,7 +317,7 @@ async fn a_new_consent_during_a_refresh_wins() {
     );
     broker.identity.set_latency(Duration::ZERO);
     assert_eq!(consent.status, 200, "{}", consent.body);
-    let kept = grant(&broker, &id).await;
+    let kept = broker.grant(&id).await.unwrap();
     assert!(
         kept.consented_at > first.consented_at,
         "the newer consent is kept ({outcome:?})"
@@ -359,7 +334,7 @@ async fn a_new_consent_during_a_refresh_wins() {
 async fn another_account_is_refused_until_the_operator_resets_the_connection() {
     let broker = spawn_broker(StoreKind::File).await;
     let id = connected(&broker, "pinned").await;
-    let pinned = grant(&broker, &id).await;
+    let pinned = broker.grant(&id).await.unwrap();
     broker.identity.set_auto_consent(Some(OTHER_ACCOUNT));
     let refused = broker.consent(&id).await;
     assert_eq!(refused.status, 409);
@@ -369,7 +344,7 @@ async fn another_account_is_refused_until_the_operator_resets_the_connection() {
         refused.body
     );
     assert_eq!(
-        grant(&broker, &id).await.refresh_token,
+        broker.grant(&id).await.unwrap().refresh_token,
         pinned.refresh_token,
         "nothing stored"
     );
@@ -379,12 +354,15 @@ async fn another_account_is_refused_until_the_operator_resets_the_connection() {
         .await
         .unwrap();
     assert_eq!(
-        status(&broker, &id).await.state,
+        broker.status(&id).await.state,
         ConnectionState::PendingConsent
     );
     let accepted = broker.consent(&id).await;
     assert_eq!(accepted.status, 200, "{}", accepted.body);
-    assert_eq!(grant(&broker, &id).await.account.display, OTHER_ACCOUNT);
+    assert_eq!(
+        broker.grant(&id).await.unwrap().account.display,
+        OTHER_ACCOUNT
+    );
 }
 
 async fn concurrent_passes(kind: StoreKind) {
@@ -413,7 +391,7 @@ async fn concurrent_passes(kind: StoreKind) {
             o,
             Outcome::Refreshed { .. } | Outcome::Busy | Outcome::LostRace
         )));
-        let held = grant(&broker, id).await;
+        let held = broker.grant(id).await.unwrap();
         assert_eq!(
             Some(held.refresh_token.expose().to_owned()),
             broker
@@ -425,12 +403,4 @@ async fn concurrent_passes(kind: StoreKind) {
     assert_eq!(broker.identity.counters().refresh_tokens_redeemed_twice, 0);
 }
 
-#[tokio::test]
-async fn twenty_concurrent_passes_redeem_each_refresh_token_once_on_the_file_store() {
-    concurrent_passes(StoreKind::File).await;
-}
-
-#[tokio::test]
-async fn twenty_concurrent_passes_redeem_each_refresh_token_once_on_secrets_manager() {
-    concurrent_passes(StoreKind::SecretsManager).await;
-}
+on_both_stores!(concurrent_passes => twenty_concurrent_passes_redeem_each_refresh_token_once_on_the_file_store, twenty_concurrent_passes_redeem_each_refresh_token_once_on_secrets_manager);
