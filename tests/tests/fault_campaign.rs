@@ -167,4 +167,5 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
             "{id} serves a valid token"
         );
     }
+    assert_no_secret_logged(&broker.secrets(&[]));
 }

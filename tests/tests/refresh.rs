@@ -183,6 +183,7 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
         broker.identity.newest_refresh_token(CLIENT_ID, ACCOUNT),
         "a transient failure never drops the refresh token"
     );
+    assert_no_secret_logged(&broker.secrets(&[&key]));
     // A later pass, when the token is due, retries and recovers.
     let due = OffsetDateTime::now_utc() + time::Duration::minutes(45);
     assert!(matches!(
