@@ -78,24 +78,28 @@ impl Broker {
     }
 
     /// The keys derived from `system/signing-key`, created on first use where
-    /// missing (the SAM template creates it in AWS).
+    /// missing (the SAM template creates it in AWS, as a plain string from
+    /// `GenerateSecretString`, which is also how it is stored here).
     pub async fn keys(&self) -> Result<&Keys, StoreError> {
         self.keys
             .get_or_try_init(|| async {
                 let name = SecretName::signing_key();
-                if let Some(existing) = self.repo.load::<Secret>(&name).await? {
-                    return Ok(Keys::from_signing_key(&existing.value));
+                let store = self.repo.store();
+                if let Some(existing) = store.get(name.as_str()).await? {
+                    return signing_keys(&existing.value);
                 }
-                match self.repo.save(&name, &generate_signing_key(), None).await {
-                    Ok(_) => {}
+                match store
+                    .put(name.as_str(), generate_signing_key().expose(), None)
+                    .await
+                {
                     // Someone else created it first: use theirs.
-                    Err(StoreError::Conflict(_)) => {}
+                    Ok(_) | Err(StoreError::Conflict(_)) => {}
                     Err(e) => return Err(e),
                 }
-                let stored = self.repo.load::<Secret>(&name).await?.ok_or_else(|| {
+                let stored = store.get(name.as_str()).await?.ok_or_else(|| {
                     StoreError::Unavailable("the signing key vanished after it was written".into())
                 })?;
-                Ok(Keys::from_signing_key(&stored.value))
+                signing_keys(&stored.value)
             })
             .await
     }
@@ -125,6 +129,18 @@ impl Broker {
     }
 }
 
+/// Keys from the stored signing key, which must carry at least 256 bits.
+fn signing_keys(stored: &str) -> Result<Keys, StoreError> {
+    let key = stored.trim();
+    if key.len() < 32 {
+        return Err(StoreError::Corrupt {
+            name: SecretName::signing_key().as_str().to_owned(),
+            reason: "the signing key is shorter than 32 characters".into(),
+        });
+    }
+    Ok(Keys::from_signing_key(&Secret::new(key)))
+}
+
 /// Appends a path to a base URL whether or not the base ends with `/`.
 fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
@@ -137,6 +153,50 @@ fn join(base: &Url, path: &str) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{FileStore, StoreSpec};
+
+    fn broker(dir: &std::path::Path) -> Broker {
+        let store = Arc::new(FileStore::open(dir).unwrap());
+        let identity = Arc::new(OAuthClient::new(std::time::Duration::from_secs(1)).unwrap());
+        let mut config = Config::new(StoreSpec::File(dir.to_owned()));
+        config.public_url = Some("https://tokens.example.com".parse().unwrap());
+        Broker::new(store, identity, config)
+    }
+
+    #[tokio::test]
+    async fn the_signing_key_is_created_once_and_read_as_the_template_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ConnectionId::parse("contoso").unwrap();
+        let expires = OffsetDateTime::now_utc() + time::Duration::days(1);
+        let link = broker(dir.path()).consent_link(&id, expires).await.unwrap();
+        // A second process reads the same key: the link still verifies.
+        let other = broker(dir.path());
+        let invite = link.query_pairs().find(|(k, _)| k == "invite").unwrap().1;
+        assert!(
+            other
+                .keys()
+                .await
+                .unwrap()
+                .verify_invite(&id, &invite, OffsetDateTime::now_utc())
+                .is_ok()
+        );
+        assert_eq!(link.path(), "/connect/contoso");
+
+        // What GenerateSecretString writes: a plain string.
+        let raw = tempfile::tempdir().unwrap();
+        let store = FileStore::open(raw.path()).unwrap();
+        let template_key = "Zq8vN3xK1mP7rT2wY5aB9cD4eF6gH0jL2nQ4sU6v";
+        crate::store::SecretStore::put(&store, "system/signing-key", template_key, None)
+            .await
+            .unwrap();
+        let keys = broker(raw.path()).keys().await.unwrap().clone();
+        let expected = Keys::from_signing_key(&Secret::new(template_key));
+        let invite = expected.sign_invite(&id, expires);
+        assert!(
+            keys.verify_invite(&id, &invite, OffsetDateTime::now_utc())
+                .is_ok()
+        );
+    }
 
     #[test]
     fn join_handles_bases_with_and_without_paths() {
