@@ -87,6 +87,13 @@ async fn bench(label: &str, store: Arc<dyn SecretStore>, config: Config) {
             )
             .await
             .expect("grant");
+        // Steady state: connected already, so the pass writes no status.
+        let status = roomtoken::domain::Status::connected(ACCOUNT, now);
+        broker
+            .repo
+            .update(&id, Part::Status, |_| Some(status.clone()))
+            .await
+            .expect("status");
     }
     eprintln!(
         "{label}: {CONNECTIONS} connections set up in {:.1} s",
