@@ -115,14 +115,15 @@ impl IdentityError {
     /// What the status shows an admin.
     pub fn to_last_error(&self, at: OffsetDateTime) -> LastError {
         let provider = self.provider();
-        let code = match (self, provider) {
-            (_, Some(p)) if !p.codes.is_empty() => p.code(),
-            (Self::Unavailable { status, .. }, _) => format!("HTTP {status}"),
-            (Self::Unreachable { timeout: true, .. }, _) => "timeout".into(),
-            (Self::Unreachable { .. }, _) => "network".into(),
-            (Self::Protocol(_), _) => "protocol".into(),
-            (_, Some(p)) => p.code(),
-            (Self::Refused(_), None) => unreachable!("refused always carries the provider error"),
+        let code = match self {
+            Self::Refused(p) => p.code(),
+            Self::Unavailable {
+                provider: Some(p), ..
+            } if !p.codes.is_empty() => p.code(),
+            Self::Unavailable { status, .. } => format!("HTTP {status}"),
+            Self::Unreachable { timeout: true, .. } => "timeout".into(),
+            Self::Unreachable { .. } => "network".into(),
+            Self::Protocol(_) => "protocol".into(),
         };
         LastError {
             class: self.class(),
