@@ -71,8 +71,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let key = admin::create_key(&broker, &id, Some("demo display".into()), now).await?;
     let link = admin::consent_link(&broker, &id, now + time::Duration::days(1)).await?;
 
-    writeln!(
-        out,
+    let instructions = format!(
         "\nroomtoken demo: a broker at {public_url} with a simulated Microsoft sign-in.\n\n\
          1. As the customer admin, open the consent link and sign in as {ACCOUNT}:\n   {link}\n\n\
          2. As a display, fetch the Exchange (EWS) token, then the Graph one:\n   \
@@ -82,8 +81,14 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
          curl -s -H 'Authorization: Bearer {key}' {public_url}v1/connections/demo/status\n\n\
          Tokens are refreshed every 5 minutes when due. Everything is forgotten when you stop (Ctrl-C).\n",
         key = key.key.expose(),
-    )?;
-    out.flush()?;
+    );
+    // The broker keeps serving even if whoever started it stopped reading.
+    if let Err(e) = out
+        .write_all(instructions.as_bytes())
+        .and_then(|()| out.flush())
+    {
+        tracing::warn!(error = %e, "could not print the demo instructions");
+    }
     let result = serve_on(
         listener,
         broker,

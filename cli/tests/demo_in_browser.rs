@@ -15,7 +15,8 @@ struct DemoOutput {
     key: String,
 }
 
-/// Reads the demo's instructions until the first `curl` line.
+/// Reads the demo's instructions until the first `curl` line, then keeps
+/// draining stdout so that the demo never writes into a closed pipe.
 async fn read_instructions(stdout: tokio::process::ChildStdout) -> DemoOutput {
     let mut lines = BufReader::new(stdout).lines();
     let (mut link, mut key, mut base) = (None, None, None);
@@ -31,6 +32,7 @@ async fn read_instructions(stdout: tokio::process::ChildStdout) -> DemoOutput {
             break;
         }
     }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     DemoOutput {
         base: base.expect("the demo printed a token URL"),
         link: link.expect("the demo printed a consent link"),
