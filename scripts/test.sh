@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (a Python
-# virtualenv with moto in the project's ignored .venv; Debian's chromium and
-# chromium-driver if missing), starts moto's Secrets Manager and chromedriver
-# on free loopback ports, runs formatting, lints and every Rust test, and
-# stops what it started.
+# virtualenv with moto, cfn-lint and the SAM translator in the project's
+# ignored .venv; Debian's chromium and chromium-driver if missing), lints the
+# SAM template, starts moto's Secrets Manager and chromedriver on free
+# loopback ports, runs formatting, lints and every Rust test, and stops what
+# it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,14 @@ cleanup() {
   rm -rf "$logs"
 }
 trap cleanup EXIT
+
+# The SAM template as written, and its expansion into the CloudFormation that
+# is really deployed (which shows, for example, circular dependencies).
+# cfn-lint exits non-zero on any error or warning.
+echo "== cfn-lint $("$VENV/bin/cfn-lint" --version | cut -d' ' -f2) infra/template.yaml"
+AWS_DEFAULT_REGION=us-east-1 "$VENV/bin/python" scripts/sam_transform.py infra/template.yaml \
+  >"$logs/template.expanded.json"
+"$VENV/bin/cfn-lint" --non-zero-exit-code warning -- infra/template.yaml "$logs/template.expanded.json"
 
 port=$(free_port)
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logs/moto.log" 2>&1 &

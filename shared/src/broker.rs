@@ -60,8 +60,8 @@ impl Broker {
         self.keys
             .get_or_try_init(|| async {
                 let name = SecretName::signing_key();
-                if let Some(existing) = self.repo.load::<Secret>(&name).await? {
-                    return Ok(Keys::from_signing_key(&existing.value));
+                if let Some(existing) = self.load_signing_key(&name).await? {
+                    return Ok(Keys::from_signing_key(&existing));
                 }
                 match self.repo.save(&name, &generate_signing_key(), None).await {
                     Ok(_) => {}
@@ -69,12 +69,26 @@ impl Broker {
                     Err(StoreError::Conflict(_)) => {}
                     Err(e) => return Err(e),
                 }
-                let stored = self.repo.load::<Secret>(&name).await?.ok_or_else(|| {
+                let stored = self.load_signing_key(&name).await?.ok_or_else(|| {
                     StoreError::Unavailable("the signing key vanished after it was written".into())
                 })?;
-                Ok(Keys::from_signing_key(&stored.value))
+                Ok(Keys::from_signing_key(&stored))
             })
             .await
+    }
+
+    async fn load_signing_key(&self, name: &SecretName) -> Result<Option<Secret>, StoreError> {
+        let Some(stored) = self.repo.store().get(name.as_str()).await? else {
+            return Ok(None);
+        };
+        parse_signing_key(&stored.value)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt {
+                name: name.as_str().to_owned(),
+                reason: format!(
+                    "a signing key is a JSON string or at least {MIN_SIGNING_KEY_CHARS} plain characters"
+                ),
+            })
     }
 
     pub fn public_url(&self) -> Result<&Url, BrokerError> {
@@ -102,6 +116,23 @@ impl Broker {
     }
 }
 
+/// The shortest signing key taken as it is (a 64-character one is what the
+/// SAM template generates; `roomtoken` generates 256 random bits).
+const MIN_SIGNING_KEY_CHARS: usize = 32;
+
+/// The signing key as stored: a JSON string where `roomtoken` wrote it, or
+/// the plain characters that Secrets Manager's `GenerateSecretString` (the
+/// SAM template) writes.
+fn parse_signing_key(stored: &str) -> Option<Secret> {
+    let trimmed = stored.trim();
+    if trimmed.starts_with('"') {
+        return serde_json::from_str::<Secret>(trimmed)
+            .ok()
+            .filter(|key| !key.is_empty());
+    }
+    (trimmed.chars().count() >= MIN_SIGNING_KEY_CHARS).then(|| Secret::new(trimmed))
+}
+
 /// Appends a path to a base URL whether or not the base ends with `/`.
 fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
@@ -114,6 +145,54 @@ fn join(base: &Url, path: &str) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signing_key_is_read_as_roomtoken_or_the_template_writes_it() {
+        let generated = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGhIjKlMnOpQrStUvWxYz01";
+        assert_eq!(
+            parse_signing_key(generated).map(|k| k.expose().to_owned()),
+            Some(generated.to_owned()),
+            "GenerateSecretString writes plain characters"
+        );
+        assert_eq!(
+            parse_signing_key("\"c2lnbmluZy1rZXk\"").map(|k| k.expose().to_owned()),
+            Some("c2lnbmluZy1rZXk".to_owned()),
+            "roomtoken writes a JSON string"
+        );
+        for bad in ["", "short", "\"\"", "\"unterminated", "{\"key\": 1}"] {
+            assert!(parse_signing_key(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signing_key_generated_by_the_template_signs_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn SecretStore> =
+            Arc::new(crate::store::FileStore::open(dir.path()).unwrap());
+        let plain = "q8W3e5R7t9Y1u3I5o7P9a1S3d5F7g9H1j3K5l7Z9x1C3v5B7n9M1q3W5e7R9t1Y3";
+        store
+            .put(SecretName::signing_key().as_str(), plain, None)
+            .await
+            .unwrap();
+        let mut config = Config::new(crate::store::StoreSpec::File(dir.path().into()));
+        config.public_url = Some("https://tokens.example.com".parse().unwrap());
+        let identity = Arc::new(OAuthClient::new(config.http_timeout).unwrap());
+        let broker = Broker::new(store.clone(), identity, config);
+
+        let id = ConnectionId::parse("contoso").unwrap();
+        let expires_at = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let link = broker.consent_link(&id, expires_at).await.unwrap();
+        let invite = link
+            .query_pairs()
+            .find(|(k, _)| k == "invite")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        Keys::from_signing_key(&Secret::new(plain))
+            .verify_invite(&id, &invite, OffsetDateTime::now_utc())
+            .expect("the link is signed with the stored key, taken as it is");
+        let stored = store.get(SecretName::signing_key().as_str()).await.unwrap();
+        assert_eq!(stored.unwrap().value, plain, "the key is not rewritten");
+    }
 
     #[test]
     fn join_handles_bases_with_and_without_paths() {
