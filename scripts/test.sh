@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (a Python
-# virtualenv with moto in the project's ignored .venv; Debian's chromium and
-# chromium-driver if missing), starts moto's Secrets Manager and chromedriver
-# on free loopback ports, runs formatting, lints and every Rust test, and
-# stops what it started.
+# virtualenv with moto, cfn-lint and the SAM translator in the project's
+# ignored .venv; Debian's chromium and chromium-driver if missing), lints the
+# SAM template, starts moto's Secrets Manager and chromedriver on free
+# loopback ports, runs formatting, lints and every Rust test, and stops what
+# it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,16 @@ cd "$(dirname "$0")/.."
 source scripts/tools.sh
 ensure_python_tools
 ensure_chromium
+
+# The SAM template as written, and its expansion into the CloudFormation that
+# is really deployed (which shows, for example, circular dependencies).
+# cfn-lint exits non-zero on any error or warning.
+lint_dir=$(mktemp -d -t roomtoken-lint.XXXXXX)
+echo "== cfn-lint $("$VENV/bin/cfn-lint" --version | cut -d' ' -f2) infra/template.yaml"
+AWS_DEFAULT_REGION=us-east-1 "$VENV/bin/python" scripts/sam_transform.py infra/template.yaml \
+  >"$lint_dir/template.expanded.json"
+"$VENV/bin/cfn-lint" --non-zero-exit-code warning -- infra/template.yaml "$lint_dir/template.expanded.json"
+rm -rf "$lint_dir"
 
 start_services
 

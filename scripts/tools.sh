@@ -3,19 +3,37 @@
 
 VENV="${ROOMTOKEN_VENV:-$PWD/.venv}"
 
-# Versions the suite is known to pass with.
-PYTHON_TOOLS=("moto[server]==5.2.1")
+# Versions the suite is known to pass with: moto for Secrets Manager,
+# cfn-lint and the SAM translator for infra/template.yaml.
+PYTHON_TOOLS=("moto[server]==5.2.1" "cfn-lint==1.58.0" "aws-sam-translator==1.115.0")
+
+# What scripts/build-lambdas.sh needs: cargo-lambda and the Zig it links with.
+LAMBDA_TOOLS=("cargo-lambda==1.9.2" "ziglang==0.17.1")
 
 ensure_python_tools() {
+  ensure_venv_packages "${PYTHON_TOOLS[@]}"
+}
+
+ensure_lambda_tools() {
+  ensure_venv_packages "${LAMBDA_TOOLS[@]}"
+}
+
+# Installs each pinned requirement into the virtualenv unless that version
+# is already there.
+ensure_venv_packages() {
   if [ ! -x "$VENV/bin/python" ]; then
     echo "== creating $VENV"
     python3 -m venv "$VENV"
   fi
   local missing=()
-  for requirement in "${PYTHON_TOOLS[@]}"; do
+  for requirement in "$@"; do
     local name=${requirement%%[*}
     name=${name%%=*}
-    "$VENV/bin/python" -m pip show -q "$name" >/dev/null 2>&1 || missing+=("$requirement")
+    local version=${requirement##*==}
+    local installed
+    # pip show fails for a missing package: that is an answer, not an error.
+    installed=$({ "$VENV/bin/python" -m pip show "$name" 2>/dev/null || true; } | sed -n 's/^Version: //p')
+    [ "$installed" = "$version" ] || missing+=("$requirement")
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]} into $VENV"

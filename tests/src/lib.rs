@@ -2,6 +2,11 @@
 //! ([`spawn_broker`]) against the fake identity platform, on the file store
 //! or on Secrets Manager (moto, started by `scripts/test.sh`), the `roomtoken`
 //! CLI run in-process, and a log capture to prove no secret is ever logged.
+//! [`template`] reads `infra/template.yaml`; [`lambda_runtime_api`] runs the
+//! real function binaries against a local stand-in for the Lambda Runtime API.
+
+pub mod lambda_runtime_api;
+pub mod template;
 
 pub mod failing_store;
 pub mod tcp_proxy;
@@ -263,6 +268,11 @@ pub fn unique_id(prefix: &str) -> String {
 }
 
 impl TestBroker {
+    /// The store as `--store` and `ROOMTOKEN_STORE` take it (`file:DIR` or `aws`).
+    pub fn store_arg(&self) -> &str {
+        &self.store_arg
+    }
+
     /// Runs `roomtoken ARGS` in-process against this broker's store and
     /// public URL; returns stdout or the error.
     pub async fn cli(&self, args: &[&str], stdin: &str) -> Result<String, String> {

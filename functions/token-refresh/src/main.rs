@@ -1,8 +1,10 @@
 //! token-refresh: on a schedule, refreshes every token before it expires,
-//! classifies every failure, and never loses a refresh token.
+//! classifies every failure, never loses a refresh token, and prints the
+//! pass's counts as CloudWatch metrics.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use roomtoken::flows::refresh::{PassSummary, RefreshRequest, scheduled_pass};
+use roomtoken::metrics::print_pass_metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,7 +12,11 @@ async fn main() -> Result<(), Error> {
     let broker = roomtoken::runtime::broker_from_env().await?;
     run(service_fn(|event: LambdaEvent<RefreshRequest>| {
         let broker = broker.clone();
-        async move { Ok::<PassSummary, Error>(scheduled_pass(&broker, event.payload).await?) }
+        async move {
+            let summary = scheduled_pass(&broker, event.payload).await?;
+            print_pass_metrics(&summary);
+            Ok::<PassSummary, Error>(summary)
+        }
     }))
     .await
 }

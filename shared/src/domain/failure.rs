@@ -19,6 +19,14 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    pub const ALL: [FailureClass; 5] = [
+        Self::Transient,
+        Self::ReconnectNeeded,
+        Self::AppMisconfigured,
+        Self::Blocked,
+        Self::OurBug,
+    ];
+
     /// Whether retrying without a human acting first is pointless.
     pub fn is_permanent(self) -> bool {
         matches!(

@@ -22,6 +22,15 @@ pub enum ConnectionState {
 }
 
 impl ConnectionState {
+    pub const ALL: [ConnectionState; 6] = [
+        Self::PendingConsent,
+        Self::Connected,
+        Self::Degraded,
+        Self::ReconnectRequired,
+        Self::AppMisconfigured,
+        Self::Blocked,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PendingConsent => "pending_consent",

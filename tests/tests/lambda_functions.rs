@@ -1,0 +1,167 @@
+//! The real function binaries run as Lambda runs them, against a local
+//! stand-in for the Lambda Runtime API (`roomtoken_tests::lambda_runtime_api`).
+
+use roomtoken::domain::{ConnectionId, Grant};
+use roomtoken::store::Part;
+use roomtoken_tests::lambda_runtime_api::{FunctionProcess, Outcome, RuntimeApi, function_binary};
+use roomtoken_tests::template::Template;
+use roomtoken_tests::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const FUNCTION_NAME: &str = "rt-test-token-refresh";
+const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+async fn stored_refresh_token(broker: &TestBroker, id: &str) -> String {
+    let id = ConnectionId::parse(id).unwrap();
+    let grant = broker
+        .broker
+        .repo
+        .get::<Grant>(&id, Part::Grant)
+        .await
+        .unwrap();
+    grant
+        .expect("a grant")
+        .value
+        .refresh_token
+        .expose()
+        .to_owned()
+}
+
+/// The scheduler's event, exactly as the template sends it, makes the real
+/// token-refresh binary run a pass that refreshes a due connection, answer
+/// a PassSummary, and print the pass's metrics in embedded metric format.
+#[tokio::test]
+async fn token_refresh_runs_a_pass_on_the_input_the_schedule_sends() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let id = unique_id("lambda");
+    broker.add_connection(&id).await;
+    let consent = broker.consent(&id).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    let refresh_token_before = stored_refresh_token(&broker, &id).await;
+    let grants_before = broker.identity.counters().refresh_token_grants;
+
+    let input: Value = serde_json::from_str(Template::load().schedule_input()).unwrap();
+    let api = RuntimeApi::start().await.unwrap();
+    let mut function = FunctionProcess::spawn(
+        &function_binary("token-refresh"),
+        &api,
+        FUNCTION_NAME,
+        &[
+            ("ROOMTOKEN_STORE", broker.store_arg()),
+            // Longer than the fake's token lifetime: the tokens are due now.
+            ("ROOMTOKEN_REFRESH_MARGIN", "2h"),
+        ],
+    )
+    .unwrap();
+    let done = function.invoke(&api, &input, ANSWER_WITHIN).await;
+    // A second event the function must refuse (RefreshRequest denies
+    // unknown fields), answered through the error route.
+    let refused = function
+        .invoke(
+            &api,
+            &json!({"detail-type": "Scheduled Event"}),
+            ANSWER_WITHIN,
+        )
+        .await;
+    let output = function.stop().await;
+    let done = done
+        .unwrap_or_else(|e| panic!("{e}\nstderr: {}\nstdout: {}", output.stderr, output.stdout));
+
+    let summary = done.outcome.response_json().unwrap();
+    assert_eq!(summary["connections"], 1, "{summary}");
+    assert_eq!(summary["refreshed"], 1, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["states"], json!({"connected": 1}), "{summary}");
+    assert!(
+        done.fetched_at
+            .is_some_and(|at| at >= done.queued_at && at <= done.completed_at)
+    );
+
+    // The pass really went to the identity platform and rotated the grant.
+    assert_eq!(
+        broker.identity.counters().refresh_token_grants,
+        grants_before + 2,
+        "one refresh per resource (EWS and Graph)"
+    );
+    assert_ne!(
+        stored_refresh_token(&broker, &id).await,
+        refresh_token_before
+    );
+
+    let metrics: Vec<Value> = output
+        .json_lines()
+        .into_iter()
+        .filter(|line| line.get("_aws").is_some())
+        .collect();
+    assert_eq!(
+        metrics.len(),
+        12,
+        "one EMF document per dimension set:\n{}",
+        output.stdout
+    );
+    assert_eq!(metrics[0]["FunctionName"], FUNCTION_NAME);
+    assert_eq!(metrics[0]["Refreshed"], 1);
+    assert_eq!(metrics[0]["Failed"], 0);
+    assert_eq!(
+        metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "roomtoken"
+    );
+    let connected = metrics
+        .iter()
+        .find(|m| m["State"] == "connected")
+        .expect("Connections per State");
+    assert_eq!(connected["Connections"], 1);
+    // Logs are JSON lines too (AWS_LAMBDA_LOG_FORMAT=JSON).
+    assert!(
+        output
+            .json_lines()
+            .iter()
+            .any(|line| line["fields"]["message"] == "refresh pass done"),
+        "{}",
+        output.stdout
+    );
+    assert_no_secret_in(&output.stdout, &broker.secrets(&[]));
+
+    match refused.expect("an answer to the refused event").outcome {
+        Outcome::Error { body, .. } => {
+            let body = String::from_utf8_lossy(&body);
+            assert!(body.contains("detail-type"), "{body}");
+        }
+        other => panic!("an unknown field must be refused, got {other}"),
+    }
+}
+
+/// A function that cannot start fails the invocation at once instead of
+/// leaving the test waiting.
+#[tokio::test]
+async fn a_function_that_cannot_start_fails_the_invocation() {
+    let api = RuntimeApi::start().await.unwrap();
+    let mut function = FunctionProcess::spawn(
+        &function_binary("token-refresh"),
+        &api,
+        FUNCTION_NAME,
+        &[("ROOMTOKEN_STORE", "s3://nowhere")],
+    )
+    .unwrap();
+    let result = function.invoke(&api, &json!({}), ANSWER_WITHIN).await;
+    let output = function.stop().await;
+    let error = result.expect_err("no pass without a store");
+    assert!(error.contains("exited"), "{error}");
+    assert!(
+        output.stderr.contains("s3://nowhere' is not understood"),
+        "the reason is printed:\n{}\n{}",
+        output.stderr,
+        output.stdout
+    );
+}
+
+fn assert_no_secret_in(text: &str, secrets: &[String]) {
+    for (n, secret) in secrets.iter().enumerate() {
+        assert!(
+            secret.len() < 8 || !text.contains(secret.as_str()),
+            "secret #{n} ({} chars) appears in the function's output",
+            secret.len()
+        );
+    }
+}
