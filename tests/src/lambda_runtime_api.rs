@@ -451,6 +451,11 @@ impl FunctionProcess {
         })
     }
 
+    /// The process id while it runs (for its peak memory in `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Queues `event` and waits, at most `timeout`, for what comes back;
     /// fails at once if the process exits first.
     pub async fn invoke(

@@ -1,0 +1,133 @@
+//! Cold start of the token-read Lambda function: the release binary started
+//! against a local stand-in for the Lambda Runtime API, from process start to
+//! the first answered invocation (a display's token request, API Gateway
+//! HTTP API event), and the process's peak memory (VmHWM). Repeated a few
+//! times; prints min, median and max.
+//!
+//! Run: `scripts/bench-cold-start.sh` (builds the release binary first).
+
+use roomtoken::domain::{
+    AccessToken, AccessTokens, ConnectionId, DeviceKey, DeviceKeys, Secret, Status,
+};
+use roomtoken::store::{FileStore, Part, Repository};
+use roomtoken_tests::lambda_runtime_api::{FunctionProcess, RuntimeApi};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+const RUNS: usize = 7;
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn event(id: &str, key: &str) -> serde_json::Value {
+    let path = format!("/v1/connections/{id}/token");
+    json!({
+        "version": "2.0",
+        "routeKey": "GET /v1/connections/{id}/token",
+        "rawPath": path,
+        "rawQueryString": "resource=graph",
+        "headers": {"authorization": format!("Bearer {key}"), "host": "tokens.example.com"},
+        "queryStringParameters": {"resource": "graph"},
+        "pathParameters": {"id": id},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "bench", "domainName": "tokens.example.com",
+            "domainPrefix": "tokens", "requestId": "bench", "routeKey": "GET /v1/connections/{id}/token",
+            "stage": "$default", "time": "28/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_900_000_000u64,
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "display"}
+        },
+        "isBase64Encoded": false
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let binary = std::env::var_os("ROOMTOKEN_TOKEN_READ_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/release/token-read"
+            ))
+        });
+    assert!(
+        binary.exists(),
+        "{} is missing: run scripts/bench-cold-start.sh",
+        binary.display()
+    );
+    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let repo = Repository::new(Arc::new(FileStore::open(dir.path()).expect("store")));
+    let id = ConnectionId::parse("cold").expect("id");
+    let now = OffsetDateTime::now_utc();
+    let key = DeviceKey::generate();
+    let mut keys = DeviceKeys::default();
+    keys.add(&key, Some("bench".into()), now);
+    repo.put(&id, Part::Keys, &keys, None).await.expect("keys");
+    let tokens = AccessTokens {
+        account: "booking@contoso.com".into(),
+        resources: vec!["graph".into()],
+        tokens: vec![AccessToken {
+            resource: "graph".into(),
+            access_token: Secret::new("bench-access-token"),
+            token_type: "Bearer".into(),
+            scope: "https://graph.microsoft.com/Calendars.ReadWrite".into(),
+            expires_at: now + time::Duration::hours(1),
+            obtained_at: now,
+        }],
+    };
+    repo.put(&id, Part::Access, &tokens, None)
+        .await
+        .expect("access");
+    repo.put(
+        &id,
+        Part::Status,
+        &Status::connected("booking@contoso.com", now),
+        None,
+    )
+    .await
+    .expect("status");
+
+    let store = format!("file:{}", dir.path().display());
+    let mut cold = Vec::new();
+    let mut peaks = Vec::new();
+    for _ in 0..RUNS {
+        let api = RuntimeApi::start().await.expect("runtime api");
+        let mut function =
+            FunctionProcess::spawn(&binary, &api, "token-read", &[("ROOMTOKEN_STORE", &store)])
+                .expect("spawn token-read");
+        let completion = function
+            .invoke(
+                &api,
+                &event("cold", key.key.expose()),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("an answer");
+        let answer = completion.outcome.response_json().expect("a response");
+        assert_eq!(answer["statusCode"], 200, "{answer}");
+        cold.push(completion.completed_at - function.spawned_at);
+        peaks.push(function.pid().and_then(peak_rss_kib).unwrap_or(0));
+        function.stop().await;
+    }
+    cold.sort();
+    peaks.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
+    println!(
+        "token-read cold start over {RUNS} runs ({}, {:.1} MB): process start to first answered invocation \
+         min {:.1} ms, median {:.1} ms, max {:.1} ms; peak memory (VmHWM) median {:.1} MB, max {:.1} MB",
+        binary.display(),
+        size as f64 / 1_000_000.0,
+        ms(cold[0]),
+        ms(cold[RUNS / 2]),
+        ms(cold[RUNS - 1]),
+        peaks[RUNS / 2] as f64 / 1_024.0,
+        peaks[RUNS - 1] as f64 / 1_024.0,
+    );
+}
