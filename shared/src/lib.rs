@@ -8,6 +8,8 @@
 //! - [`http`]: the axum routes that the Lambda functions and `roomtoken serve` share.
 
 pub mod broker;
+pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
