@@ -3,7 +3,9 @@
 //! or on Secrets Manager (moto, started by `scripts/test.sh`), the `roomtoken`
 //! CLI run in-process, and a log capture to prove no secret is ever logged.
 
-use roomtoken::store::StoreSpec;
+use roomtoken::clock::ManualClock;
+use roomtoken::identity::OAuthClient;
+use roomtoken::store::{CountingStore, StoreSpec};
 use roomtoken::{Broker, Config};
 use roomtoken_cli::{Cli, ServeOptions, serve_on};
 use roomtoken_fake_identity::{FakeAccount, FakeApp, FakeIdentity};
@@ -28,10 +30,29 @@ pub enum StoreKind {
 pub struct TestBroker {
     pub url: Url,
     pub broker: Arc<Broker>,
+    /// The served broker's store, counting its calls (the CLI opens its own).
+    pub store: Arc<CountingStore>,
+    /// The served broker's clock: it stands still until a test moves it.
+    pub clock: Arc<ManualClock>,
     pub identity: FakeIdentity,
     pub client_secret: String,
     store_arg: String,
     _dir: tempfile::TempDir,
+}
+
+/// How [`spawn_broker_with`] sets up the broker.
+#[derive(Clone, Debug)]
+pub struct BrokerOptions {
+    /// `ROOMTOKEN_READ_CACHE_TTL`; zero turns the cache off.
+    pub read_cache_ttl: std::time::Duration,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            read_cache_ttl: Config::new(StoreSpec::Aws).read_cache_ttl,
+        }
+    }
 }
 
 /// Fails (never skips) when moto is not there: a test that passes without
@@ -46,6 +67,11 @@ pub fn require_moto() {
 /// Starts the fake identity platform and the broker, with the app
 /// registered and two accounts (the booking account and another one).
 pub async fn spawn_broker(kind: StoreKind) -> TestBroker {
+    spawn_broker_with(kind, BrokerOptions::default()).await
+}
+
+/// [`spawn_broker`] with chosen options.
+pub async fn spawn_broker_with(kind: StoreKind, options: BrokerOptions) -> TestBroker {
     capture_logs();
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -71,7 +97,16 @@ pub async fn spawn_broker(kind: StoreKind) -> TestBroker {
     config.store = spec;
     config.public_url = Some(url.clone());
     config.http_timeout = std::time::Duration::from_secs(2);
-    let broker = Arc::new(Broker::from_config(config).await.expect("broker"));
+    config.read_cache_ttl = options.read_cache_ttl;
+    let inner = config
+        .store
+        .open(&config.secret_prefix, config.kms_key_id.clone())
+        .await
+        .expect("store");
+    let store = Arc::new(CountingStore::new(inner));
+    let oauth = Arc::new(OAuthClient::new(config.http_timeout).expect("oauth client"));
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let broker = Arc::new(Broker::new(store.clone(), oauth, config).with_clock(clock.clone()));
     let identity = FakeIdentity::start().await.expect("fake identity");
     let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4());
     identity.register_app(FakeApp {
@@ -99,6 +134,8 @@ pub async fn spawn_broker(kind: StoreKind) -> TestBroker {
     TestBroker {
         url,
         broker,
+        store,
+        clock,
         identity,
         client_secret,
         store_arg,
@@ -214,18 +251,63 @@ impl TestBroker {
         key: Option<&str>,
         resource: Option<&str>,
     ) -> reqwest::Response {
+        let mut request = TokenRead::new(id);
+        request.key = key;
+        request.resource = resource;
+        self.read(request).await
+    }
+
+    /// `GET /v1/connections/{id}/token` as described by `request`.
+    pub async fn read(&self, request: TokenRead<'_>) -> reqwest::Response {
         let mut url = self
             .url
-            .join(&format!("v1/connections/{id}/token"))
+            .join(&format!("v1/connections/{}/token", request.connection))
             .expect("url");
-        if let Some(resource) = resource {
+        if let Some(resource) = request.resource {
             url.query_pairs_mut().append_pair("resource", resource);
         }
-        let mut request = http().get(url);
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
+        if let Some(seconds) = request.min_validity {
+            url.query_pairs_mut()
+                .append_pair("min_validity", &seconds.to_string());
         }
-        request.send().await.expect("GET token")
+        let mut builder = http().get(url);
+        if let Some(key) = request.key {
+            builder = builder.bearer_auth(key);
+        }
+        if let Some(etag) = request.if_none_match {
+            builder = builder.header("if-none-match", etag);
+        }
+        builder.send().await.expect("GET token")
+    }
+
+    /// `GET /v1/connections/{id}/status`
+    pub async fn get_status(&self, id: &str, key: Option<&str>) -> reqwest::Response {
+        let url = self
+            .url
+            .join(&format!("v1/connections/{id}/status"))
+            .expect("url");
+        let mut builder = http().get(url);
+        if let Some(key) = key {
+            builder = builder.bearer_auth(key);
+        }
+        builder.send().await.expect("GET status")
+    }
+
+    /// Moves the broker's clock past the read cache's TTL: whatever it
+    /// read before is read again from the store.
+    pub fn expire_read_cache(&self) {
+        self.clock
+            .advance(self.broker.config.read_cache_ttl + std::time::Duration::from_secs(1));
+    }
+
+    /// A connection added, consented by the booking account, with one key.
+    pub async fn connected(&self, prefix: &str) -> (String, String) {
+        let id = unique_id(prefix);
+        self.add_connection(&id).await;
+        let consent = self.consent(&id).await;
+        assert_eq!(consent.status, 200, "{}", consent.body);
+        let key = self.create_key(&id).await;
+        (id, key)
     }
 
     /// Every secret this test saw: what the fake issued, the client secret,
@@ -236,6 +318,37 @@ impl TestBroker {
         secrets.extend(device_keys.iter().map(|k| k.to_string()));
         secrets
     }
+}
+
+/// One token request, as a display sends it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokenRead<'a> {
+    pub connection: &'a str,
+    pub key: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub min_validity: Option<u64>,
+    pub if_none_match: Option<&'a str>,
+}
+
+impl<'a> TokenRead<'a> {
+    pub fn new(connection: &'a str) -> Self {
+        Self {
+            connection,
+            ..Self::default()
+        }
+    }
+
+    pub fn key(self, key: &'a str) -> Self {
+        Self {
+            key: Some(key),
+            ..self
+        }
+    }
+}
+
+/// The device key's public id: `rtk_<id>_<secret>`.
+pub fn key_id(key: &str) -> String {
+    key.split('_').nth(1).expect("a device key").to_owned()
 }
 
 pub struct ConsentRun {
