@@ -1,4 +1,4 @@
-//! The display-facing JSON API.
+//! The display-facing JSON API, as described by `shared/openapi.json`.
 
 use crate::Broker;
 use crate::flows::read::{ReadError, TokenReply, TokenRequest, read_status, read_token};
@@ -12,6 +12,9 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
+
+/// The OpenAPI 3.1 document of the display-facing routes.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
@@ -114,6 +117,18 @@ pub async fn status(
         Ok(view) => ([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response(),
         Err(e) => error_response(e),
     }
+}
+
+/// `GET /openapi.json`
+pub async fn openapi() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        OPENAPI_JSON,
+    )
+        .into_response()
 }
 
 /// The one 401 body: the same bytes for a wrong, missing or revoked key and
