@@ -14,7 +14,8 @@ use crate::Broker;
 use crate::cache::TtlCache;
 use crate::domain::device_key::key_id;
 use crate::domain::{
-    AccessTokens, ConnectionId, ConnectionState, DeviceKeys, KeyCheck, LastError, Secret, Status,
+    AccessToken, AccessTokens, ConnectionId, ConnectionState, DeviceKeys, KeyCheck, LastError,
+    Secret, Status,
 };
 use crate::store::{Part, StoreError};
 use serde::Serialize;
@@ -39,23 +40,48 @@ pub struct ConnectionSnapshot {
     keys: DeviceKeys,
     access: Option<AccessTokens>,
     status: Status,
-    /// The entity tag of each resource's token, computed once per load.
-    etags: BTreeMap<String, String>,
+    /// Each stored token as it is served, prepared once per load.
+    served: Vec<Arc<ServedToken>>,
+}
+
+/// A token with what every answer derives from it computed once: its entity
+/// tag, its expiry as text, and the account it acts for.
+#[derive(Debug)]
+pub struct ServedToken {
+    pub token: AccessToken,
+    pub etag: String,
+    /// `expires_at` in RFC 3339.
+    pub expires_at: String,
+    pub account: String,
 }
 
 impl ConnectionSnapshot {
     fn new(keys: DeviceKeys, access: Option<AccessTokens>, status: Status) -> Self {
-        let etags = access
+        let served = access
             .iter()
-            .flat_map(|a| &a.tokens)
-            .map(|t| (t.resource.clone(), etag(&t.access_token)))
+            .flat_map(|a| a.tokens.iter().map(move |t| (a, t)))
+            .map(|(access, token)| {
+                Arc::new(ServedToken {
+                    etag: etag(&token.access_token),
+                    expires_at: token
+                        .expires_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    account: access.account.clone(),
+                    token: token.clone(),
+                })
+            })
             .collect();
         Self {
             keys,
             access,
             status,
-            etags,
+            served,
         }
+    }
+
+    fn served(&self, resource: &str) -> Option<&Arc<ServedToken>> {
+        self.served.iter().find(|s| s.token.resource == resource)
     }
 
     /// The time after which a cached copy must not be used: when the first
@@ -106,17 +132,12 @@ pub struct TokenRequest<'a> {
 
 #[derive(Debug)]
 pub struct TokenReply {
-    pub access_token: Secret,
-    pub token_type: String,
-    pub expires_at: OffsetDateTime,
+    /// The token, its entity tag, expiry and account.
+    pub served: Arc<ServedToken>,
+    /// Seconds left.
     pub expires_in: u64,
-    pub scope: String,
-    pub resource: String,
-    pub account: String,
     /// How long a display may cache the answer.
     pub max_age: u64,
-    /// The token's entity tag.
-    pub etag: String,
     /// The display already has this token (its `If-None-Match` matched).
     pub not_modified: bool,
     pub key_id: String,
@@ -296,18 +317,41 @@ fn logged_key_id(presented: Option<&str>) -> &str {
     presented.and_then(key_id).unwrap_or("-")
 }
 
+/// The resource asked for, for the log when it looks like a resource name
+/// (as `ews`, `graph` or `default` do); `-` otherwise.
+fn logged_resource(resource: Option<&str>) -> &str {
+    resource
+        .filter(|name| {
+            (1..=32).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or("-")
+}
+
+/// The connection id for the log when it is one; `-` otherwise, so that a
+/// made-up path cannot write what it likes (or as much as it likes) there.
+fn logged_connection(connection: &str) -> &str {
+    if ConnectionId::is_valid(connection) {
+        connection
+    } else {
+        "-"
+    }
+}
+
 pub async fn read_token(
     broker: &Broker,
     request: TokenRequest<'_>,
     now: OffsetDateTime,
 ) -> Result<TokenReply, ReadError> {
     let result = read_token_inner(broker, request, now).await;
-    let connection = request.connection;
+    let connection = logged_connection(request.connection);
     let key_id = logged_key_id(request.key);
-    let resource = request.resource.unwrap_or("default");
+    let resource = logged_resource(request.resource);
     match &result {
         Ok(reply) => tracing::info!(
-            connection, key_id, resource = %reply.resource,
+            connection, key_id, resource = %reply.served.token.resource,
             outcome = if reply.not_modified { "not_modified" } else { "served" },
             expires_in = reply.expires_in, "token read"
         ),
@@ -368,11 +412,11 @@ async fn read_token_inner(
     let name = access.resource_name(request.resource).ok_or_else(|| {
         ReadError::UnknownResource(request.resource.unwrap_or_default().to_owned())
     })?;
-    let token = access
-        .get(name)
-        .filter(|t| t.remaining(now) >= MIN_SERVE_VALIDITY)
+    let served = snapshot
+        .served(name)
+        .filter(|s| s.token.remaining(now) >= MIN_SERVE_VALIDITY)
         .ok_or_else(not_serving)?;
-    let remaining = token.remaining(now);
+    let remaining = served.token.remaining(now);
     if let Some(asked) = request.min_validity
         && remaining < asked
     {
@@ -388,26 +432,15 @@ async fn read_token_inner(
             }),
         });
     }
-    let etag = snapshot
-        .etags
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| etag(&token.access_token));
     let not_modified = request
         .if_none_match
-        .is_some_and(|header| if_none_match(header, &etag));
+        .is_some_and(|header| if_none_match(header, &served.etag));
     Ok(TokenReply {
-        access_token: token.access_token.clone(),
-        token_type: token.token_type.clone(),
-        expires_at: token.expires_at,
+        served: served.clone(),
         expires_in: remaining.as_secs(),
-        scope: token.scope.clone(),
-        resource: name.to_owned(),
-        account: access.account.clone(),
         max_age: remaining
             .saturating_sub(broker.config.refresh_margin)
             .as_secs(),
-        etag,
         not_modified,
         key_id,
     })
@@ -424,6 +457,7 @@ pub async fn read_status(
         .await
         .map(|(id, _, snapshot)| status_view(&id, &snapshot.status, snapshot.access.as_ref()));
     let key_id = logged_key_id(presented_key);
+    let connection = logged_connection(connection);
     match &result {
         Ok(view) => tracing::info!(
             connection,
@@ -478,6 +512,18 @@ mod tests {
         assert!(!tag.contains("secret"));
         assert_eq!(tag, etag(&token.clone()), "stable");
         assert_ne!(tag, etag(&Secret::new("another token")));
+    }
+
+    #[test]
+    fn log_fields_keep_only_what_looks_like_ids() {
+        assert_eq!(logged_connection("contoso"), "contoso");
+        assert_eq!(logged_connection("../etc\nINFO forged"), "-");
+        assert_eq!(logged_connection(&"a".repeat(65)), "-");
+        assert_eq!(logged_resource(Some("graph")), "graph");
+        assert_eq!(logged_resource(Some("x\" outcome=served")), "-");
+        assert_eq!(logged_resource(None), "-");
+        assert_eq!(logged_key_id(Some("rtk_3f9a1c0b2e_c2VjcmV0")), "3f9a1c0b2e");
+        assert_eq!(logged_key_id(Some("hunter2")), "-");
     }
 
     #[test]

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use time::format_description::well_known::Rfc3339;
 
 /// The OpenAPI 3.1 document of the display-facing routes.
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
@@ -27,7 +26,7 @@ pub struct TokenQuery {
 struct TokenBody<'a> {
     access_token: &'a str,
     token_type: &'a str,
-    expires_at: String,
+    expires_at: &'a str,
     expires_in: u64,
     scope: &'a str,
     resource: &'a str,
@@ -87,7 +86,7 @@ pub async fn token(
 /// the same validator and freshness.
 fn token_response(reply: &TokenReply) -> Response {
     let cache = HeaderValue::from_str(&format!("private, max-age={}", reply.max_age));
-    let etag = HeaderValue::from_str(&reply.etag);
+    let etag = HeaderValue::from_str(&reply.served.etag);
     let (Ok(cache), Ok(etag)) = (cache, etag) else {
         // Both are ASCII built here; unreachable, but never a panic.
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -96,14 +95,15 @@ fn token_response(reply: &TokenReply) -> Response {
     if reply.not_modified {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
+    let served = &reply.served;
     let body = TokenBody {
-        access_token: reply.access_token.expose(),
-        token_type: &reply.token_type,
-        expires_at: reply.expires_at.format(&Rfc3339).unwrap_or_default(),
+        access_token: served.token.access_token.expose(),
+        token_type: &served.token.token_type,
+        expires_at: &served.expires_at,
         expires_in: reply.expires_in,
-        scope: &reply.scope,
-        resource: &reply.resource,
-        account: &reply.account,
+        scope: &served.token.scope,
+        resource: &served.token.resource,
+        account: &served.account,
     };
     (headers, Json(body)).into_response()
 }
