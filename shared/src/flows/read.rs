@@ -313,8 +313,14 @@ async fn authenticate(
 }
 
 /// The public id of a well-shaped key, for the log; `-` otherwise.
+///
+/// Every value these `logged_*` functions return is written to the log as
+/// it is (no quoting or escaping), so each is checked to be plain first.
 fn logged_key_id(presented: Option<&str>) -> &str {
-    presented.and_then(key_id).unwrap_or("-")
+    presented
+        .and_then(key_id)
+        .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or("-")
 }
 
 /// The resource asked for, for the log when it looks like a resource name
@@ -351,38 +357,46 @@ pub async fn read_token(
     let resource = logged_resource(request.resource);
     match &result {
         Ok(reply) => tracing::info!(
-            connection, key_id, resource = %reply.served.token.resource,
-            outcome = if reply.not_modified { "not_modified" } else { "served" },
-            expires_in = reply.expires_in, "token read"
+            connection = %connection,
+            key_id = %key_id,
+            resource = %reply.served.token.resource,
+            outcome = %if reply.not_modified { "not_modified" } else { "served" },
+            expires_in = reply.expires_in,
+            "token read"
         ),
         Err(ReadError::Unauthorized(refusal)) => tracing::info!(
-            connection,
-            key_id,
-            resource,
-            outcome = "unauthorized",
-            reason = refusal.as_str(),
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %"unauthorized",
+            reason = %refusal.as_str(),
             "token read"
         ),
         Err(
             e @ (ReadError::NotServing { state, .. }
             | ReadError::InsufficientValidity { state, .. }),
         ) => tracing::info!(
-            connection,
-            key_id,
-            resource,
-            outcome = e.outcome(),
-            state = state.as_str(),
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %e.outcome(),
+            state = %state.as_str(),
             "token read"
         ),
         Err(e @ ReadError::UnknownResource(_)) => tracing::info!(
-            connection,
-            key_id,
-            resource,
-            outcome = e.outcome(),
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %e.outcome(),
             "token read"
         ),
         Err(ReadError::Store(e)) => tracing::warn!(
-            connection, key_id, resource, outcome = "store_error", error = %e, "token read"
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %"store_error",
+            error = %e,
+            "token read"
         ),
     }
     result
@@ -460,21 +474,25 @@ pub async fn read_status(
     let connection = logged_connection(connection);
     match &result {
         Ok(view) => tracing::info!(
-            connection,
-            key_id,
-            outcome = "served",
-            state = view.state.as_str(),
+            connection = %connection,
+            key_id = %key_id,
+            outcome = %"served",
+            state = %view.state.as_str(),
             "status read"
         ),
         Err(ReadError::Unauthorized(refusal)) => tracing::info!(
-            connection,
-            key_id,
-            outcome = "unauthorized",
-            reason = refusal.as_str(),
+            connection = %connection,
+            key_id = %key_id,
+            outcome = %"unauthorized",
+            reason = %refusal.as_str(),
             "status read"
         ),
         Err(e) => tracing::warn!(
-            connection, key_id, outcome = e.outcome(), error = %e, "status read"
+            connection = %connection,
+            key_id = %key_id,
+            outcome = %e.outcome(),
+            error = %e,
+            "status read"
         ),
     }
     result
@@ -524,6 +542,7 @@ mod tests {
         assert_eq!(logged_resource(None), "-");
         assert_eq!(logged_key_id(Some("rtk_3f9a1c0b2e_c2VjcmV0")), "3f9a1c0b2e");
         assert_eq!(logged_key_id(Some("hunter2")), "-");
+        assert_eq!(logged_key_id(Some("rtk_3f9a\n0b2e1_c2VjcmV0")), "-");
     }
 
     #[test]
