@@ -45,12 +45,15 @@ pub struct TestBroker {
 pub struct BrokerOptions {
     /// `ROOMTOKEN_READ_CACHE_TTL`; zero turns the cache off.
     pub read_cache_ttl: std::time::Duration,
+    /// The file store's directory, kept afterwards (default: a temporary one).
+    pub store_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for BrokerOptions {
     fn default() -> Self {
         Self {
             read_cache_ttl: Config::new(StoreSpec::Aws).read_cache_ttl,
+            store_dir: None,
         }
     }
 }
@@ -82,7 +85,10 @@ pub async fn spawn_broker_with(kind: StoreKind, options: BrokerOptions) -> TestB
         .expect("url");
     let (spec, store_arg) = match kind {
         StoreKind::File => {
-            let path = dir.path().join("store");
+            let path = options
+                .store_dir
+                .clone()
+                .unwrap_or_else(|| dir.path().join("store"));
             (
                 StoreSpec::File(path.clone()),
                 format!("file:{}", path.display()),

@@ -165,6 +165,7 @@ async fn a_zero_ttl_turns_the_cache_off() {
         StoreKind::File,
         BrokerOptions {
             read_cache_ttl: Duration::ZERO,
+            ..BrokerOptions::default()
         },
     )
     .await;
