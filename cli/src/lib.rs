@@ -3,6 +3,7 @@
 
 mod admin;
 mod demo;
+pub mod logging;
 mod serve;
 
 pub use serve::{ServeOptions, serve_on};
@@ -13,7 +14,7 @@ use roomtoken::config::{Config, parse_public_url};
 use roomtoken::domain::ConnectionId;
 use roomtoken::store::StoreSpec;
 use roomtoken::{Broker, broker::BrokerError};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 
 #[derive(Parser, Debug)]
@@ -83,19 +84,23 @@ pub struct DemoArgs {
     pub addr: SocketAddr,
 }
 
-/// Logs go to stderr: `RUST_LOG` overrides; serve and demo log `info`, the
-/// admin commands only warnings.
-pub fn init_logging(cli: &Cli) {
+/// Logs go to stderr (through [`logging::BufferedLog`]): `RUST_LOG`
+/// overrides; serve and demo log `info`, the admin commands only warnings.
+/// Colours only on a terminal. Keep the guard until the process ends.
+pub fn init_logging(cli: &Cli) -> logging::LogGuard {
     let default = match cli.command {
         Command::Serve(_) | Command::Demo(_) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let (writer, guard) = logging::BufferedLog::new(std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer)
         .try_init();
+    guard
 }
 
 /// The configuration: environment first, then the command-line flags.

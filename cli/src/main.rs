@@ -7,7 +7,7 @@ use roomtoken_cli::{Cli, init_logging, run};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli);
+    let _logs = init_logging(&cli);
     let stdin = std::io::stdin();
     match run(cli, &mut stdin.lock(), &mut std::io::stdout()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,9 +1,13 @@
-//! The broker: configuration, the two ports, and the keys derived from the
-//! system signing key. Every flow takes a `&Broker`.
+//! The broker: configuration, the two ports, the clock, the token-read cache,
+//! and the keys derived from the system signing key. Every flow takes a
+//! `&Broker`.
 
+use crate::cache::{DEFAULT_CAPACITY, TtlCache};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::{Keys, generate_signing_key};
 use crate::domain::{ConnectionId, Secret};
+use crate::flows::read::ReadCache;
 use crate::identity::{IdentityError, IdentityProvider, OAuthClient};
 use crate::store::{Repository, SecretName, SecretStore, StoreError};
 use std::sync::Arc;
@@ -16,6 +20,9 @@ pub struct Broker {
     pub identity: Arc<dyn IdentityProvider>,
     pub config: Config,
     pub sleeper: Arc<dyn Sleeper>,
+    clock: Arc<dyn Clock>,
+    /// What token-read read from the store, kept `config.read_cache_ttl`.
+    pub(crate) read_cache: ReadCache,
     keys: OnceCell<Keys>,
 }
 
@@ -53,11 +60,14 @@ impl Broker {
         identity: Arc<dyn IdentityProvider>,
         config: Config,
     ) -> Self {
+        let read_cache = TtlCache::new(config.read_cache_ttl, DEFAULT_CAPACITY);
         Self {
             repo: Repository::new(store),
             identity,
             config,
             sleeper: Arc::new(TokioSleeper),
+            clock: Arc::new(SystemClock),
+            read_cache,
             keys: OnceCell::new(),
         }
     }
@@ -65,6 +75,16 @@ impl Broker {
     pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
         self.sleeper = sleeper;
         self
+    }
+
+    /// The same broker reading the time from `clock` (tests drive one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
     }
 
     /// Opens the configured store and the real identity client.

@@ -27,6 +27,9 @@ pub struct Config {
     pub http_timeout: Duration,
     /// Customer-managed KMS key for new secrets (Secrets Manager only).
     pub kms_key_id: Option<String>,
+    /// How long token-read keeps what it read from the store; zero: no cache.
+    /// A revoked device key keeps working at most this long.
+    pub read_cache_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,7 @@ impl Config {
             retry: RetryPolicy::default(),
             http_timeout: Duration::from_secs(30),
             kms_key_id: None,
+            read_cache_ttl: Duration::from_secs(30),
         }
     }
 
@@ -95,6 +99,10 @@ impl Config {
                 .filter(|n| (1..=256).contains(n))
                 .ok_or(ConfigError::Concurrency)?;
         }
+        if let Some(ttl) = get("ROOMTOKEN_READ_CACHE_TTL") {
+            config.read_cache_ttl = parse_duration(&ttl)
+                .map_err(|e| ConfigError::Duration("ROOMTOKEN_READ_CACHE_TTL", e))?;
+        }
         config.kms_key_id = get("ROOMTOKEN_KMS_KEY_ID");
         Ok(config)
     }
@@ -120,6 +128,7 @@ mod tests {
             ("ROOMTOKEN_PUBLIC_URL", "https://tokens.example.com/"),
             ("ROOMTOKEN_REFRESH_MARGIN", "15m"),
             ("ROOMTOKEN_SECRET_PREFIX", "rt-prod/"),
+            ("ROOMTOKEN_READ_CACHE_TTL", "0s"),
         ]
         .into();
         let config = Config::from_lookup(StoreSpec::File(".roomtoken".into()), |k| {
@@ -129,6 +138,7 @@ mod tests {
         assert_eq!(config.store, StoreSpec::Aws);
         assert_eq!(config.refresh_margin, Duration::from_secs(900));
         assert_eq!(config.secret_prefix, "rt-prod/");
+        assert_eq!(config.read_cache_ttl, Duration::ZERO);
         assert_eq!(
             config.public_url.unwrap().host_str(),
             Some("tokens.example.com")
@@ -141,6 +151,7 @@ mod tests {
         assert_eq!(config.refresh_margin, Duration::from_secs(1_200));
         assert_eq!(config.secret_prefix, "roomtoken/");
         assert_eq!(config.refresh_concurrency, 8);
+        assert_eq!(config.read_cache_ttl, Duration::from_secs(30));
     }
 
     #[test]
@@ -155,5 +166,6 @@ mod tests {
         assert!(bad("ROOMTOKEN_STORE", "s3").contains("file:DIR"));
         assert!(bad("ROOMTOKEN_PUBLIC_URL", "tokens.example.com").contains("absolute"));
         assert!(bad("ROOMTOKEN_REFRESH_MARGIN", "soon").contains("ROOMTOKEN_REFRESH_MARGIN"));
+        assert!(bad("ROOMTOKEN_READ_CACHE_TTL", "30").contains("ROOMTOKEN_READ_CACHE_TTL"));
     }
 }

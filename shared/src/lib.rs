@@ -9,6 +9,8 @@
 //! - [`metrics`]: a refresh pass's metrics in CloudWatch embedded metric format.
 
 pub mod broker;
+pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;

@@ -12,8 +12,9 @@ pub mod failing_store;
 pub mod tcp_proxy;
 
 use roomtoken::broker::Sleeper;
+use roomtoken::clock::ManualClock;
 use roomtoken::identity::OAuthClient;
-use roomtoken::store::{FileStore, SecretStore, SecretsManagerStore, StoreSpec};
+use roomtoken::store::{CountingStore, FileStore, SecretStore, SecretsManagerStore, StoreSpec};
 use roomtoken::{Broker, Config};
 use roomtoken_cli::{Cli, ServeOptions, serve_on};
 use roomtoken_fake_identity::{FakeAccount, FakeApp, FakeIdentity};
@@ -54,10 +55,33 @@ pub enum StoreKind {
 pub struct TestBroker {
     pub url: Url,
     pub broker: Arc<Broker>,
+    /// The served broker's store, counting its calls (the CLI opens its own).
+    pub store: Arc<CountingStore>,
+    /// The served broker's clock for reads: it stands still until a test
+    /// moves it (refresh passes take their time as an argument).
+    pub clock: Arc<ManualClock>,
     pub identity: FakeIdentity,
     pub client_secret: String,
     store_arg: String,
     _dir: tempfile::TempDir,
+}
+
+/// How [`spawn_broker_with`] sets up the broker.
+#[derive(Clone, Debug)]
+pub struct BrokerOptions {
+    /// `ROOMTOKEN_READ_CACHE_TTL`; zero turns the cache off.
+    pub read_cache_ttl: std::time::Duration,
+    /// The file store's directory, kept afterwards (default: a temporary one).
+    pub store_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            read_cache_ttl: Config::new(StoreSpec::Aws).read_cache_ttl,
+            store_dir: None,
+        }
+    }
 }
 
 /// Fails (never skips) when moto is not there: a test that passes without
@@ -75,6 +99,15 @@ pub async fn spawn_broker(kind: StoreKind) -> TestBroker {
     Setup::new(kind).spawn().await
 }
 
+/// [`spawn_broker`] with chosen options.
+pub async fn spawn_broker_with(kind: StoreKind, options: BrokerOptions) -> TestBroker {
+    let mut setup = Setup::new(kind).read_cache_ttl(options.read_cache_ttl);
+    if let Some(dir) = options.store_dir {
+        setup = setup.store_dir(dir);
+    }
+    setup.spawn().await
+}
+
 /// A decorator to put around the store.
 type StoreWrapper = Box<dyn FnOnce(Arc<dyn SecretStore>) -> Arc<dyn SecretStore> + Send>;
 
@@ -87,6 +120,8 @@ pub struct Setup {
     aws_endpoint: Option<String>,
     secret_prefix: Option<String>,
     extra_accounts: usize,
+    read_cache_ttl: Option<std::time::Duration>,
+    store_dir: Option<std::path::PathBuf>,
 }
 
 impl Setup {
@@ -99,7 +134,21 @@ impl Setup {
             aws_endpoint: None,
             secret_prefix: None,
             extra_accounts: 0,
+            read_cache_ttl: None,
+            store_dir: None,
         }
+    }
+
+    /// `ROOMTOKEN_READ_CACHE_TTL`; zero turns the cache off.
+    pub fn read_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.read_cache_ttl = Some(ttl);
+        self
+    }
+
+    /// The file store's directory, kept afterwards (default: a temporary one).
+    pub fn store_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.store_dir = Some(dir);
+        self
     }
 
     /// Timeout of each request to the identity provider.
@@ -155,7 +204,10 @@ impl Setup {
         let mut config = Config::from_env(StoreSpec::Aws).expect("config");
         let (store, store_arg): (Arc<dyn SecretStore>, String) = match self.kind {
             StoreKind::File => {
-                let path = dir.path().join("store");
+                let path = self
+                    .store_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.path().join("store"));
                 config.store = StoreSpec::File(path.clone());
                 let store = FileStore::open(&path).expect("file store");
                 (Arc::new(store), format!("file:{}", path.display()))
@@ -185,10 +237,16 @@ impl Setup {
             Some(wrap) => wrap(store),
             None => store,
         };
+        let store = Arc::new(CountingStore::new(store));
+        if let Some(ttl) = self.read_cache_ttl {
+            config.read_cache_ttl = ttl;
+        }
         config.public_url = Some(url.clone());
         config.http_timeout = self.http_timeout;
         let identity_client = OAuthClient::new(self.http_timeout).expect("identity client");
-        let mut broker = Broker::new(store, Arc::new(identity_client), config);
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        let mut broker =
+            Broker::new(store.clone(), Arc::new(identity_client), config).with_clock(clock.clone());
         if let Some(sleeper) = self.sleeper {
             broker = broker.with_sleeper(sleeper);
         }
@@ -222,6 +280,8 @@ impl Setup {
         TestBroker {
             url,
             broker,
+            store,
+            clock,
             identity,
             client_secret,
             store_arg,
@@ -377,18 +437,63 @@ impl TestBroker {
         key: Option<&str>,
         resource: Option<&str>,
     ) -> reqwest::Response {
+        let mut request = TokenRead::new(id);
+        request.key = key;
+        request.resource = resource;
+        self.read(request).await
+    }
+
+    /// `GET /v1/connections/{id}/token` as described by `request`.
+    pub async fn read(&self, request: TokenRead<'_>) -> reqwest::Response {
         let mut url = self
             .url
-            .join(&format!("v1/connections/{id}/token"))
+            .join(&format!("v1/connections/{}/token", request.connection))
             .expect("url");
-        if let Some(resource) = resource {
+        if let Some(resource) = request.resource {
             url.query_pairs_mut().append_pair("resource", resource);
         }
-        let mut request = http().get(url);
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
+        if let Some(seconds) = request.min_validity {
+            url.query_pairs_mut()
+                .append_pair("min_validity", &seconds.to_string());
         }
-        request.send().await.expect("GET token")
+        let mut builder = http().get(url);
+        if let Some(key) = request.key {
+            builder = builder.bearer_auth(key);
+        }
+        if let Some(etag) = request.if_none_match {
+            builder = builder.header("if-none-match", etag);
+        }
+        builder.send().await.expect("GET token")
+    }
+
+    /// `GET /v1/connections/{id}/status`
+    pub async fn get_status(&self, id: &str, key: Option<&str>) -> reqwest::Response {
+        let url = self
+            .url
+            .join(&format!("v1/connections/{id}/status"))
+            .expect("url");
+        let mut builder = http().get(url);
+        if let Some(key) = key {
+            builder = builder.bearer_auth(key);
+        }
+        builder.send().await.expect("GET status")
+    }
+
+    /// Moves the broker's clock past the read cache's TTL: whatever it
+    /// read before is read again from the store.
+    pub fn expire_read_cache(&self) {
+        self.clock
+            .advance(self.broker.config.read_cache_ttl + std::time::Duration::from_secs(1));
+    }
+
+    /// A connection added, consented by the booking account, with one key.
+    pub async fn connected(&self, prefix: &str) -> (String, String) {
+        let id = unique_id(prefix);
+        self.add_connection(&id).await;
+        let consent = self.consent(&id).await;
+        assert_eq!(consent.status, 200, "{}", consent.body);
+        let key = self.create_key(&id).await;
+        (id, key)
     }
 
     /// The stored grant of a connection, if any.
@@ -421,6 +526,37 @@ impl TestBroker {
         secrets.extend(device_keys.iter().map(|k| k.to_string()));
         secrets
     }
+}
+
+/// One token request, as a display sends it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokenRead<'a> {
+    pub connection: &'a str,
+    pub key: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub min_validity: Option<u64>,
+    pub if_none_match: Option<&'a str>,
+}
+
+impl<'a> TokenRead<'a> {
+    pub fn new(connection: &'a str) -> Self {
+        Self {
+            connection,
+            ..Self::default()
+        }
+    }
+
+    pub fn key(self, key: &'a str) -> Self {
+        Self {
+            key: Some(key),
+            ..self
+        }
+    }
+}
+
+/// The device key's public id: `rtk_<id>_<secret>`.
+pub fn key_id(key: &str) -> String {
+    key.split('_').nth(1).expect("a device key").to_owned()
 }
 
 pub struct ConsentRun {

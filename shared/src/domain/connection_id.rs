@@ -16,15 +16,19 @@ pub struct InvalidConnectionId;
 
 impl ConnectionId {
     pub fn parse(value: &str) -> Result<Self, InvalidConnectionId> {
-        let valid = (1..=64).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if valid {
+        if Self::is_valid(value) {
             Ok(Self(value.to_owned()))
         } else {
             Err(InvalidConnectionId)
         }
+    }
+
+    /// Whether `value` is a connection id, without making one.
+    pub fn is_valid(value: &str) -> bool {
+        (1..=64).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     }
 
     pub fn as_str(&self) -> &str {

@@ -91,14 +91,41 @@ impl DeviceKeys {
 
     /// The id of the active key that matches, compared in constant time.
     pub fn authenticate(&self, presented: &str) -> Option<&str> {
-        let id = key_id(presented)?;
-        let presented_hash = hash(presented);
-        self.keys
-            .iter()
-            .filter(|k| k.id == id && k.revoked_at.is_none())
-            .find(|k| bool::from(k.sha256.as_bytes().ct_eq(presented_hash.as_bytes())))
-            .map(|k| k.id.as_str())
+        match self.check(presented) {
+            KeyCheck::Valid(id) => Some(id),
+            KeyCheck::Revoked | KeyCheck::Unknown => None,
+        }
     }
+
+    /// What a presented key is: active, revoked, or not one of ours (for the
+    /// audit log; a display is told the same 401 for both refusals).
+    pub fn check(&self, presented: &str) -> KeyCheck<'_> {
+        let Some(id) = key_id(presented) else {
+            return KeyCheck::Unknown;
+        };
+        let presented_hash = hash(presented);
+        let matching = self
+            .keys
+            .iter()
+            .filter(|k| k.id == id)
+            .find(|k| bool::from(k.sha256.as_bytes().ct_eq(presented_hash.as_bytes())));
+        match matching {
+            Some(record) if record.revoked_at.is_none() => KeyCheck::Valid(record.id.as_str()),
+            Some(_) => KeyCheck::Revoked,
+            None => KeyCheck::Unknown,
+        }
+    }
+}
+
+/// The result of checking a presented key against the stored hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyCheck<'a> {
+    /// An active key, with its id.
+    Valid(&'a str),
+    /// A key of this connection that was revoked.
+    Revoked,
+    /// Not a key of this connection (wrong, forged, or another connection's).
+    Unknown,
 }
 
 #[cfg(test)]
@@ -130,5 +157,7 @@ mod tests {
         assert!(keys.revoke(&key.id, now));
         assert!(!keys.revoke(&key.id, now), "already revoked");
         assert_eq!(keys.authenticate(key.key.expose()), None);
+        assert_eq!(keys.check(key.key.expose()), KeyCheck::Revoked);
+        assert_eq!(keys.check(&forged), KeyCheck::Unknown);
     }
 }

@@ -16,7 +16,7 @@ pub mod status;
 pub use access::{AccessToken, AccessTokens};
 pub use app::{AppRegistration, Cloud, Provider, Resource};
 pub use connection_id::ConnectionId;
-pub use device_key::{DeviceKey, DeviceKeyRecord, DeviceKeys};
+pub use device_key::{DeviceKey, DeviceKeyRecord, DeviceKeys, KeyCheck};
 pub use failure::FailureClass;
 pub use grant::{Account, AccountKey, Grant, Lease};
 pub use secret::Secret;

@@ -50,6 +50,12 @@ impl ConnectionState {
         )
     }
 
+    /// States in which still-valid access tokens are served: the grant
+    /// works, or fails only for a passing reason.
+    pub fn serves_tokens(self) -> bool {
+        matches!(self, Self::Connected | Self::Degraded)
+    }
+
     /// What a human must do, in one sentence.
     pub fn advice(self) -> &'static str {
         match self {

@@ -1,13 +1,27 @@
 //! token-read: what displays call. Authenticates the device key, serves the
 //! current access token of a resource, or says why it cannot.
+//!
+//! What it reads from the store (device-key hashes, access tokens, status) is
+//! kept per connection in the broker's read cache for `read_cache_ttl`
+//! (never longer than a cached token stays servable), so a warm process
+//! reads each connection at most once per TTL however many displays ask; a
+//! revoked key therefore keeps working for at most one TTL.
+//!
+//! Every read writes one audit log line: connection, key id (never the key),
+//! resource and outcome.
 
 use crate::Broker;
+use crate::cache::TtlCache;
+use crate::domain::device_key::key_id;
 use crate::domain::{
-    AccessTokens, ConnectionId, ConnectionState, DeviceKeys, LastError, Secret, Status,
+    AccessToken, AccessTokens, ConnectionId, ConnectionState, DeviceKeys, KeyCheck, LastError,
+    Secret, Status,
 };
 use crate::store::{Part, StoreError};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -15,17 +29,117 @@ use time::OffsetDateTime;
 /// way to Exchange.
 pub const MIN_SERVE_VALIDITY: Duration = Duration::from_secs(30);
 
+/// The broker's cache of what token-read read, per connection.
+pub type ReadCache = TtlCache<ConnectionId, Arc<ConnectionSnapshot>>;
+
+/// What token-read reads of one connection. An unknown connection reads as
+/// an empty snapshot (no keys), cached like any other, so that neither the
+/// answer nor its timing tells which connections exist.
+#[derive(Debug, Default)]
+pub struct ConnectionSnapshot {
+    keys: DeviceKeys,
+    access: Option<AccessTokens>,
+    status: Status,
+    /// Each stored token as it is served, prepared once per load.
+    served: Vec<Arc<ServedToken>>,
+}
+
+/// A token with what every answer derives from it computed once: its entity
+/// tag, its expiry as text, and the account it acts for.
+#[derive(Debug)]
+pub struct ServedToken {
+    pub token: AccessToken,
+    pub etag: String,
+    /// `expires_at` in RFC 3339.
+    pub expires_at: String,
+    pub account: String,
+}
+
+impl ConnectionSnapshot {
+    fn new(keys: DeviceKeys, access: Option<AccessTokens>, status: Status) -> Self {
+        let served = access
+            .iter()
+            .flat_map(|a| a.tokens.iter().map(move |t| (a, t)))
+            .map(|(access, token)| {
+                Arc::new(ServedToken {
+                    etag: etag(&token.access_token),
+                    expires_at: token
+                        .expires_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    account: access.account.clone(),
+                    token: token.clone(),
+                })
+            })
+            .collect();
+        Self {
+            keys,
+            access,
+            status,
+            served,
+        }
+    }
+
+    fn served(&self, resource: &str) -> Option<&Arc<ServedToken>> {
+        self.served.iter().find(|s| s.token.resource == resource)
+    }
+
+    /// The time after which a cached copy must not be used: when the first
+    /// token that is servable now stops being servable.
+    fn servable_until(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.access
+            .iter()
+            .flat_map(|a| &a.tokens)
+            .filter(|t| t.remaining(now) >= MIN_SERVE_VALIDITY)
+            .map(|t| t.expires_at - MIN_SERVE_VALIDITY)
+            .min()
+    }
+}
+
+/// A strong validator of a token: the first 16 bytes of its SHA-256, in hex,
+/// quoted. It changes when the token does and tells nothing about it.
+pub fn etag(token: &Secret) -> String {
+    let digest = Sha256::digest(token.expose().as_bytes());
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// Whether an `If-None-Match` value matches `etag` (RFC 9110 13.1.2: a list
+/// of entity tags or `*`, compared weakly).
+pub fn if_none_match(header: &str, etag: &str) -> bool {
+    let header = header.trim();
+    if header == "*" {
+        return true;
+    }
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    let ours = opaque(etag);
+    header.split(',').any(|tag| opaque(tag) == ours)
+}
+
+/// What a display asks for.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TokenRequest<'a> {
+    /// The connection id as it appears in the path (checked here).
+    pub connection: &'a str,
+    /// The device key from `Authorization: Bearer`.
+    pub key: Option<&'a str>,
+    /// `?resource=`; `None` is the connection's first resource.
+    pub resource: Option<&'a str>,
+    /// `?min_validity=`: refuse a token that expires sooner than this.
+    pub min_validity: Option<Duration>,
+    /// `If-None-Match`: answer "not modified" when the token is unchanged.
+    pub if_none_match: Option<&'a str>,
+}
+
 #[derive(Debug)]
 pub struct TokenReply {
-    pub access_token: Secret,
-    pub token_type: String,
-    pub expires_at: OffsetDateTime,
+    /// The token, its entity tag, expiry and account.
+    pub served: Arc<ServedToken>,
+    /// Seconds left.
     pub expires_in: u64,
-    pub scope: String,
-    pub resource: String,
-    pub account: String,
     /// How long a display may cache the answer.
     pub max_age: u64,
+    /// The display already has this token (its `If-None-Match` matched).
+    pub not_modified: bool,
     pub key_id: String,
 }
 
@@ -75,11 +189,34 @@ pub fn status_view(
     }
 }
 
+/// Why a read was refused with 401. Only the audit log tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    MissingKey,
+    MalformedKey,
+    InvalidConnectionId,
+    /// Not a key of this connection, or no such connection.
+    UnknownKey,
+    RevokedKey,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingKey => "missing_key",
+            Self::MalformedKey => "malformed_key",
+            Self::InvalidConnectionId => "invalid_connection_id",
+            Self::UnknownKey => "unknown_key",
+            Self::RevokedKey => "revoked_key",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// Wrong, missing or revoked key, or unknown connection: one answer for all.
     #[error("a valid device key is required")]
-    Unauthorized,
+    Unauthorized(Refusal),
     #[error("this connection has no resource '{0}'")]
     UnknownResource(String),
     #[error("no valid token can be served: {}", state.advice())]
@@ -87,29 +224,27 @@ pub enum ReadError {
         state: ConnectionState,
         retry_after: Duration,
     },
+    /// A token exists but expires sooner than the display asked for.
+    #[error("the current token expires in {expires_in} s, sooner than asked")]
+    InsufficientValidity {
+        state: ConnectionState,
+        expires_in: u64,
+        retry_after: Duration,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Checks the device key of a connection; the key id goes to the logs.
-async fn authenticate(
-    broker: &Broker,
-    id: &str,
-    presented: Option<&str>,
-) -> Result<(ConnectionId, String), ReadError> {
-    let id = ConnectionId::parse(id).map_err(|_| ReadError::Unauthorized)?;
-    let presented = presented.ok_or(ReadError::Unauthorized)?;
-    let keys = broker
-        .repo
-        .get::<DeviceKeys>(&id, Part::Keys)
-        .await?
-        .map(|k| k.value)
-        .unwrap_or_default();
-    let key_id = keys
-        .authenticate(presented)
-        .ok_or(ReadError::Unauthorized)?
-        .to_owned();
-    Ok((id, key_id))
+impl ReadError {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::UnknownResource(_) => "unknown_resource",
+            Self::NotServing { .. } => "no_valid_token",
+            Self::InsufficientValidity { .. } => "insufficient_validity",
+            Self::Store(_) => "store_error",
+        }
+    }
 }
 
 fn retry_after(state: ConnectionState) -> Duration {
@@ -121,94 +256,246 @@ fn retry_after(state: ConnectionState) -> Duration {
     }
 }
 
+/// Reads the three parts token-read needs, at once.
+async fn load_snapshot(
+    broker: &Broker,
+    id: &ConnectionId,
+    now: OffsetDateTime,
+) -> Result<(Arc<ConnectionSnapshot>, Option<OffsetDateTime>), StoreError> {
+    let repo = &broker.repo;
+    let (keys, access, status) = tokio::try_join!(
+        repo.get::<DeviceKeys>(id, Part::Keys),
+        repo.get::<AccessTokens>(id, Part::Access),
+        repo.get::<Status>(id, Part::Status),
+    )?;
+    let snapshot = ConnectionSnapshot::new(
+        keys.map(|k| k.value).unwrap_or_default(),
+        access.map(|a| a.value),
+        status.map(|s| s.value).unwrap_or_default(),
+    );
+    let until = snapshot.servable_until(now);
+    Ok((Arc::new(snapshot), until))
+}
+
+/// The connection's snapshot, from the cache or the store.
+async fn snapshot(
+    broker: &Broker,
+    id: &ConnectionId,
+    now: OffsetDateTime,
+) -> Result<Arc<ConnectionSnapshot>, StoreError> {
+    broker
+        .read_cache
+        .get_or_load(id, now, || load_snapshot(broker, id, now))
+        .await
+}
+
+/// Checks the device key of a connection. Keys without the right shape and
+/// ids that cannot exist are refused before the store is asked.
+async fn authenticate(
+    broker: &Broker,
+    connection: &str,
+    presented: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<(ConnectionId, String, Arc<ConnectionSnapshot>), ReadError> {
+    let presented = presented.ok_or(ReadError::Unauthorized(Refusal::MissingKey))?;
+    if key_id(presented).is_none() {
+        return Err(ReadError::Unauthorized(Refusal::MalformedKey));
+    }
+    let id = ConnectionId::parse(connection)
+        .map_err(|_| ReadError::Unauthorized(Refusal::InvalidConnectionId))?;
+    let snapshot = snapshot(broker, &id, now).await?;
+    let key_id = match snapshot.keys.check(presented) {
+        KeyCheck::Valid(key_id) => key_id.to_owned(),
+        KeyCheck::Revoked => return Err(ReadError::Unauthorized(Refusal::RevokedKey)),
+        KeyCheck::Unknown => return Err(ReadError::Unauthorized(Refusal::UnknownKey)),
+    };
+    Ok((id, key_id, snapshot))
+}
+
+/// The public id of a well-shaped key, for the log; `-` otherwise.
+///
+/// Every value these `logged_*` functions return is written to the log as
+/// it is (no quoting or escaping), so each is checked to be plain first.
+fn logged_key_id(presented: Option<&str>) -> &str {
+    presented
+        .and_then(key_id)
+        .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or("-")
+}
+
+/// The resource asked for, for the log when it looks like a resource name
+/// (as `ews`, `graph` or `default` do); `-` otherwise.
+fn logged_resource(resource: Option<&str>) -> &str {
+    resource
+        .filter(|name| {
+            (1..=32).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or("-")
+}
+
+/// The connection id for the log when it is one; `-` otherwise, so that a
+/// made-up path cannot write what it likes (or as much as it likes) there.
+fn logged_connection(connection: &str) -> &str {
+    if ConnectionId::is_valid(connection) {
+        connection
+    } else {
+        "-"
+    }
+}
+
 pub async fn read_token(
     broker: &Broker,
-    id: &str,
-    presented_key: Option<&str>,
-    resource: Option<&str>,
+    request: TokenRequest<'_>,
     now: OffsetDateTime,
 ) -> Result<TokenReply, ReadError> {
-    let result = read_token_inner(broker, id, presented_key, resource, now).await;
+    let result = read_token_inner(broker, request, now).await;
+    let connection = logged_connection(request.connection);
+    let key_id = logged_key_id(request.key);
+    let resource = logged_resource(request.resource);
     match &result {
         Ok(reply) => tracing::info!(
-            connection = id, key_id = %reply.key_id, resource = %reply.resource,
-            outcome = "served", expires_in = reply.expires_in, "token read"
+            connection = %connection,
+            key_id = %key_id,
+            resource = %reply.served.token.resource,
+            outcome = %if reply.not_modified { "not_modified" } else { "served" },
+            expires_in = reply.expires_in,
+            "token read"
         ),
-        Err(e) => tracing::info!(
-            connection = id,
-            resource = resource.unwrap_or("default"),
-            outcome = read_outcome(e),
+        Err(ReadError::Unauthorized(refusal)) => tracing::info!(
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %"unauthorized",
+            reason = %refusal.as_str(),
+            "token read"
+        ),
+        Err(
+            e @ (ReadError::NotServing { state, .. }
+            | ReadError::InsufficientValidity { state, .. }),
+        ) => tracing::info!(
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %e.outcome(),
+            state = %state.as_str(),
+            "token read"
+        ),
+        Err(e @ ReadError::UnknownResource(_)) => tracing::info!(
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %e.outcome(),
+            "token read"
+        ),
+        Err(ReadError::Store(e)) => tracing::warn!(
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %"store_error",
+            error = %e,
             "token read"
         ),
     }
     result
 }
 
-fn read_outcome(error: &ReadError) -> &'static str {
-    match error {
-        ReadError::Unauthorized => "unauthorized",
-        ReadError::UnknownResource(_) => "unknown_resource",
-        ReadError::NotServing { state, .. } => state.as_str(),
-        ReadError::Store(_) => "store_error",
-    }
-}
-
 async fn read_token_inner(
     broker: &Broker,
-    id: &str,
-    presented_key: Option<&str>,
-    resource: Option<&str>,
+    request: TokenRequest<'_>,
     now: OffsetDateTime,
 ) -> Result<TokenReply, ReadError> {
-    let (id, key_id) = authenticate(broker, id, presented_key).await?;
-    let access = broker
-        .repo
-        .get::<AccessTokens>(&id, Part::Access)
-        .await?
-        .map(|a| a.value);
-    if let Some(access) = access.as_ref().filter(|a| !a.resources.is_empty()) {
-        let name = access
-            .resource_name(resource)
-            .ok_or_else(|| ReadError::UnknownResource(resource.unwrap_or_default().to_owned()))?;
-        if let Some(token) = access.get(name)
-            && token.remaining(now) >= MIN_SERVE_VALIDITY
-        {
-            let remaining = token.remaining(now);
-            return Ok(TokenReply {
-                access_token: token.access_token.clone(),
-                token_type: token.token_type.clone(),
-                expires_at: token.expires_at,
-                expires_in: remaining.as_secs(),
-                scope: token.scope.clone(),
-                resource: name.to_owned(),
-                account: access.account.clone(),
-                max_age: remaining
-                    .saturating_sub(broker.config.refresh_margin)
-                    .as_secs(),
-                key_id,
-            });
-        }
-    }
-    let state = broker
-        .repo
-        .get::<Status>(&id, Part::Status)
-        .await?
-        .map(|s| s.value.state)
-        .unwrap_or_default();
-    Err(ReadError::NotServing {
+    let (_, key_id, snapshot) = authenticate(broker, request.connection, request.key, now).await?;
+    let state = snapshot.status.state;
+    let not_serving = || ReadError::NotServing {
         state,
         retry_after: retry_after(state),
+    };
+    // Only a connection whose grant still works serves its tokens: a state
+    // that a human must fix (reconnect, app, block) stops them at once.
+    if !state.serves_tokens() {
+        return Err(not_serving());
+    }
+    let access = snapshot
+        .access
+        .as_ref()
+        .filter(|a| !a.resources.is_empty())
+        .ok_or_else(not_serving)?;
+    let name = access.resource_name(request.resource).ok_or_else(|| {
+        ReadError::UnknownResource(request.resource.unwrap_or_default().to_owned())
+    })?;
+    let served = snapshot
+        .served(name)
+        .filter(|s| s.token.remaining(now) >= MIN_SERVE_VALIDITY)
+        .ok_or_else(not_serving)?;
+    let remaining = served.token.remaining(now);
+    if let Some(asked) = request.min_validity
+        && remaining < asked
+    {
+        // A longer-lived token comes with the refresh, due once less than
+        // the margin is left (and only if no human must act first).
+        let until_due = remaining.saturating_sub(broker.config.refresh_margin);
+        return Err(ReadError::InsufficientValidity {
+            state,
+            expires_in: remaining.as_secs(),
+            retry_after: retry_after(state).max(match state {
+                ConnectionState::Connected | ConnectionState::Degraded => until_due,
+                _ => Duration::ZERO,
+            }),
+        });
+    }
+    let not_modified = request
+        .if_none_match
+        .is_some_and(|header| if_none_match(header, &served.etag));
+    Ok(TokenReply {
+        served: served.clone(),
+        expires_in: remaining.as_secs(),
+        max_age: remaining
+            .saturating_sub(broker.config.refresh_margin)
+            .as_secs(),
+        not_modified,
+        key_id,
     })
 }
 
+/// The status route: the same authentication and cache as the token route.
 pub async fn read_status(
     broker: &Broker,
-    id: &str,
+    connection: &str,
     presented_key: Option<&str>,
+    now: OffsetDateTime,
 ) -> Result<StatusView, ReadError> {
-    let (id, key_id) = authenticate(broker, id, presented_key).await?;
-    tracing::info!(connection = %id, key_id = %key_id, outcome = "served", "status read");
-    load_status_view(broker, &id).await.map_err(ReadError::from)
+    let result = authenticate(broker, connection, presented_key, now)
+        .await
+        .map(|(id, _, snapshot)| status_view(&id, &snapshot.status, snapshot.access.as_ref()));
+    let key_id = logged_key_id(presented_key);
+    let connection = logged_connection(connection);
+    match &result {
+        Ok(view) => tracing::info!(
+            connection = %connection,
+            key_id = %key_id,
+            outcome = %"served",
+            state = %view.state.as_str(),
+            "status read"
+        ),
+        Err(ReadError::Unauthorized(refusal)) => tracing::info!(
+            connection = %connection,
+            key_id = %key_id,
+            outcome = %"unauthorized",
+            reason = %refusal.as_str(),
+            "status read"
+        ),
+        Err(e) => tracing::warn!(
+            connection = %connection,
+            key_id = %key_id,
+            outcome = %e.outcome(),
+            error = %e,
+            "status read"
+        ),
+    }
+    result
 }
 
 /// The status view straight from the store (admin side, no key needed).
@@ -228,4 +515,48 @@ pub async fn load_status_view(
         .await?
         .map(|a| a.value);
     Ok(status_view(id, &status, access.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_etag_is_a_quoted_hash_prefix_never_the_token() {
+        let token = Secret::new("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.secret-part");
+        let tag = etag(&token);
+        assert_eq!(tag.len(), 2 + 32);
+        assert!(tag.starts_with('"') && tag.ends_with('"'));
+        assert!(!tag.contains("secret"));
+        assert_eq!(tag, etag(&token.clone()), "stable");
+        assert_ne!(tag, etag(&Secret::new("another token")));
+    }
+
+    #[test]
+    fn log_fields_keep_only_what_looks_like_ids() {
+        assert_eq!(logged_connection("contoso"), "contoso");
+        assert_eq!(logged_connection("../etc\nINFO forged"), "-");
+        assert_eq!(logged_connection(&"a".repeat(65)), "-");
+        assert_eq!(logged_resource(Some("graph")), "graph");
+        assert_eq!(logged_resource(Some("x\" outcome=served")), "-");
+        assert_eq!(logged_resource(None), "-");
+        assert_eq!(logged_key_id(Some("rtk_3f9a1c0b2e_c2VjcmV0")), "3f9a1c0b2e");
+        assert_eq!(logged_key_id(Some("hunter2")), "-");
+        assert_eq!(logged_key_id(Some("rtk_3f9a\n0b2e1_c2VjcmV0")), "-");
+    }
+
+    #[test]
+    fn if_none_match_compares_lists_weakly_and_takes_a_star() {
+        let tag = "\"0123456789abcdef0123456789abcdef\"";
+        assert!(if_none_match(tag, tag));
+        assert!(if_none_match(&format!("W/{tag}"), tag));
+        assert!(if_none_match(&format!("\"other\", {tag}"), tag));
+        assert!(if_none_match(" * ", tag));
+        assert!(!if_none_match("\"other\"", tag));
+        assert!(!if_none_match("", tag));
+        assert!(
+            !if_none_match("0123456789abcdef0123456789abcdef", tag),
+            "unquoted is not the same tag"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::routing::get;
 use std::sync::Arc;
 
+pub use api::OPENAPI_JSON;
 pub use pages::escape_html;
 
 /// `GET /connect/{id}?invite=...`
@@ -39,5 +40,6 @@ pub fn all_routes(broker: Arc<Broker>) -> Router {
         .merge(connect_start_routes(broker.clone()))
         .merge(connect_callback_routes(broker.clone()))
         .merge(token_read_routes(broker))
+        .route("/openapi.json", get(api::openapi))
         .route("/healthz", get(|| async { "ok" }))
 }

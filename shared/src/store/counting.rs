@@ -3,8 +3,9 @@
 
 use super::{SecretStore, StoreError, Stored, Version};
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -32,6 +33,7 @@ impl StoreCalls {
 pub struct CountingStore {
     inner: Arc<dyn SecretStore>,
     counts: Counts,
+    gets_by_name: Mutex<HashMap<String, u64>>,
 }
 
 impl CountingStore {
@@ -39,7 +41,17 @@ impl CountingStore {
         Self {
             inner,
             counts: Counts::default(),
+            gets_by_name: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many times `name` was read so far.
+    pub fn gets_of(&self, name: &str) -> u64 {
+        let gets = self
+            .gets_by_name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        gets.get(name).copied().unwrap_or(0)
     }
 
     pub fn calls(&self) -> StoreCalls {
@@ -56,6 +68,12 @@ impl CountingStore {
 impl SecretStore for CountingStore {
     async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
         self.counts.gets.fetch_add(1, Ordering::Relaxed);
+        *self
+            .gets_by_name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name.to_owned())
+            .or_default() += 1;
         self.inner.get(name).await
     }
 

@@ -1,0 +1,543 @@
+//! token-read over real HTTP: device-key lifecycle and revocation delay,
+//! the uniform 401, ETag and 304, 503 for every state that serves no token,
+//! `min_validity`, the audit log line, and the read cache's store traffic.
+//!
+//! The served broker's clock stands still unless a test moves it, so "within
+//! one TTL" and "after the TTL" are exact, with no sleeping.
+
+use roomtoken::domain::{AccessTokens, ConnectionId, ConnectionState, Status};
+use roomtoken::flows::admin;
+use roomtoken::store::{Part, SecretName};
+use roomtoken_tests::*;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MARGIN: u64 = 20 * 60;
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("a {name} header"))
+        .to_str()
+        .expect("an ASCII header")
+}
+
+fn max_age(response: &reqwest::Response) -> u64 {
+    header(response, "cache-control")
+        .strip_prefix("private, max-age=")
+        .expect("private, max-age=N")
+        .parse()
+        .expect("a number of seconds")
+}
+
+/// The audit lines of one connection's token reads, quotes removed.
+fn audit_lines(id: &str) -> Vec<String> {
+    captured_logs()
+        .lines()
+        .filter(|line| line.contains("token read"))
+        .map(|line| line.replace('"', ""))
+        .filter(|line| line.contains(&format!("connection={id} ")))
+        .collect()
+}
+
+async fn set_state(broker: &TestBroker, id: &str, state: ConnectionState) {
+    let id = ConnectionId::parse(id).unwrap();
+    broker
+        .broker
+        .repo
+        .update::<Status, _>(&id, Part::Status, |status| {
+            Some(Status {
+                state,
+                ..status.unwrap_or_default()
+            })
+        })
+        .await
+        .unwrap();
+}
+
+/// Makes every stored token of the connection expire `seconds` after the
+/// broker's now (negative: already expired).
+async fn set_expiry(broker: &TestBroker, id: &str, seconds: i64) {
+    let id = ConnectionId::parse(id).unwrap();
+    let expires_at = broker.broker.now() + time::Duration::seconds(seconds);
+    broker
+        .broker
+        .repo
+        .update::<AccessTokens, _>(&id, Part::Access, |access| {
+            let mut access = access.expect("stored access tokens");
+            for token in &mut access.tokens {
+                token.expires_at = expires_at;
+            }
+            Some(access)
+        })
+        .await
+        .unwrap();
+}
+
+async fn key_lifecycle(kind: StoreKind) {
+    let broker = spawn_broker(kind).await;
+    let (id, key) = broker.connected("life").await;
+    let kid = key_id(&key);
+    let mut reads = 0;
+
+    let served = broker.get_token(&id, Some(&key), None).await;
+    reads += 1;
+    assert_eq!(served.status(), 200);
+    let listed = broker.cli(&["key", "list", &id], "").await.unwrap();
+    assert!(listed.contains(&format!("{kid}\tlobby")), "{listed}");
+    assert!(!listed.contains(&key), "key list never shows a key");
+
+    broker.cli(&["key", "revoke", &id, &kid], "").await.unwrap();
+    let listed = broker.cli(&["key", "list", &id], "").await.unwrap();
+    assert!(listed.contains("revoked"), "{listed}");
+    // Within one TTL the broker still uses what it read: the documented
+    // revocation delay.
+    let cached = broker.get_token(&id, Some(&key), None).await;
+    reads += 1;
+    assert_eq!(cached.status(), 200, "revocation waits for the cache TTL");
+
+    broker.expire_read_cache();
+    let missing = broker.get_token(&id, None, None).await;
+    reads += 1;
+    let uniform = missing.bytes().await.unwrap();
+    for attempt in ["first read after the TTL", "a retry", "a retry a TTL later"] {
+        if attempt.ends_with("later") {
+            broker.expire_read_cache();
+        }
+        let refused = broker.get_token(&id, Some(&key), None).await;
+        reads += 1;
+        assert_eq!(refused.status(), 401, "{attempt}");
+        assert_eq!(refused.bytes().await.unwrap(), uniform, "{attempt}");
+    }
+    let status = broker.get_status(&id, Some(&key)).await;
+    assert_eq!(status.status(), 401, "the status route refuses it too");
+
+    // A key created afterwards works once the TTL has passed.
+    let second = broker.create_key(&id).await;
+    broker.expire_read_cache();
+    let served = broker.get_token(&id, Some(&second), Some("graph")).await;
+    reads += 1;
+    assert_eq!(served.status(), 200);
+
+    // One audit line per read, with the key id and never the key.
+    let lines = audit_lines(&id);
+    assert_eq!(lines.len(), reads, "{lines:#?}");
+    let served_by_first: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains(&format!("key_id={kid} ")) && l.contains("outcome=served"))
+        .collect();
+    assert_eq!(served_by_first.len(), 2, "{lines:#?}");
+    assert!(served_by_first.iter().all(|l| l.contains("resource=ews")));
+    let revoked: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("outcome=unauthorized") && l.contains("reason=revoked_key"))
+        .collect();
+    assert_eq!(revoked.len(), 3, "{lines:#?}");
+    assert!(
+        revoked
+            .iter()
+            .all(|l| l.contains(&format!("key_id={kid} ")))
+    );
+    assert!(lines.iter().any(|l| l.contains("reason=missing_key")));
+    assert!(lines.iter().any(|l| {
+        l.contains(&format!("key_id={} ", key_id(&second)))
+            && l.contains("resource=graph")
+            && l.contains("outcome=served")
+    }));
+    assert_no_secret_logged(&broker.secrets(&[&key, &second]));
+}
+
+#[tokio::test]
+async fn key_lifecycle_on_the_file_store() {
+    key_lifecycle(StoreKind::File).await;
+}
+
+#[tokio::test]
+async fn key_lifecycle_on_secrets_manager() {
+    key_lifecycle(StoreKind::SecretsManager).await;
+}
+
+#[tokio::test]
+async fn a_zero_ttl_turns_the_cache_off() {
+    let broker = spawn_broker_with(
+        StoreKind::File,
+        BrokerOptions {
+            read_cache_ttl: Duration::ZERO,
+            ..BrokerOptions::default()
+        },
+    )
+    .await;
+    let (id, key) = broker.connected("nocache").await;
+    let before = broker.store.calls().gets;
+    for _ in 0..3 {
+        assert_eq!(broker.get_token(&id, Some(&key), None).await.status(), 200);
+    }
+    assert_eq!(broker.store.calls().gets - before, 9, "3 parts per read");
+    broker
+        .cli(&["key", "revoke", &id, &key_id(&key)], "")
+        .await
+        .unwrap();
+    assert_eq!(
+        broker.get_token(&id, Some(&key), None).await.status(),
+        401,
+        "revoked on the very next read"
+    );
+}
+
+#[tokio::test]
+async fn unauthorized_reads_all_look_the_same() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let (id, key) = broker.connected("keys").await;
+    let revoked = broker.create_key(&id).await;
+    let (other, other_key) = broker.connected("other").await;
+    assert_eq!(
+        broker.get_token(&id, Some(&revoked), None).await.status(),
+        200
+    );
+    broker
+        .cli(&["key", "revoke", &id, &key_id(&revoked)], "")
+        .await
+        .unwrap();
+    broker.expire_read_cache();
+
+    let wrong = format!("{}x", &key[..key.len() - 1]);
+    let cases = [
+        ("wrong key", id.as_str(), Some(wrong.as_str())),
+        ("revoked key", id.as_str(), Some(revoked.as_str())),
+        ("missing key", id.as_str(), None),
+        ("malformed key", id.as_str(), Some("nonsense")),
+        (
+            "another connection's key",
+            id.as_str(),
+            Some(other_key.as_str()),
+        ),
+        (
+            "unknown connection",
+            "no-such-connection",
+            Some(key.as_str()),
+        ),
+        ("invalid connection id", "..%2F..", Some(key.as_str())),
+    ];
+    let mut bodies = Vec::new();
+    for (what, connection, key) in cases {
+        for route in ["token", "status"] {
+            let response = match route {
+                "token" => broker.get_token(connection, key, None).await,
+                _ => broker.get_status(connection, key).await,
+            };
+            assert_eq!(response.status(), 401, "{what} on {route}");
+            assert_eq!(header(&response, "www-authenticate"), "Bearer");
+            assert_eq!(header(&response, "cache-control"), "no-store");
+            bodies.push((what, response.bytes().await.unwrap()));
+        }
+    }
+    for (what, body) in &bodies {
+        assert_eq!(
+            body, &bodies[0].1,
+            "{what} answers the same bytes as {}",
+            bodies[0].0
+        );
+    }
+    assert_eq!(
+        broker.get_token(&id, Some(&key), None).await.status(),
+        200,
+        "the valid key still works"
+    );
+    assert_eq!(
+        broker
+            .get_token(&other, Some(&other_key), None)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_matching_etag_gets_304_until_the_token_is_refreshed() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let (id, key) = broker.connected("etag").await;
+    let first = broker.get_token(&id, Some(&key), None).await;
+    assert_eq!(first.status(), 200);
+    let etag = header(&first, "etag").to_owned();
+    let hex = etag.trim_matches('"');
+    assert!(
+        etag.len() == 34 && hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        "{etag}"
+    );
+    let age = max_age(&first);
+    let body: Value = first.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    assert!(!token.contains(hex), "the ETag is not a piece of the token");
+    let expires_in = body["expires_in"].as_u64().unwrap();
+    assert!(
+        age <= expires_in - MARGIN && age + 5 >= expires_in - MARGIN,
+        "max-age {age} is the life left ({expires_in}) minus the margin"
+    );
+
+    let read = TokenRead::new(&id).key(&key);
+    let not_modified = broker
+        .read(TokenRead {
+            if_none_match: Some(&etag),
+            ..read
+        })
+        .await;
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(header(&not_modified, "etag"), etag);
+    assert_eq!(max_age(&not_modified), age);
+    assert!(not_modified.bytes().await.unwrap().is_empty(), "no body");
+    for other in ["\"00000000000000000000000000000000\"", "W/\"x\""] {
+        let changed = broker
+            .read(TokenRead {
+                if_none_match: Some(other),
+                ..read
+            })
+            .await;
+        assert_eq!(changed.status(), 200, "{other}");
+    }
+    let graph = broker.get_token(&id, Some(&key), Some("graph")).await;
+    assert_ne!(header(&graph, "etag"), etag, "each token has its own tag");
+
+    let printed = broker.cli(&["refresh", &id, "--force"], "").await.unwrap();
+    assert!(printed.contains("refreshed"), "{printed}");
+    broker.expire_read_cache();
+    let refreshed = broker
+        .read(TokenRead {
+            if_none_match: Some(&etag),
+            ..read
+        })
+        .await;
+    assert_eq!(refreshed.status(), 200, "a new token, so a full answer");
+    let new_etag = header(&refreshed, "etag").to_owned();
+    assert_ne!(new_etag, etag);
+    let body: Value = refreshed.json().await.unwrap();
+    assert_ne!(body["access_token"].as_str().unwrap(), token);
+    let again = broker
+        .read(TokenRead {
+            if_none_match: Some(&new_etag),
+            ..read
+        })
+        .await;
+    assert_eq!(again.status(), 304);
+    assert_no_secret_logged(&broker.secrets(&[&key]));
+}
+
+async fn assert_not_serving(
+    broker: &TestBroker,
+    id: &str,
+    key: &str,
+    state: &str,
+    retry_after: u64,
+) {
+    let response = broker.get_token(id, Some(key), None).await;
+    assert_eq!(response.status(), 503, "{state}");
+    assert_eq!(
+        header(&response, "retry-after").parse::<u64>().unwrap(),
+        retry_after,
+        "{state}"
+    );
+    assert_eq!(header(&response, "cache-control"), "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "no_valid_token", "{state}");
+    assert_eq!(body["state"], state);
+    assert!(body.get("access_token").is_none(), "never a stale token");
+}
+
+#[tokio::test]
+async fn every_state_that_serves_no_token_answers_503_with_retry_after() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let id = unique_id("states");
+    broker.add_connection(&id).await;
+    let key = broker.create_key(&id).await;
+    assert_not_serving(&broker, &id, &key, "pending_consent", 300).await;
+
+    assert_eq!(broker.consent(&id).await.status, 200);
+    broker.expire_read_cache();
+    assert_eq!(broker.get_token(&id, Some(&key), None).await.status(), 200);
+    for state in [
+        ConnectionState::ReconnectRequired,
+        ConnectionState::AppMisconfigured,
+        ConnectionState::Blocked,
+    ] {
+        // The token is still valid: the state alone stops it.
+        set_state(&broker, &id, state).await;
+        broker.expire_read_cache();
+        assert_not_serving(&broker, &id, &key, state.as_str(), 300).await;
+        let status = broker.get_status(&id, Some(&key)).await;
+        assert_eq!(status.status(), 200);
+        assert_eq!(
+            status.json::<Value>().await.unwrap()["state"],
+            state.as_str()
+        );
+    }
+
+    // Degraded serves a still-valid token, and nothing once it has expired.
+    set_state(&broker, &id, ConnectionState::Degraded).await;
+    broker.expire_read_cache();
+    assert_eq!(broker.get_token(&id, Some(&key), None).await.status(), 200);
+    set_expiry(&broker, &id, -60).await;
+    broker.expire_read_cache();
+    assert_not_serving(&broker, &id, &key, "degraded", 60).await;
+    // Nor a token with less than 30 seconds left.
+    set_expiry(&broker, &id, 29).await;
+    broker.expire_read_cache();
+    assert_not_serving(&broker, &id, &key, "degraded", 60).await;
+}
+
+#[tokio::test]
+async fn a_cached_token_is_never_served_past_its_servable_life() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let (id, key) = broker.connected("expiring").await;
+    // 40 s left: servable (30 s minimum) for 10 more seconds.
+    set_expiry(&broker, &id, 40).await;
+    let first = broker.get_token(&id, Some(&key), None).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.json::<Value>().await.unwrap()["expires_in"], 40);
+    // The refresh pass stores a longer-lived token meanwhile.
+    set_expiry(&broker, &id, 3_600).await;
+    // 11 s later, well within the 30 s TTL: the cached copy is no longer
+    // servable, so the broker reads again and finds the new expiry.
+    broker.clock.advance(Duration::from_secs(11));
+    let second = broker.get_token(&id, Some(&key), None).await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        second.json::<Value>().await.unwrap()["expires_in"],
+        3_600 - 11
+    );
+}
+
+#[tokio::test]
+async fn min_validity_refuses_a_token_that_expires_sooner() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let (id, key) = broker.connected("minval").await;
+    set_expiry(&broker, &id, 3_000).await;
+    let read = TokenRead::new(&id).key(&key);
+    let enough = broker
+        .read(TokenRead {
+            min_validity: Some(3_000),
+            ..read
+        })
+        .await;
+    assert_eq!(enough.status(), 200);
+    assert_eq!(enough.json::<Value>().await.unwrap()["expires_in"], 3_000);
+
+    let too_much = broker
+        .read(TokenRead {
+            min_validity: Some(3_001),
+            ..read
+        })
+        .await;
+    assert_eq!(too_much.status(), 503);
+    // The token is refreshed once less than the 20-minute margin is left.
+    assert_eq!(
+        header(&too_much, "retry-after"),
+        (3_000 - MARGIN).to_string()
+    );
+    let body: Value = too_much.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_validity");
+    assert_eq!(body["state"], "connected");
+    assert!(body.get("access_token").is_none());
+
+    let mut url = broker
+        .url
+        .join(&format!("v1/connections/{id}/token"))
+        .unwrap();
+    url.set_query(Some("min_validity=soon"));
+    let bad = http().get(url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        bad.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+}
+
+/// 10,000 reads by 100 keys of one connection, all within one TTL and the
+/// first hundred at the same moment, read the connection from the store once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_reads_within_a_ttl_read_the_store_once() {
+    const KEYS: usize = 100;
+    const READS_PER_KEY: usize = 100;
+    let broker = spawn_broker(StoreKind::File).await;
+    let (id, first_key) = broker.connected("fleet").await;
+    let connection = ConnectionId::parse(&id).unwrap();
+    let mut keys = vec![first_key];
+    for n in 1..KEYS {
+        let key = admin::create_key(
+            &broker.broker,
+            &connection,
+            Some(format!("display {n}")),
+            broker.broker.now(),
+        )
+        .await
+        .unwrap();
+        keys.push(key.key.expose().to_owned());
+    }
+    let before = broker.store.calls();
+    let parts = [Part::Keys, Part::Access, Part::Status];
+    let name = |part| SecretName::of(&connection, part).as_str().to_owned();
+    let gets_before: Vec<u64> = parts
+        .iter()
+        .map(|&p| broker.store.gets_of(&name(p)))
+        .collect();
+
+    let url = broker
+        .url
+        .join(&format!("v1/connections/{id}/token"))
+        .unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(KEYS));
+    let displays = keys.into_iter().map(|key| {
+        let url = url.clone();
+        let start = start.clone();
+        let health = broker.url.join("healthz").unwrap();
+        tokio::spawn(async move {
+            // Connected before the start, so that the first reads arrive together.
+            let client = http();
+            let warm = client.get(health).send().await;
+            assert_eq!(warm.unwrap().status(), 200);
+            start.wait().await;
+            let mut served = 0;
+            for _ in 0..READS_PER_KEY {
+                let response = client.get(url.clone()).bearer_auth(&key).send().await;
+                if response.is_ok_and(|r| r.status() == 200) {
+                    served += 1;
+                }
+            }
+            served
+        })
+    });
+    let served: usize = futures::future::join_all(displays)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
+    assert_eq!(served, KEYS * READS_PER_KEY);
+
+    let after = broker.store.calls();
+    assert_eq!(
+        after.gets - before.gets,
+        3,
+        "one read of keys, access, status"
+    );
+    assert_eq!(
+        after.puts + after.lists + after.deletes,
+        before.puts + before.lists + before.deletes
+    );
+    for (n, &part) in parts.iter().enumerate() {
+        assert_eq!(
+            broker.store.gets_of(&name(part)) - gets_before[n],
+            1,
+            "{part:?} read once"
+        );
+    }
+    // The next TTL reads it once more, and wrong keys do not make the
+    // broker read the store again.
+    broker.expire_read_cache();
+    let client = http();
+    let forged = "rtk_0000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for _ in 0..10 {
+        let response = client.get(url.clone()).bearer_auth(forged).send().await;
+        assert_eq!(response.unwrap().status(), 401);
+    }
+    assert_eq!(broker.store.calls().gets - after.gets, 3);
+}
