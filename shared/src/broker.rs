@@ -4,6 +4,7 @@
 
 use crate::cache::{DEFAULT_CAPACITY, TtlCache};
 use crate::clock::{Clock, SystemClock};
+use crate::clock::{Sleeper, TokioSleeper};
 use crate::config::Config;
 use crate::crypto::{Keys, generate_signing_key};
 use crate::domain::{ConnectionId, Secret};
@@ -24,22 +25,6 @@ pub struct Broker {
     /// What token-read read from the store, kept `config.read_cache_ttl`.
     pub(crate) read_cache: ReadCache,
     keys: OnceCell<Keys>,
-}
-
-/// Waiting between retries, behind a port so that tests can record the
-/// waits instead of spending them.
-#[async_trait::async_trait]
-pub trait Sleeper: Send + Sync {
-    async fn sleep(&self, duration: std::time::Duration);
-}
-
-pub struct TokioSleeper;
-
-#[async_trait::async_trait]
-impl Sleeper for TokioSleeper {
-    async fn sleep(&self, duration: std::time::Duration) {
-        tokio::time::sleep(duration).await;
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

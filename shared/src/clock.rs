@@ -1,6 +1,6 @@
-//! Where the broker reads the time. Production uses the system clock; tests
-//! drive a [`ManualClock`] so that TTLs and expiries are checked without
-//! sleeping.
+//! Where the broker reads the time and waits. Production uses the system
+//! clock and tokio's timer; tests drive a [`ManualClock`] and record waits,
+//! so that TTLs, expiries and backoff are checked without sleeping.
 
 use std::sync::{Mutex, PoisonError};
 use time::OffsetDateTime;
@@ -42,6 +42,22 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Waiting between retries, behind a port so that tests can record the
+/// waits instead of spending them.
+#[async_trait::async_trait]
+pub trait Sleeper: Send + Sync {
+    async fn sleep(&self, duration: std::time::Duration);
+}
+
+pub struct TokioSleeper;
+
+#[async_trait::async_trait]
+impl Sleeper for TokioSleeper {
+    async fn sleep(&self, duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
     }
 }
 

@@ -11,8 +11,7 @@ pub mod template;
 pub mod failing_store;
 pub mod tcp_proxy;
 
-use roomtoken::broker::Sleeper;
-use roomtoken::clock::ManualClock;
+use roomtoken::clock::{ManualClock, Sleeper};
 use roomtoken::identity::OAuthClient;
 use roomtoken::store::{CountingStore, FileStore, SecretStore, SecretsManagerStore, StoreSpec};
 use roomtoken::{Broker, Config};

@@ -6,7 +6,6 @@ use crate::crypto::{CONSENT_COOKIE, CONSENT_TTL, InviteError};
 use crate::domain::FailureClass;
 use crate::flows::callback::{CallbackError, CallbackParams, Connected, connect_callback};
 use crate::flows::start::{StartError, connect_start};
-use crate::store::StoreError;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -273,11 +272,7 @@ fn callback_error_page(error: CallbackError) -> Response {
                 &[advice.to_owned(), format!("Error <code>{}</code>.{trace}", escape_html(&last.code))],
             )
         }
-        CallbackError::Broker(BrokerError::Store(e)) | CallbackError::Store(e) => store_page(&e),
+        CallbackError::Broker(BrokerError::Store(e)) | CallbackError::Store(e) => unavailable_page(&e),
         CallbackError::Broker(e) => unavailable_page(&e),
     }
-}
-
-fn store_page(error: &StoreError) -> Response {
-    unavailable_page(error)
 }
