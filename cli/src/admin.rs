@@ -82,18 +82,24 @@ pub struct UpdateArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
-    /// Create a device key and print it (shown once).
+    /// Create device keys and print them, one per line (shown once).
     Create {
         id: String,
         #[arg(long)]
         label: Option<String>,
+        /// How many keys, created in one store write (a fleet roll-out).
+        #[arg(long, default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..=admin::MAX_KEYS_AT_ONCE as i64))]
+        count: u16,
     },
     List {
         id: String,
     },
+    /// Revoke device keys by id, in one store write.
     Revoke {
         id: String,
-        key_id: String,
+        #[arg(required = true)]
+        key_ids: Vec<String>,
     },
 }
 
@@ -297,11 +303,24 @@ async fn key(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     match command {
-        KeyCommand::Create { id, label } => {
-            let key = admin::create_key(broker, &connection_id(id)?, label.clone(), now).await?;
-            // Only the key on stdout, so that scripts can capture it.
-            writeln!(out, "{}", key.key.expose())?;
-            eprintln!("device key {} created; it is shown only this once", key.id);
+        KeyCommand::Create { id, label, count } => {
+            let keys = admin::create_keys(
+                broker,
+                &connection_id(id)?,
+                label.clone(),
+                usize::from(*count),
+                now,
+            )
+            .await?;
+            // Only the keys on stdout, so that scripts can capture them.
+            for key in &keys {
+                writeln!(out, "{}", key.key.expose())?;
+            }
+            let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+            eprintln!(
+                "device key(s) {} created; each is shown only this once",
+                ids.join(", ")
+            );
             Ok(())
         }
         KeyCommand::List { id } => {
@@ -320,9 +339,11 @@ async fn key(
             }
             Ok(())
         }
-        KeyCommand::Revoke { id, key_id } => {
-            admin::revoke_key(broker, &connection_id(id)?, key_id, now).await?;
-            writeln!(out, "revoked device key {key_id}")?;
+        KeyCommand::Revoke { id, key_ids } => {
+            admin::revoke_keys(broker, &connection_id(id)?, key_ids, now).await?;
+            for key_id in key_ids {
+                writeln!(out, "revoked device key {key_id}")?;
+            }
             Ok(())
         }
     }
@@ -428,8 +449,22 @@ async fn refresh(
                     error.message
                 )
             }
+            Outcome::BackingOff(until) => format!(
+                "backing off after failures until {} (use --force to try now)",
+                rfc3339(*until)
+            ),
             Outcome::LostRace => "refreshed by another process meanwhile".into(),
-            Outcome::Busy => "being refreshed by another process right now".into(),
+            Outcome::Busy => "being refreshed by another pass right now".into(),
+            Outcome::Deferred => {
+                "due, left for the next pass (write budget or time ran out)".into()
+            }
+            Outcome::WriteQuota(until) => {
+                failed += 1;
+                format!(
+                    "not refreshed: its secrets were written too often lately (Secrets Manager's version quota); room again at {}",
+                    rfc3339(*until)
+                )
+            }
             Outcome::StoreFailed(message) => {
                 failed += 1;
                 format!("store failed: {message}")

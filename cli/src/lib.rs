@@ -107,7 +107,7 @@ pub fn init_logging(cli: &Cli) -> logging::LogGuard {
 pub fn config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::from_env(StoreSpec::File(".roomtoken".into()))?;
     if let Some(store) = &cli.store {
-        config.store = store.parse().map_err(anyhow::Error::msg)?;
+        config = config.with_store(store.parse().map_err(anyhow::Error::msg)?);
     }
     if let Some(url) = &cli.public_url {
         config.public_url = Some(parse_public_url(url)?);

@@ -3,6 +3,9 @@
 //! `&Broker`.
 
 use crate::cache::{DEFAULT_CAPACITY, TtlCache};
+
+/// Made-up connection ids remembered at once (each is an empty snapshot).
+const UNKNOWN_CAPACITY: usize = 256;
 use crate::clock::{Clock, SystemClock};
 use crate::clock::{Sleeper, TokioSleeper};
 use crate::config::Config;
@@ -11,7 +14,8 @@ use crate::domain::{ConnectionId, Secret};
 use crate::flows::read::ReadCache;
 use crate::identity::{IdentityError, IdentityProvider, OAuthClient};
 use crate::store::{Repository, SecretName, SecretStore, StoreError};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use url::Url;
@@ -24,7 +28,26 @@ pub struct Broker {
     clock: Arc<dyn Clock>,
     /// What token-read read from the store, kept `config.read_cache_ttl`.
     pub(crate) read_cache: ReadCache,
+    /// Connection ids that do not exist, kept apart so that made-up ids
+    /// never take the place of real connections in `read_cache`.
+    pub(crate) unknown_cache: ReadCache,
     keys: OnceCell<Keys>,
+    /// Connections this process is refreshing right now: a second pass in
+    /// the same process leaves them alone instead of redeeming the same
+    /// refresh token again.
+    refreshing: Mutex<HashSet<ConnectionId>>,
+}
+
+/// This process's claim on refreshing one connection, given back on drop.
+pub struct RefreshClaim<'a> {
+    broker: &'a Broker,
+    id: ConnectionId,
+}
+
+impl Drop for RefreshClaim<'_> {
+    fn drop(&mut self) {
+        self.broker.refreshing_set().remove(&self.id);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +69,7 @@ impl Broker {
         config: Config,
     ) -> Self {
         let read_cache = TtlCache::new(config.read_cache_ttl, DEFAULT_CAPACITY);
+        let unknown_cache = TtlCache::new(config.read_cache_ttl, UNKNOWN_CAPACITY);
         Self {
             repo: Repository::new(store),
             identity,
@@ -53,8 +77,29 @@ impl Broker {
             sleeper: Arc::new(TokioSleeper),
             clock: Arc::new(SystemClock),
             read_cache,
+            unknown_cache,
             keys: OnceCell::new(),
+            refreshing: Mutex::new(HashSet::new()),
         }
+    }
+
+    fn refreshing_set(&self) -> std::sync::MutexGuard<'_, HashSet<ConnectionId>> {
+        // The set is consistent after every statement: a panic elsewhere
+        // cannot leave it half-changed.
+        self.refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Claims the refresh of `id` in this process; `None` when another
+    /// pass of this process holds it.
+    pub fn claim_refresh(&self, id: &ConnectionId) -> Option<RefreshClaim<'_>> {
+        self.refreshing_set()
+            .insert(id.clone())
+            .then(|| RefreshClaim {
+                broker: self,
+                id: id.clone(),
+            })
     }
 
     pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {

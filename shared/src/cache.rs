@@ -104,6 +104,18 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         Some(entry)
     }
 
+    /// The cached value of `key` if it is loaded and live; never loads.
+    pub fn peek(&self, key: &K, now: OffsetDateTime) -> Option<V> {
+        let entries = self.lock();
+        let loaded = entries.get(key)?.cell.get()?;
+        (now < loaded.expires_at).then(|| loaded.value.clone())
+    }
+
+    /// Forgets `key` (a load in flight still answers its waiters).
+    pub fn remove(&self, key: &K) {
+        self.lock().remove(key);
+    }
+
     /// The cached value of `key`, or what `load` returns. `load` gives the
     /// value and, optionally, a time after which it must not be served from
     /// the cache even if the TTL has not run out.
@@ -238,6 +250,23 @@ mod tests {
             assert_eq!(v, Ok(n));
         }
         assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_removed_key_is_loaded_again() {
+        let cache = TtlCache::new(TTL, 8);
+        let calls = AtomicU32::new(0);
+        cache
+            .get_or_load(&"a", T0, || counting(&calls, None))
+            .await
+            .unwrap();
+        assert_eq!(cache.peek(&"a", T0), Some(1));
+        assert_eq!(cache.peek(&"a", T0 + TTL), None, "expired");
+        cache.remove(&"a");
+        assert!(cache.is_empty());
+        assert_eq!(cache.peek(&"a", T0), None);
+        let v = cache.get_or_load(&"a", T0, || counting(&calls, None)).await;
+        assert_eq!(v, Ok(2));
     }
 
     #[tokio::test]

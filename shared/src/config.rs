@@ -30,6 +30,9 @@ pub struct Config {
     /// How long token-read keeps what it read from the store; zero: no cache.
     /// A revoked device key keeps working at most this long.
     pub read_cache_ttl: Duration,
+    /// Write calls per second a refresh pass may send to the store; `None`:
+    /// unpaced (the file store's default).
+    pub write_budget: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +47,16 @@ pub enum ConfigError {
     Duration(&'static str, InvalidDuration),
     #[error("ROOMTOKEN_REFRESH_CONCURRENCY must be a number from 1 to 256")]
     Concurrency,
+    #[error(
+        "ROOMTOKEN_WRITE_BUDGET must be a number of write calls per second from 1 to 1000, or 'off'"
+    )]
+    WriteBudget,
 }
 
 impl Config {
     /// The defaults, with `store` as given.
     pub fn new(store: StoreSpec) -> Self {
         Self {
-            store,
             secret_prefix: "roomtoken/".into(),
             public_url: None,
             refresh_margin: Duration::from_secs(20 * 60),
@@ -59,7 +65,9 @@ impl Config {
             retry: RetryPolicy::default(),
             http_timeout: Duration::from_secs(30),
             kms_key_id: None,
-            read_cache_ttl: Duration::from_secs(30),
+            read_cache_ttl: Duration::from_secs(60),
+            write_budget: default_write_budget(&store),
+            store,
         }
     }
 
@@ -76,6 +84,7 @@ impl Config {
         let mut config = Self::new(default_store);
         if let Some(store) = get("ROOMTOKEN_STORE") {
             config.store = store.parse().map_err(ConfigError::Store)?;
+            config.write_budget = default_write_budget(&config.store);
         }
         if let Some(prefix) = get("ROOMTOKEN_SECRET_PREFIX") {
             config.secret_prefix = prefix;
@@ -103,9 +112,43 @@ impl Config {
             config.read_cache_ttl = parse_duration(&ttl)
                 .map_err(|e| ConfigError::Duration("ROOMTOKEN_READ_CACHE_TTL", e))?;
         }
+        if let Some(budget) = get("ROOMTOKEN_WRITE_BUDGET") {
+            config.write_budget = parse_write_budget(&budget)?;
+        }
         config.kms_key_id = get("ROOMTOKEN_KMS_KEY_ID");
         Ok(config)
     }
+
+    /// The same configuration on another store, with that store's default
+    /// write budget unless one was set.
+    pub fn with_store(mut self, store: StoreSpec) -> Self {
+        if self.write_budget == default_write_budget(&self.store) {
+            self.write_budget = default_write_budget(&store);
+        }
+        self.store = store;
+        self
+    }
+}
+
+/// 20 write calls a second on Secrets Manager (well under the region's 50,
+/// shared with everything else in the account); none on the file store.
+pub fn default_write_budget(store: &StoreSpec) -> Option<u32> {
+    match store {
+        StoreSpec::Aws => Some(20),
+        StoreSpec::File(_) => None,
+    }
+}
+
+fn parse_write_budget(text: &str) -> Result<Option<u32>, ConfigError> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .map(Some)
+        .ok_or(ConfigError::WriteBudget)
 }
 
 pub fn parse_public_url(text: &str) -> Result<Url, ConfigError> {
@@ -129,6 +172,7 @@ mod tests {
             ("ROOMTOKEN_REFRESH_MARGIN", "15m"),
             ("ROOMTOKEN_SECRET_PREFIX", "rt-prod/"),
             ("ROOMTOKEN_READ_CACHE_TTL", "0s"),
+            ("ROOMTOKEN_WRITE_BUDGET", "5"),
         ]
         .into();
         let config = Config::from_lookup(StoreSpec::File(".roomtoken".into()), |k| {
@@ -139,6 +183,7 @@ mod tests {
         assert_eq!(config.refresh_margin, Duration::from_secs(900));
         assert_eq!(config.secret_prefix, "rt-prod/");
         assert_eq!(config.read_cache_ttl, Duration::ZERO);
+        assert_eq!(config.write_budget, Some(5));
         assert_eq!(
             config.public_url.unwrap().host_str(),
             Some("tokens.example.com")
@@ -151,7 +196,10 @@ mod tests {
         assert_eq!(config.refresh_margin, Duration::from_secs(1_200));
         assert_eq!(config.secret_prefix, "roomtoken/");
         assert_eq!(config.refresh_concurrency, 8);
-        assert_eq!(config.read_cache_ttl, Duration::from_secs(30));
+        assert_eq!(config.read_cache_ttl, Duration::from_secs(60));
+        assert_eq!(config.write_budget, Some(20), "Secrets Manager is paced");
+        let local = Config::from_lookup(StoreSpec::File(".roomtoken".into()), |_| None).unwrap();
+        assert_eq!(local.write_budget, None, "the file store is not");
     }
 
     #[test]
@@ -167,5 +215,6 @@ mod tests {
         assert!(bad("ROOMTOKEN_PUBLIC_URL", "tokens.example.com").contains("absolute"));
         assert!(bad("ROOMTOKEN_REFRESH_MARGIN", "soon").contains("ROOMTOKEN_REFRESH_MARGIN"));
         assert!(bad("ROOMTOKEN_READ_CACHE_TTL", "30").contains("ROOMTOKEN_READ_CACHE_TTL"));
+        assert!(bad("ROOMTOKEN_WRITE_BUDGET", "0").contains("ROOMTOKEN_WRITE_BUDGET"));
     }
 }

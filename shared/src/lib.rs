@@ -18,6 +18,7 @@ pub mod flows;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod pacer;
 pub mod runtime;
 pub mod store;
 

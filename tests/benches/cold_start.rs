@@ -7,7 +7,8 @@
 //! Run: `scripts/bench-cold-start.sh` (builds the release binary first).
 
 use roomtoken::domain::{
-    AccessToken, AccessTokens, ConnectionId, DeviceKey, DeviceKeys, Secret, Status,
+    AccessToken, AccessTokens, AppRegistration, Cloud, ConnectionId, DeviceKey, Provider, Resource,
+    Secret, ServeRecord, Status, Writer,
 };
 use roomtoken::store::{FileStore, Part, Repository};
 use roomtoken_tests::lambda_runtime_api::{FunctionProcess, RuntimeApi};
@@ -67,10 +68,17 @@ async fn main() {
     let id = ConnectionId::parse("cold").expect("id");
     let now = OffsetDateTime::now_utc();
     let key = DeviceKey::generate();
-    let mut keys = DeviceKeys::default();
-    keys.add(&key, Some("bench".into()), now);
-    repo.put(&id, Part::Keys, &keys, None).await.expect("keys");
-    let tokens = AccessTokens {
+    let app = AppRegistration::new(
+        id.clone(),
+        Provider::microsoft("contoso.onmicrosoft.com", Cloud::Global).expect("provider"),
+        "6a7b8c9d-0e1f-4a2b-9c3d-4e5f6a7b8c9d",
+        Resource::presets("graph", Cloud::Global).expect("graph"),
+        now,
+    )
+    .expect("app");
+    let mut serve = ServeRecord::new(app);
+    serve.keys.add(&key, Some("bench".into()), now);
+    serve.access = Some(AccessTokens {
         account: "booking@contoso.com".into(),
         resources: vec!["graph".into()],
         tokens: vec![AccessToken {
@@ -81,18 +89,11 @@ async fn main() {
             expires_at: now + time::Duration::hours(1),
             obtained_at: now,
         }],
-    };
-    repo.put(&id, Part::Access, &tokens, None)
+    });
+    serve.status = Status::connected("booking@contoso.com", now);
+    repo.write(&id, Part::Serve, &mut serve, None, Writer::Person, now)
         .await
-        .expect("access");
-    repo.put(
-        &id,
-        Part::Status,
-        &Status::connected("booking@contoso.com", now),
-        None,
-    )
-    .await
-    .expect("status");
+        .expect("serve secret");
 
     let store = format!("file:{}", dir.path().display());
     let mut cold = Vec::new();

@@ -6,8 +6,10 @@
 //! Run: `scripts/with-services.sh cargo bench -p roomtoken-tests --bench refresh_pass`
 //! (without moto, only the file store runs).
 
-use roomtoken::domain::{Account, Grant};
-use roomtoken::domain::{AccountKey, Cloud, ConnectionId, Provider, Resource, Secret};
+use roomtoken::domain::{
+    AccessToken, AccessTokens, Account, AccountKey, Cloud, ConnectionId, Grant, GrantRecord,
+    Provider, Resource, Secret, ServeRecord, Status, Writer,
+};
 use roomtoken::flows::admin::{self, NewConnection};
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
 use roomtoken::store::{CountingStore, Part, SecretStore};
@@ -70,30 +72,7 @@ async fn bench(label: &str, store: Arc<dyn SecretStore>, config: Config) {
             ACCOUNT,
             &format!("{} offline_access", scope.join(" ")),
         );
-        let account = Account {
-            key: AccountKey::Microsoft {
-                tid: TENANT.into(),
-                oid: "00000000-0000-4000-8000-00000000be7c".into(),
-            },
-            display: ACCOUNT.into(),
-        };
-        broker
-            .repo
-            .put(
-                &id,
-                Part::Grant,
-                &Grant::new(Secret::new(refresh_token), account, now),
-                None,
-            )
-            .await
-            .expect("grant");
-        // Steady state: connected already, so the pass writes no status.
-        let status = roomtoken::domain::Status::connected(ACCOUNT, now);
-        broker
-            .repo
-            .update(&id, Part::Status, |_| Some(status.clone()))
-            .await
-            .expect("status");
+        seed_connected(&broker, &id, refresh_token, now).await;
     }
     eprintln!(
         "{label}: {CONNECTIONS} connections set up in {:.1} s",
@@ -126,6 +105,66 @@ async fn bench(label: &str, store: Arc<dyn SecretStore>, config: Config) {
         calls.lists - before_calls.lists,
     );
     assert_eq!(refreshed, CONNECTIONS, "every due connection was refreshed");
+}
+
+/// A consented connection whose tokens are due: the grant as a consent
+/// stores it, and access tokens with ten minutes left.
+async fn seed_connected(
+    broker: &Broker,
+    id: &ConnectionId,
+    refresh_token: String,
+    now: OffsetDateTime,
+) {
+    let account = Account {
+        key: AccountKey::Microsoft {
+            tid: TENANT.into(),
+            oid: "00000000-0000-4000-8000-00000000be7c".into(),
+        },
+        display: ACCOUNT.into(),
+    };
+    let grant = Grant::new(Secret::new(refresh_token), account, now);
+    broker
+        .repo
+        .update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
+            let mut record = record?;
+            record.grant = Some(grant.clone());
+            Some(record)
+        })
+        .await
+        .expect("grant");
+    broker
+        .repo
+        .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
+            let mut record = record?;
+            let tokens = record
+                .app
+                .resources
+                .iter()
+                .map(|r| AccessToken {
+                    resource: r.name.clone(),
+                    access_token: Secret::new("seeded"),
+                    token_type: "Bearer".into(),
+                    scope: r.scopes.join(" "),
+                    expires_at: now + time::Duration::minutes(10),
+                    obtained_at: now - time::Duration::minutes(50),
+                })
+                .collect();
+            record.access = Some(AccessTokens {
+                account: ACCOUNT.into(),
+                resources: record
+                    .app
+                    .resources
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect(),
+                tokens,
+            });
+            // Steady state: connected already.
+            record.status = Status::connected(ACCOUNT, now);
+            Some(record)
+        })
+        .await
+        .expect("serve");
 }
 
 #[tokio::main]

@@ -81,4 +81,8 @@ impl SecretStore for FailingStore {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.inner.list(prefix).await
     }
+
+    fn calls_per_write(&self, creating: bool) -> u32 {
+        self.inner.calls_per_write(creating)
+    }
 }

@@ -9,6 +9,7 @@ pub mod lambda_runtime_api;
 pub mod template;
 
 pub mod failing_store;
+pub mod fleet;
 pub mod tcp_proxy;
 
 use roomtoken::clock::{ManualClock, Sleeper};
@@ -207,13 +208,13 @@ impl Setup {
                     .store_dir
                     .clone()
                     .unwrap_or_else(|| dir.path().join("store"));
-                config.store = StoreSpec::File(path.clone());
+                config = config.with_store(StoreSpec::File(path.clone()));
                 let store = FileStore::open(&path).expect("file store");
                 (Arc::new(store), format!("file:{}", path.display()))
             }
             StoreKind::SecretsManager => {
                 require_moto();
-                config.store = StoreSpec::Aws;
+                config = config.with_store(StoreSpec::Aws);
                 if let Some(prefix) = self.secret_prefix {
                     config.secret_prefix = prefix;
                 }
@@ -498,23 +499,18 @@ impl TestBroker {
     /// The stored grant of a connection, if any.
     pub async fn grant(&self, id: &str) -> Option<roomtoken::domain::Grant> {
         let id = roomtoken::domain::ConnectionId::parse(id).expect("connection id");
-        let stored = self
-            .broker
-            .repo
-            .get(&id, roomtoken::store::Part::Grant)
-            .await;
-        stored.expect("store").map(|g| g.value)
+        let stored = self.broker.repo.grant(&id).await;
+        stored.expect("store").and_then(|g| g.value.grant)
     }
 
     /// The stored status of a connection.
     pub async fn status(&self, id: &str) -> roomtoken::domain::Status {
         let id = roomtoken::domain::ConnectionId::parse(id).expect("connection id");
-        let stored = self
-            .broker
-            .repo
-            .get(&id, roomtoken::store::Part::Status)
-            .await;
-        stored.expect("store").map(|s| s.value).unwrap_or_default()
+        let stored = self.broker.repo.serve(&id).await;
+        stored
+            .expect("store")
+            .map(|s| s.value.status)
+            .unwrap_or_default()
     }
 
     /// Every secret this test saw: what the fake issued, the client secret,

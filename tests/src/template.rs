@@ -183,8 +183,10 @@ impl Template {
         permissions
     }
 
-    /// A resource as the tests name it: `*`, `secret:connections/*/access`
+    /// A resource as the tests name it: `*`, `secret:connections/*/serve`
     /// (a pattern with the template's prefix and the 6-character suffix),
+    /// `name:connections/*/serve` (the same without the suffix, which only
+    /// a name that does not exist matches),
     /// `secret:system/signing-key` (the template's secret), `arn-of:Id`,
     /// `ref:Parameter`, or `unrecognized:...` for anything else.
     pub fn describe_resource(&self, resource: &Value) -> String {
@@ -192,12 +194,12 @@ impl Template {
             return "*".into();
         }
         if let Some(pattern) = resource["Fn::Sub"].as_str() {
-            return match pattern
-                .strip_prefix(SECRET_ARN_HEAD)
-                .and_then(|name| name.strip_suffix("-??????"))
-            {
+            let Some(name) = pattern.strip_prefix(SECRET_ARN_HEAD) else {
+                return format!("unrecognized:{resource}");
+            };
+            return match name.strip_suffix("-??????") {
                 Some(name) => format!("secret:{name}"),
-                None => format!("unrecognized:{resource}"),
+                None => format!("name:{name}"),
             };
         }
         if let Some(id) = resource["Ref"].as_str() {

@@ -1,8 +1,6 @@
 //! The real function binaries run as Lambda runs them, against a local
 //! stand-in for the Lambda Runtime API (`roomtoken_tests::lambda_runtime_api`).
 
-use roomtoken::domain::{ConnectionId, Grant};
-use roomtoken::store::Part;
 use roomtoken_tests::lambda_runtime_api::{FunctionProcess, Outcome, RuntimeApi, function_binary};
 use roomtoken_tests::template::Template;
 use roomtoken_tests::*;
@@ -13,19 +11,8 @@ const FUNCTION_NAME: &str = "rt-test-token-refresh";
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
 async fn stored_refresh_token(broker: &TestBroker, id: &str) -> String {
-    let id = ConnectionId::parse(id).unwrap();
-    let grant = broker
-        .broker
-        .repo
-        .get::<Grant>(&id, Part::Grant)
-        .await
-        .unwrap();
-    grant
-        .expect("a grant")
-        .value
-        .refresh_token
-        .expose()
-        .to_owned()
+    let grant = broker.grant(id).await.expect("a grant");
+    grant.refresh_token.expose().to_owned()
 }
 
 /// The scheduler's event, exactly as the template sends it, makes the real

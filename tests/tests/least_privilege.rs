@@ -71,15 +71,29 @@ fn assert_exactly(template: &Template, function: &str, expected: Vec<String>) {
     );
 }
 
+/// Reads of a connection secret also name its bare name, which only a
+/// name that does not exist matches: on AWS an unknown connection then reads
+/// as "not found", as on moto, instead of AccessDenied.
+fn reads(parts: &[&str]) -> Vec<String> {
+    let mut out = grants(&[GET], parts);
+    out.extend(
+        parts
+            .iter()
+            .filter(|part| **part != "signing-key")
+            .map(|part| format!("{GET} @ name:connections/*/{part}")),
+    );
+    out
+}
+
 #[test]
-fn token_read_reads_only_access_tokens_key_hashes_and_status() {
+fn token_read_reads_only_the_serve_secret() {
     let template = Template::load();
     let mut expected = common("TokenReadLogGroup", &["kms:Decrypt"]);
-    expected.extend(grants(&[GET], &["access", "keys", "status"]));
+    expected.extend(reads(&["serve"]));
     assert_exactly(&template, "TokenReadFunction", expected);
 
     for permission in role_of(&template, "TokenReadFunction") {
-        for never in ["grant", "credential", "app", "signing-key"] {
+        for never in ["grant", "signing-key"] {
             assert!(
                 !permission.resource.ends_with(&format!("/{never}")),
                 "the internet-facing token-read names a {never} secret: {}",
@@ -100,54 +114,54 @@ fn token_read_reads_only_access_tokens_key_hashes_and_status() {
 }
 
 #[test]
-fn connect_start_reads_the_app_registration_and_the_signing_key() {
+fn connect_start_reads_the_serve_secret_and_the_signing_key() {
     let template = Template::load();
     let mut expected = common("ConnectStartLogGroup", &["kms:Decrypt"]);
-    expected.extend(grants(&[GET], &["app", "signing-key"]));
+    expected.extend(reads(&["serve", "signing-key"]));
     assert_exactly(&template, "ConnectStartFunction", expected);
 }
 
 #[test]
-fn connect_callback_reads_the_app_and_writes_grant_access_and_status() {
+fn connect_callback_reads_and_replaces_both_connection_secrets() {
     let template = Template::load();
     let mut expected = common(
         "ConnectCallbackLogGroup",
         &["kms:Decrypt", "kms:GenerateDataKey"],
     );
-    expected.extend(grants(&[GET], &["app", "credential", "signing-key"]));
-    expected.extend(grants(
-        &[GET, PUT, STAGE, CREATE],
-        &["grant", "access", "status"],
-    ));
+    expected.extend(reads(&["grant", "serve", "signing-key"]));
+    expected.extend(grants(&[PUT, STAGE], &["grant", "serve"]));
     assert_exactly(&template, "ConnectCallbackFunction", expected);
 }
 
 #[test]
-fn token_refresh_lists_connections_and_writes_grant_access_and_status() {
+fn token_refresh_lists_connections_and_replaces_both_connection_secrets() {
     let template = Template::load();
     let mut expected = common(
         "TokenRefreshLogGroup",
         &["kms:Decrypt", "kms:GenerateDataKey"],
     );
     expected.push("secretsmanager:ListSecrets @ *".into());
-    expected.extend(grants(&[GET], &["app", "credential"]));
-    // The grant is only replaced here: the callback creates it.
-    expected.extend(grants(&[GET, PUT, STAGE], &["grant"]));
-    expected.extend(grants(&[GET, PUT, STAGE, CREATE], &["access", "status"]));
+    expected.extend(reads(&["grant", "serve"]));
+    expected.extend(grants(&[PUT, STAGE], &["grant", "serve"]));
     assert_exactly(&template, "TokenRefreshFunction", expected);
 }
 
 #[test]
-fn only_the_functions_that_call_the_token_endpoint_read_client_secrets() {
+fn no_function_creates_a_secret_and_only_the_token_endpoint_callers_read_grants() {
     let template = Template::load();
     let mut readers = BTreeSet::new();
     for (function, _) in FUNCTIONS {
-        if role_of(&template, function)
+        let permissions = role_of(&template, function);
+        if permissions
             .iter()
-            .any(|p| p.resource == secret("credential"))
+            .any(|p| p.resource.ends_with("connections/*/grant"))
         {
             readers.insert(function);
         }
+        assert!(
+            permissions.iter().all(|p| p.action != CREATE),
+            "{function} may create secrets: both exist from `connection add` on"
+        );
     }
     assert_eq!(
         readers,
@@ -156,10 +170,10 @@ fn only_the_functions_that_call_the_token_endpoint_read_client_secrets() {
     // And no other role or policy anywhere names them.
     for (id, document) in template.all_policy_documents() {
         let text = document.to_string();
-        if text.contains("/credential") {
+        if text.contains("/grant") {
             assert!(
                 ["ConnectCallbackRole", "TokenRefreshRole"].contains(&id.as_str()),
-                "{id} names client secrets"
+                "{id} names grant secrets"
             );
         }
     }

@@ -228,7 +228,7 @@ async fn live_responses_match_the_openapi_document() {
     assert_eq!(body["state"], "reconnect_required");
 
     // A store that cannot be read: 503 without a state, on both routes.
-    let name = SecretName::of(&connection, Part::Status);
+    let name = SecretName::of(&connection, Part::Serve);
     let store = broker.broker.repo.store();
     let current = store.get(name.as_str()).await.unwrap().unwrap();
     store

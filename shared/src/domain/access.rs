@@ -1,6 +1,6 @@
 //! Access tokens, one per resource: the only token material displays ever get.
 
-use super::{Grant, Resource, Secret};
+use super::{Resource, Secret};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -62,37 +62,47 @@ impl AccessTokens {
         }
     }
 
-    /// Merges tokens written by someone else meanwhile: per resource, the one
-    /// that lives longer wins.
-    pub fn merge_newer(&mut self, other: &AccessTokens) {
+    /// Takes the tokens of `other` (written by someone else meanwhile) that
+    /// were issued after ours: per resource, the newest token wins, even if
+    /// it expires sooner (Entra's tokens live a random 60-90 minutes, and a
+    /// newer one may carry a permission the older lacks).
+    pub fn keep_newest(&mut self, other: &AccessTokens) {
         for theirs in &other.tokens {
             let ours_is_newer = self
                 .get(&theirs.resource)
-                .is_some_and(|ours| ours.expires_at >= theirs.expires_at);
+                .is_some_and(|ours| ours.obtained_at >= theirs.obtained_at);
             if !ours_is_newer {
                 self.put(theirs.clone());
             }
         }
     }
 
+    /// When the refresh token was last redeemed: the newest token's issue time.
+    pub fn last_refreshed_at(&self) -> Option<OffsetDateTime> {
+        self.tokens.iter().map(|t| t.obtained_at).max()
+    }
+
     /// Whether a refresh pass should redeem the refresh token now: a resource
     /// has no token or less than `margin` left, or the grant has been idle for
     /// [`KEEP_ALIVE`].
-    pub fn is_due(
-        &self,
-        resources: &[Resource],
-        grant: &Grant,
-        margin: Duration,
-        now: OffsetDateTime,
-    ) -> bool {
-        let token_due = resources.iter().any(|resource| {
-            self.get(&resource.name)
-                .is_none_or(|token| token.remaining(now) < margin)
-        });
-        let idle: Duration = (now - grant.refreshed_at)
-            .try_into()
-            .unwrap_or(Duration::ZERO);
-        token_due || idle >= KEEP_ALIVE
+    pub fn is_due(&self, resources: &[Resource], margin: Duration, now: OffsetDateTime) -> bool {
+        self.most_urgent(resources, now)
+            .is_none_or(|left| left < margin)
+            || self.last_refreshed_at().is_none_or(|at| {
+                Duration::try_from(now - at).unwrap_or(Duration::ZERO) >= KEEP_ALIVE
+            })
+    }
+
+    /// The least time left of any resource's token (zero when one is
+    /// missing); `None` for no resources.
+    pub fn most_urgent(&self, resources: &[Resource], now: OffsetDateTime) -> Option<Duration> {
+        resources
+            .iter()
+            .map(|resource| {
+                self.get(&resource.name)
+                    .map_or(Duration::ZERO, |token| token.remaining(now))
+            })
+            .min()
     }
 
     pub fn earliest_expiry(&self) -> Option<OffsetDateTime> {
@@ -103,7 +113,7 @@ impl AccessTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Account, AccountKey, Cloud};
+    use crate::domain::Cloud;
     use time::macros::datetime;
 
     fn token(resource: &str, expires_at: OffsetDateTime) -> AccessToken {
@@ -117,20 +127,6 @@ mod tests {
         }
     }
 
-    fn grant(refreshed_at: OffsetDateTime) -> Grant {
-        let account = Account {
-            key: AccountKey::Issuer {
-                iss: "i".into(),
-                sub: "s".into(),
-            },
-            display: "a".into(),
-        };
-        Grant {
-            refreshed_at,
-            ..Grant::new(Secret::new("rt"), account, refreshed_at)
-        }
-    }
-
     const MARGIN: Duration = Duration::from_secs(20 * 60);
 
     #[test]
@@ -139,14 +135,11 @@ mod tests {
         let resources = Resource::presets("ews,graph", Cloud::Global).unwrap();
         let mut access = AccessTokens::default();
         access.put(token("ews", now + time::Duration::hours(1)));
-        assert!(
-            access.is_due(&resources, &grant(now), MARGIN, now),
-            "graph missing"
-        );
+        assert!(access.is_due(&resources, MARGIN, now), "graph missing");
         access.put(token("graph", now + time::Duration::minutes(50)));
-        assert!(!access.is_due(&resources, &grant(now), MARGIN, now));
+        assert!(!access.is_due(&resources, MARGIN, now));
         access.put(token("graph", now + time::Duration::minutes(19)));
-        assert!(access.is_due(&resources, &grant(now), MARGIN, now));
+        assert!(access.is_due(&resources, MARGIN, now));
     }
 
     #[test]
@@ -154,24 +147,38 @@ mod tests {
         let now = datetime!(2026-11-28 12:00 UTC);
         let resources = Resource::presets("ews", Cloud::Global).unwrap();
         let mut access = AccessTokens::default();
-        access.put(token("ews", now + time::Duration::hours(1)));
-        let week_ago = now - time::Duration::days(7);
-        assert!(access.is_due(&resources, &grant(week_ago), MARGIN, now));
+        let mut fresh = token("ews", now + time::Duration::hours(1));
+        fresh.obtained_at = now - time::Duration::days(7);
+        access.put(fresh);
+        assert!(access.is_due(&resources, MARGIN, now));
     }
 
     #[test]
-    fn merging_keeps_the_longer_lived_token_per_resource() {
+    fn the_newest_token_wins_even_when_it_expires_sooner() {
         let now = datetime!(2026-11-28 12:00 UTC);
+        let mut older = token("ews", now + time::Duration::minutes(89));
+        older.obtained_at = now - time::Duration::minutes(1);
+        let mut newer = token("ews", now + time::Duration::minutes(61));
+        newer.obtained_at = now;
         let mut ours = AccessTokens::default();
-        ours.put(token("ews", now + time::Duration::hours(1)));
+        ours.put(older.clone());
         let mut theirs = AccessTokens::default();
-        theirs.put(token("ews", now + time::Duration::hours(2)));
+        theirs.put(newer);
         theirs.put(token("graph", now));
-        ours.merge_newer(&theirs);
+        ours.keep_newest(&theirs);
         assert_eq!(
             ours.get("ews").unwrap().expires_at,
-            now + time::Duration::hours(2)
+            now + time::Duration::minutes(61),
+            "issued later, so it wins although it expires sooner"
         );
         assert!(ours.get("graph").is_some());
+        let mut theirs = AccessTokens::default();
+        theirs.put(older);
+        ours.keep_newest(&theirs);
+        assert_eq!(
+            ours.get("ews").unwrap().expires_at,
+            now + time::Duration::minutes(61),
+            "an older token never replaces a newer one"
+        );
     }
 }

@@ -28,18 +28,6 @@ pub struct Grant {
     /// When the refresh token was last redeemed (or obtained).
     #[serde(with = "time::serde::rfc3339")]
     pub refreshed_at: OffsetDateTime,
-    /// Held by the refresh that is redeeming this refresh token right now, so
-    /// that no other process redeems it too.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease: Option<Lease>,
-}
-
-/// Who may redeem the refresh token until when.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    pub owner: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub until: OffsetDateTime,
 }
 
 impl Grant {
@@ -49,31 +37,6 @@ impl Grant {
             account,
             consented_at: now,
             refreshed_at: now,
-            lease: None,
-        }
-    }
-
-    /// Whether someone holds an unexpired lease.
-    pub fn is_leased(&self, now: OffsetDateTime) -> bool {
-        self.lease.as_ref().is_some_and(|lease| lease.until > now)
-    }
-
-    /// The grant with a lease taken by `owner` until `until`.
-    pub fn leased(&self, owner: &str, until: OffsetDateTime) -> Self {
-        Self {
-            lease: Some(Lease {
-                owner: owner.to_owned(),
-                until,
-            }),
-            ..self.clone()
-        }
-    }
-
-    /// The grant with its lease released and nothing else changed.
-    pub fn released(&self) -> Self {
-        Self {
-            lease: None,
-            ..self.clone()
         }
     }
 
@@ -83,7 +46,6 @@ impl Grant {
         Self {
             refresh_token: newer.unwrap_or_else(|| self.refresh_token.clone()),
             refreshed_at: now,
-            lease: None,
             ..self.clone()
         }
     }
@@ -123,15 +85,5 @@ mod tests {
         let kept = grant.rotated(None, now);
         assert_eq!(kept.refresh_token.expose(), "rt-1");
         assert_eq!(kept.refreshed_at, now);
-    }
-
-    #[test]
-    fn leases_expire_and_rotation_releases_them() {
-        let now = datetime!(2026-11-28 13:00 UTC);
-        let leased = grant().leased("pass-1", now + time::Duration::minutes(4));
-        assert!(leased.is_leased(now));
-        assert!(!leased.is_leased(now + time::Duration::minutes(5)));
-        assert!(!leased.rotated(None, now).is_leased(now));
-        assert!(!leased.released().is_leased(now));
     }
 }

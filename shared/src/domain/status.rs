@@ -111,11 +111,27 @@ pub struct Status {
     pub consecutive_failures: u32,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub changed_at: Option<OffsetDateTime>,
+    /// After a failure, no refresh pass tries again before this (a forced
+    /// refresh does): failing connections back off across passes instead of
+    /// writing on every one.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
 }
 
-/// Secrets Manager asks for no more than one write per secret per 10 minutes
-/// sustained: a status that only counts another failure waits this long.
-pub const MIN_REWRITE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// The wait after the first failure; it doubles with each further one.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(5 * 60);
+/// The longest wait between two attempts of a failing connection.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
+
+/// The wait before attempt `failures + 1`: 5, 10, 20, 40, 60, 60... minutes.
+/// Each failed attempt writes the status once, so a failing connection
+/// writes at most 4 times in its first hour and once an hour after that.
+pub fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    FIRST_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
+}
 
 impl Status {
     pub fn connected(account: &str, now: OffsetDateTime) -> Self {
@@ -126,6 +142,7 @@ impl Status {
             last_error: None,
             consecutive_failures: 0,
             changed_at: Some(now),
+            next_attempt_at: None,
         }
     }
 
@@ -134,31 +151,38 @@ impl Status {
             state: ConnectionState::Connected,
             consecutive_failures: 0,
             changed_at: Some(now),
+            next_attempt_at: None,
             ..self.clone()
         }
     }
 
     pub fn after_failure(&self, error: LastError) -> Self {
+        let failures = self.consecutive_failures.saturating_add(1);
         Self {
             state: ConnectionState::after_failure(error.class),
-            consecutive_failures: self.consecutive_failures.saturating_add(1),
+            consecutive_failures: failures,
             changed_at: Some(error.at),
+            next_attempt_at: error
+                .at
+                .checked_add(backoff(failures).try_into().unwrap_or_default()),
             last_error: Some(error),
             ..self.clone()
         }
     }
 
-    /// Whether `next` is worth a store write: the state or the error changed,
-    /// or the failure count has been stale for [`MIN_REWRITE_INTERVAL`].
-    pub fn worth_writing(&self, next: &Status, now: OffsetDateTime) -> bool {
+    /// Whether a refresh pass may try now (backoff after failures).
+    pub fn may_attempt(&self, now: OffsetDateTime) -> bool {
+        self.next_attempt_at.is_none_or(|at| at <= now)
+    }
+
+    /// Whether `next` is worth a store write: the state, the error or the
+    /// next attempt changed. Attempts are spaced by [`backoff`], so this
+    /// writes at most once per attempt.
+    pub fn worth_writing(&self, next: &Status) -> bool {
         let error_code = |s: &Status| s.last_error.as_ref().map(|e| (e.class, e.code.clone()));
-        if self.state != next.state || error_code(self) != error_code(next) {
-            return true;
-        }
-        let stale = self.changed_at.is_none_or(|at| {
-            Duration::try_from(now - at).unwrap_or(Duration::ZERO) >= MIN_REWRITE_INTERVAL
-        });
-        self.consecutive_failures != next.consecutive_failures && stale
+        self.state != next.state
+            || error_code(self) != error_code(next)
+            || self.next_attempt_at != next.next_attempt_at
     }
 }
 
@@ -196,19 +220,32 @@ mod tests {
     }
 
     #[test]
-    fn repeated_identical_failures_are_written_at_most_every_ten_minutes() {
+    fn failing_connections_back_off_across_passes() {
         let now = datetime!(2026-11-28 12:00 UTC);
-        let first = Status::connected("a", now).after_failure(error(
-            FailureClass::Transient,
-            "HTTP 503",
-            now,
-        ));
-        let later = now + time::Duration::minutes(5);
-        let second = first.after_failure(error(FailureClass::Transient, "HTTP 503", later));
-        assert!(!first.worth_writing(&second, later));
-        let much_later = now + time::Duration::minutes(11);
-        assert!(first.worth_writing(&second, much_later));
-        let other = first.after_failure(error(FailureClass::Transient, "HTTP 429", later));
-        assert!(first.worth_writing(&other, later));
+        let mut status = Status::connected("a", now);
+        let mut at = now;
+        let mut attempts = Vec::new();
+        // Attempt whenever allowed, on a pass every 5 minutes, for 3 hours.
+        while at < now + time::Duration::hours(3) {
+            if status.may_attempt(at) {
+                let next = status.after_failure(error(FailureClass::Transient, "HTTP 503", at));
+                assert!(
+                    status.worth_writing(&next),
+                    "each attempt records its backoff"
+                );
+                status = next;
+                attempts.push((at - now).whole_minutes());
+            }
+            at += time::Duration::minutes(5);
+        }
+        assert_eq!(attempts, [0, 5, 15, 35, 75, 135]);
+        assert_eq!(backoff(50), MAX_BACKOFF);
+        let back = status.after_success(at);
+        assert!(back.may_attempt(at) && back.next_attempt_at.is_none());
+        assert!(status.worth_writing(&back));
+        assert!(
+            !back.worth_writing(&back.clone()),
+            "nothing changed, nothing written"
+        );
     }
 }

@@ -4,10 +4,10 @@ use crate::Broker;
 use crate::broker::BrokerError;
 use crate::domain::app::InvalidApp;
 use crate::domain::{
-    AppRegistration, ConnectionId, ConnectionState, DeviceKey, DeviceKeyRecord, DeviceKeys,
-    Provider, Resource, Secret, Status,
+    AppRegistration, ConnectionId, ConnectionState, DeviceKey, DeviceKeyRecord, GrantRecord,
+    Provider, Resource, Secret, ServeRecord, Status, Writer,
 };
-use crate::store::{Part, StoreError};
+use crate::store::{Part, StoreError, Versioned};
 use time::OffsetDateTime;
 use url::Url;
 
@@ -19,6 +19,8 @@ pub enum AdminError {
     NotFound(ConnectionId),
     #[error("connection '{0}' has no active device key '{1}': see `roomtoken key list {0}`")]
     KeyNotFound(ConnectionId, String),
+    #[error("a key count must be from 1 to {MAX_KEYS_AT_ONCE}")]
+    KeyCount,
     #[error("the client secret is empty")]
     EmptySecret,
     #[error(transparent)]
@@ -37,6 +39,9 @@ pub struct NewConnection {
     pub client_secret: Secret,
 }
 
+/// The most keys one `key create --count` makes (one write for all).
+pub const MAX_KEYS_AT_ONCE: usize = 500;
+
 pub async fn add_connection(
     broker: &Broker,
     new: NewConnection,
@@ -53,16 +58,27 @@ pub async fn add_connection(
         now,
     )?;
     let repo = &broker.repo;
-    match repo.put(&app.id, Part::App, &app, None).await {
-        Err(StoreError::Conflict(_)) => return Err(AdminError::Exists(app.id)),
-        other => other?,
+    // Any part left of an earlier connection with this id (a removal that
+    // failed halfway) would be inherited: refuse until `remove` finishes.
+    let (grant, serve) = tokio::try_join!(repo.grant(&app.id), repo.serve(&app.id))?;
+    if grant.is_some() || serve.is_some() {
+        return Err(AdminError::Exists(app.id));
+    }
+    // Both secrets exist from here on: on AWS, a role scoped to `name-??????`
+    // is denied (not told "not found") for a name that does not exist.
+    let created = async {
+        let mut grant = GrantRecord::new(new.client_secret.clone());
+        repo.write(&app.id, Part::Grant, &mut grant, None, Writer::Person, now)
+            .await?;
+        let mut serve = ServeRecord::new(app.clone());
+        repo.write(&app.id, Part::Serve, &mut serve, None, Writer::Person, now)
+            .await
     };
-    repo.update::<Secret, _>(&app.id, Part::Credential, |_| {
-        Some(new.client_secret.clone())
-    })
-    .await?;
-    repo.update::<Status, _>(&app.id, Part::Status, |_| Some(Status::default()))
-        .await?;
+    match created.await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => return Err(AdminError::Exists(app.id)),
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(connection = %app.id, "connection added");
     Ok(app)
 }
@@ -84,14 +100,10 @@ pub async fn update_connection(
     id: &ConnectionId,
     update: ConnectionUpdate,
 ) -> Result<AppRegistration, AdminError> {
+    let now = broker.now();
     let repo = &broker.repo;
-    let current = repo
-        .get::<AppRegistration>(id, Part::App)
-        .await?
-        .ok_or_else(|| AdminError::NotFound(id.clone()))?;
-    let mut app = current.value.clone();
-    let app_changed =
-        update.provider.is_some() || update.client_id.is_some() || update.resources.is_some();
+    let serve = serve_of(broker, id).await?;
+    let mut app = serve.value.app.clone();
     if let Some(provider) = update.provider {
         app.provider = provider;
     }
@@ -106,67 +118,85 @@ pub async fn update_connection(
         app.resources,
         app.created_at,
     )?;
-    if app_changed {
-        repo.put(id, Part::App, &app, Some(&current.version))
-            .await?;
+    if let Some(secret) = &update.client_secret
+        && secret.expose().trim().is_empty()
+    {
+        return Err(AdminError::EmptySecret);
     }
-    if let Some(secret) = update.client_secret {
-        if secret.expose().trim().is_empty() {
-            return Err(AdminError::EmptySecret);
-        }
-        repo.update::<Secret, _>(id, Part::Credential, |_| Some(secret.clone()))
-            .await?;
-    }
-    if update.reset_account {
-        repo.store()
-            .delete(crate::store::SecretName::of(id, Part::Grant).as_str())
-            .await?;
-        repo.store()
-            .delete(crate::store::SecretName::of(id, Part::Access).as_str())
-            .await?;
-        repo.update::<Status, _>(id, Part::Status, |_| Some(Status::default()))
-            .await?;
-    } else {
-        // A fixed registration deserves another attempt: leave the state
-        // that made refresh passes skip this connection.
-        repo.update::<Status, _>(id, Part::Status, |status| {
-            let status = status.unwrap_or_default();
-            (status.state == ConnectionState::AppMisconfigured).then_some(Status {
-                state: ConnectionState::Degraded,
-                ..status
-            })
+    // The grant first: a new secret or a forgotten account must be in place
+    // before the serve secret says the connection may be tried again.
+    if update.client_secret.is_some() || update.reset_account {
+        repo.update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
+            let mut record = record?;
+            if let Some(secret) = &update.client_secret {
+                record.client_secret = secret.clone();
+            }
+            if update.reset_account {
+                record.grant = None;
+            }
+            Some(record)
         })
         .await?;
     }
+    repo.update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
+        let mut record = record?;
+        record.app = app.clone();
+        if update.reset_account {
+            record.access = None;
+            record.status = Status::default();
+        } else if record.status.state == ConnectionState::AppMisconfigured {
+            // A fixed registration deserves another attempt: leave the
+            // state that made refresh passes skip this connection.
+            record.status = Status {
+                state: ConnectionState::Degraded,
+                next_attempt_at: None,
+                ..record.status
+            };
+        }
+        Some(record)
+    })
+    .await?;
     tracing::info!(connection = %id, reset_account = update.reset_account, "connection updated");
     Ok(app)
+}
+
+async fn serve_of(
+    broker: &Broker,
+    id: &ConnectionId,
+) -> Result<Versioned<ServeRecord>, AdminError> {
+    broker
+        .repo
+        .serve(id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(id.clone()))
 }
 
 pub async fn get_connection(
     broker: &Broker,
     id: &ConnectionId,
 ) -> Result<AppRegistration, AdminError> {
-    Ok(broker
-        .repo
-        .get::<AppRegistration>(id, Part::App)
-        .await?
-        .ok_or_else(|| AdminError::NotFound(id.clone()))?
-        .value)
+    Ok(serve_of(broker, id).await?.value.app)
 }
 
 pub async fn list_connections(broker: &Broker) -> Result<Vec<AppRegistration>, AdminError> {
     let mut apps = Vec::new();
     for id in broker.repo.connection_ids().await? {
-        if let Some(app) = broker.repo.get::<AppRegistration>(&id, Part::App).await? {
-            apps.push(app.value);
+        if let Some(serve) = broker.repo.serve(&id).await? {
+            apps.push(serve.value.app);
         }
     }
     Ok(apps)
 }
 
+/// Removes both secrets. Idempotent: a removal that failed halfway is
+/// finished by running it again; only an id with nothing stored is unknown.
 pub async fn remove_connection(broker: &Broker, id: &ConnectionId) -> Result<(), AdminError> {
-    get_connection(broker, id).await?;
-    broker.repo.delete_connection(id).await?;
+    let repo = &broker.repo;
+    let (grant, serve) = tokio::try_join!(repo.grant(id), repo.serve(id))?;
+    if grant.is_none() && serve.is_none() {
+        return Err(AdminError::NotFound(id.clone()));
+    }
+    repo.delete_connection(id).await?;
     tracing::info!(connection = %id, "connection removed");
     Ok(())
 }
@@ -180,58 +210,94 @@ pub async fn consent_link(
     Ok(broker.consent_link(id, expires_at).await?)
 }
 
-/// Creates a device key; the caller shows it once, only its hash is kept.
+/// Creates `count` device keys in one write; the caller shows each once,
+/// only their hashes are kept.
+pub async fn create_keys(
+    broker: &Broker,
+    id: &ConnectionId,
+    label: Option<String>,
+    count: usize,
+    now: OffsetDateTime,
+) -> Result<Vec<DeviceKey>, AdminError> {
+    if !(1..=MAX_KEYS_AT_ONCE).contains(&count) {
+        return Err(AdminError::KeyCount);
+    }
+    let keys: Vec<DeviceKey> = (0..count).map(|_| DeviceKey::generate()).collect();
+    let written = broker
+        .repo
+        .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
+            let mut record = record?;
+            for key in &keys {
+                record.keys.add(key, label.clone(), now);
+            }
+            Some(record)
+        })
+        .await?;
+    if written.is_none() {
+        return Err(AdminError::NotFound(id.clone()));
+    }
+    for key in &keys {
+        tracing::info!(connection = %id, key_id = %key.id, "device key created");
+    }
+    Ok(keys)
+}
+
+/// Creates one device key.
 pub async fn create_key(
     broker: &Broker,
     id: &ConnectionId,
     label: Option<String>,
     now: OffsetDateTime,
 ) -> Result<DeviceKey, AdminError> {
-    get_connection(broker, id).await?;
-    let key = DeviceKey::generate();
-    broker
-        .repo
-        .update::<DeviceKeys, _>(id, Part::Keys, |keys| {
-            let mut keys = keys.unwrap_or_default();
-            keys.add(&key, label.clone(), now);
-            Some(keys)
-        })
-        .await?;
-    tracing::info!(connection = %id, key_id = %key.id, "device key created");
-    Ok(key)
+    let mut keys = create_keys(broker, id, label, 1, now).await?;
+    keys.pop().ok_or(AdminError::KeyCount)
 }
 
 pub async fn list_keys(
     broker: &Broker,
     id: &ConnectionId,
 ) -> Result<Vec<DeviceKeyRecord>, AdminError> {
-    get_connection(broker, id).await?;
-    Ok(broker
-        .repo
-        .get::<DeviceKeys>(id, Part::Keys)
-        .await?
-        .map(|k| k.value.keys)
-        .unwrap_or_default())
+    Ok(serve_of(broker, id).await?.value.keys.keys)
 }
 
+/// Revokes every key in `key_ids` in one write; nothing is revoked when one
+/// of them is not an active key of the connection.
+pub async fn revoke_keys(
+    broker: &Broker,
+    id: &ConnectionId,
+    key_ids: &[String],
+    now: OffsetDateTime,
+) -> Result<(), AdminError> {
+    let mut missing: Option<String> = None;
+    let written = broker
+        .repo
+        .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
+            let mut record = record?;
+            missing = key_ids
+                .iter()
+                .find(|key_id| !record.keys.revoke(key_id, now))
+                .cloned();
+            missing.is_none().then_some(record)
+        })
+        .await?;
+    if let Some(key_id) = missing {
+        return Err(AdminError::KeyNotFound(id.clone(), key_id));
+    }
+    if written.is_none() {
+        return Err(AdminError::NotFound(id.clone()));
+    }
+    for key_id in key_ids {
+        tracing::info!(connection = %id, key_id = %key_id, "device key revoked");
+    }
+    Ok(())
+}
+
+/// Revokes one device key.
 pub async fn revoke_key(
     broker: &Broker,
     id: &ConnectionId,
     key_id: &str,
     now: OffsetDateTime,
 ) -> Result<(), AdminError> {
-    let mut found = false;
-    broker
-        .repo
-        .update::<DeviceKeys, _>(id, Part::Keys, |keys| {
-            let mut keys = keys?;
-            found = keys.revoke(key_id, now);
-            found.then_some(keys)
-        })
-        .await?;
-    if !found {
-        return Err(AdminError::KeyNotFound(id.clone(), key_id.to_owned()));
-    }
-    tracing::info!(connection = %id, key_id = %key_id, "device key revoked");
-    Ok(())
+    revoke_keys(broker, id, &[key_id.to_owned()], now).await
 }

@@ -6,11 +6,11 @@ use crate::broker::BrokerError;
 use crate::crypto::ConsentSession;
 use crate::domain::claims::{ClaimsError, IdTokenClaims};
 use crate::domain::{
-    AccessToken, AccessTokens, Account, AppRegistration, ConnectionId, FailureClass, Grant,
-    Resource, Secret, Status,
+    AccessToken, AccessTokens, Account, ConnectionId, FailureClass, Grant, GrantRecord, Resource,
+    Secret, ServeRecord, Status, Writer,
 };
 use crate::identity::{IdentityError, TokenSet};
-use crate::store::{Part, StoreError};
+use crate::store::{Part, StoreError, Versioned};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
@@ -50,6 +50,10 @@ pub enum CallbackError {
     MissingCode,
     #[error("this connection no longer exists")]
     UnknownConnection,
+    #[error("this sign-in session was already completed")]
+    SessionUsed,
+    #[error("this connection was changed too often lately; it can be connected again after {}", crate::domain::records::format_utc(*retry_at))]
+    TooManyChanges { retry_at: OffsetDateTime },
     #[error("the sign-in code was already used or has expired: {0}")]
     CodeRejected(IdentityError),
     #[error("tokens could not be obtained: {0}")]
@@ -89,18 +93,26 @@ pub async fn connect_callback(
         });
     }
     let code = params.code.ok_or(CallbackError::MissingCode)?;
-    let app = broker
-        .repo
-        .get::<AppRegistration>(&id, Part::App)
-        .await?
-        .ok_or(CallbackError::UnknownConnection)?
-        .value;
-    let client_secret = broker
-        .repo
-        .get::<Secret>(&id, Part::Credential)
-        .await?
-        .ok_or(CallbackError::UnknownConnection)?
-        .value;
+    let repo = &broker.repo;
+    let (grant, serve) = tokio::try_join!(repo.grant(&id), repo.serve(&id))?;
+    let (Some(grant), Some(serve)) = (grant, serve) else {
+        return Err(CallbackError::UnknownConnection);
+    };
+    // A session serves one consent: a replayed answer never reaches the provider.
+    if grant.value.completed(&session.state) {
+        return Err(CallbackError::SessionUsed);
+    }
+    // A consent writes both secrets: make sure both have room first, before
+    // a code is redeemed for tokens that could not be stored.
+    let room = [&grant.value.writes, &serve.value.writes]
+        .into_iter()
+        .filter_map(|log| log.room_for(Writer::Person, now))
+        .max();
+    if let Some(retry_at) = room {
+        return Err(CallbackError::TooManyChanges { retry_at });
+    }
+    let app = serve.value.app;
+    let client_secret = grant.value.client_secret.clone();
     let first = app.resource(None).ok_or(CallbackError::UnknownConnection)?;
     let mut scopes = vec!["openid".to_owned(), "profile".to_owned()];
     scopes.extend(first.token_request_scopes());
@@ -132,9 +144,8 @@ pub async fn connect_callback(
         .ok_or(CallbackError::NoRefreshToken)?;
 
     // Fail before redeeming anything more when another account is pinned.
-    let existing = broker.repo.get::<Grant>(&id, Part::Grant).await?;
-    if let Some(existing) = &existing {
-        ensure_same_account(&existing.value.account, &account)?;
+    if let Some(pinned) = &grant.value.grant {
+        ensure_same_account(&pinned.account, &account)?;
     }
 
     // One token per resource: the first came with the code, the others are
@@ -169,37 +180,27 @@ pub async fn connect_callback(
         }
     }
 
-    let grant = Grant::new(refresh_token, account.clone(), now);
-    let mut expected = existing.map(|g| g.version);
-    loop {
-        match broker
-            .repo
-            .put(&id, Part::Grant, &grant, expected.as_ref())
-            .await
-        {
-            Ok(_) => break,
-            // A refresh pass rotated the old grant meanwhile: the new consent
-            // wins, as long as it is still the same account.
-            Err(StoreError::Conflict(_)) => {
-                let current = broker.repo.get::<Grant>(&id, Part::Grant).await?;
-                if let Some(current) = &current {
-                    ensure_same_account(&current.value.account, &account)?;
-                }
-                expected = current.map(|g| g.version);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let access_written = access.clone();
-    broker
-        .repo
-        .update::<AccessTokens, _>(&id, Part::Access, |_| Some(access_written.clone()))
-        .await?;
+    store_grant(
+        broker,
+        &id,
+        grant,
+        &session,
+        Grant::new(refresh_token, account.clone(), now),
+        now,
+    )
+    .await?;
     let status = Status::connected(&account.display, now);
-    broker
-        .repo
-        .update::<Status, _>(&id, Part::Status, |_| Some(status.clone()))
+    let written = repo
+        .update::<ServeRecord, _>(&id, Part::Serve, Writer::Person, now, |record| {
+            let mut record = record?;
+            record.access = Some(access.clone());
+            record.status = status.clone();
+            Some(record)
+        })
         .await?;
+    if written.is_none() {
+        return Err(CallbackError::UnknownConnection);
+    }
     log_connected(&id, &account);
     Ok(Connected {
         connection: id,
@@ -208,6 +209,53 @@ pub async fn connect_callback(
         resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
         pending_resources,
     })
+}
+
+/// Stores the new grant and marks the session completed, in one write.
+/// A refresh pass that rotated the old grant meanwhile loses: the new
+/// consent wins, as long as it is still the same account.
+async fn store_grant(
+    broker: &Broker,
+    id: &ConnectionId,
+    read: Versioned<GrantRecord>,
+    session: &ConsentSession,
+    grant: Grant,
+    now: OffsetDateTime,
+) -> Result<(), CallbackError> {
+    let mut current = read;
+    loop {
+        let mut record = current.value.clone();
+        record.grant = Some(grant.clone());
+        record.complete_session(&session.state, session.expires_at, now);
+        match broker
+            .repo
+            .write(
+                id,
+                Part::Grant,
+                &mut record,
+                Some(&current.version),
+                Writer::Person,
+                now,
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict(_)) => {
+                current = broker
+                    .repo
+                    .grant(id)
+                    .await?
+                    .ok_or(CallbackError::UnknownConnection)?;
+                if current.value.completed(&session.state) {
+                    return Err(CallbackError::SessionUsed);
+                }
+                if let Some(pinned) = &current.value.grant {
+                    ensure_same_account(&pinned.account, &grant.account)?;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn ensure_same_account(pinned: &Account, signed_in: &Account) -> Result<(), CallbackError> {

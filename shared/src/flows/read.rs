@@ -17,7 +17,7 @@ use crate::domain::{
     AccessToken, AccessTokens, ConnectionId, ConnectionState, DeviceKeys, KeyCheck, LastError,
     Secret, Status,
 };
-use crate::store::{Part, StoreError};
+use crate::store::StoreError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -37,6 +37,8 @@ pub type ReadCache = TtlCache<ConnectionId, Arc<ConnectionSnapshot>>;
 /// answer nor its timing tells which connections exist.
 #[derive(Debug, Default)]
 pub struct ConnectionSnapshot {
+    /// Whether the connection exists.
+    exists: bool,
     keys: DeviceKeys,
     access: Option<AccessTokens>,
     status: Status,
@@ -73,6 +75,7 @@ impl ConnectionSnapshot {
             })
             .collect();
         Self {
+            exists: true,
             keys,
             access,
             status,
@@ -256,37 +259,50 @@ fn retry_after(state: ConnectionState) -> Duration {
     }
 }
 
-/// Reads the three parts token-read needs, at once.
+/// Reads the one secret token-read needs: the connection's serve secret.
+/// A connection that does not exist reads as one with no keys.
 async fn load_snapshot(
     broker: &Broker,
     id: &ConnectionId,
     now: OffsetDateTime,
 ) -> Result<(Arc<ConnectionSnapshot>, Option<OffsetDateTime>), StoreError> {
-    let repo = &broker.repo;
-    let (keys, access, status) = tokio::try_join!(
-        repo.get::<DeviceKeys>(id, Part::Keys),
-        repo.get::<AccessTokens>(id, Part::Access),
-        repo.get::<Status>(id, Part::Status),
-    )?;
-    let snapshot = ConnectionSnapshot::new(
-        keys.map(|k| k.value).unwrap_or_default(),
-        access.map(|a| a.value),
-        status.map(|s| s.value).unwrap_or_default(),
-    );
+    let snapshot = match broker.repo.serve(id).await? {
+        Some(serve) => {
+            let serve = serve.value;
+            ConnectionSnapshot::new(serve.keys, serve.access, serve.status)
+        }
+        None => ConnectionSnapshot::default(),
+    };
     let until = snapshot.servable_until(now);
     Ok((Arc::new(snapshot), until))
 }
 
-/// The connection's snapshot, from the cache or the store.
+/// The connection's snapshot, from the cache or the store. A connection
+/// that does not exist is remembered in a cache of its own, so that a flood
+/// of made-up ids never pushes real connections out of the read cache.
 async fn snapshot(
     broker: &Broker,
     id: &ConnectionId,
     now: OffsetDateTime,
 ) -> Result<Arc<ConnectionSnapshot>, StoreError> {
-    broker
+    if let Some(unknown) = broker.unknown_cache.peek(id, now) {
+        return Ok(unknown);
+    }
+    let snapshot = broker
         .read_cache
         .get_or_load(id, now, || load_snapshot(broker, id, now))
-        .await
+        .await?;
+    if !snapshot.exists {
+        broker.read_cache.remove(id);
+        let remembered = snapshot.clone();
+        broker
+            .unknown_cache
+            .get_or_load(id, now, || async move {
+                Ok::<_, StoreError>((remembered, None))
+            })
+            .await?;
+    }
+    Ok(snapshot)
 }
 
 /// Checks the device key of a connection. Keys without the right shape and
@@ -503,17 +519,10 @@ pub async fn load_status_view(
     broker: &Broker,
     id: &ConnectionId,
 ) -> Result<StatusView, StoreError> {
-    let status = broker
-        .repo
-        .get::<Status>(id, Part::Status)
-        .await?
-        .map(|s| s.value)
+    let serve = broker.repo.serve(id).await?.map(|s| s.value);
+    let (status, access) = serve
+        .map(|serve| (serve.status, serve.access))
         .unwrap_or_default();
-    let access = broker
-        .repo
-        .get::<AccessTokens>(id, Part::Access)
-        .await?
-        .map(|a| a.value);
     Ok(status_view(id, &status, access.as_ref()))
 }
 

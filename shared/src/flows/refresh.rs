@@ -1,27 +1,39 @@
 //! token-refresh: one pass over every connection, refreshing what is due.
 //!
-//! A pass never loses a refresh token and never redeems one twice:
-//! - it first takes a lease on the grant (compare-and-swap), so a concurrent
-//!   pass or process that loses never sends the token to the provider;
-//! - transient failures are retried with backoff inside the pass budget,
-//!   and the old grant stays untouched until a newer token is in hand;
-//! - the newest refresh token is stored before the access tokens it minted;
-//! - a new consent that lands meanwhile wins over the refresh.
+//! A pass never loses a refresh token, and stays inside Secrets Manager's
+//! quotas (DESIGN "Stored state"):
+//! - it reads every connection's serve secret, and only the due ones' grant;
+//! - it refreshes the most urgent connections first (least time left), each
+//!   with at most two writes (the rotated grant, then the serve secret with
+//!   the new access tokens and the status: 4 calls on Secrets Manager), paced
+//!   under the write budget; what does not fit before the pass's deadline is
+//!   left for the next pass;
+//! - transient failures are retried with backoff inside the pass, and a
+//!   failing connection backs off across passes (the next attempt time lives
+//!   in its status) instead of writing on every pass;
+//! - the newest refresh token is stored before the access tokens it minted,
+//!   by compare-and-swap on the version read: a new consent that lands
+//!   meanwhile wins;
+//! - in one process, a connection is refreshed by one pass at a time. Two
+//!   processes refreshing the same connection at the same moment (an
+//!   operator's `refresh` during a scheduled pass) both redeem its refresh
+//!   token; Entra ID keeps the old one valid, and the compare-and-swap keeps
+//!   exactly one grant.
 
 use super::callback::access_token;
 use crate::Broker;
 use crate::domain::{
-    AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, Grant, LastError,
-    Resource, Secret, Status,
+    AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, GrantRecord,
+    LastError, Resource, Secret, ServeRecord, Status, Writer,
 };
 use crate::identity::{IdentityError, TokenSet};
+use crate::pacer::Pacer;
 use crate::store::{Part, StoreError, Versioned};
 use futures::StreamExt;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
-use tokio::time::Instant;
 
 /// What a pass did to one connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,11 +45,19 @@ pub enum Outcome {
     PendingConsent,
     /// Left alone: a human must act first.
     Skipped(ConnectionState),
+    /// Failing, and backing off until this time.
+    BackingOff(OffsetDateTime),
     Failed(LastError),
     /// Another writer stored a newer grant first; theirs is kept.
     LostRace,
-    /// Another refresh holds the lease on this grant right now.
+    /// Another pass of this process is refreshing it right now.
     Busy,
+    /// Due, but left for the next pass: the write budget or the pass's
+    /// time ran out (the most urgent connections went first).
+    Deferred,
+    /// Due, but one of its secrets has no room left in Secrets Manager's
+    /// version quota before this time.
+    WriteQuota(OffsetDateTime),
     StoreFailed(String),
 }
 
@@ -65,8 +85,19 @@ impl PassReport {
 #[derive(Debug, Clone, Default)]
 pub struct PassOptions {
     pub only: Option<ConnectionId>,
-    /// One attempt even if not due or in a permanent failure state.
+    /// One attempt even if not due, backing off, or in a permanent failure
+    /// state.
     pub force: bool,
+}
+
+/// What the survey of a pass decided for one connection.
+enum Plan {
+    Done(Outcome, ConnectionState),
+    Due {
+        serve: Box<Versioned<ServeRecord>>,
+        /// Least time left of any of its tokens.
+        urgency: Duration,
+    },
 }
 
 pub async fn refresh_pass(
@@ -78,22 +109,58 @@ pub async fn refresh_pass(
         Some(id) => vec![id.clone()],
         None => broker.repo.connection_ids().await?,
     };
-    let deadline = Instant::now() + broker.config.refresh_budget;
-    let mut results: Vec<ConnectionResult> = futures::stream::iter(ids)
+    let deadline = broker.now() + broker.config.refresh_budget;
+    let concurrency = broker.config.refresh_concurrency.max(1);
+    let margin = broker.config.refresh_margin;
+
+    // One read per connection (its serve secret) tells what is due.
+    let surveyed: Vec<(ConnectionId, Result<Plan, StoreError>)> = futures::stream::iter(ids)
         .map(|id| async move {
-            let (outcome, state) =
-                match refresh_connection(broker, &id, options.force, now, deadline).await {
-                    Ok((outcome, state)) => (outcome, Some(state)),
-                    Err(e) => (Outcome::StoreFailed(e.to_string()), None),
-                };
-            log_outcome(&id, &outcome);
-            ConnectionResult { id, outcome, state }
+            let plan = survey(broker, &id, options.force, margin, now).await;
+            (id, plan)
         })
-        .buffer_unordered(broker.config.refresh_concurrency.max(1))
+        .buffer_unordered(concurrency)
         .collect()
         .await;
+    let mut results = Vec::new();
+    let mut due = Vec::new();
+    for (id, plan) in surveyed {
+        match plan {
+            Ok(Plan::Done(outcome, state)) => results.push(finished(id, Ok((outcome, state)))),
+            Ok(Plan::Due { serve, urgency }) => due.push((urgency, id, serve)),
+            Err(e) => results.push(finished(id, Err(e))),
+        }
+    }
+    // The most urgent first: when the budget runs out, what is left has
+    // the most time to wait for the next pass.
+    due.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let pacer = Pacer::new(broker.config.write_budget);
+    let refreshed: Vec<ConnectionResult> = futures::stream::iter(due)
+        .map(|(_, id, serve)| {
+            let pacer = &pacer;
+            async move {
+                let result = refresh_due(broker, pacer, &id, *serve, now, deadline).await;
+                finished(id, result)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    results.extend(refreshed);
     results.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(PassReport { results })
+}
+
+fn finished(
+    id: ConnectionId,
+    result: Result<(Outcome, ConnectionState), StoreError>,
+) -> ConnectionResult {
+    let (outcome, state) = match result {
+        Ok((outcome, state)) => (outcome, Some(state)),
+        Err(e) => (Outcome::StoreFailed(e.to_string()), None),
+    };
+    log_outcome(&id, &outcome);
+    ConnectionResult { id, outcome, state }
 }
 
 fn log_outcome(id: &ConnectionId, outcome: &Outcome) {
@@ -104,6 +171,9 @@ fn log_outcome(id: &ConnectionId, outcome: &Outcome) {
         Outcome::NotDue | Outcome::PendingConsent => {
             tracing::debug!(connection = %id, outcome = ?outcome, "nothing to do")
         }
+        Outcome::BackingOff(until) => {
+            tracing::debug!(connection = %id, until = %until, "backing off after failures")
+        }
         Outcome::Skipped(state) => {
             tracing::info!(connection = %id, state = state.as_str(), "skipped until a human acts")
         }
@@ -113,7 +183,14 @@ fn log_outcome(id: &ConnectionId, outcome: &Outcome) {
             message = %error.message, "refresh failed"
         ),
         Outcome::LostRace => tracing::info!(connection = %id, "another writer refreshed first"),
-        Outcome::Busy => tracing::info!(connection = %id, "another refresh holds the lease"),
+        Outcome::Busy => tracing::info!(connection = %id, "another pass is refreshing it"),
+        Outcome::Deferred => {
+            tracing::info!(connection = %id, "due, left for the next pass (write budget or time)")
+        }
+        Outcome::WriteQuota(until) => tracing::warn!(
+            connection = %id, until = %until,
+            "due, but its secrets have no room in the version quota"
+        ),
         Outcome::StoreFailed(message) => {
             tracing::error!(connection = %id, error = %message, "store failed during refresh")
         }
@@ -129,76 +206,96 @@ fn jittered(margin: Duration) -> Duration {
     ))
 }
 
-async fn refresh_connection(
+/// Decides from the serve secret alone whether a connection is due.
+async fn survey(
     broker: &Broker,
     id: &ConnectionId,
     force: bool,
+    margin: Duration,
     now: OffsetDateTime,
-    deadline: Instant,
-) -> Result<(Outcome, ConnectionState), StoreError> {
-    let repo = &broker.repo;
-    let pending = (Outcome::PendingConsent, ConnectionState::PendingConsent);
-    let Some(app) = repo.get::<AppRegistration>(id, Part::App).await? else {
+) -> Result<Plan, StoreError> {
+    let pending = Plan::Done(Outcome::PendingConsent, ConnectionState::PendingConsent);
+    let Some(serve) = broker.repo.serve(id).await? else {
         return Ok(pending);
     };
-    let app = app.value;
-    let Some(grant) = repo.get::<Grant>(id, Part::Grant).await? else {
+    let record = &serve.value;
+    let status = &record.status;
+    let Some(access) = &record.access else {
         return Ok(pending);
     };
-    let status = repo
-        .get::<Status>(id, Part::Status)
-        .await?
-        .map(|s| s.value)
-        .unwrap_or_default();
     if status.state.is_permanent() && !force {
-        return Ok((Outcome::Skipped(status.state), status.state));
+        return Ok(Plan::Done(Outcome::Skipped(status.state), status.state));
     }
-    let access = repo.get::<AccessTokens>(id, Part::Access).await?;
-    let margin = jittered(broker.config.refresh_margin);
-    let current_tokens = access.as_ref().map(|a| &a.value);
-    let due = current_tokens.is_none_or(|a| a.is_due(&app.resources, &grant.value, margin, now));
-    if !force && !due {
-        return Ok((Outcome::NotDue, status.state));
-    }
-    if grant.value.is_leased(now) {
-        return Ok((Outcome::Busy, status.state));
-    }
-    let Some(client_secret) = repo.get::<Secret>(id, Part::Credential).await? else {
-        let error = LastError {
-            class: FailureClass::AppMisconfigured,
-            code: "no_client_secret".into(),
-            message: "the connection has no client secret: run `roomtoken connection update --client-secret-stdin`".into(),
-            trace_id: None,
-            correlation_id: None,
-            at: now,
-        };
-        let state = record_status(broker, id, &status, Err(error.clone()), now).await?;
-        return Ok((Outcome::Failed(error), state));
-    };
-
-    // Take the lease before redeeming anything: whoever loses this
-    // compare-and-swap never sends the refresh token to the provider.
-    let lease_owner = uuid::Uuid::new_v4().to_string();
-    let leased = grant.value.leased(
-        &lease_owner,
-        now + broker.config.refresh_budget + LEASE_SLACK,
-    );
-    let leased_version = match repo
-        .put(id, Part::Grant, &leased, Some(&grant.version))
-        .await
+    if let Some(until) = status.next_attempt_at.filter(|_| !status.may_attempt(now))
+        && !force
     {
-        Ok(version) => version,
-        Err(StoreError::Conflict(_)) => return Ok((Outcome::LostRace, status.state)),
-        Err(e) => return Err(e),
-    };
-    let leased = Versioned {
-        value: leased,
-        version: leased_version,
-    };
+        return Ok(Plan::Done(Outcome::BackingOff(until), status.state));
+    }
+    let resources = &record.app.resources;
+    let due = access.is_due(resources, jittered(margin), now);
+    if !due && !force {
+        return Ok(Plan::Done(Outcome::NotDue, status.state));
+    }
+    let urgency = access.most_urgent(resources, now).unwrap_or(Duration::ZERO);
+    Ok(Plan::Due {
+        serve: Box::new(serve),
+        urgency,
+    })
+}
 
-    let mut refresh_token = grant.value.refresh_token.clone();
+async fn refresh_due(
+    broker: &Broker,
+    pacer: &Pacer,
+    id: &ConnectionId,
+    serve: Versioned<ServeRecord>,
+    now: OffsetDateTime,
+    deadline: OffsetDateTime,
+) -> Result<(Outcome, ConnectionState), StoreError> {
+    let state = serve.value.status.state;
+    let Some(_claim) = broker.claim_refresh(id) else {
+        return Ok((Outcome::Busy, state));
+    };
+    let Some(grant) = broker.repo.grant(id).await? else {
+        return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
+    };
+    if grant.value.grant.is_none() {
+        return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
+    }
+    // Room in both secrets' version quota, before anything is redeemed.
+    let room = [&grant.value.writes, &serve.value.writes]
+        .into_iter()
+        .filter_map(|log| log.room_for(Writer::Product, now))
+        .max();
+    if let Some(until) = room {
+        return Ok((Outcome::WriteQuota(until), state));
+    }
+    // The two writes this refresh may make, paced under the write budget.
+    let calls = 2 * broker.repo.store().calls_per_write(false);
+    let Some(wait) = pacer.reserve(calls, broker.now(), deadline) else {
+        return Ok((Outcome::Deferred, state));
+    };
+    if !wait.is_zero() {
+        broker.sleeper.sleep(wait).await;
+    }
+    refresh_connection(broker, id, grant, serve, now, deadline).await
+}
+
+async fn refresh_connection(
+    broker: &Broker,
+    id: &ConnectionId,
+    grant: Versioned<GrantRecord>,
+    serve: Versioned<ServeRecord>,
+    now: OffsetDateTime,
+    deadline: OffsetDateTime,
+) -> Result<(Outcome, ConnectionState), StoreError> {
+    let app = &serve.value.app;
+    let client_secret = &grant.value.client_secret;
+    let Some(held) = &grant.value.grant else {
+        return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
+    };
+    let mut refresh_token = held.refresh_token.clone();
     let mut minted = AccessTokens {
-        account: grant.value.account.display.clone(),
+        account: held.account.display.clone(),
         resources: app.resources.iter().map(|r| r.name.clone()).collect(),
         tokens: Vec::new(),
     };
@@ -208,8 +305,8 @@ async fn refresh_connection(
         match redeem(
             broker,
             id,
-            &app,
-            &client_secret.value,
+            app,
+            client_secret,
             &refresh_token,
             resource,
             deadline,
@@ -229,13 +326,29 @@ async fn refresh_connection(
         }
     }
 
-    if minted.tokens.is_empty() {
-        // Nothing was redeemed: hand the untouched grant back.
-        release_lease(broker, id, &leased).await;
-    } else if let Some(lost) =
-        store_rotation(broker, id, &leased, refresh_token, &minted, access, now).await?
-    {
-        return Ok((lost, status.state));
+    if !minted.tokens.is_empty() {
+        // The rotation first: a refresh token the provider handed out is
+        // never left only in memory while anything else is written.
+        let mut rotated = grant.value.clone();
+        rotated.grant = Some(held.rotated(Some(refresh_token), now));
+        match broker
+            .repo
+            .write(
+                id,
+                Part::Grant,
+                &mut rotated,
+                Some(&grant.version),
+                Writer::Product,
+                now,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Ok((Outcome::LostRace, serve.value.status.state));
+            }
+            Err(e) => return Err(e),
+        }
     }
     let result = match failure {
         None => Ok(()),
@@ -247,19 +360,80 @@ async fn refresh_connection(
             Err(error)
         }
     };
-    let state = record_status(broker, id, &status, result.clone(), now).await?;
+    let transition = |status: &Status| match &result {
+        Ok(()) => status.after_success(now),
+        Err(error) => status.after_failure(error.clone()),
+    };
+    let minted = (!minted.tokens.is_empty()).then_some(minted);
+    let change = |record: &mut ServeRecord| {
+        let next = transition(&record.status);
+        let worth_writing = minted.is_some() || record.status.worth_writing(&next);
+        if let Some(minted) = &minted {
+            let mut tokens = minted.clone();
+            if let Some(current) = &record.access {
+                tokens.keep_newest(current);
+            }
+            record.access = Some(tokens);
+        }
+        record.status = next;
+        worth_writing
+    };
+    let state = write_serve(broker, id, serve, now, change).await?;
     let outcome = match result {
         Ok(()) => Outcome::Refreshed {
-            resources: minted.tokens.iter().map(|t| t.resource.clone()).collect(),
+            resources: minted
+                .iter()
+                .flat_map(|m| m.tokens.iter().map(|t| t.resource.clone()))
+                .collect(),
         },
         Err(error) => Outcome::Failed(error),
     };
     Ok((outcome, state))
 }
 
-/// A lease outlives the pass budget by this much, so that it never expires
-/// while its holder may still be redeeming.
-const LEASE_SLACK: Duration = Duration::from_secs(30);
+/// Applies `change` to the serve secret and writes it when `change` says
+/// it is worth a write: first over the version read at the start of the
+/// pass, and only after a conflict (a key or a consent written meanwhile)
+/// over a fresh read. Returns the state written (or that would have been).
+async fn write_serve(
+    broker: &Broker,
+    id: &ConnectionId,
+    read: Versioned<ServeRecord>,
+    now: OffsetDateTime,
+    change: impl Fn(&mut ServeRecord) -> bool,
+) -> Result<ConnectionState, StoreError> {
+    let mut record = read.value;
+    if !change(&mut record) {
+        return Ok(record.status.state);
+    }
+    match broker
+        .repo
+        .write(
+            id,
+            Part::Serve,
+            &mut record,
+            Some(&read.version),
+            Writer::Product,
+            now,
+        )
+        .await
+    {
+        Ok(_) => return Ok(record.status.state),
+        Err(StoreError::Conflict(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let mut state = record.status.state;
+    broker
+        .repo
+        .update::<ServeRecord, _>(id, Part::Serve, Writer::Product, now, |current| {
+            let mut current = current?;
+            let worth = change(&mut current);
+            state = current.status.state;
+            worth.then_some(current)
+        })
+        .await?;
+    Ok(state)
+}
 
 /// One token request, retried with backoff while the failure is transient
 /// and the pass budget allows.
@@ -270,7 +444,7 @@ async fn redeem(
     client_secret: &Secret,
     refresh_token: &Secret,
     resource: &Resource,
-    deadline: Instant,
+    deadline: OffsetDateTime,
 ) -> Result<TokenSet, IdentityError> {
     let scopes = resource.token_request_scopes();
     let mut failed_attempts = 0;
@@ -295,7 +469,7 @@ async fn redeem(
         else {
             return Err(error);
         };
-        if Instant::now() + delay >= deadline {
+        if broker.now() + delay >= deadline {
             return Err(error);
         }
         tracing::info!(
@@ -304,98 +478,6 @@ async fn redeem(
         );
         broker.sleeper.sleep(delay).await;
     }
-}
-
-/// Gives the lease back after a failed attempt; if that write fails, the
-/// lease simply expires.
-async fn release_lease(broker: &Broker, id: &ConnectionId, leased: &Versioned<Grant>) {
-    let released = leased.value.released();
-    if let Err(e) = broker
-        .repo
-        .put(id, Part::Grant, &released, Some(&leased.version))
-        .await
-    {
-        tracing::warn!(connection = %id, error = %e, "could not release the refresh lease; it expires by itself");
-    }
-}
-
-/// Stores the rotated grant (compare-and-swap on the leased version), then
-/// the access tokens. Returns `Some(LostRace)` when a new consent replaced
-/// the grant meanwhile: the newer consent is kept.
-async fn store_rotation(
-    broker: &Broker,
-    id: &ConnectionId,
-    leased: &Versioned<Grant>,
-    refresh_token: Secret,
-    minted: &AccessTokens,
-    read: Option<Versioned<AccessTokens>>,
-    now: OffsetDateTime,
-) -> Result<Option<Outcome>, StoreError> {
-    let rotated = leased.value.rotated(Some(refresh_token), now);
-    match broker
-        .repo
-        .put(id, Part::Grant, &rotated, Some(&leased.version))
-        .await
-    {
-        Ok(_) => {}
-        Err(StoreError::Conflict(_)) => return Ok(Some(Outcome::LostRace)),
-        Err(e) => return Err(e),
-    }
-    let merged = |current: Option<&AccessTokens>| {
-        let mut next = minted.clone();
-        if let Some(current) = current {
-            next.merge_newer(current);
-        }
-        next
-    };
-    // Compare-and-swap on the version read at the start of the pass; only
-    // a conflict costs another read.
-    let first = merged(read.as_ref().map(|r| &r.value));
-    match broker
-        .repo
-        .put(id, Part::Access, &first, read.as_ref().map(|r| &r.version))
-        .await
-    {
-        Ok(_) => {}
-        Err(StoreError::Conflict(_)) => {
-            broker
-                .repo
-                .update::<AccessTokens, _>(id, Part::Access, |current| {
-                    Some(merged(current.as_ref()))
-                })
-                .await?;
-        }
-        Err(e) => return Err(e),
-    }
-    Ok(None)
-}
-
-/// Moves the state machine and writes the status only when that is worth a
-/// store write (see `Status::worth_writing`). Returns the new state.
-async fn record_status(
-    broker: &Broker,
-    id: &ConnectionId,
-    read: &Status,
-    result: Result<(), LastError>,
-    now: OffsetDateTime,
-) -> Result<ConnectionState, StoreError> {
-    let transition = |status: &Status| match &result {
-        Ok(()) => status.after_success(now),
-        Err(error) => status.after_failure(error.clone()),
-    };
-    let next = transition(read);
-    if !read.worth_writing(&next, now) {
-        return Ok(next.state);
-    }
-    broker
-        .repo
-        .update::<Status, _>(id, Part::Status, |current| {
-            let current = current.unwrap_or_default();
-            let next = transition(&current);
-            current.worth_writing(&next, now).then_some(next)
-        })
-        .await?;
-    Ok(next.state)
 }
 
 /// What the scheduler sends the refresh function. EventBridge Scheduler
@@ -420,6 +502,9 @@ pub struct PassSummary {
     pub failed: usize,
     pub lost_race: usize,
     pub busy: usize,
+    pub backing_off: usize,
+    pub deferred: usize,
+    pub write_quota: usize,
     pub store_failed: usize,
     /// Failures per class (`transient`, `reconnect_needed`, ...).
     pub failed_by_class: BTreeMap<&'static str, usize>,
@@ -451,6 +536,9 @@ impl PassReport {
                 Outcome::Failed(_) => &mut summary.failed,
                 Outcome::LostRace => &mut summary.lost_race,
                 Outcome::Busy => &mut summary.busy,
+                Outcome::BackingOff(_) => &mut summary.backing_off,
+                Outcome::Deferred => &mut summary.deferred,
+                Outcome::WriteQuota(_) => &mut summary.write_quota,
                 Outcome::StoreFailed(_) => &mut summary.store_failed,
             };
             *slot += 1;
@@ -468,7 +556,7 @@ pub async fn scheduled_pass(
         only: request.connection,
         force: request.force,
     };
-    let summary = refresh_pass(broker, &options, OffsetDateTime::now_utc())
+    let summary = refresh_pass(broker, &options, broker.now())
         .await?
         .summary();
     tracing::info!(summary = ?summary, "refresh pass done");

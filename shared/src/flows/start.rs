@@ -4,9 +4,9 @@
 use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::{CONSENT_TTL, ConsentSession, InviteError};
-use crate::domain::{AppRegistration, ConnectionId};
+use crate::domain::ConnectionId;
 use crate::identity::authorize_url;
-use crate::store::{Part, StoreError};
+use crate::store::StoreError;
 use time::OffsetDateTime;
 use url::Url;
 
@@ -43,10 +43,11 @@ pub async fn connect_start(
     broker.keys().await?.verify_invite(&id, invite, now)?;
     let app = broker
         .repo
-        .get::<AppRegistration>(&id, Part::App)
+        .serve(&id)
         .await?
         .ok_or(StartError::UnknownConnection)?
-        .value;
+        .value
+        .app;
     let redirect_uri = broker.redirect_uri()?;
     let request = authorize_url(&app, &redirect_uri);
     let session = ConsentSession {

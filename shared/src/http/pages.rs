@@ -248,6 +248,18 @@ fn callback_error_page(error: CallbackError) -> Response {
                 "Sign in as the connected account, or ask your provider to reset the connection.".into(),
             ],
         ),
+        CallbackError::SessionUsed => bad(
+            "This sign-in was already completed",
+            "This answer was already used to connect; it cannot be used twice.".into(),
+        ),
+        CallbackError::TooManyChanges { retry_at } => page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many changes to this connection today",
+            &[format!(
+                "This connection was changed too often in the last day. Open the consent link again after {}.",
+                when(retry_at)
+            )],
+        ),
         CallbackError::UnknownConnection => page(
             StatusCode::NOT_FOUND,
             "This connection no longer exists",

@@ -96,4 +96,8 @@ impl SecretStore for CountingStore {
         self.counts.lists.fetch_add(1, Ordering::Relaxed);
         self.inner.list(prefix).await
     }
+
+    fn calls_per_write(&self, creating: bool) -> u32 {
+        self.inner.calls_per_write(creating)
+    }
 }

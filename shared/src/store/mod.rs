@@ -31,6 +31,16 @@ pub enum StoreError {
     Corrupt { name: String, reason: String },
     #[error("the secret store refused '{name}': {reason}")]
     Denied { name: String, reason: String },
+    /// Refused before any call: one more version now would crowd Secrets
+    /// Manager's version quota (see [`crate::domain::Writer`]).
+    #[error(
+        "'{name}' was changed too often lately (Secrets Manager keeps every version for 24 hours); \
+         it can be changed again after {}", crate::domain::records::format_utc(*retry_at)
+    )]
+    WriteQuota {
+        name: String,
+        retry_at: time::OffsetDateTime,
+    },
 }
 
 /// A stored value and its version.
@@ -57,6 +67,12 @@ pub trait SecretStore: Send + Sync {
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
     /// Every name that starts with `prefix`.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// API calls one `put` makes on the wire (`creating`: `expected` is
+    /// `None`), which is what write quotas count and the pacer spends.
+    fn calls_per_write(&self, creating: bool) -> u32 {
+        let _ = creating;
+        1
+    }
 }
 
 /// Which store to use: `file:DIR` or `aws`.

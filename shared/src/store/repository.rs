@@ -1,48 +1,33 @@
-//! Typed access to the stored parts of a connection.
+//! Typed access to the two stored secrets of a connection.
 
 use super::{SecretStore, StoreError, Version};
-use crate::domain::ConnectionId;
+use crate::domain::records::Logged;
+use crate::domain::{ConnectionId, GrantRecord, ServeRecord, Writer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
+use time::OffsetDateTime;
 
-/// The parts stored per connection, split so that each function's IAM role
-/// reads only what it needs (token-read: `Access`, `Keys`, `Status`).
+/// The secrets stored per connection, split by who may read them (see
+/// [`crate::domain::records`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
-    /// The app registration without its secret.
-    App,
-    /// The client secret: only the functions that call the token endpoint.
-    Credential,
-    /// The refresh token and the pinned account.
+    /// Client secret, refresh token, pinned account: never read by an
+    /// internet-facing function.
     Grant,
-    /// Access tokens per resource.
-    Access,
-    /// Device-key hashes.
-    Keys,
-    Status,
+    /// Public app settings, access tokens, device-key hashes, status.
+    Serve,
 }
 
 impl Part {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::App => "app",
-            Self::Credential => "credential",
             Self::Grant => "grant",
-            Self::Access => "access",
-            Self::Keys => "keys",
-            Self::Status => "status",
+            Self::Serve => "serve",
         }
     }
 
-    pub const ALL: [Part; 6] = [
-        Self::App,
-        Self::Credential,
-        Self::Grant,
-        Self::Access,
-        Self::Keys,
-        Self::Status,
-    ];
+    pub const ALL: [Part; 2] = [Self::Grant, Self::Serve];
 }
 
 /// A logical secret name, without the deployment's prefix.
@@ -69,7 +54,9 @@ pub struct Versioned<T> {
     pub version: Version,
 }
 
-/// Reads and writes domain values as JSON through a [`SecretStore`].
+/// Reads and writes the connection records as JSON through a [`SecretStore`].
+/// Every write appends to the record's write log and is refused, before any
+/// call, when the secret has no room left in its version quota.
 #[derive(Clone)]
 pub struct Repository {
     store: Arc<dyn SecretStore>,
@@ -105,15 +92,21 @@ impl Repository {
         }))
     }
 
-    pub async fn get<T: DeserializeOwned>(
+    pub async fn grant(
         &self,
         id: &ConnectionId,
-        part: Part,
-    ) -> Result<Option<Versioned<T>>, StoreError> {
-        self.load(&SecretName::of(id, part)).await
+    ) -> Result<Option<Versioned<GrantRecord>>, StoreError> {
+        self.load(&SecretName::of(id, Part::Grant)).await
     }
 
-    pub async fn save<T: Serialize>(
+    pub async fn serve(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<Versioned<ServeRecord>>, StoreError> {
+        self.load(&SecretName::of(id, Part::Serve)).await
+    }
+
+    async fn save<T: Serialize>(
         &self,
         name: &SecretName,
         value: &T,
@@ -126,36 +119,53 @@ impl Repository {
         self.store.put(name.as_str(), &json, expected).await
     }
 
-    pub async fn put<T: Serialize>(
+    /// Writes `value` over the version `expected` (compare-and-swap; `None`:
+    /// the secret must not exist yet), recording the write in its log.
+    pub async fn write<T: Serialize + Logged>(
         &self,
         id: &ConnectionId,
         part: Part,
-        value: &T,
+        value: &mut T,
         expected: Option<&Version>,
+        writer: Writer,
+        now: OffsetDateTime,
     ) -> Result<Version, StoreError> {
-        self.save(&SecretName::of(id, part), value, expected).await
+        let name = SecretName::of(id, part);
+        if let Some(retry_at) = value.writes().room_for(writer, now) {
+            return Err(StoreError::WriteQuota {
+                name: name.as_str().to_owned(),
+                retry_at,
+            });
+        }
+        value.writes_mut().record(writer, now);
+        self.save(&name, value, expected).await
     }
 
     /// Read-modify-write with compare-and-swap, re-reading on conflict.
-    /// `change` returns `None` to leave the value as it is (no write).
+    /// `change` returns `None` to leave the record as it is (no write).
     pub async fn update<T, F>(
         &self,
         id: &ConnectionId,
         part: Part,
+        writer: Writer,
+        now: OffsetDateTime,
         mut change: F,
     ) -> Result<Option<T>, StoreError>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Logged,
         F: FnMut(Option<T>) -> Option<T>,
     {
         let name = SecretName::of(id, part);
         for _ in 0..MAX_CONFLICT_RETRIES {
             let current = self.load::<T>(&name).await?;
             let version = current.as_ref().map(|c| c.version.clone());
-            let Some(next) = change(current.map(|c| c.value)) else {
+            let Some(mut next) = change(current.map(|c| c.value)) else {
                 return Ok(None);
             };
-            match self.save(&name, &next, version.as_ref()).await {
+            match self
+                .write(id, part, &mut next, version.as_ref(), writer, now)
+                .await
+            {
                 Ok(_) => return Ok(Some(next)),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(other) => return Err(other),
@@ -164,14 +174,19 @@ impl Repository {
         Err(StoreError::Conflict(name.as_str().to_owned()))
     }
 
+    /// Removes both secrets; the serve secret (which makes the connection
+    /// listed) goes last, so that a failure halfway leaves it visible and a
+    /// second `remove` finishes the job.
     pub async fn delete_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
-        for part in Part::ALL {
-            self.store.delete(SecretName::of(id, part).as_str()).await?;
-        }
-        Ok(())
+        self.store
+            .delete(SecretName::of(id, Part::Grant).as_str())
+            .await?;
+        self.store
+            .delete(SecretName::of(id, Part::Serve).as_str())
+            .await
     }
 
-    /// Every connection that has an app registration, sorted.
+    /// Every connection that has a serve secret, sorted.
     pub async fn connection_ids(&self) -> Result<Vec<ConnectionId>, StoreError> {
         let names = self.store.list("connections/").await?;
         let mut ids: Vec<ConnectionId> = names
@@ -179,7 +194,7 @@ impl Repository {
             .filter_map(|name| {
                 let rest = name.strip_prefix("connections/")?;
                 let (id, part) = rest.split_once('/')?;
-                (part == Part::App.as_str()).then(|| ConnectionId::parse(id).ok())?
+                (part == Part::Serve.as_str()).then(|| ConnectionId::parse(id).ok())?
             })
             .collect();
         ids.sort();

@@ -228,4 +228,9 @@ impl SecretStore for SecretsManagerStore {
         names.sort();
         Ok(names)
     }
+
+    /// CreateSecret; or PutSecretValue then UpdateSecretVersionStage.
+    fn calls_per_write(&self, creating: bool) -> u32 {
+        if creating { 1 } else { 2 }
+    }
 }

@@ -1,0 +1,313 @@
+//! The two secrets stored per connection, split by who may read them, and
+//! the write log that keeps each inside Secrets Manager's version quota.
+//!
+//! - [`GrantRecord`] (`connections/{id}/grant`): the client secret, the
+//!   refresh token and the pinned account. Only the functions that call the
+//!   token endpoint (connect-callback, token-refresh) and the CLI read it.
+//! - [`ServeRecord`] (`connections/{id}/serve`): the app's public settings,
+//!   the access tokens, the device-key hashes and the status: everything
+//!   connect-start and token-read need, and nothing they must not see.
+//!
+//! Both exist from `connection add` on, so that a read of a name that does
+//! not exist means "no such connection" on every store alike.
+
+use super::{AccessTokens, AppRegistration, DeviceKeys, Grant, Secret, Status};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// `connections/{id}/grant`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub client_secret: Secret,
+    /// The refresh token and the pinned account; `None` until the first consent.
+    #[serde(default)]
+    pub grant: Option<Grant>,
+    /// Consent sessions already completed: a replayed callback is refused
+    /// without asking the provider again.
+    #[serde(default)]
+    pub completed_sessions: Vec<CompletedSession>,
+    #[serde(default)]
+    pub writes: WriteLog,
+}
+
+impl GrantRecord {
+    pub fn new(client_secret: Secret) -> Self {
+        Self {
+            client_secret,
+            grant: None,
+            completed_sessions: Vec::new(),
+            writes: WriteLog::default(),
+        }
+    }
+
+    /// Whether the consent session with this `state` was completed already.
+    pub fn completed(&self, state: &str) -> bool {
+        let digest = session_digest(state);
+        self.completed_sessions.iter().any(|s| s.digest == digest)
+    }
+
+    /// Remembers a completed session until its cookie would have expired
+    /// anyway, keeping the list short.
+    pub fn complete_session(&mut self, state: &str, cookie_expires_at: i64, now: OffsetDateTime) {
+        let now = now.unix_timestamp();
+        self.completed_sessions.retain(|s| s.expires_at > now);
+        self.completed_sessions.push(CompletedSession {
+            digest: session_digest(state),
+            expires_at: cookie_expires_at,
+        });
+        let excess = self
+            .completed_sessions
+            .len()
+            .saturating_sub(MAX_COMPLETED_SESSIONS);
+        self.completed_sessions.drain(..excess);
+    }
+}
+
+/// At most this many completed sessions are remembered; older ones have
+/// long expired (a session lives 15 minutes, and consents are rate-limited
+/// by the write log).
+const MAX_COMPLETED_SESSIONS: usize = 8;
+
+/// A completed consent session: a hash of its `state` (never the value) and
+/// when its cookie expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedSession {
+    pub digest: String,
+    pub expires_at: i64,
+}
+
+fn session_digest(state: &str) -> String {
+    hex::encode(&Sha256::digest(state.as_bytes())[..16])
+}
+
+/// `connections/{id}/serve`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServeRecord {
+    pub app: AppRegistration,
+    /// Access tokens per resource; `None` until the first consent.
+    #[serde(default)]
+    pub access: Option<AccessTokens>,
+    #[serde(default)]
+    pub keys: DeviceKeys,
+    #[serde(default)]
+    pub status: Status,
+    #[serde(default)]
+    pub writes: WriteLog,
+}
+
+impl ServeRecord {
+    pub fn new(app: AppRegistration) -> Self {
+        Self {
+            app,
+            access: None,
+            keys: DeviceKeys::default(),
+            status: Status::default(),
+            writes: WriteLog::default(),
+        }
+    }
+}
+
+/// A stored record that carries its own [`WriteLog`].
+pub trait Logged {
+    fn writes(&self) -> &WriteLog;
+    fn writes_mut(&mut self) -> &mut WriteLog;
+}
+
+impl Logged for GrantRecord {
+    fn writes(&self) -> &WriteLog {
+        &self.writes
+    }
+    fn writes_mut(&mut self) -> &mut WriteLog {
+        &mut self.writes
+    }
+}
+
+impl Logged for ServeRecord {
+    fn writes(&self) -> &WriteLog {
+        &self.writes
+    }
+    fn writes_mut(&mut self) -> &mut WriteLog {
+        &mut self.writes
+    }
+}
+
+/// Who asks to write a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// The product's own activity: refresh passes (forced or not),
+    /// failures, keep-alive.
+    Product,
+    /// A person: admin commands, and consents by a customer admin.
+    Person,
+}
+
+/// Secrets Manager removes no version younger than 24 hours and holds about
+/// 100 versions per secret: more than that in a day and writes fail. So the
+/// product's own writes stay within 6 an hour (DESIGN "Stored state"), and
+/// every secret within [`MAX_VERSIONS_PER_DAY`], of which people may use
+/// [`MAX_PERSON_VERSIONS_PER_DAY`] (batching helps: `key create --count`).
+pub const MAX_PRODUCT_VERSIONS_PER_HOUR: usize = 6;
+pub const MAX_VERSIONS_PER_DAY: usize = 90;
+pub const MAX_PERSON_VERSIONS_PER_DAY: usize = 50;
+
+/// When a secret was written in the last 24 hours, and by whom (Unix
+/// seconds, oldest first). Every writer appends to it in the write itself,
+/// so it costs no call and is as current as the version it is part of.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteLog {
+    #[serde(default)]
+    product: Vec<i64>,
+    #[serde(default)]
+    person: Vec<i64>,
+}
+
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+
+/// The times in `log` within `window` seconds before `now` (and any later:
+/// a clock behind another writer's counts them too), oldest first.
+fn recent(log: &[i64], window: i64, now: OffsetDateTime) -> Vec<i64> {
+    let since = now.unix_timestamp() - window;
+    log.iter().copied().filter(|&at| at > since).collect()
+}
+
+/// `None` when the window holds fewer than `limit` of `times`; otherwise
+/// when the write that must leave it for one more to fit leaves.
+fn room(times: &[i64], window: i64, limit: usize, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    let mut times = recent(times, window, now);
+    if times.len() < limit {
+        return None;
+    }
+    times.sort_unstable();
+    let leaving = times[times.len() - limit];
+    OffsetDateTime::from_unix_timestamp(leaving + window).ok()
+}
+
+impl WriteLog {
+    fn all(&self) -> Vec<i64> {
+        let mut all: Vec<i64> = self.product.iter().chain(&self.person).copied().collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// Writes by anyone in the last hour.
+    pub fn last_hour(&self, now: OffsetDateTime) -> usize {
+        recent(&self.all(), HOUR, now).len()
+    }
+
+    /// Writes by anyone in the last 24 hours.
+    pub fn last_day(&self, now: OffsetDateTime) -> usize {
+        recent(&self.all(), DAY, now).len()
+    }
+
+    /// `None` when `writer` may write now; otherwise the earliest time it may.
+    pub fn room_for(&self, writer: Writer, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let all = self.all();
+        let limits = match writer {
+            Writer::Product => [
+                room(&self.product, HOUR, MAX_PRODUCT_VERSIONS_PER_HOUR, now),
+                room(&all, DAY, MAX_VERSIONS_PER_DAY, now),
+            ],
+            Writer::Person => [
+                room(&self.person, DAY, MAX_PERSON_VERSIONS_PER_DAY, now),
+                room(&all, DAY, MAX_VERSIONS_PER_DAY, now),
+            ],
+        };
+        limits.into_iter().flatten().max()
+    }
+
+    /// Records a write at `now` and forgets what is older than a day.
+    pub fn record(&mut self, writer: Writer, now: OffsetDateTime) {
+        let since = now.unix_timestamp() - DAY;
+        self.product.retain(|&at| at > since);
+        self.person.retain(|&at| at > since);
+        let log = match writer {
+            Writer::Product => &mut self.product,
+            Writer::Person => &mut self.person,
+        };
+        log.push(now.unix_timestamp());
+        log.sort_unstable();
+    }
+}
+
+/// `2026-11-28 13:00 UTC`: how times are shown to people.
+pub fn format_utc(at: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
+
+    #[test]
+    fn the_product_gets_six_writes_an_hour_and_is_told_when_more_free_up() {
+        let mut log = WriteLog::default();
+        let minutes = |m: i64| T0 + time::Duration::minutes(m);
+        for m in 0..6 {
+            assert_eq!(log.room_for(Writer::Product, minutes(m)), None);
+            log.record(Writer::Product, minutes(m));
+        }
+        assert_eq!(
+            log.room_for(Writer::Product, minutes(10)),
+            Some(minutes(60)),
+            "the first write leaves the hour at 13:00"
+        );
+        assert_eq!(log.room_for(Writer::Product, minutes(60)), None);
+        // People's changes do not take the product's hourly room.
+        log.record(Writer::Person, minutes(10));
+        assert_eq!(log.room_for(Writer::Person, minutes(10)), None);
+        assert_eq!(log.last_hour(minutes(10)), 7);
+    }
+
+    #[test]
+    fn the_log_keeps_one_day_and_caps_each_day() {
+        let mut log = WriteLog::default();
+        for n in 0..MAX_PERSON_VERSIONS_PER_DAY as i64 {
+            log.record(Writer::Person, T0 + time::Duration::minutes(n));
+        }
+        let now = T0 + time::Duration::hours(2);
+        assert_eq!(
+            log.room_for(Writer::Person, now),
+            Some(T0 + time::Duration::days(1) + time::Duration::minutes(0)),
+            "people have used their day"
+        );
+        for n in 0..40 {
+            let at = now + time::Duration::minutes(10 * n);
+            assert_eq!(log.room_for(Writer::Product, at), None, "write {n}");
+            log.record(Writer::Product, at);
+        }
+        let later = now + time::Duration::minutes(400);
+        assert_eq!(log.last_day(later), MAX_VERSIONS_PER_DAY);
+        assert!(
+            log.room_for(Writer::Product, later).is_some(),
+            "the day is full"
+        );
+        log.record(Writer::Product, T0 + time::Duration::days(3));
+        assert_eq!(
+            log.last_day(T0 + time::Duration::days(3)),
+            1,
+            "a day is kept"
+        );
+    }
+
+    #[test]
+    fn completed_sessions_are_remembered_by_hash_and_forgotten_when_expired() {
+        let mut record = GrantRecord::new(Secret::new("s"));
+        let expires = (T0 + time::Duration::minutes(15)).unix_timestamp();
+        record.complete_session("state-1", expires, T0);
+        assert!(record.completed("state-1"));
+        assert!(!record.completed("state-2"));
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(!json.contains("state-1"), "only a hash is stored");
+        record.complete_session("state-2", expires + 3_600, T0 + time::Duration::minutes(30));
+        assert!(!record.completed("state-1"), "expired sessions are dropped");
+        assert!(record.completed("state-2"));
+    }
+}
