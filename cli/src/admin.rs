@@ -7,9 +7,10 @@ use clap::{Args, Subcommand};
 use roomtoken::Broker;
 use roomtoken::domain::duration::parse_duration;
 use roomtoken::domain::{AppRegistration, Cloud, Provider, Resource, Secret};
-use roomtoken::flows::admin::{self, ConnectionUpdate, NewConnection};
+use roomtoken::flows::admin::{self, AdminError, ConnectionUpdate, NewConnection};
 use roomtoken::flows::read::{StatusView, load_status_view};
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
+use roomtoken::store::StoreError;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use time::OffsetDateTime;
@@ -311,7 +312,8 @@ async fn key(
                 usize::from(*count),
                 now,
             )
-            .await?;
+            .await
+            .map_err(batching_hint)?;
             // Only the keys on stdout, so that scripts can capture them.
             for key in &keys {
                 writeln!(out, "{}", key.key.expose())?;
@@ -340,12 +342,31 @@ async fn key(
             Ok(())
         }
         KeyCommand::Revoke { id, key_ids } => {
-            admin::revoke_keys(broker, &connection_id(id)?, key_ids, now).await?;
+            admin::revoke_keys(broker, &connection_id(id)?, key_ids, now)
+                .await
+                .map_err(batching_hint)?;
             for key_id in key_ids {
                 writeln!(out, "revoked device key {key_id}")?;
             }
             Ok(())
         }
+    }
+}
+
+/// A refusal for lack of room in the version quota, with how to do more
+/// in fewer changes.
+fn batching_hint(error: AdminError) -> anyhow::Error {
+    let quota = matches!(error, AdminError::Store(StoreError::WriteQuota { .. }));
+    let error = anyhow::Error::new(error);
+    if quota {
+        error.context(
+            "each change to a connection is a new version of its secret, and Secrets Manager \
+             keeps every version for 24 hours: create several keys in one change with \
+             `roomtoken key create ID --count N`, and revoke several with \
+             `roomtoken key revoke ID KEY_ID KEY_ID...`",
+        )
+    } else {
+        error
     }
 }
 

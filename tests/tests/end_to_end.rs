@@ -214,6 +214,7 @@ async fn refused_callbacks(kind: StoreKind) {
         .unwrap();
     assert_eq!(first.status(), 200);
     let grant = broker.grant(&id).await.unwrap();
+    let requests = broker.identity.counters().token_requests;
     let replay = client
         .get(callback)
         .header("cookie", &cookie)
@@ -221,7 +222,14 @@ async fn refused_callbacks(kind: StoreKind) {
         .await
         .unwrap();
     assert_eq!(replay.status(), 400);
-    assert!(replay.text().await.unwrap().contains("already used"));
+    let body = replay.text().await.unwrap();
+    assert!(body.contains("already used"), "{body}");
+    assert!(body.contains("Open the consent link again"), "{body}");
+    assert_eq!(
+        broker.identity.counters().token_requests,
+        requests,
+        "a completed session never reaches the provider again"
+    );
     let after = broker.grant(&id).await.unwrap();
     assert_eq!(
         after.refresh_token, grant.refresh_token,

@@ -2,8 +2,10 @@
 //! class, retries and backoff, nothing lost when the store fails, races with
 //! new consents and with other passes, and the pinned account.
 
-use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass};
+use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass, ServeRecord, Writer};
+use roomtoken::flows::admin;
 use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
+use roomtoken::store::Part;
 use roomtoken_fake_identity::Fault;
 use roomtoken_tests::failing_store::FailingStore;
 use roomtoken_tests::*;
@@ -398,3 +400,152 @@ async fn concurrent_passes(kind: StoreKind) {
 }
 
 on_both_stores!(concurrent_passes => twenty_concurrent_passes_redeem_each_refresh_token_once_on_the_file_store, twenty_concurrent_passes_redeem_each_refresh_token_once_on_secrets_manager);
+
+/// Entra's access tokens live a random 60-90 minutes: after a permission
+/// change, `refresh --force` must serve the new token even when it expires
+/// sooner than the one it replaces.
+#[tokio::test]
+async fn a_forced_refresh_serves_the_newest_token_even_if_it_expires_sooner() {
+    let broker = spawn_broker(StoreKind::File).await;
+    broker
+        .identity
+        .set_access_token_lifetime(Duration::from_secs(90 * 60));
+    let (id, key) = broker.connected("newest").await;
+    let first: serde_json::Value = broker
+        .get_token(&id, Some(&key), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    broker
+        .identity
+        .set_access_token_lifetime(Duration::from_secs(60 * 60));
+    let outcome = pass(&broker, &id, true, OffsetDateTime::now_utc()).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    broker.expire_read_cache();
+    let second: serde_json::Value = broker
+        .get_token(&id, Some(&key), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(second["access_token"], first["access_token"]);
+    assert!(
+        second["expires_in"].as_u64() < first["expires_in"].as_u64(),
+        "the newer token expires sooner, and is served: {first} {second}"
+    );
+}
+
+/// A failing connection waits 5, then 10 minutes... between attempts,
+/// across passes, without a token request or a write meanwhile.
+#[tokio::test]
+async fn a_failing_connection_backs_off_across_passes() {
+    let sleeper = Arc::new(RecordingSleeper::default());
+    let broker = Setup::new(StoreKind::File)
+        .sleeper(sleeper.clone())
+        .spawn()
+        .await;
+    let id = connected(&broker, "backoff").await;
+    let t0 = OffsetDateTime::now_utc();
+    let minutes = |m: i64| t0 + time::Duration::minutes(m);
+    let fail_next_attempt = || {
+        for _ in 0..3 {
+            broker.identity.inject(Fault::ServerError { status: 503 });
+        }
+    };
+    fail_next_attempt();
+    let outcome = pass(&broker, &id, true, t0).await;
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    assert_eq!(broker.status(&id).await.next_attempt_at, Some(minutes(5)));
+
+    let requests = token_requests(&broker);
+    let puts = broker.store.calls().puts;
+    assert_eq!(
+        pass(&broker, &id, false, minutes(2)).await,
+        Outcome::BackingOff(minutes(5))
+    );
+    assert_eq!(
+        pass(&broker, &id, false, minutes(6)).await,
+        Outcome::NotDue,
+        "the backoff is over, and the token is not due yet"
+    );
+    assert_eq!(
+        token_requests(&broker),
+        requests,
+        "no request while waiting"
+    );
+    assert_eq!(broker.store.calls().puts, puts, "and no write");
+
+    // Due, failing again: the wait doubles.
+    fail_next_attempt();
+    let outcome = pass(&broker, &id, false, minutes(45)).await;
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    assert_eq!(broker.status(&id).await.next_attempt_at, Some(minutes(55)));
+    assert_eq!(
+        pass(&broker, &id, false, minutes(50)).await,
+        Outcome::BackingOff(minutes(55))
+    );
+    let outcome = pass(&broker, &id, false, minutes(56)).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    let status = broker.status(&id).await;
+    assert_eq!(status.state, ConnectionState::Connected);
+    assert_eq!(status.next_attempt_at, None);
+}
+
+/// With no room left in a secret's version quota, a refresh redeems
+/// nothing (a rotated refresh token it could not store would be lost) and
+/// says until when.
+#[tokio::test]
+async fn no_room_in_the_version_quota_means_no_token_request() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let id = connected(&broker, "quota").await;
+    let connection = ConnectionId::parse(&id).unwrap();
+    // Whole seconds: the write log keeps Unix seconds.
+    let t0 =
+        OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+    for _ in 0..6 {
+        broker
+            .broker
+            .repo
+            .update::<ServeRecord, _>(&connection, Part::Serve, Writer::Product, t0, |r| r)
+            .await
+            .unwrap();
+    }
+    let requests = token_requests(&broker);
+    let outcome = pass(&broker, &id, true, t0).await;
+    assert_eq!(outcome, Outcome::WriteQuota(t0 + time::Duration::hours(1)));
+    assert_eq!(token_requests(&broker), requests, "nothing redeemed");
+    let printed = broker.cli(&["refresh", &id, "--force"], "").await;
+    let printed = printed.unwrap_err();
+    assert!(printed.contains("could not be refreshed"), "{printed}");
+
+    let later = t0 + time::Duration::minutes(61);
+    let outcome = pass(&broker, &id, true, later).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+}
+
+/// People's changes to one secret are capped per day; the refusal says
+/// why, until when, and how to batch.
+#[tokio::test]
+async fn the_cli_refuses_changes_beyond_the_days_room_and_says_how_to_batch() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let id = connected(&broker, "churn").await;
+    let connection = ConnectionId::parse(&id).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let mut made = 0;
+    let refusal = loop {
+        match admin::create_key(&broker.broker, &connection, None, now).await {
+            Ok(_) => made += 1,
+            Err(e) => break e.to_string(),
+        }
+        assert!(made < 100, "never refused");
+    };
+    assert!(
+        (40..50).contains(&made),
+        "{made} keys before the day's room ran out"
+    );
+    assert!(refusal.contains("changed too often"), "{refusal}");
+    assert!(refusal.contains("UTC"), "says when: {refusal}");
+    let printed = broker.cli(&["key", "create", &id], "").await.unwrap_err();
+    assert!(printed.contains("--count"), "says how to batch: {printed}");
+}

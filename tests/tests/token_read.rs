@@ -7,6 +7,7 @@
 
 use roomtoken::domain::{ConnectionId, ConnectionState, ServeRecord, Writer};
 use roomtoken::flows::admin;
+use roomtoken::flows::read::{TokenRequest, read_token};
 use roomtoken::store::{Part, SecretName};
 use roomtoken_tests::*;
 use serde_json::Value;
@@ -538,4 +539,76 @@ async fn ten_thousand_reads_within_a_ttl_read_the_store_once() {
         assert_eq!(response.unwrap().status(), 401);
     }
     assert_eq!(broker.store.calls().gets - after.gets, 1);
+}
+
+/// What token-read answers for a connection that does not exist, one that
+/// has no device key yet, and one never consented: the first two exactly
+/// like a wrong key (the store answers "does not exist" or an empty key
+/// list), the third 503 with its state.
+async fn unknown_unkeyed_and_unconsented(kind: StoreKind) {
+    let broker = spawn_broker(kind).await;
+    let (id, key) = broker.connected("known").await;
+    let wrong = broker.get_token(&id, Some(&format!("{key}x")), None).await;
+    assert_eq!(wrong.status(), 401);
+    let refused = wrong.bytes().await.unwrap();
+
+    let unknown = unique_id("never-added");
+    let response = broker.get_token(&unknown, Some(&key), None).await;
+    assert_eq!(response.status(), 401, "unknown connection");
+    assert_eq!(response.bytes().await.unwrap(), refused);
+    let serve = format!("connections/{unknown}/serve");
+    assert_eq!(
+        broker.store.gets_of(&serve),
+        1,
+        "asked the store once, which said it does not exist"
+    );
+
+    let unkeyed = unique_id("no-keys");
+    broker.add_connection(&unkeyed).await;
+    let response = broker.get_token(&unkeyed, Some(&key), None).await;
+    assert_eq!(response.status(), 401, "no device key yet");
+    assert_eq!(response.bytes().await.unwrap(), refused);
+
+    let key = broker.create_key(&unkeyed).await;
+    broker.expire_read_cache();
+    let response = broker.get_token(&unkeyed, Some(&key), None).await;
+    assert_eq!(response.status(), 503, "never consented");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["state"], "pending_consent");
+}
+
+on_both_stores!(unknown_unkeyed_and_unconsented => unknown_unkeyed_and_unconsented_connections_on_the_file_store, unknown_unkeyed_and_unconsented_connections_on_secrets_manager);
+
+/// A flood of made-up connection ids fills a cache of its own: a real
+/// connection read afterwards is still cached (one store read for many).
+#[tokio::test]
+async fn made_up_ids_never_take_the_place_of_real_connections() {
+    let broker = spawn_broker(StoreKind::File).await;
+    let (id, key) = broker.connected("real").await;
+    let now = broker.broker.now();
+    let forged = "rtk_0000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for n in 0..1_500 {
+        let made_up = format!("made-up-{n}");
+        let request = TokenRequest {
+            connection: &made_up,
+            key: Some(forged),
+            ..TokenRequest::default()
+        };
+        assert!(read_token(&broker.broker, request, now).await.is_err());
+    }
+    let serve = format!("connections/{id}/serve");
+    let before = broker.store.gets_of(&serve);
+    for _ in 0..5 {
+        let request = TokenRequest {
+            connection: &id,
+            key: Some(&key),
+            ..TokenRequest::default()
+        };
+        assert!(read_token(&broker.broker, request, now).await.is_ok());
+    }
+    assert_eq!(
+        broker.store.gets_of(&serve) - before,
+        1,
+        "the real connection was read once, then served from the cache"
+    );
 }
