@@ -117,6 +117,11 @@ impl Broker {
         self.clock.now()
     }
 
+    /// The clock the broker reads, for the parts that pace themselves.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// Opens the configured store and the real identity client.
     pub async fn from_config(config: Config) -> Result<Self, BrokerError> {
         let store = config

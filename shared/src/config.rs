@@ -60,7 +60,7 @@ impl Config {
             secret_prefix: "roomtoken/".into(),
             public_url: None,
             refresh_margin: Duration::from_secs(20 * 60),
-            refresh_concurrency: 8,
+            refresh_concurrency: 16,
             refresh_budget: Duration::from_secs(4 * 60),
             retry: RetryPolicy::default(),
             http_timeout: Duration::from_secs(30),
@@ -195,7 +195,7 @@ mod tests {
         let config = Config::from_lookup(StoreSpec::Aws, |_| None).unwrap();
         assert_eq!(config.refresh_margin, Duration::from_secs(1_200));
         assert_eq!(config.secret_prefix, "roomtoken/");
-        assert_eq!(config.refresh_concurrency, 8);
+        assert_eq!(config.refresh_concurrency, 16);
         assert_eq!(config.read_cache_ttl, Duration::from_secs(60));
         assert_eq!(config.write_budget, Some(20), "Secrets Manager is paced");
         let local = Config::from_lookup(StoreSpec::File(".roomtoken".into()), |_| None).unwrap();

@@ -43,12 +43,21 @@ pub fn pass_documents(summary: &PassSummary, function_name: &str, timestamp_ms: 
 
     let mut documents = vec![document(
         &["FunctionName"],
-        &["Connections", "Refreshed", "Failed", "StoreFailed"],
+        &[
+            "Connections",
+            "Refreshed",
+            "Failed",
+            "StoreFailed",
+            "Deferred",
+            "WriteQuota",
+        ],
         json!({
             "Connections": summary.connections,
             "Refreshed": summary.refreshed,
             "Failed": summary.failed,
             "StoreFailed": summary.store_failed,
+            "Deferred": summary.deferred,
+            "WriteQuota": summary.write_quota,
         }),
     )];
     for class in FailureClass::ALL {
@@ -135,12 +144,17 @@ mod tests {
         assert_eq!(
             documents[0],
             json!({
-                "_aws": directive(&["FunctionName"], &["Connections", "Refreshed", "Failed", "StoreFailed"]),
+                "_aws": directive(
+                    &["FunctionName"],
+                    &["Connections", "Refreshed", "Failed", "StoreFailed", "Deferred", "WriteQuota"]
+                ),
                 "FunctionName": "rt-token-refresh",
                 "Connections": 5,
                 "Refreshed": 2,
                 "Failed": 2,
                 "StoreFailed": 0,
+                "Deferred": 0,
+                "WriteQuota": 0,
             })
         );
     }

@@ -2,16 +2,20 @@
 //!
 //! Secrets Manager's write calls (PutSecretValue, UpdateSecretVersionStage,
 //! UpdateSecret, CreateSecret) share 50 requests per second per region, not
-//! adjustable, with everything else in the account. A pass reserves its
-//! write calls here before it sends them: reservations are spaced `1/rate`
-//! apart, so that no second holds more than `rate` of them. A reservation
-//! that would only be ready after the pass's deadline is refused: that
-//! connection is left for the next pass.
+//! adjustable, with everything else in the account. A pass sends its writes
+//! through a [`PacedStore`]: each write waits for its slots, spaced `1/rate`
+//! apart, so that no second holds more than `rate` write calls. Before a
+//! connection's refresh tokens are redeemed, the pass asks whether its
+//! writes still fit before the pass's deadline ([`Pacer::fits`]); what does
+//! not fit is left for the next pass.
 //!
-//! Time comes from the caller (the broker's clock), so a simulated clock
-//! drives it in benchmarks.
+//! Time comes from the broker's clock and waits go through its sleeper, so
+//! a simulated clock drives it in benchmarks.
 
-use std::sync::{Mutex, PoisonError};
+use crate::clock::{Clock, Sleeper};
+use crate::store::{SecretStore, StoreError, Stored, Version};
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -33,29 +37,97 @@ impl Pacer {
         }
     }
 
-    /// Reserves `calls` consecutive write calls. Returns how long to wait
-    /// before sending them, or `None` (and reserves nothing) when they could
-    /// not all go before `deadline`.
-    pub fn reserve(
+    fn next_slot(&self) -> std::sync::MutexGuard<'_, Option<OffsetDateTime>> {
+        self.next_slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// When the last of `calls` calls asked for now would go.
+    fn last_slot(
         &self,
+        next: Option<OffsetDateTime>,
         calls: u32,
         now: OffsetDateTime,
-        deadline: OffsetDateTime,
-    ) -> Option<Duration> {
-        let Some(spacing) = self.spacing else {
-            return (now < deadline).then_some(Duration::ZERO);
-        };
-        let mut next = self
-            .next_slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    ) -> OffsetDateTime {
+        let spacing = self.spacing.unwrap_or_default();
         let first = next.map_or(now, |slot| slot.max(now));
-        let last = first + spacing.saturating_mul(calls.saturating_sub(1));
-        if last >= deadline {
-            return None;
-        }
+        first + spacing.saturating_mul(calls.saturating_sub(1))
+    }
+
+    /// Whether `calls` more write calls would all go before `deadline`.
+    pub fn fits(&self, calls: u32, now: OffsetDateTime, deadline: OffsetDateTime) -> bool {
+        self.last_slot(*self.next_slot(), calls, now) < deadline
+    }
+
+    /// Reserves `calls` consecutive write calls; returns how long to wait
+    /// before sending them.
+    pub fn reserve(&self, calls: u32, now: OffsetDateTime) -> Duration {
+        let Some(spacing) = self.spacing else {
+            return Duration::ZERO;
+        };
+        let mut next = self.next_slot();
+        let last = self.last_slot(*next, calls, now);
         *next = Some(last + spacing);
-        Some((last - now).try_into().unwrap_or(Duration::ZERO))
+        (last - now).try_into().unwrap_or(Duration::ZERO)
+    }
+}
+
+/// A store whose writes wait for the pacer. Reads, lists and deletes are
+/// not write calls and go at once.
+pub struct PacedStore {
+    inner: Arc<dyn SecretStore>,
+    pacer: Arc<Pacer>,
+    clock: Arc<dyn Clock>,
+    sleeper: Arc<dyn Sleeper>,
+}
+
+impl PacedStore {
+    pub fn new(
+        inner: Arc<dyn SecretStore>,
+        pacer: Arc<Pacer>,
+        clock: Arc<dyn Clock>,
+        sleeper: Arc<dyn Sleeper>,
+    ) -> Self {
+        Self {
+            inner,
+            pacer,
+            clock,
+            sleeper,
+        }
+    }
+}
+
+#[async_trait]
+impl SecretStore for PacedStore {
+    async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
+        self.inner.get(name).await
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
+        let calls = self.inner.calls_per_write(expected.is_none());
+        let wait = self.pacer.reserve(calls, self.clock.now());
+        if !wait.is_zero() {
+            self.sleeper.sleep(wait).await;
+        }
+        self.inner.put(name, value, expected).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.delete(name).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix).await
+    }
+
+    fn calls_per_write(&self, creating: bool) -> u32 {
+        self.inner.calls_per_write(creating)
     }
 }
 
@@ -69,41 +141,36 @@ mod tests {
     #[test]
     fn reservations_are_spaced_so_that_no_second_holds_more_than_the_rate() {
         let pacer = Pacer::new(Some(20));
-        let deadline = T0 + Duration::from_secs(60);
-        // Four calls per refresh, asked for all at once at T0: each refresh
-        // waits for the last of its four slots.
-        let waits: Vec<Duration> = (0..10)
-            .map(|_| pacer.reserve(4, T0, deadline).unwrap())
-            .collect();
-        assert_eq!(waits[0], Duration::from_millis(150));
-        assert_eq!(waits[1], Duration::from_millis(350));
-        assert_eq!(waits[9], Duration::from_millis(1_950));
+        // Ten writes of two calls each, asked for at once at T0: each waits
+        // for the second of its slots.
+        let waits: Vec<Duration> = (0..20).map(|_| pacer.reserve(2, T0)).collect();
+        assert_eq!(waits[0], Duration::from_millis(50));
+        assert_eq!(waits[1], Duration::from_millis(150));
+        assert_eq!(waits[19], Duration::from_millis(1_950));
         // 40 calls took two seconds: 20 a second.
-        let sent_by = |t: Duration| waits.iter().filter(|&&w| w < t).count() * 4;
-        assert_eq!(sent_by(Duration::from_secs(1)), 20);
+        let sent_in_first_second = waits
+            .iter()
+            .filter(|w| **w < Duration::from_secs(1))
+            .count();
+        assert_eq!(sent_in_first_second * 2, 20);
     }
 
     #[test]
-    fn what_cannot_go_before_the_deadline_is_left_for_the_next_pass() {
+    fn what_cannot_go_before_the_deadline_does_not_fit() {
         let pacer = Pacer::new(Some(2));
         let deadline = T0 + Duration::from_secs(3);
-        assert_eq!(
-            pacer.reserve(4, T0, deadline),
-            Some(Duration::from_millis(1_500))
-        );
-        assert_eq!(pacer.reserve(4, T0, deadline), None, "would end at 3.5 s");
-        assert_eq!(pacer.reserve(1, T0, deadline), Some(Duration::from_secs(2)));
+        assert!(pacer.fits(4, T0, deadline));
+        assert_eq!(pacer.reserve(4, T0), Duration::from_millis(1_500));
+        assert!(!pacer.fits(4, T0, deadline), "would end at 3.5 s");
+        assert!(pacer.fits(2, T0, deadline));
     }
 
     #[test]
     fn without_a_rate_nothing_waits() {
         let pacer = Pacer::new(None);
         let deadline = T0 + Duration::from_secs(1);
-        assert_eq!(pacer.reserve(1_000, T0, deadline), Some(Duration::ZERO));
-        assert_eq!(
-            pacer.reserve(1, deadline, deadline),
-            None,
-            "the pass is over"
-        );
+        assert_eq!(pacer.reserve(1_000, T0), Duration::ZERO);
+        assert!(pacer.fits(1_000, T0, deadline));
+        assert!(!pacer.fits(1, deadline, deadline), "the pass is over");
     }
 }

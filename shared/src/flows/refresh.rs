@@ -27,11 +27,12 @@ use crate::domain::{
     LastError, Resource, Secret, ServeRecord, Status, Writer,
 };
 use crate::identity::{IdentityError, TokenSet};
-use crate::pacer::Pacer;
-use crate::store::{Part, StoreError, Versioned};
+use crate::pacer::{PacedStore, Pacer};
+use crate::store::{Part, Repository, StoreError, Versioned};
 use futures::StreamExt;
 use rand::Rng;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -134,12 +135,25 @@ pub async fn refresh_pass(
     // The most urgent first: when the budget runs out, what is left has
     // the most time to wait for the next pass.
     due.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    let pacer = Pacer::new(broker.config.write_budget);
+    let pacer = Arc::new(Pacer::new(broker.config.write_budget));
+    let paced = Repository::new(Arc::new(PacedStore::new(
+        broker.repo.store().clone(),
+        pacer.clone(),
+        broker.clock(),
+        broker.sleeper.clone(),
+    )));
+    let pass = Pass {
+        broker,
+        repo: &paced,
+        pacer: &pacer,
+        now,
+        deadline,
+    };
     let refreshed: Vec<ConnectionResult> = futures::stream::iter(due)
         .map(|(_, id, serve)| {
-            let pacer = &pacer;
+            let pass = &pass;
             async move {
-                let result = refresh_due(broker, pacer, &id, *serve, now, deadline).await;
+                let result = pass.refresh_due(&id, *serve).await;
                 finished(id, result)
             }
         })
@@ -243,152 +257,159 @@ async fn survey(
     })
 }
 
-async fn refresh_due(
-    broker: &Broker,
-    pacer: &Pacer,
-    id: &ConnectionId,
-    serve: Versioned<ServeRecord>,
+/// What every refresh of a pass shares: the broker, the repository whose
+/// writes are paced, the pacer, the pass's time and deadline.
+struct Pass<'a> {
+    broker: &'a Broker,
+    repo: &'a Repository,
+    pacer: &'a Pacer,
     now: OffsetDateTime,
     deadline: OffsetDateTime,
-) -> Result<(Outcome, ConnectionState), StoreError> {
-    let state = serve.value.status.state;
-    let Some(_claim) = broker.claim_refresh(id) else {
-        return Ok((Outcome::Busy, state));
-    };
-    let Some(grant) = broker.repo.grant(id).await? else {
-        return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
-    };
-    if grant.value.grant.is_none() {
-        return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
-    }
-    // Room in both secrets' version quota, before anything is redeemed.
-    let room = [&grant.value.writes, &serve.value.writes]
-        .into_iter()
-        .filter_map(|log| log.room_for(Writer::Product, now))
-        .max();
-    if let Some(until) = room {
-        return Ok((Outcome::WriteQuota(until), state));
-    }
-    // The two writes this refresh may make, paced under the write budget.
-    let calls = 2 * broker.repo.store().calls_per_write(false);
-    let Some(wait) = pacer.reserve(calls, broker.now(), deadline) else {
-        return Ok((Outcome::Deferred, state));
-    };
-    if !wait.is_zero() {
-        broker.sleeper.sleep(wait).await;
-    }
-    refresh_connection(broker, id, grant, serve, now, deadline).await
 }
 
-async fn refresh_connection(
-    broker: &Broker,
-    id: &ConnectionId,
-    grant: Versioned<GrantRecord>,
-    serve: Versioned<ServeRecord>,
-    now: OffsetDateTime,
-    deadline: OffsetDateTime,
-) -> Result<(Outcome, ConnectionState), StoreError> {
-    let app = &serve.value.app;
-    let client_secret = &grant.value.client_secret;
-    let Some(held) = &grant.value.grant else {
-        return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
-    };
-    let mut refresh_token = held.refresh_token.clone();
-    let mut minted = AccessTokens {
-        account: held.account.display.clone(),
-        resources: app.resources.iter().map(|r| r.name.clone()).collect(),
-        tokens: Vec::new(),
-    };
-    let mut failure: Option<IdentityError> = None;
-    // One request per resource, each with the newest refresh token.
-    for resource in &app.resources {
-        match redeem(
-            broker,
-            id,
-            app,
-            client_secret,
-            &refresh_token,
-            resource,
-            deadline,
-        )
-        .await
-        {
-            Ok(tokens) => {
-                if let Some(newer) = tokens.refresh_token.clone() {
-                    refresh_token = newer;
-                }
-                minted.put(access_token(resource, &tokens, now));
-            }
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
+impl Pass<'_> {
+    async fn refresh_due(
+        &self,
+        id: &ConnectionId,
+        serve: Versioned<ServeRecord>,
+    ) -> Result<(Outcome, ConnectionState), StoreError> {
+        let (broker, now) = (self.broker, self.now);
+        let state = serve.value.status.state;
+        let Some(_claim) = broker.claim_refresh(id) else {
+            return Ok((Outcome::Busy, state));
+        };
+        let Some(grant) = self.repo.grant(id).await? else {
+            return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
+        };
+        if grant.value.grant.is_none() {
+            return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
         }
+        // Room in both secrets' version quota, before anything is redeemed.
+        let room = [&grant.value.writes, &serve.value.writes]
+            .into_iter()
+            .filter_map(|log| log.room_for(Writer::Product, now))
+            .max();
+        if let Some(until) = room {
+            return Ok((Outcome::WriteQuota(until), state));
+        }
+        // The two writes this refresh may make must go before the deadline
+        // under the write budget: otherwise it is left for the next pass.
+        let calls = 2 * self.repo.store().calls_per_write(false);
+        if !self.pacer.fits(calls, broker.now(), self.deadline) {
+            return Ok((Outcome::Deferred, state));
+        }
+        self.refresh_connection(id, grant, serve).await
     }
 
-    if !minted.tokens.is_empty() {
-        // The rotation first: a refresh token the provider handed out is
-        // never left only in memory while anything else is written.
-        let mut rotated = grant.value.clone();
-        rotated.grant = Some(held.rotated(Some(refresh_token), now));
-        match broker
-            .repo
-            .write(
+    async fn refresh_connection(
+        &self,
+        id: &ConnectionId,
+        grant: Versioned<GrantRecord>,
+        serve: Versioned<ServeRecord>,
+    ) -> Result<(Outcome, ConnectionState), StoreError> {
+        let (broker, now) = (self.broker, self.now);
+        let app = &serve.value.app;
+        let client_secret = &grant.value.client_secret;
+        let Some(held) = &grant.value.grant else {
+            return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
+        };
+        let mut refresh_token = held.refresh_token.clone();
+        let mut minted = AccessTokens {
+            account: held.account.display.clone(),
+            resources: app.resources.iter().map(|r| r.name.clone()).collect(),
+            tokens: Vec::new(),
+        };
+        let mut failure: Option<IdentityError> = None;
+        // One request per resource, each with the newest refresh token.
+        for resource in &app.resources {
+            match redeem(
+                broker,
                 id,
-                Part::Grant,
-                &mut rotated,
-                Some(&grant.version),
-                Writer::Product,
-                now,
+                app,
+                client_secret,
+                &refresh_token,
+                resource,
+                self.deadline,
             )
             .await
-        {
-            Ok(_) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Ok((Outcome::LostRace, serve.value.status.state));
+            {
+                Ok(tokens) => {
+                    if let Some(newer) = tokens.refresh_token.clone() {
+                        refresh_token = newer;
+                    }
+                    minted.put(access_token(resource, &tokens, now));
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
-            Err(e) => return Err(e),
         }
+
+        if !minted.tokens.is_empty() {
+            // The rotation first: a refresh token the provider handed out is
+            // never left only in memory while anything else is written.
+            let mut rotated = grant.value.clone();
+            rotated.grant = Some(held.rotated(Some(refresh_token), now));
+            match self
+                .repo
+                .write(
+                    id,
+                    Part::Grant,
+                    &mut rotated,
+                    Some(&grant.version),
+                    Writer::Product,
+                    now,
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) => {
+                    return Ok((Outcome::LostRace, serve.value.status.state));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let result = match failure {
+            None => Ok(()),
+            Some(e) => {
+                let error = e.to_last_error(now);
+                if error.class == FailureClass::OurBug {
+                    tracing::error!(connection = %id, code = %error.code, message = %error.message, "the identity provider refused a request we should never send");
+                }
+                Err(error)
+            }
+        };
+        let transition = |status: &Status| match &result {
+            Ok(()) => status.after_success(now),
+            Err(error) => status.after_failure(error.clone()),
+        };
+        let minted = (!minted.tokens.is_empty()).then_some(minted);
+        let change = |record: &mut ServeRecord| {
+            let next = transition(&record.status);
+            let worth_writing = minted.is_some() || record.status.worth_writing(&next);
+            if let Some(minted) = &minted {
+                let mut tokens = minted.clone();
+                if let Some(current) = &record.access {
+                    tokens.keep_newest(current);
+                }
+                record.access = Some(tokens);
+            }
+            record.status = next;
+            worth_writing
+        };
+        let state = write_serve(self.repo, id, serve, now, change).await?;
+        let outcome = match result {
+            Ok(()) => Outcome::Refreshed {
+                resources: minted
+                    .iter()
+                    .flat_map(|m| m.tokens.iter().map(|t| t.resource.clone()))
+                    .collect(),
+            },
+            Err(error) => Outcome::Failed(error),
+        };
+        Ok((outcome, state))
     }
-    let result = match failure {
-        None => Ok(()),
-        Some(e) => {
-            let error = e.to_last_error(now);
-            if error.class == FailureClass::OurBug {
-                tracing::error!(connection = %id, code = %error.code, message = %error.message, "the identity provider refused a request we should never send");
-            }
-            Err(error)
-        }
-    };
-    let transition = |status: &Status| match &result {
-        Ok(()) => status.after_success(now),
-        Err(error) => status.after_failure(error.clone()),
-    };
-    let minted = (!minted.tokens.is_empty()).then_some(minted);
-    let change = |record: &mut ServeRecord| {
-        let next = transition(&record.status);
-        let worth_writing = minted.is_some() || record.status.worth_writing(&next);
-        if let Some(minted) = &minted {
-            let mut tokens = minted.clone();
-            if let Some(current) = &record.access {
-                tokens.keep_newest(current);
-            }
-            record.access = Some(tokens);
-        }
-        record.status = next;
-        worth_writing
-    };
-    let state = write_serve(broker, id, serve, now, change).await?;
-    let outcome = match result {
-        Ok(()) => Outcome::Refreshed {
-            resources: minted
-                .iter()
-                .flat_map(|m| m.tokens.iter().map(|t| t.resource.clone()))
-                .collect(),
-        },
-        Err(error) => Outcome::Failed(error),
-    };
-    Ok((outcome, state))
 }
 
 /// Applies `change` to the serve secret and writes it when `change` says
@@ -396,7 +417,7 @@ async fn refresh_connection(
 /// pass, and only after a conflict (a key or a consent written meanwhile)
 /// over a fresh read. Returns the state written (or that would have been).
 async fn write_serve(
-    broker: &Broker,
+    repo: &Repository,
     id: &ConnectionId,
     read: Versioned<ServeRecord>,
     now: OffsetDateTime,
@@ -406,8 +427,7 @@ async fn write_serve(
     if !change(&mut record) {
         return Ok(record.status.state);
     }
-    match broker
-        .repo
+    match repo
         .write(
             id,
             Part::Serve,
@@ -423,15 +443,13 @@ async fn write_serve(
         Err(e) => return Err(e),
     }
     let mut state = record.status.state;
-    broker
-        .repo
-        .update::<ServeRecord, _>(id, Part::Serve, Writer::Product, now, |current| {
-            let mut current = current?;
-            let worth = change(&mut current);
-            state = current.status.state;
-            worth.then_some(current)
-        })
-        .await?;
+    repo.update::<ServeRecord, _>(id, Part::Serve, Writer::Product, now, |current| {
+        let mut current = current?;
+        let worth = change(&mut current);
+        state = current.status.state;
+        worth.then_some(current)
+    })
+    .await?;
     Ok(state)
 }
 
