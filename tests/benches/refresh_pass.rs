@@ -12,17 +12,13 @@
 //! (without moto, the Secrets Manager run is skipped).
 
 use roomtoken::clock::{Clock, ManualClock};
-use roomtoken::domain::{
-    AccessToken, AccessTokens, Account, AccountKey, Cloud, ConnectionId, Grant, GrantRecord,
-    Provider, Resource, Secret, ServeRecord, Status, Writer,
-};
-use roomtoken::flows::admin::{self, NewConnection};
+use roomtoken::domain::ConnectionId;
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
-use roomtoken::store::{CountingStore, FileStore, Part, SecretStore, StoreSpec};
+use roomtoken::store::{CountingStore, FileStore, SecretStore, StoreSpec};
 use roomtoken::{Broker, Config};
-use roomtoken_fake_identity::{FakeAccount, FakeApp, FakeIdentity};
-use roomtoken_tests::fleet::{CallLog, SimulatedSleeper};
-use roomtoken_tests::{ACCOUNT, CLIENT_ID, TENANT, unique_id};
+use roomtoken_fake_identity::FakeIdentity;
+use roomtoken_tests::fleet::{CallLog, SimulatedSleeper, add_consented, fake_identity};
+use roomtoken_tests::unique_id;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -30,25 +26,6 @@ use time::OffsetDateTime;
 const CONNECTIONS: usize = 1_000;
 const BACKLOG: usize = 10_000;
 const LATENCY: Duration = Duration::from_millis(50);
-const CLIENT_SECRET: &str = "bench-client-secret";
-
-/// A fake identity platform with the app and the booking account.
-async fn fake_identity() -> FakeIdentity {
-    let identity = FakeIdentity::start().await.expect("fake");
-    identity.register_app(FakeApp {
-        tenant: TENANT.into(),
-        client_id: CLIENT_ID.into(),
-        client_secret: CLIENT_SECRET.into(),
-        redirect_uris: vec!["http://127.0.0.1:9/callback".into()],
-    });
-    identity.add_account(FakeAccount {
-        tenant: TENANT.into(),
-        oid: "00000000-0000-4000-8000-00000000be7c".into(),
-        username: ACCOUNT.into(),
-        name: "bench".into(),
-    });
-    identity
-}
 
 /// `count` consented connections whose tokens expire in `left`.
 async fn seed(
@@ -59,29 +36,9 @@ async fn seed(
     left: Duration,
 ) {
     let setup = Instant::now();
-    let resources = Resource::presets("ews,graph", Cloud::Global).expect("presets");
-    let scope: Vec<String> = resources.iter().flat_map(|r| r.scopes.clone()).collect();
     for n in 0..count {
         let id = ConnectionId::parse(&format!("bench-{n:05}")).expect("id");
-        let mut provider = Provider::microsoft(TENANT, Cloud::Global).expect("provider");
-        if let Provider::Microsoft { authority, .. } = &mut provider {
-            *authority = Some(identity.base_url());
-        }
-        let new = NewConnection {
-            id: id.clone(),
-            provider,
-            client_id: CLIENT_ID.into(),
-            resources: resources.clone(),
-            client_secret: Secret::new(CLIENT_SECRET),
-        };
-        admin::add_connection(broker, new, now).await.expect("add");
-        let refresh_token = identity.seed_refresh_token(
-            TENANT,
-            CLIENT_ID,
-            ACCOUNT,
-            &format!("{} offline_access", scope.join(" ")),
-        );
-        seed_connected(broker, &id, refresh_token, now, left).await;
+        add_consented(broker, identity, &id, 0, now, left).await;
     }
     eprintln!(
         "{count} connections set up in {:.1} s",
@@ -153,7 +110,6 @@ async fn backlog() {
         .with_clock(clock.clone())
         .with_sleeper(Arc::new(SimulatedSleeper(clock.clone())));
     let identity = fake_identity().await;
-    identity.set_access_token_lifetime(Duration::from_secs(75 * 60));
     seed(
         &broker,
         &identity,
@@ -203,67 +159,6 @@ async fn backlog() {
         broker.config.write_budget.unwrap_or(0),
         (passes - 1) * 5,
     );
-}
-
-/// A consented connection whose tokens are due: the grant as a consent
-/// stores it, and access tokens with `left` to live.
-async fn seed_connected(
-    broker: &Broker,
-    id: &ConnectionId,
-    refresh_token: String,
-    now: OffsetDateTime,
-    left: Duration,
-) {
-    let account = Account {
-        key: AccountKey::Microsoft {
-            tid: TENANT.into(),
-            oid: "00000000-0000-4000-8000-00000000be7c".into(),
-        },
-        display: ACCOUNT.into(),
-    };
-    let grant = Grant::new(Secret::new(refresh_token), account, now);
-    broker
-        .repo
-        .update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
-            let mut record = record?;
-            record.grant = Some(grant.clone());
-            Some(record)
-        })
-        .await
-        .expect("grant");
-    broker
-        .repo
-        .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
-            let mut record = record?;
-            let tokens = record
-                .app
-                .resources
-                .iter()
-                .map(|r| AccessToken {
-                    resource: r.name.clone(),
-                    access_token: Secret::new("seeded"),
-                    token_type: "Bearer".into(),
-                    scope: r.scopes.join(" "),
-                    expires_at: now + left,
-                    obtained_at: now - time::Duration::minutes(40),
-                })
-                .collect();
-            record.access = Some(AccessTokens {
-                account: ACCOUNT.into(),
-                resources: record
-                    .app
-                    .resources
-                    .iter()
-                    .map(|r| r.name.clone())
-                    .collect(),
-                tokens,
-            });
-            // Steady state: connected already.
-            record.status = Status::connected(ACCOUNT, now);
-            Some(record)
-        })
-        .await
-        .expect("serve");
 }
 
 #[tokio::main]

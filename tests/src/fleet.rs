@@ -405,26 +405,34 @@ struct Connection {
     next_reads: Vec<OffsetDateTime>,
 }
 
+const CLIENT_SECRET: &str = "fleet-client-secret";
+const ACCOUNT_OID: &str = "00000000-0000-4000-8000-00000000f1ee";
+
+/// A fake identity platform with the fleet's app and booking account, its
+/// access tokens living 75 minutes (Entra's 60 to 90, on average).
+pub async fn fake_identity() -> FakeIdentity {
+    let fake = FakeIdentity::start().await.expect("fake identity");
+    fake.register_app(FakeApp {
+        tenant: TENANT.into(),
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        redirect_uris: vec!["http://127.0.0.1:9/callback".into()],
+    });
+    fake.add_account(FakeAccount {
+        tenant: TENANT.into(),
+        oid: ACCOUNT_OID.into(),
+        username: ACCOUNT.into(),
+        name: "fleet".into(),
+    });
+    fake.set_access_token_lifetime(Duration::from_secs(75 * 60));
+    fake
+}
+
 /// One fake identity platform per behaviour, each failing in its own way.
 async fn identities(behaviours: &[Behaviour]) -> BTreeMap<Behaviour, FakeIdentity> {
     let mut fakes = BTreeMap::new();
     for &behaviour in behaviours {
-        let fake = FakeIdentity::start().await.expect("fake identity");
-        fake.register_app(FakeApp {
-            tenant: TENANT.into(),
-            client_id: CLIENT_ID.into(),
-            client_secret: "fleet-client-secret".into(),
-            redirect_uris: vec!["http://127.0.0.1:9/callback".into()],
-        });
-        fake.add_account(FakeAccount {
-            tenant: TENANT.into(),
-            oid: "00000000-0000-4000-8000-00000000f1ee".into(),
-            username: ACCOUNT.into(),
-            name: "fleet".into(),
-        });
-        // Entra's access tokens live 60 to 90 minutes.
-        fake.set_access_token_lifetime(Duration::from_secs(75 * 60));
-        fakes.insert(behaviour, fake);
+        fakes.insert(behaviour, fake_identity().await);
     }
     fakes
 }
@@ -441,7 +449,9 @@ fn keep_failing(fakes: &BTreeMap<Behaviour, FakeIdentity>) {
     }
 }
 
-async fn add_connected(
+/// A connection as a consent leaves it, talking to `fake`, with `displays`
+/// device keys (returned) and tokens that expire in `expires_in`.
+pub async fn add_consented(
     broker: &Broker,
     fake: &FakeIdentity,
     id: &ConnectionId,
@@ -461,7 +471,7 @@ async fn add_connected(
             provider,
             client_id: CLIENT_ID.into(),
             resources: resources.clone(),
-            client_secret: Secret::new("fleet-client-secret"),
+            client_secret: Secret::new(CLIENT_SECRET),
         },
         now,
     )
@@ -477,7 +487,7 @@ async fn add_connected(
     let account = Account {
         key: AccountKey::Microsoft {
             tid: TENANT.into(),
-            oid: "00000000-0000-4000-8000-00000000f1ee".into(),
+            oid: ACCOUNT_OID.into(),
         },
         display: ACCOUNT.into(),
     };
@@ -492,9 +502,13 @@ async fn add_connected(
         })
         .await
         .expect("grant");
-    let keys = admin::create_keys(broker, id, Some("display".into()), displays, now)
-        .await
-        .expect("keys");
+    let keys = if displays == 0 {
+        Vec::new()
+    } else {
+        admin::create_keys(broker, id, Some("display".into()), displays, now)
+            .await
+            .expect("keys")
+    };
     broker
         .repo
         .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
@@ -507,7 +521,8 @@ async fn add_connected(
                     token_type: "Bearer".into(),
                     scope: r.scopes.join(" "),
                     expires_at: now + expires_in,
-                    obtained_at: now,
+                    // Issued up to an hour before it expires.
+                    obtained_at: (now + expires_in - time::Duration::hours(1)).min(now),
                 })
                 .collect();
             record.access = Some(AccessTokens {
@@ -574,7 +589,7 @@ pub async fn simulate(options: &FleetOptions) -> FleetReport {
             let expires_in = options
                 .all_due_in
                 .unwrap_or(Duration::from_secs(60 * (25 + (n as u64 * 7) % 50)));
-            let keys = add_connected(
+            let keys = add_consented(
                 &broker,
                 &fakes[&behaviour],
                 &id,

@@ -503,6 +503,33 @@ impl TestBroker {
         stored.expect("store").and_then(|g| g.value.grant)
     }
 
+    /// Changes a connection's serve secret in place, as a test sets it up
+    /// (a person's write, at the broker's time).
+    pub async fn change_serve(
+        &self,
+        id: &str,
+        change: impl Fn(&mut roomtoken::domain::ServeRecord),
+    ) {
+        let id = roomtoken::domain::ConnectionId::parse(id).expect("connection id");
+        let changed = self
+            .broker
+            .repo
+            .update::<roomtoken::domain::ServeRecord, _>(
+                &id,
+                roomtoken::store::Part::Serve,
+                roomtoken::domain::Writer::Person,
+                self.broker.now(),
+                |serve| {
+                    let mut serve = serve?;
+                    change(&mut serve);
+                    Some(serve)
+                },
+            )
+            .await
+            .expect("store");
+        assert!(changed.is_some(), "{id} has a serve secret");
+    }
+
     /// The stored status of a connection.
     pub async fn status(&self, id: &str) -> roomtoken::domain::Status {
         let id = roomtoken::domain::ConnectionId::parse(id).expect("connection id");

@@ -5,7 +5,7 @@
 //! The served broker's clock stands still unless a test moves it, so "within
 //! one TTL" and "after the TTL" are exact, with no sleeping.
 
-use roomtoken::domain::{ConnectionId, ConnectionState, ServeRecord, Writer};
+use roomtoken::domain::{ConnectionId, ConnectionState};
 use roomtoken::flows::admin;
 use roomtoken::flows::read::{TokenRequest, read_token};
 use roomtoken::store::{Part, SecretName};
@@ -44,49 +44,23 @@ fn audit_lines(id: &str) -> Vec<String> {
 }
 
 async fn set_state(broker: &TestBroker, id: &str, state: ConnectionState) {
-    let id = ConnectionId::parse(id).unwrap();
     broker
-        .broker
-        .repo
-        .update::<ServeRecord, _>(
-            &id,
-            Part::Serve,
-            Writer::Person,
-            broker.broker.now(),
-            |serve| {
-                let mut serve = serve.expect("a serve secret");
-                serve.status.state = state;
-                Some(serve)
-            },
-        )
-        .await
-        .unwrap();
+        .change_serve(id, |serve| serve.status.state = state)
+        .await;
 }
 
 /// Makes every stored token of the connection expire `seconds` after the
 /// broker's now (negative: already expired).
 async fn set_expiry(broker: &TestBroker, id: &str, seconds: i64) {
-    let id = ConnectionId::parse(id).unwrap();
     let expires_at = broker.broker.now() + time::Duration::seconds(seconds);
     broker
-        .broker
-        .repo
-        .update::<ServeRecord, _>(
-            &id,
-            Part::Serve,
-            Writer::Person,
-            broker.broker.now(),
-            |serve| {
-                let mut serve = serve.expect("a serve secret");
-                let access = serve.access.as_mut().expect("stored access tokens");
-                for token in &mut access.tokens {
-                    token.expires_at = expires_at;
-                }
-                Some(serve)
-            },
-        )
-        .await
-        .unwrap();
+        .change_serve(id, |serve| {
+            let access = serve.access.as_mut().expect("stored access tokens");
+            for token in &mut access.tokens {
+                token.expires_at = expires_at;
+            }
+        })
+        .await;
 }
 
 async fn key_lifecycle(kind: StoreKind) {

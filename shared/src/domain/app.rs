@@ -1,6 +1,7 @@
 //! The app registration of a connection: which identity provider, which client,
-//! which resources. The client secret is stored apart (see `store::Part::Credential`)
-//! so that functions that only build links never read it.
+//! which resources. It is stored in the connection's serve secret; the client
+//! secret is stored apart, in the grant secret (see [`super::records`]), so
+//! that functions that only build links or serve tokens never read it.
 
 use super::ConnectionId;
 use serde::{Deserialize, Serialize};
