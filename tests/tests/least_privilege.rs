@@ -71,18 +71,24 @@ fn assert_exactly(template: &Template, function: &str, expected: Vec<String>) {
     );
 }
 
-/// Reads of a connection secret also name its bare name, which only a
-/// name that does not exist matches: on AWS an unknown connection then reads
-/// as "not found", as on moto, instead of AccessDenied.
-fn reads(parts: &[&str]) -> Vec<String> {
-    let mut out = grants(&[GET], parts);
-    out.extend(
-        parts
-            .iter()
-            .filter(|part| **part != "signing-key")
-            .map(|part| format!("{GET} @ name:connections/*/{part}")),
-    );
+/// Every action on a connection secret also names its bare name, which only
+/// a name that does not exist matches: on AWS an unknown or removed
+/// connection then answers "not found", as on moto, instead of AccessDenied.
+fn on_secrets(actions: &[&str], parts: &[&str]) -> Vec<String> {
+    let mut out = grants(actions, parts);
+    for action in actions {
+        out.extend(
+            parts
+                .iter()
+                .filter(|part| **part != "signing-key")
+                .map(|part| format!("{action} @ name:connections/*/{part}")),
+        );
+    }
     out
+}
+
+fn reads(parts: &[&str]) -> Vec<String> {
+    on_secrets(&[GET], parts)
 }
 
 #[test]
@@ -129,7 +135,7 @@ fn connect_callback_reads_and_replaces_both_connection_secrets() {
         &["kms:Decrypt", "kms:GenerateDataKey"],
     );
     expected.extend(reads(&["grant", "serve", "signing-key"]));
-    expected.extend(grants(&[PUT, STAGE], &["grant", "serve"]));
+    expected.extend(on_secrets(&[PUT, STAGE], &["grant", "serve"]));
     assert_exactly(&template, "ConnectCallbackFunction", expected);
 }
 
@@ -142,7 +148,7 @@ fn token_refresh_lists_connections_and_replaces_both_connection_secrets() {
     );
     expected.push("secretsmanager:ListSecrets @ *".into());
     expected.extend(reads(&["grant", "serve"]));
-    expected.extend(grants(&[PUT, STAGE], &["grant", "serve"]));
+    expected.extend(on_secrets(&[PUT, STAGE], &["grant", "serve"]));
     assert_exactly(&template, "TokenRefreshFunction", expected);
 }
 
