@@ -104,6 +104,8 @@ pub async fn update_connection(
     let repo = &broker.repo;
     let serve = serve_of(broker, id).await?;
     let mut app = serve.value.app.clone();
+    let app_changed =
+        update.provider.is_some() || update.client_id.is_some() || update.resources.is_some();
     if let Some(provider) = update.provider {
         app.provider = provider;
     }
@@ -126,25 +128,34 @@ pub async fn update_connection(
     // The grant first: a new secret or a forgotten account must be in place
     // before the serve secret says the connection may be tried again.
     if update.client_secret.is_some() || update.reset_account {
-        repo.update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
-            let mut record = record?;
-            if let Some(secret) = &update.client_secret {
-                record.client_secret = secret.clone();
-            }
-            if update.reset_account {
-                record.grant = None;
-            }
-            Some(record)
-        })
-        .await?;
+        let written = repo
+            .update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
+                let mut record = record?;
+                if let Some(secret) = &update.client_secret {
+                    record.client_secret = secret.clone();
+                }
+                if update.reset_account {
+                    record.grant = None;
+                }
+                Some(record)
+            })
+            .await?;
+        if written.is_none() {
+            return Err(AdminError::NotFound(id.clone()));
+        }
     }
     repo.update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
         let mut record = record?;
+        let misconfigured = record.status.state == ConnectionState::AppMisconfigured;
+        if !(app_changed || update.reset_account || misconfigured) {
+            // Nothing to change here: no new version.
+            return None;
+        }
         record.app = app.clone();
         if update.reset_account {
             record.access = None;
             record.status = Status::default();
-        } else if record.status.state == ConnectionState::AppMisconfigured {
+        } else if misconfigured {
             // A fixed registration deserves another attempt: leave the
             // state that made refresh passes skip this connection.
             record.status = Status {
