@@ -172,7 +172,9 @@ pub async fn run(cli: &Cli, stdin: &mut dyn BufRead, out: &mut dyn Write) -> any
         Command::Key(command) => key(&broker, command, out, now).await,
         Command::Status { id, json } => status(&broker, id.as_deref(), *json, out, now).await,
         Command::Refresh { id, force } => refresh(&broker, id.as_deref(), *force, out, now).await,
-        Command::Serve(_) | Command::Demo(_) => unreachable!("dispatched in run"),
+        Command::Serve(_) => unreachable!("dispatched in run"),
+        #[cfg(feature = "demo")]
+        Command::Demo(_) => unreachable!("dispatched in run"),
     }
 }
 

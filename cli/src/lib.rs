@@ -2,6 +2,7 @@
 //! tests call [`run`] in-process with their own stdin and stdout.
 
 mod admin;
+#[cfg(feature = "demo")]
 mod demo;
 pub mod logging;
 mod serve;
@@ -39,6 +40,7 @@ pub enum Command {
     /// Run every route and the refresh schedule in one process.
     Serve(ServeArgs),
     /// Run the broker against a built-in simulated Microsoft sign-in.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Add, change, list, show or remove connections (one per customer tenant).
     #[command(subcommand)]
@@ -78,6 +80,7 @@ pub struct ServeArgs {
     pub refresh_every: String,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -89,7 +92,9 @@ pub struct DemoArgs {
 /// Colours only on a terminal. Keep the guard until the process ends.
 pub fn init_logging(cli: &Cli) -> logging::LogGuard {
     let default = match cli.command {
-        Command::Serve(_) | Command::Demo(_) => "info",
+        Command::Serve(_) => "info",
+        #[cfg(feature = "demo")]
+        Command::Demo(_) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -129,6 +134,7 @@ pub async fn open_broker(cli: &Cli) -> anyhow::Result<Broker> {
 pub async fn run(cli: Cli, stdin: &mut dyn BufRead, out: &mut dyn Write) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(args) => serve::serve(&cli, args).await,
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::demo(args, out).await,
         _ => admin::run(&cli, stdin, out).await,
     }

@@ -1,8 +1,8 @@
 //! Where the broker reads the time and waits. Production uses the system
 //! clock and tokio's timer; tests drive a [`ManualClock`] and record waits,
-//! so that TTLs, expiries and backoff are checked without sleeping.
+//! so that TTLs, expiries and backoff are checked without sleeping (the
+//! manual clock exists only in tests and with the `test-util` feature).
 
-use std::sync::{Mutex, PoisonError};
 use time::OffsetDateTime;
 
 pub trait Clock: Send + Sync {
@@ -19,29 +19,39 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still until it is told to move.
-#[derive(Debug)]
-pub struct ManualClock {
-    now: Mutex<OffsetDateTime>,
-}
+#[cfg(any(test, feature = "test-util"))]
+pub use manual::ManualClock;
 
-impl ManualClock {
-    pub fn new(start: OffsetDateTime) -> Self {
-        Self {
-            now: Mutex::new(start),
+#[cfg(any(test, feature = "test-util"))]
+mod manual {
+    use super::Clock;
+    use std::sync::{Mutex, PoisonError};
+    use time::OffsetDateTime;
+
+    /// A clock that stands still until it is told to move.
+    #[derive(Debug)]
+    pub struct ManualClock {
+        now: Mutex<OffsetDateTime>,
+    }
+
+    impl ManualClock {
+        pub fn new(start: OffsetDateTime) -> Self {
+            Self {
+                now: Mutex::new(start),
+            }
+        }
+
+        /// Moves the clock forward by `by`.
+        pub fn advance(&self, by: std::time::Duration) {
+            let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
+            *now += by;
         }
     }
 
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: std::time::Duration) {
-        let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
-        *now += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    impl Clock for ManualClock {
+        fn now(&self) -> OffsetDateTime {
+            *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+        }
     }
 }
 

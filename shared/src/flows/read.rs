@@ -285,6 +285,11 @@ async fn snapshot(
     id: &ConnectionId,
     now: OffsetDateTime,
 ) -> Result<Arc<ConnectionSnapshot>, StoreError> {
+    // A warm hit takes one lock, as it did before made-up ids had a cache
+    // of their own.
+    if let Some(known) = broker.read_cache.peek(id, now) {
+        return Ok(known);
+    }
     if let Some(unknown) = broker.unknown_cache.peek(id, now) {
         return Ok(unknown);
     }

@@ -4,11 +4,13 @@
 //! (or `None` for "must not exist yet") and loses with [`StoreError::Conflict`]
 //! when someone else wrote first.
 
+#[cfg(any(test, feature = "test-util"))]
 mod counting;
 mod file;
 mod repository;
 mod secrets_manager;
 
+#[cfg(any(test, feature = "test-util"))]
 pub use counting::{CountingStore, StoreCalls};
 pub use file::FileStore;
 pub use repository::{Part, Repository, SecretName, Versioned};
