@@ -17,6 +17,8 @@ mod errors;
 mod jwt;
 mod model;
 mod pages;
+mod params;
+mod pkce;
 mod routes;
 mod scopes;
 mod server;
@@ -27,14 +29,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use url::Url;
 
 pub use model::{Counters, FakeAccount, FakeApp, Fault, IssuedAccessToken};
 
+pub use pkce::pkce_challenge;
 use state::{AccountRecord, Shared, key};
 
 /// A running fake identity platform. Cheap to clone; the server stops when the
@@ -52,11 +52,6 @@ impl fmt::Debug for FakeIdentity {
             .field("base_url", &self.shared.base.as_str())
             .finish_non_exhaustive()
     }
-}
-
-/// `BASE64URL-NOPAD(SHA256(verifier))`, the PKCE S256 code challenge.
-pub fn pkce_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 impl FakeIdentity {

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::errors::{RequestCtx, default_message};
 use crate::pages::{SignInPage, error_page, sign_in_page};
+use crate::params::Params;
 use crate::scopes::Scopes;
-use crate::server::Params;
 use crate::state::{self, CodeGrant, Shared, is_tenant_alias};
 
 /// Microsoft rejects query strings much longer than this (AADSTS90015).

@@ -15,9 +15,9 @@ use serde::Serialize;
 use crate::errors::{AadError, RequestCtx, ms_timestamp};
 use crate::jwt;
 use crate::model::{FakeApp, Fault};
-use crate::pkce_challenge;
+use crate::params::Params;
+use crate::pkce::pkce_challenge;
 use crate::scopes::{ResourceScopes, Scopes};
-use crate::server::Params;
 use crate::state::{self, Shared, is_tenant_alias, key};
 
 /// The grant types the fake implements.
