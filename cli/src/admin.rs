@@ -160,7 +160,7 @@ fn resources(
 
 pub async fn run(cli: &Cli, stdin: &mut dyn BufRead, out: &mut dyn Write) -> anyhow::Result<()> {
     let broker = open_broker(cli).await?;
-    let now = OffsetDateTime::now_utc();
+    let now = broker.now();
     match &cli.command {
         Command::Connection(command) => connection(&broker, command, stdin, out, now).await,
         Command::Link { id, ttl } => {

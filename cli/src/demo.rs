@@ -12,7 +12,6 @@ use roomtoken_fake_identity::{FakeAccount, FakeApp, FakeIdentity};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
-use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 const TENANT: &str = "00000000-0000-4000-8000-00000000d3e0";
@@ -55,7 +54,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         cloud,
         authority: Some(identity.base_url()),
     };
-    let now = OffsetDateTime::now_utc();
+    let now = broker.now();
     admin::add_connection(
         &broker,
         NewConnection {

@@ -7,7 +7,6 @@ use roomtoken::domain::duration::parse_duration;
 use roomtoken::flows::refresh::{PassOptions, refresh_pass};
 use std::sync::Arc;
 use std::time::Duration;
-use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 pub struct ServeOptions {
@@ -60,7 +59,7 @@ async fn refresh_timer(broker: Arc<Broker>, every: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match refresh_pass(&broker, &PassOptions::default(), OffsetDateTime::now_utc()).await {
+        match refresh_pass(&broker, &PassOptions::default(), broker.now()).await {
             Ok(report) => tracing::info!(connections = report.results.len(), "refresh pass done"),
             Err(e) => tracing::error!(error = %e, "refresh pass could not list connections"),
         }

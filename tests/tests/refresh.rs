@@ -307,6 +307,8 @@ async fn a_new_consent_during_a_refresh_wins() {
     let broker = spawn_broker(StoreKind::File).await;
     let id = connected(&broker, "reconsent").await;
     let first = broker.grant(&id).await.unwrap();
+    // The consent pages read the broker's clock: a later consent is later.
+    broker.clock.advance(Duration::from_secs(1));
     broker.identity.set_latency(Duration::from_millis(200));
     let (outcome, consent) = tokio::join!(
         pass(&broker, &id, true, OffsetDateTime::now_utc()),

@@ -1,15 +1,16 @@
 //! connect-callback: the code becomes tokens, the account is pinned, the
 //! grant is stored, and the admin is told who is connected.
 
+use super::mint::{AfterFailure, access_token, mint_each};
 use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::ConsentSession;
 use crate::domain::claims::{ClaimsError, IdTokenClaims};
 use crate::domain::{
-    AccessToken, AccessTokens, Account, ConnectionId, FailureClass, Grant, GrantRecord, Resource,
-    Secret, ServeRecord, Status, Writer,
+    AccessTokens, Account, ConnectionId, FailureClass, Grant, GrantRecord, Secret, ServeRecord,
+    Status, Writer,
 };
-use crate::identity::{IdentityError, TokenSet};
+use crate::identity::IdentityError;
 use crate::store::{Part, StoreError, Versioned};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -138,7 +139,7 @@ pub async fn connect_callback(
         app.provider.is_microsoft(),
         app.provider.expected_tenant_id(),
     )?;
-    let mut refresh_token = tokens
+    let refresh_token = tokens
         .refresh_token
         .clone()
         .ok_or(CallbackError::NoRefreshToken)?;
@@ -155,30 +156,34 @@ pub async fn connect_callback(
         resources: app.resources.iter().map(|r| r.name.clone()).collect(),
         tokens: vec![access_token(first, &tokens, now)],
     };
-    let mut pending_resources = Vec::new();
-    for resource in app.resources.iter().skip(1) {
-        match broker
-            .identity
-            .refresh(
-                &app,
-                &client_secret,
-                &refresh_token,
-                &resource.token_request_scopes(),
-            )
-            .await
-        {
-            Ok(more) => {
-                if let Some(newer) = more.refresh_token.clone() {
-                    refresh_token = newer;
-                }
-                access.put(access_token(resource, &more, now));
-            }
-            Err(e) => {
-                tracing::warn!(connection = %id, resource = %resource.name, error = %e, "first token for this resource failed; the refresh pass will retry");
-                pending_resources.push(resource.name.clone());
-            }
-        }
+    let (client_secret, app_ref) = (&client_secret, &app);
+    let minted = mint_each(
+        app.resources.iter().skip(1),
+        refresh_token,
+        now,
+        AfterFailure::GoOn,
+        |resource, refresh_token| async move {
+            broker
+                .identity
+                .refresh(
+                    app_ref,
+                    client_secret,
+                    &refresh_token,
+                    &resource.token_request_scopes(),
+                )
+                .await
+        },
+    )
+    .await;
+    for token in minted.tokens {
+        access.put(token);
     }
+    let mut pending_resources = Vec::new();
+    for (resource, e) in minted.failed {
+        tracing::warn!(connection = %id, resource = %resource, error = %e, "first token for this resource failed; the refresh pass will retry");
+        pending_resources.push(resource);
+    }
+    let refresh_token = minted.refresh_token;
 
     store_grant(
         broker,
@@ -271,23 +276,4 @@ fn ensure_same_account(pinned: &Account, signed_in: &Account) -> Result<(), Call
 
 fn log_connected(id: &ConnectionId, account: &Account) {
     tracing::info!(connection = %id, account = %account.display, "connected");
-}
-
-/// The stored form of a token answer for one resource.
-pub(crate) fn access_token(
-    resource: &Resource,
-    tokens: &TokenSet,
-    now: OffsetDateTime,
-) -> AccessToken {
-    AccessToken {
-        resource: resource.name.clone(),
-        access_token: tokens.access_token.clone(),
-        token_type: tokens.token_type.clone(),
-        scope: tokens
-            .scope
-            .clone()
-            .unwrap_or_else(|| resource.scopes.join(" ")),
-        expires_at: now + tokens.expires_in,
-        obtained_at: now,
-    }
 }

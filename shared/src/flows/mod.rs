@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod callback;
+mod mint;
 pub mod read;
 pub mod refresh;
 pub mod start;

@@ -20,7 +20,7 @@
 //!   token; Entra ID keeps the old one valid, and the compare-and-swap keeps
 //!   exactly one grant.
 
-use super::callback::access_token;
+use super::mint::{AfterFailure, mint_each};
 use crate::Broker;
 use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, GrantRecord,
@@ -313,37 +313,35 @@ impl Pass<'_> {
         let Some(held) = &grant.value.grant else {
             return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
         };
-        let mut refresh_token = held.refresh_token.clone();
+        // One request per resource, each with the newest refresh token.
+        let round = mint_each(
+            &app.resources,
+            held.refresh_token.clone(),
+            now,
+            AfterFailure::Stop,
+            |resource, refresh_token| async move {
+                redeem(
+                    broker,
+                    id,
+                    app,
+                    client_secret,
+                    &refresh_token,
+                    resource,
+                    self.deadline,
+                )
+                .await
+            },
+        )
+        .await;
+        let refresh_token = round.refresh_token;
+        let failure = round.failed.into_iter().next().map(|(_, e)| e);
         let mut minted = AccessTokens {
             account: held.account.display.clone(),
             resources: app.resources.iter().map(|r| r.name.clone()).collect(),
             tokens: Vec::new(),
         };
-        let mut failure: Option<IdentityError> = None;
-        // One request per resource, each with the newest refresh token.
-        for resource in &app.resources {
-            match redeem(
-                broker,
-                id,
-                app,
-                client_secret,
-                &refresh_token,
-                resource,
-                self.deadline,
-            )
-            .await
-            {
-                Ok(tokens) => {
-                    if let Some(newer) = tokens.refresh_token.clone() {
-                        refresh_token = newer;
-                    }
-                    minted.put(access_token(resource, &tokens, now));
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
+        for token in round.tokens {
+            minted.put(token);
         }
 
         if !minted.tokens.is_empty() {

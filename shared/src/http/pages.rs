@@ -80,7 +80,7 @@ pub async fn start_page(
     Path(id): Path<String>,
     Query(query): Query<StartQuery>,
 ) -> Response {
-    let now = OffsetDateTime::now_utc();
+    let now = broker.now();
     match connect_start(&broker, &id, query.invite.as_deref(), now).await {
         Ok(redirect) => {
             let cookie = Cookie::build((CONSENT_COOKIE, redirect.sealed_session))
@@ -169,11 +169,11 @@ pub async fn callback_page(
     Query(params): Query<CallbackParams>,
     headers: HeaderMap,
 ) -> Response {
-    let now = OffsetDateTime::now_utc();
+    let now = broker.now();
     let sealed = consent_cookie(&headers);
     let response = match connect_callback(&broker, params, sealed.as_deref(), now).await {
         Ok(connected) => connected_page(&connected),
-        Err(e) => callback_error_page(e),
+        Err(e) => callback_error_page(e, now),
     };
     if sealed.is_some() {
         clear_cookie(response)
@@ -204,7 +204,7 @@ fn connected_page(connected: &Connected) -> Response {
     page(StatusCode::OK, "Connected", &paragraphs)
 }
 
-fn callback_error_page(error: CallbackError) -> Response {
+fn callback_error_page(error: CallbackError, now: OffsetDateTime) -> Response {
     tracing::warn!(error = %error, "consent callback refused");
     let bad = |title: &str, detail: String| {
         page(StatusCode::BAD_REQUEST, title, &[detail, OPEN_AGAIN.into()])
@@ -220,7 +220,7 @@ fn callback_error_page(error: CallbackError) -> Response {
         ),
         CallbackError::CodeRejected(e) => bad(
             "This sign-in was already used or has expired",
-            format!("The identity provider refused the sign-in code ({}).", escape_html(&e.to_last_error(OffsetDateTime::now_utc()).code)),
+            format!("The identity provider refused the sign-in code ({}).", escape_html(&e.to_last_error(now).code)),
         ),
         CallbackError::Denied { error, description } => bad(
             "The sign-in was not completed",
@@ -266,7 +266,7 @@ fn callback_error_page(error: CallbackError) -> Response {
             &["Ask your provider for a new consent link.".into()],
         ),
         CallbackError::Identity(e) => {
-            let last = e.to_last_error(OffsetDateTime::now_utc());
+            let last = e.to_last_error(now);
             let (status, advice) = match e.class() {
                 FailureClass::Transient => (StatusCode::SERVICE_UNAVAILABLE, "The identity provider is busy. Wait a minute, then open the consent link again."),
                 FailureClass::AppMisconfigured => (StatusCode::BAD_GATEWAY, "The app registration needs fixing (tenant, client id, secret or redirect URI). Tell your provider this code."),

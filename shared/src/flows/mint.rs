@@ -1,0 +1,85 @@
+//! One access token per resource from one refresh token: the loop that the
+//! consent callback (after the code) and the refresh pass share.
+//!
+//! A refresh token is not tied to a resource, but a token request names the
+//! scopes of one resource only (mixing them fails with AADSTS700022), and
+//! every answer may rotate the refresh token: each request uses the newest.
+
+use crate::domain::{AccessToken, Resource, Secret};
+use crate::identity::{IdentityError, TokenSet};
+use time::OffsetDateTime;
+
+/// What to do when a resource's token cannot be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// Stop: the refresh pass tries the rest at its next attempt.
+    Stop,
+    /// Go on with the next resource: the consent page lists what is pending.
+    GoOn,
+}
+
+/// The tokens one round of requests obtained.
+pub(crate) struct Minted {
+    pub tokens: Vec<AccessToken>,
+    /// The newest refresh token: the last one an answer carried, or the one
+    /// the round started with.
+    pub refresh_token: Secret,
+    /// Resources whose token could not be had, by name.
+    pub failed: Vec<(String, IdentityError)>,
+}
+
+/// Asks `request` for one token per resource, in order, each time with the
+/// newest refresh token.
+pub(crate) async fn mint_each<'a, F, Fut>(
+    resources: impl IntoIterator<Item = &'a Resource>,
+    refresh_token: Secret,
+    now: OffsetDateTime,
+    after_failure: AfterFailure,
+    mut request: F,
+) -> Minted
+where
+    F: FnMut(&'a Resource, Secret) -> Fut,
+    Fut: Future<Output = Result<TokenSet, IdentityError>>,
+{
+    let mut minted = Minted {
+        tokens: Vec::new(),
+        refresh_token,
+        failed: Vec::new(),
+    };
+    for resource in resources {
+        match request(resource, minted.refresh_token.clone()).await {
+            Ok(tokens) => {
+                if let Some(newer) = tokens.refresh_token.clone() {
+                    minted.refresh_token = newer;
+                }
+                minted.tokens.push(access_token(resource, &tokens, now));
+            }
+            Err(e) => {
+                minted.failed.push((resource.name.clone(), e));
+                if after_failure == AfterFailure::Stop {
+                    break;
+                }
+            }
+        }
+    }
+    minted
+}
+
+/// The stored form of a token answer for one resource.
+pub(crate) fn access_token(
+    resource: &Resource,
+    tokens: &TokenSet,
+    now: OffsetDateTime,
+) -> AccessToken {
+    AccessToken {
+        resource: resource.name.clone(),
+        access_token: tokens.access_token.clone(),
+        token_type: tokens.token_type.clone(),
+        scope: tokens
+            .scope
+            .clone()
+            .unwrap_or_else(|| resource.scopes.join(" ")),
+        expires_at: now + tokens.expires_in,
+        obtained_at: now,
+    }
+}
