@@ -46,6 +46,12 @@ mod manual {
             let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
             *now += by;
         }
+
+        /// Moves the clock forward to `at`, if that is later.
+        pub fn advance_to(&self, at: OffsetDateTime) {
+            let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
+            *now = (*now).max(at);
+        }
     }
 
     impl Clock for ManualClock {

@@ -6,7 +6,6 @@
 //! - [`store`]: the secret-store port with the file and Secrets Manager adapters.
 //! - [`flows`]: the four use cases (connect start, callback, refresh pass, token read).
 //! - [`http`]: the axum routes that the Lambda functions and `roomtoken serve` share.
-//! - [`metrics`]: a refresh pass's metrics in CloudWatch embedded metric format.
 
 pub mod broker;
 pub mod cache;
@@ -17,7 +16,6 @@ pub mod domain;
 pub mod flows;
 pub mod http;
 pub mod identity;
-pub mod metrics;
 pub mod pacer;
 pub mod runtime;
 pub mod store;

@@ -238,6 +238,10 @@ async fn refused_callbacks(kind: StoreKind) {
 
     // Expired and forged invites.
     let expired = broker.cli(&["link", &id, "--ttl", "0s"], "").await.unwrap();
+    // The CLI signed it on the system clock; the broker reads its own.
+    broker
+        .clock
+        .advance_to(OffsetDateTime::now_utc() + Duration::from_secs(1));
     let response = client.get(expired.trim()).send().await.unwrap();
     assert_eq!(response.status(), 410);
     assert!(response.text().await.unwrap().contains("expired"));

@@ -5,12 +5,12 @@
 
 use roomtoken::Config;
 use roomtoken::domain::duration::parse_duration;
-use roomtoken::flows::refresh::{PassSummary, RefreshRequest};
-use roomtoken::metrics::{NAMESPACE, pass_documents};
 use roomtoken::store::{SecretName, StoreSpec};
 use roomtoken_tests::template::{FUNCTIONS, Template, workspace_root};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+use token_refresh::metrics::{NAMESPACE, pass_documents};
+use token_refresh::{PassSummary, RefreshRequest};
 
 /// The routes of DESIGN.md and the function that serves each.
 const ROUTES: [(&str, &str); 4] = [

@@ -3,8 +3,7 @@
 //! pass's counts as CloudWatch metrics.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use roomtoken::flows::refresh::{PassSummary, RefreshRequest, scheduled_pass};
-use roomtoken::metrics::print_pass_metrics;
+use token_refresh::{PassSummary, RefreshRequest, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -12,11 +11,7 @@ async fn main() -> Result<(), Error> {
     let broker = roomtoken::runtime::broker_from_env().await?;
     run(service_fn(|event: LambdaEvent<RefreshRequest>| {
         let broker = broker.clone();
-        async move {
-            let summary = scheduled_pass(&broker, event.payload).await?;
-            print_pass_metrics(&summary);
-            Ok::<PassSummary, Error>(summary)
-        }
+        async move { Ok::<PassSummary, Error>(handle(&broker, event).await?) }
     }))
     .await
 }

@@ -15,9 +15,10 @@ use crate::store::{Part, StoreError, Versioned};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-/// The query Microsoft (or any OAuth server) sends back to `/callback`.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct CallbackParams {
+/// What Microsoft (or any OAuth server) answered the sign-in: a code, or an
+/// error, and the `state` it was given.
+#[derive(Debug, Default)]
+pub struct SignInAnswer {
     pub state: Option<String>,
     pub code: Option<Secret>,
     pub error: Option<String>,
@@ -73,7 +74,7 @@ pub enum CallbackError {
 
 pub async fn connect_callback(
     broker: &Broker,
-    params: CallbackParams,
+    params: SignInAnswer,
     sealed_session: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Connected, CallbackError> {

@@ -31,7 +31,6 @@ use crate::pacer::{PacedStore, Pacer};
 use crate::store::{Part, Repository, StoreError, Versioned};
 use futures::StreamExt;
 use rand::Rng;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -494,87 +493,4 @@ async fn redeem(
         );
         broker.sleeper.sleep(delay).await;
     }
-}
-
-/// What the scheduler sends the refresh function. EventBridge Scheduler
-/// passes its `Input` verbatim, so every field is optional and `{}` runs a
-/// normal pass.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RefreshRequest {
-    /// Only this connection.
-    pub connection: Option<ConnectionId>,
-    pub force: bool,
-}
-
-/// Counts per outcome, for the function's answer and its metrics.
-#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PassSummary {
-    pub connections: usize,
-    pub refreshed: usize,
-    pub not_due: usize,
-    pub pending_consent: usize,
-    pub skipped: usize,
-    pub failed: usize,
-    pub lost_race: usize,
-    pub busy: usize,
-    pub backing_off: usize,
-    pub deferred: usize,
-    pub write_quota: usize,
-    pub store_failed: usize,
-    /// Failures per class (`transient`, `reconnect_needed`, ...).
-    pub failed_by_class: BTreeMap<&'static str, usize>,
-    /// Connections per state after the pass.
-    pub states: BTreeMap<&'static str, usize>,
-}
-
-impl PassReport {
-    pub fn summary(&self) -> PassSummary {
-        let mut summary = PassSummary {
-            connections: self.results.len(),
-            ..PassSummary::default()
-        };
-        for result in &self.results {
-            if let Some(state) = result.state {
-                *summary.states.entry(state.as_str()).or_default() += 1;
-            }
-            if let Outcome::Failed(error) = &result.outcome {
-                *summary
-                    .failed_by_class
-                    .entry(error.class.as_str())
-                    .or_default() += 1;
-            }
-            let slot = match &result.outcome {
-                Outcome::Refreshed { .. } => &mut summary.refreshed,
-                Outcome::NotDue => &mut summary.not_due,
-                Outcome::PendingConsent => &mut summary.pending_consent,
-                Outcome::Skipped(_) => &mut summary.skipped,
-                Outcome::Failed(_) => &mut summary.failed,
-                Outcome::LostRace => &mut summary.lost_race,
-                Outcome::Busy => &mut summary.busy,
-                Outcome::BackingOff(_) => &mut summary.backing_off,
-                Outcome::Deferred => &mut summary.deferred,
-                Outcome::WriteQuota(_) => &mut summary.write_quota,
-                Outcome::StoreFailed(_) => &mut summary.store_failed,
-            };
-            *slot += 1;
-        }
-        summary
-    }
-}
-
-/// The scheduled entry point: one pass as the request asks.
-pub async fn scheduled_pass(
-    broker: &Broker,
-    request: RefreshRequest,
-) -> Result<PassSummary, StoreError> {
-    let options = PassOptions {
-        only: request.connection,
-        force: request.force,
-    };
-    let summary = refresh_pass(broker, &options, broker.now())
-        .await?
-        .summary();
-    tracing::info!(summary = ?summary, "refresh pass done");
-    Ok(summary)
 }

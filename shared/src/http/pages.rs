@@ -4,7 +4,8 @@ use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::{CONSENT_COOKIE, CONSENT_TTL, InviteError};
 use crate::domain::FailureClass;
-use crate::flows::callback::{CallbackError, CallbackParams, Connected, connect_callback};
+use crate::domain::Secret;
+use crate::flows::callback::{CallbackError, Connected, SignInAnswer, connect_callback};
 use crate::flows::start::{StartError, connect_start};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -164,14 +165,29 @@ fn clear_cookie(mut response: Response) -> Response {
     response
 }
 
+/// The query the sign-in sends back to `/callback`.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    state: Option<String>,
+    code: Option<Secret>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
 pub async fn callback_page(
     State(broker): State<Arc<Broker>>,
-    Query(params): Query<CallbackParams>,
+    Query(query): Query<CallbackQuery>,
     headers: HeaderMap,
 ) -> Response {
     let now = broker.now();
     let sealed = consent_cookie(&headers);
-    let response = match connect_callback(&broker, params, sealed.as_deref(), now).await {
+    let answer = SignInAnswer {
+        state: query.state,
+        code: query.code,
+        error: query.error,
+        error_description: query.error_description,
+    };
+    let response = match connect_callback(&broker, answer, sealed.as_deref(), now).await {
         Ok(connected) => connected_page(&connected),
         Err(e) => callback_error_page(e, now),
     };

@@ -10,8 +10,8 @@
 //! Classes and states without connections are sent as 0, so that graphs and
 //! alarms see a value every pass rather than missing data.
 
-use crate::domain::{ConnectionState, FailureClass};
-use crate::flows::refresh::PassSummary;
+use crate::PassSummary;
+use roomtoken::domain::{ConnectionState, FailureClass};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};

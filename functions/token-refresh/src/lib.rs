@@ -1,0 +1,137 @@
+//! token-refresh as a library: what the scheduler sends, the pass it runs,
+//! and what it answers and prints (CloudWatch embedded metrics). `main.rs`
+//! only hands Lambda events to [`handle`].
+
+pub mod metrics;
+
+use roomtoken::Broker;
+use roomtoken::domain::ConnectionId;
+use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
+use roomtoken::store::StoreError;
+use std::collections::BTreeMap;
+
+/// What the scheduler sends the refresh function. EventBridge Scheduler
+/// passes its `Input` verbatim, so every field is optional and `{}` runs a
+/// normal pass.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// Only this connection.
+    pub connection: Option<ConnectionId>,
+    pub force: bool,
+}
+
+/// Counts per outcome, for the function's answer and its metrics.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PassSummary {
+    pub connections: usize,
+    pub refreshed: usize,
+    pub not_due: usize,
+    pub pending_consent: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub lost_race: usize,
+    pub busy: usize,
+    pub backing_off: usize,
+    pub deferred: usize,
+    pub write_quota: usize,
+    pub store_failed: usize,
+    /// Failures per class (`transient`, `reconnect_needed`, ...).
+    pub failed_by_class: BTreeMap<&'static str, usize>,
+    /// Connections per state after the pass.
+    pub states: BTreeMap<&'static str, usize>,
+}
+
+impl PassSummary {
+    /// The counts of a pass's report.
+    pub fn of(report: &PassReport) -> Self {
+        let mut summary = PassSummary {
+            connections: report.results.len(),
+            ..PassSummary::default()
+        };
+        for result in &report.results {
+            if let Some(state) = result.state {
+                *summary.states.entry(state.as_str()).or_default() += 1;
+            }
+            if let Outcome::Failed(error) = &result.outcome {
+                *summary
+                    .failed_by_class
+                    .entry(error.class.as_str())
+                    .or_default() += 1;
+            }
+            let slot = match &result.outcome {
+                Outcome::Refreshed { .. } => &mut summary.refreshed,
+                Outcome::NotDue => &mut summary.not_due,
+                Outcome::PendingConsent => &mut summary.pending_consent,
+                Outcome::Skipped(_) => &mut summary.skipped,
+                Outcome::Failed(_) => &mut summary.failed,
+                Outcome::LostRace => &mut summary.lost_race,
+                Outcome::Busy => &mut summary.busy,
+                Outcome::BackingOff(_) => &mut summary.backing_off,
+                Outcome::Deferred => &mut summary.deferred,
+                Outcome::WriteQuota(_) => &mut summary.write_quota,
+                Outcome::StoreFailed(_) => &mut summary.store_failed,
+            };
+            *slot += 1;
+        }
+        summary
+    }
+}
+
+/// The scheduled entry point: one pass as the request asks.
+pub async fn scheduled_pass(
+    broker: &Broker,
+    request: RefreshRequest,
+) -> Result<PassSummary, StoreError> {
+    let options = PassOptions {
+        only: request.connection,
+        force: request.force,
+    };
+    let report = refresh_pass(broker, &options, broker.now()).await?;
+    let summary = PassSummary::of(&report);
+    tracing::info!(summary = ?summary, "refresh pass done");
+    Ok(summary)
+}
+
+/// One scheduled event: the pass, its answer, and its metrics on stdout.
+pub async fn handle(
+    broker: &Broker,
+    event: lambda_runtime::LambdaEvent<RefreshRequest>,
+) -> Result<PassSummary, StoreError> {
+    let summary = scheduled_pass(broker, event.payload).await?;
+    metrics::print_pass_metrics(&summary);
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_runtime::{Context, LambdaEvent};
+    use roomtoken::Config;
+    use roomtoken::identity::OAuthClient;
+    use roomtoken::store::{FileStore, StoreSpec};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_schedules_empty_input_runs_a_pass_and_answers_its_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FileStore::open(dir.path()).unwrap());
+        let identity = Arc::new(OAuthClient::new(Duration::from_secs(1)).unwrap());
+        let config = Config::new(StoreSpec::File(dir.path().to_owned()));
+        let broker = Broker::new(store, identity, config);
+        let request: RefreshRequest = serde_json::from_str("{}").unwrap();
+        let event = LambdaEvent::new(request, Context::default());
+        let summary = handle(&broker, event).await.unwrap();
+        assert_eq!(summary, PassSummary::default());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_rather_than_ignored() {
+        assert!(serde_json::from_str::<RefreshRequest>(r#"{"forcee": true}"#).is_err());
+        let request: RefreshRequest =
+            serde_json::from_str(r#"{"connection": "contoso", "force": true}"#).unwrap();
+        assert!(request.force);
+        assert_eq!(request.connection.unwrap().as_str(), "contoso");
+    }
+}
