@@ -9,7 +9,7 @@ const UNKNOWN_CAPACITY: usize = 256;
 use crate::clock::{Clock, SystemClock};
 use crate::clock::{Sleeper, TokioSleeper};
 use crate::config::Config;
-use crate::crypto::{Keys, generate_signing_key};
+use crate::crypto::{SigningKeys, generate_signing_key};
 use crate::domain::{ConnectionId, Secret};
 use crate::flows::read::ReadCache;
 use crate::identity::{IdentityError, IdentityProvider, OAuthClient};
@@ -31,7 +31,7 @@ pub struct Broker {
     /// Connection ids that do not exist, kept apart so that made-up ids
     /// never take the place of real connections in `read_cache`.
     pub(crate) unknown_cache: ReadCache,
-    keys: OnceCell<Keys>,
+    keys: OnceCell<SigningKeys>,
     /// Connections this process is refreshing right now: a second pass in
     /// the same process leaves them alone instead of redeeming the same
     /// refresh token again.
@@ -135,13 +135,13 @@ impl Broker {
     /// The keys derived from `system/signing-key`, created on first use where
     /// missing (the SAM template creates it in AWS, as a plain string from
     /// `GenerateSecretString`, which is also how it is stored here).
-    pub async fn keys(&self) -> Result<&Keys, StoreError> {
+    pub async fn signing_keys(&self) -> Result<&SigningKeys, StoreError> {
         self.keys
             .get_or_try_init(|| async {
                 let name = SecretName::signing_key();
                 let store = self.repo.store();
                 if let Some(existing) = store.get(name.as_str()).await? {
-                    return signing_keys(&existing.value);
+                    return keys_from_stored(&existing.value);
                 }
                 match store
                     .put(name.as_str(), generate_signing_key().expose(), None)
@@ -154,7 +154,7 @@ impl Broker {
                 let stored = store.get(name.as_str()).await?.ok_or_else(|| {
                     StoreError::Unavailable("the signing key vanished after it was written".into())
                 })?;
-                signing_keys(&stored.value)
+                keys_from_stored(&stored.value)
             })
             .await
     }
@@ -178,14 +178,15 @@ impl Broker {
         expires_at: OffsetDateTime,
     ) -> Result<Url, BrokerError> {
         let mut url = join(self.public_url()?, &format!("connect/{id}"));
-        let invite = self.keys().await?.sign_invite(id, expires_at);
+        let invite = self.signing_keys().await?.sign_invite(id, expires_at);
         url.query_pairs_mut().append_pair("invite", &invite);
         Ok(url)
     }
 }
 
-/// Keys from the stored signing key, which must carry at least 256 bits.
-fn signing_keys(stored: &str) -> Result<Keys, StoreError> {
+/// The keys derived from the stored signing key, which must carry at least
+/// 256 bits.
+fn keys_from_stored(stored: &str) -> Result<SigningKeys, StoreError> {
     let key = stored.trim();
     if key.len() < 32 {
         return Err(StoreError::Corrupt {
@@ -193,7 +194,7 @@ fn signing_keys(stored: &str) -> Result<Keys, StoreError> {
             reason: "the signing key is shorter than 32 characters".into(),
         });
     }
-    Ok(Keys::from_signing_key(&Secret::new(key)))
+    Ok(SigningKeys::from_signing_key(&Secret::new(key)))
 }
 
 /// Appends a path to a base URL whether or not the base ends with `/`.
@@ -229,7 +230,7 @@ mod tests {
         let invite = link.query_pairs().find(|(k, _)| k == "invite").unwrap().1;
         assert!(
             other
-                .keys()
+                .signing_keys()
                 .await
                 .unwrap()
                 .verify_invite(&id, &invite, OffsetDateTime::now_utc())
@@ -244,8 +245,8 @@ mod tests {
         crate::store::SecretStore::put(&store, "system/signing-key", template_key, None)
             .await
             .unwrap();
-        let keys = broker(raw.path()).keys().await.unwrap().clone();
-        let expected = Keys::from_signing_key(&Secret::new(template_key));
+        let keys = broker(raw.path()).signing_keys().await.unwrap().clone();
+        let expected = SigningKeys::from_signing_key(&Secret::new(template_key));
         let invite = expected.sign_invite(&id, expires);
         assert!(
             keys.verify_invite(&id, &invite, OffsetDateTime::now_utc())

@@ -22,16 +22,17 @@ pub const CONSENT_COOKIE: &str = "roomtoken_consent";
 /// (Microsoft's codes live about 10 minutes as well).
 pub const CONSENT_TTL: Duration = Duration::from_secs(15 * 60);
 
-/// Keys derived from the system signing key, one per purpose.
+/// The keys derived from the system signing key, one per purpose (not the
+/// device keys of displays, which live in the serve secret as hashes).
 #[derive(Clone)]
-pub struct Keys {
+pub struct SigningKeys {
     invite: [u8; 32],
     cookie: Key,
 }
 
-impl std::fmt::Debug for Keys {
+impl std::fmt::Debug for SigningKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Keys(***)")
+        f.write_str("SigningKeys(***)")
     }
 }
 
@@ -68,7 +69,7 @@ pub struct ConsentSession {
     pub expires_at: i64,
 }
 
-impl Keys {
+impl SigningKeys {
     pub fn from_signing_key(signing_key: &Secret) -> Self {
         let master = signing_key.expose().as_bytes();
         Self {
@@ -145,8 +146,8 @@ pub fn random_token() -> String {
 mod tests {
     use super::*;
 
-    fn keys() -> Keys {
-        Keys::from_signing_key(&generate_signing_key())
+    fn keys() -> SigningKeys {
+        SigningKeys::from_signing_key(&generate_signing_key())
     }
 
     fn id(text: &str) -> ConnectionId {
@@ -175,7 +176,7 @@ mod tests {
             Err(InviteError::Expired)
         );
         assert_eq!(
-            Keys::from_signing_key(&generate_signing_key()).verify_invite(
+            SigningKeys::from_signing_key(&generate_signing_key()).verify_invite(
                 &id("contoso"),
                 &invite,
                 now
@@ -211,7 +212,7 @@ mod tests {
                 .is_none()
         );
         assert!(
-            Keys::from_signing_key(&generate_signing_key())
+            SigningKeys::from_signing_key(&generate_signing_key())
                 .unseal(&sealed, now)
                 .is_none()
         );

@@ -68,7 +68,7 @@ struct Pending {
 #[derive(Debug)]
 pub struct Completion {
     pub request_id: String,
-    pub outcome: Outcome,
+    pub outcome: InvocationOutcome,
     pub queued_at: Instant,
     /// When the function took the event (`None` if it never did).
     pub fetched_at: Option<Instant>,
@@ -76,7 +76,7 @@ pub struct Completion {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum InvocationOutcome {
     /// The body of `/invocation/{id}/response`.
     Response(Vec<u8>),
     /// `/invocation/{id}/error`: `Lambda-Runtime-Function-Error-Type` and body.
@@ -91,7 +91,7 @@ pub enum Outcome {
     },
 }
 
-impl Outcome {
+impl InvocationOutcome {
     /// The response as JSON, or why there is none.
     pub fn response_json(&self) -> Result<Value, String> {
         match self {
@@ -106,7 +106,7 @@ impl Outcome {
     }
 }
 
-impl std::fmt::Display for Outcome {
+impl std::fmt::Display for InvocationOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (kind, error_type, body) = match self {
             Self::Response(body) => {
@@ -210,7 +210,7 @@ impl RuntimeApi {
             Some((error_type, body)) => complete(
                 pending,
                 request_id.clone(),
-                Outcome::InitError { error_type, body },
+                InvocationOutcome::InitError { error_type, body },
             ),
             None => {
                 lock(&self.shared.invocations).insert(request_id.clone(), pending);
@@ -254,7 +254,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn complete(pending: Pending, request_id: String, outcome: Outcome) {
+fn complete(pending: Pending, request_id: String, outcome: InvocationOutcome) {
     // The test may have stopped waiting; nothing to tell then.
     let _ = pending.reply.send(Completion {
         request_id,
@@ -314,7 +314,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-fn finish(shared: &Shared, request_id: &str, outcome: Outcome) -> Response {
+fn finish(shared: &Shared, request_id: &str, outcome: InvocationOutcome) -> Response {
     match lock(&shared.invocations).remove(request_id) {
         Some(pending) => {
             complete(pending, request_id.to_owned(), outcome);
@@ -340,7 +340,7 @@ async fn response(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    finish(&shared, &id, Outcome::Response(body.to_vec()))
+    finish(&shared, &id, InvocationOutcome::Response(body.to_vec()))
 }
 
 async fn error(
@@ -349,7 +349,7 @@ async fn error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let outcome = Outcome::Error {
+    let outcome = InvocationOutcome::Error {
         error_type: error_type(&headers),
         body: body.to_vec(),
     };
@@ -366,7 +366,11 @@ async fn init_error(
     let pending: Vec<(String, Pending)> = lock(&shared.invocations).drain().collect();
     for (request_id, pending) in pending {
         let (error_type, body) = error.clone();
-        complete(pending, request_id, Outcome::InitError { error_type, body });
+        complete(
+            pending,
+            request_id,
+            InvocationOutcome::InitError { error_type, body },
+        );
     }
     (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
 }

@@ -1,7 +1,9 @@
 //! The real function binaries run as Lambda runs them, against a local
 //! stand-in for the Lambda Runtime API (`roomtoken_tests::lambda_runtime_api`).
 
-use roomtoken_tests::lambda_runtime_api::{FunctionProcess, Outcome, RuntimeApi, function_binary};
+use roomtoken_tests::lambda_runtime_api::{
+    FunctionProcess, InvocationOutcome, RuntimeApi, function_binary,
+};
 use roomtoken_tests::template::Template;
 use roomtoken_tests::*;
 use serde_json::{Value, json};
@@ -111,7 +113,7 @@ async fn token_refresh_runs_a_pass_on_the_input_the_schedule_sends() {
     assert_no_secret_in(&output.stdout, &broker.secrets(&[]));
 
     match refused.expect("an answer to the refused event").outcome {
-        Outcome::Error { body, .. } => {
+        InvocationOutcome::Error { body, .. } => {
             let body = String::from_utf8_lossy(&body);
             assert!(body.contains("detail-type"), "{body}");
         }

@@ -30,7 +30,7 @@ enum Grant {
 
 /// A successful token response, field order as Microsoft sends it.
 #[derive(Serialize)]
-struct TokenBody {
+struct TokenResponse {
     token_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
@@ -132,7 +132,7 @@ fn process(
     tenant: &str,
     headers: &HeaderMap,
     p: &Params,
-) -> Result<TokenBody, AadError> {
+) -> Result<TokenResponse, AadError> {
     let grant_type = p.get("grant_type");
     if is_tenant_alias(tenant) {
         return Err(if grant_type == Some("client_credentials") {
@@ -349,7 +349,7 @@ fn issue_delegated(
     issuer_base: &str,
     d: Delegated<'_>,
     now: SystemTime,
-) -> Result<TokenBody, AadError> {
+) -> Result<TokenResponse, AadError> {
     let account = st
         .accounts
         .get(&key(d.username))
@@ -372,7 +372,7 @@ fn issue_delegated(
         token
     });
     let lifetime = st.access_token_lifetime.as_secs();
-    Ok(TokenBody {
+    Ok(TokenResponse {
         token_type: "Bearer",
         scope: Some(granted_scope(&d.resource, &d.oidc, refresh_token.is_some())),
         expires_in: lifetime,
@@ -391,7 +391,7 @@ fn authorization_code(
     app: &FakeApp,
     p: &Params,
     now: SystemTime,
-) -> Result<TokenBody, AadError> {
+) -> Result<TokenResponse, AadError> {
     let code = p
         .get("code")
         .ok_or_else(|| AadError::missing_param("code"))?;
@@ -494,7 +494,7 @@ fn refresh_token(
     app: &FakeApp,
     p: &Params,
     now: SystemTime,
-) -> Result<TokenBody, AadError> {
+) -> Result<TokenResponse, AadError> {
     let rt = p
         .get("refresh_token")
         .ok_or_else(|| AadError::missing_param("refresh_token"))?;
@@ -565,7 +565,7 @@ fn client_credentials(
     app: &FakeApp,
     p: &Params,
     now: SystemTime,
-) -> Result<TokenBody, AadError> {
+) -> Result<TokenResponse, AadError> {
     let scope = p
         .get("scope")
         .ok_or_else(|| AadError::missing_param("scope"))?;
@@ -585,7 +585,7 @@ fn client_credentials(
     let resource = Scopes::parse(scope)?.single_resource()?;
     let access_token = st.issue_access_token(tenant, &app.client_id, "", &resource, now);
     let lifetime = st.access_token_lifetime.as_secs();
-    Ok(TokenBody {
+    Ok(TokenResponse {
         token_type: "Bearer",
         scope: None,
         expires_in: lifetime,

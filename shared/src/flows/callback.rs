@@ -78,7 +78,7 @@ pub async fn connect_callback(
     sealed_session: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Connected, CallbackError> {
-    let keys = broker.keys().await?;
+    let keys = broker.signing_keys().await?;
     let session: ConsentSession = sealed_session
         .and_then(|sealed| keys.unseal(sealed, now))
         .ok_or(CallbackError::NoSession)?;

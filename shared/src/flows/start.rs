@@ -40,7 +40,10 @@ pub async fn connect_start(
 ) -> Result<Redirect, StartError> {
     let id = ConnectionId::parse(id).map_err(|_| StartError::InvalidLink)?;
     let invite = invite.ok_or(StartError::InvalidLink)?;
-    broker.keys().await?.verify_invite(&id, invite, now)?;
+    broker
+        .signing_keys()
+        .await?
+        .verify_invite(&id, invite, now)?;
     let app = broker
         .repo
         .serve(&id)
@@ -60,7 +63,7 @@ pub async fn connect_start(
     tracing::info!(connection = %id, "consent started: redirecting to the sign-in page");
     Ok(Redirect {
         location: request.url,
-        sealed_session: broker.keys().await?.seal(&session),
+        sealed_session: broker.signing_keys().await?.seal(&session),
         secure_cookie: redirect_uri.scheme() == "https",
     })
 }
