@@ -18,6 +18,7 @@ pub mod http;
 pub mod identity;
 pub mod pacer;
 pub mod runtime;
+pub mod snapshot;
 pub mod store;
 
 pub use broker::Broker;

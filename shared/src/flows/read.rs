@@ -11,100 +11,15 @@
 //! resource and outcome.
 
 use crate::Broker;
-use crate::cache::TtlCache;
 use crate::domain::device_key::key_id;
-use crate::domain::{
-    AccessToken, AccessTokens, ConnectionId, ConnectionState, DeviceKeys, KeyCheck, LastError,
-    Secret, Status,
-};
+use crate::domain::{AccessTokens, ConnectionId, ConnectionState, KeyCheck, LastError, Status};
+pub use crate::snapshot::{ConnectionSnapshot, MIN_SERVE_VALIDITY, ReadCache, ServedToken, etag};
 use crate::store::StoreError;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-
-/// A token with less than this left is not served: it could expire on the
-/// way to Exchange.
-pub const MIN_SERVE_VALIDITY: Duration = Duration::from_secs(30);
-
-/// The broker's cache of what token-read read, per connection.
-pub type ReadCache = TtlCache<ConnectionId, Arc<ConnectionSnapshot>>;
-
-/// What token-read reads of one connection. An unknown connection reads as
-/// an empty snapshot (no keys), cached like any other, so that neither the
-/// answer nor its timing tells which connections exist.
-#[derive(Debug, Default)]
-pub struct ConnectionSnapshot {
-    /// Whether the connection exists.
-    exists: bool,
-    keys: DeviceKeys,
-    access: Option<AccessTokens>,
-    status: Status,
-    /// Each stored token as it is served, prepared once per load.
-    served: Vec<Arc<ServedToken>>,
-}
-
-/// A token with what every answer derives from it computed once: its entity
-/// tag, its expiry as text, and the account it acts for.
-#[derive(Debug)]
-pub struct ServedToken {
-    pub token: AccessToken,
-    pub etag: String,
-    /// `expires_at` in RFC 3339.
-    pub expires_at: String,
-    pub account: String,
-}
-
-impl ConnectionSnapshot {
-    fn new(keys: DeviceKeys, access: Option<AccessTokens>, status: Status) -> Self {
-        let served = access
-            .iter()
-            .flat_map(|a| a.tokens.iter().map(move |t| (a, t)))
-            .map(|(access, token)| {
-                Arc::new(ServedToken {
-                    etag: etag(&token.access_token),
-                    expires_at: token
-                        .expires_at
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                    account: access.account.clone(),
-                    token: token.clone(),
-                })
-            })
-            .collect();
-        Self {
-            exists: true,
-            keys,
-            access,
-            status,
-            served,
-        }
-    }
-
-    fn served(&self, resource: &str) -> Option<&Arc<ServedToken>> {
-        self.served.iter().find(|s| s.token.resource == resource)
-    }
-
-    /// The time after which a cached copy must not be used: when the first
-    /// token that is servable now stops being servable.
-    fn servable_until(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
-        self.access
-            .iter()
-            .flat_map(|a| &a.tokens)
-            .filter(|t| t.remaining(now) >= MIN_SERVE_VALIDITY)
-            .map(|t| t.expires_at - MIN_SERVE_VALIDITY)
-            .min()
-    }
-}
-
-/// A strong validator of a token: the first 16 bytes of its SHA-256, in hex,
-/// quoted. It changes when the token does and tells nothing about it.
-pub fn etag(token: &Secret) -> String {
-    let digest = Sha256::digest(token.expose().as_bytes());
-    format!("\"{}\"", hex::encode(&digest[..16]))
-}
 
 /// Whether an `If-None-Match` value matches `etag` (RFC 9110 13.1.2: a list
 /// of entity tags or `*`, compared weakly).
@@ -534,6 +449,7 @@ pub async fn load_status_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Secret;
 
     #[test]
     fn an_etag_is_a_quoted_hash_prefix_never_the_token() {
