@@ -108,6 +108,20 @@ impl ServeRecord {
     }
 }
 
+/// `None` when `writer` may write both secrets of a connection now (a consent
+/// and a refresh write both); otherwise when it may.
+pub fn room_in_both(
+    grant: &GrantRecord,
+    serve: &ServeRecord,
+    writer: Writer,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    [&grant.writes, &serve.writes]
+        .into_iter()
+        .filter_map(|log| log.room_for(writer, now))
+        .max()
+}
+
 /// A stored record that carries its own [`WriteLog`].
 pub trait Logged {
     fn writes(&self) -> &WriteLog;

@@ -6,6 +6,7 @@ use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::ConsentSession;
 use crate::domain::claims::{ClaimsError, IdTokenClaims};
+use crate::domain::records::room_in_both;
 use crate::domain::{
     AccessTokens, Account, ConnectionId, FailureClass, Grant, GrantRecord, Secret, ServeRecord,
     Status, Writer,
@@ -106,11 +107,7 @@ pub async fn connect_callback(
     }
     // A consent writes both secrets: make sure both have room first, before
     // a code is redeemed for tokens that could not be stored.
-    let room = [&grant.value.writes, &serve.value.writes]
-        .into_iter()
-        .filter_map(|log| log.room_for(Writer::Person, now))
-        .max();
-    if let Some(retry_at) = room {
+    if let Some(retry_at) = room_in_both(&grant.value, &serve.value, Writer::Person, now) {
         return Err(CallbackError::TooManyChanges { retry_at });
     }
     let app = serve.value.app;

@@ -22,6 +22,7 @@
 
 use super::mint::{AfterFailure, mint_each};
 use crate::Broker;
+use crate::domain::records::room_in_both;
 use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, GrantRecord,
     LastError, Resource, Secret, ServeRecord, Status, Writer,
@@ -284,11 +285,7 @@ impl Pass<'_> {
             return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
         }
         // Room in both secrets' version quota, before anything is redeemed.
-        let room = [&grant.value.writes, &serve.value.writes]
-            .into_iter()
-            .filter_map(|log| log.room_for(Writer::Product, now))
-            .max();
-        if let Some(until) = room {
+        if let Some(until) = room_in_both(&grant.value, &serve.value, Writer::Product, now) {
             return Ok((Outcome::WriteQuota(until), state));
         }
         // The two writes this refresh may make must go before the deadline
