@@ -1,20 +1,52 @@
 //! The operator's commands. Each prints what a script needs on stdout and
 //! nothing secret but the device key, once, at creation.
 
-use crate::{Cli, Command, connection_id, open_broker};
+use crate::{Cli, open_broker};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use roomtoken::Broker;
-use roomtoken::domain::duration::parse_duration;
-use roomtoken::domain::{AppRegistration, Cloud, Provider, Resource, Secret};
+use roomtoken::domain::{AppRegistration, Cloud, ConnectionId, Provider, Resource, Secret};
 use roomtoken::flows::admin::{self, AdminError, ConnectionUpdate, NewConnection};
 use roomtoken::flows::read::{StatusView, load_status_view};
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
 use roomtoken::store::StoreError;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 use time::OffsetDateTime;
 use url::Url;
+
+/// The operator's commands, one store operation each.
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Add, change, list, show or remove connections (one per customer tenant).
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
+    /// Print the signed consent link of a connection.
+    Link {
+        id: ConnectionId,
+        /// How long the link stays valid (30m, 12h, 7d).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    /// Create, list or revoke device keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Show the state of one or every connection.
+    Status {
+        id: Option<ConnectionId>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a refresh pass now.
+    Refresh {
+        id: Option<ConnectionId>,
+        /// One attempt even if not due or in a permanent failure state.
+        #[arg(long)]
+        force: bool,
+    },
+}
 
 #[derive(Subcommand, Debug)]
 pub enum ConnectionCommand {
@@ -24,17 +56,17 @@ pub enum ConnectionCommand {
     Update(Box<UpdateArgs>),
     List,
     Show {
-        id: String,
+        id: ConnectionId,
     },
     /// Remove a connection and every secret it has.
     Remove {
-        id: String,
+        id: ConnectionId,
     },
 }
 
 #[derive(Args, Debug)]
 pub struct ConnectionArgs {
-    pub id: String,
+    pub id: ConnectionId,
     #[command(flatten)]
     pub app: AppArgs,
 }
@@ -54,7 +86,7 @@ pub struct AppArgs {
     pub client_secret_file: Option<PathBuf>,
     /// Microsoft cloud: global, usgov or china.
     #[arg(long)]
-    pub cloud: Option<String>,
+    pub cloud: Option<Cloud>,
     /// Token audiences: ews, graph, or both (ews,graph); the first is the default.
     #[arg(long, conflicts_with = "scopes")]
     pub resources: Option<String>,
@@ -73,7 +105,7 @@ pub struct AppArgs {
 
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
-    pub id: String,
+    pub id: ConnectionId,
     #[command(flatten)]
     pub app: AppArgs,
     /// Forget the pinned account and its tokens; the next consent may be any account.
@@ -85,7 +117,7 @@ pub struct UpdateArgs {
 pub enum KeyCommand {
     /// Create device keys and print them, one per line (shown once).
     Create {
-        id: String,
+        id: ConnectionId,
         #[arg(long)]
         label: Option<String>,
         /// How many keys, created in one store write (a fleet roll-out).
@@ -94,11 +126,11 @@ pub enum KeyCommand {
         count: u16,
     },
     List {
-        id: String,
+        id: ConnectionId,
     },
     /// Revoke device keys by id, in one store write.
     Revoke {
-        id: String,
+        id: ConnectionId,
         #[arg(required = true)]
         key_ids: Vec<String>,
     },
@@ -123,14 +155,6 @@ fn read_secret(args: &AppArgs, stdin: &mut dyn BufRead) -> anyhow::Result<Option
     Ok(Some(Secret::new(text)))
 }
 
-fn cloud(args: &AppArgs) -> anyhow::Result<Cloud> {
-    match &args.cloud {
-        None => Ok(Cloud::Global),
-        Some(name) => Cloud::parse(name)
-            .with_context(|| format!("unknown cloud '{name}': use global, usgov or china")),
-    }
-}
-
 fn provider(args: &AppArgs) -> anyhow::Result<Option<Provider>> {
     if let (Some(authorize), Some(token)) = (&args.authorize_url, &args.token_url) {
         return Ok(Some(Provider::oauth2(authorize.clone(), token.clone())?));
@@ -138,7 +162,7 @@ fn provider(args: &AppArgs) -> anyhow::Result<Option<Provider>> {
     let Some(tenant) = &args.tenant else {
         return Ok(None);
     };
-    let mut provider = Provider::microsoft(tenant, cloud(args)?)?;
+    let mut provider = Provider::microsoft(tenant, args.cloud.unwrap_or_default())?;
     if let Provider::Microsoft { authority, .. } = &mut provider {
         authority.clone_from(&args.authority);
     }
@@ -158,23 +182,26 @@ fn resources(
     })
 }
 
-pub async fn run(cli: &Cli, stdin: &mut dyn BufRead, out: &mut dyn Write) -> anyhow::Result<()> {
+pub async fn run(
+    cli: &Cli,
+    command: &AdminCommand,
+    stdin: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let broker = open_broker(cli).await?;
     let now = broker.now();
-    match &cli.command {
-        Command::Connection(command) => connection(&broker, command, stdin, out, now).await,
-        Command::Link { id, ttl } => {
-            let ttl = parse_duration(ttl)?;
-            let link = admin::consent_link(&broker, &connection_id(id)?, now + ttl).await?;
+    match command {
+        AdminCommand::Connection(command) => connection(&broker, command, stdin, out, now).await,
+        AdminCommand::Link { id, ttl } => {
+            let link = admin::consent_link(&broker, id, now + *ttl).await?;
             writeln!(out, "{link}")?;
             Ok(())
         }
-        Command::Key(command) => key(&broker, command, out, now).await,
-        Command::Status { id, json } => status(&broker, id.as_deref(), *json, out, now).await,
-        Command::Refresh { id, force } => refresh(&broker, id.as_deref(), *force, out, now).await,
-        Command::Serve(_) => unreachable!("dispatched in run"),
-        #[cfg(feature = "demo")]
-        Command::Demo(_) => unreachable!("dispatched in run"),
+        AdminCommand::Key(command) => key(&broker, command, out, now).await,
+        AdminCommand::Status { id, json } => status(&broker, id.as_ref(), *json, out, now).await,
+        AdminCommand::Refresh { id, force } => {
+            refresh(&broker, id.as_ref(), *force, out, now).await
+        }
     }
 }
 
@@ -187,7 +214,7 @@ async fn connection(
 ) -> anyhow::Result<()> {
     match command {
         ConnectionCommand::Add(args) => {
-            let id = connection_id(&args.id)?;
+            let id = args.id.clone();
             let app = &args.app;
             let provider = provider(app)?
                 .context("give --tenant (Entra ID) or --authorize-url and --token-url (any OAuth 2.0 server)")?;
@@ -226,7 +253,7 @@ async fn connection(
             Ok(())
         }
         ConnectionCommand::Update(args) => {
-            let id = connection_id(&args.id)?;
+            let id = args.id.clone();
             let current = admin::get_connection(broker, &id).await?;
             let provider = provider(&args.app)?;
             let effective = provider.clone().unwrap_or_else(|| current.provider.clone());
@@ -254,7 +281,7 @@ async fn connection(
             Ok(())
         }
         ConnectionCommand::Show { id } => {
-            let app = admin::get_connection(broker, &connection_id(id)?).await?;
+            let app = admin::get_connection(broker, id).await?;
             writeln!(out, "id:          {}", app.id)?;
             writeln!(out, "provider:    {}", provider_label(&app))?;
             writeln!(out, "client id:   {}", app.client_id)?;
@@ -272,8 +299,7 @@ async fn connection(
             Ok(())
         }
         ConnectionCommand::Remove { id } => {
-            let id = connection_id(id)?;
-            admin::remove_connection(broker, &id).await?;
+            admin::remove_connection(broker, id).await?;
             writeln!(out, "removed connection {id}")?;
             Ok(())
         }
@@ -307,15 +333,9 @@ async fn key(
 ) -> anyhow::Result<()> {
     match command {
         KeyCommand::Create { id, label, count } => {
-            let keys = admin::create_keys(
-                broker,
-                &connection_id(id)?,
-                label.clone(),
-                usize::from(*count),
-                now,
-            )
-            .await
-            .map_err(batching_hint)?;
+            let keys = admin::create_keys(broker, id, label.clone(), usize::from(*count), now)
+                .await
+                .map_err(batching_hint)?;
             // Only the keys on stdout, so that scripts can capture them.
             for key in &keys {
                 writeln!(out, "{}", key.key.expose())?;
@@ -328,7 +348,7 @@ async fn key(
             Ok(())
         }
         KeyCommand::List { id } => {
-            for record in admin::list_keys(broker, &connection_id(id)?).await? {
+            for record in admin::list_keys(broker, id).await? {
                 let state = match record.revoked_at {
                     Some(at) => format!("revoked {}", rfc3339(at)),
                     None => "active".into(),
@@ -344,7 +364,7 @@ async fn key(
             Ok(())
         }
         KeyCommand::Revoke { id, key_ids } => {
-            admin::revoke_keys(broker, &connection_id(id)?, key_ids, now)
+            admin::revoke_keys(broker, id, key_ids, now)
                 .await
                 .map_err(batching_hint)?;
             for key_id in key_ids {
@@ -379,16 +399,15 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 async fn status(
     broker: &Broker,
-    id: Option<&str>,
+    id: Option<&ConnectionId>,
     json: bool,
     out: &mut dyn Write,
     _now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let ids = match id {
         Some(id) => {
-            let id = connection_id(id)?;
-            admin::get_connection(broker, &id).await?;
-            vec![id]
+            admin::get_connection(broker, id).await?;
+            vec![id.clone()]
         }
         None => broker.repo.connection_ids().await?,
     };
@@ -420,13 +439,13 @@ async fn status(
         let last_error = view
             .last_error
             .as_ref()
-            .map(|e| format!("{} {}", e.class.as_str(), e.code))
+            .map(|e| format!("{} {}", e.class, e.code))
             .unwrap_or_else(|| "-".into());
         writeln!(
             out,
             "{:<20} {:<19} {:<28} {:<26} {:<21} {last_error}",
             view.connection.as_str(),
-            view.state.as_str(),
+            <&str>::from(view.state),
             view.account.as_deref().unwrap_or("-"),
             if expires.is_empty() {
                 "-".into()
@@ -443,13 +462,13 @@ async fn status(
 
 async fn refresh(
     broker: &Broker,
-    id: Option<&str>,
+    id: Option<&ConnectionId>,
     force: bool,
     out: &mut dyn Write,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let options = PassOptions {
-        only: id.map(connection_id).transpose()?,
+        only: id.cloned(),
         force,
     };
     let report = refresh_pass(broker, &options, now).await?;
@@ -461,16 +480,11 @@ async fn refresh(
             Outcome::NotDue => "not due".into(),
             Outcome::PendingConsent => "waiting for consent".into(),
             Outcome::Skipped(state) => {
-                format!("skipped: {} (use --force to try anyway)", state.as_str())
+                format!("skipped: {} (use --force to try anyway)", state)
             }
             Outcome::Failed(error) => {
                 failed += 1;
-                format!(
-                    "failed: {} {}: {}",
-                    error.class.as_str(),
-                    error.code,
-                    error.message
-                )
+                format!("failed: {} {}: {}", error.class, error.code, error.message)
             }
             Outcome::BackingOff(until) => format!(
                 "backing off after failures until {} (use --force to try now)",

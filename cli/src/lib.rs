@@ -4,19 +4,19 @@
 mod admin;
 #[cfg(feature = "demo")]
 mod demo;
-pub mod logging;
 mod serve;
 
 pub use serve::{ServeOptions, serve_on};
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use roomtoken::config::{Config, parse_public_url};
-use roomtoken::domain::ConnectionId;
 use roomtoken::store::StoreSpec;
 use roomtoken::{Broker, broker::BrokerError};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::net::SocketAddr;
+use std::time::Duration;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use url::Url;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,10 +27,10 @@ use std::net::SocketAddr;
 pub struct Cli {
     /// Where secrets live: file:DIR (embedded, default file:./.roomtoken) or aws (Secrets Manager).
     #[arg(long, global = true, env = "ROOMTOKEN_STORE")]
-    pub store: Option<String>,
+    pub store: Option<StoreSpec>,
     /// External base URL of the broker; the redirect URI is {URL}/callback.
-    #[arg(long, global = true, env = "ROOMTOKEN_PUBLIC_URL")]
-    pub public_url: Option<String>,
+    #[arg(long, global = true, env = "ROOMTOKEN_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<Url>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -42,33 +42,8 @@ pub enum Command {
     /// Run the broker against a built-in simulated Microsoft sign-in.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
-    /// Add, change, list, show or remove connections (one per customer tenant).
-    #[command(subcommand)]
-    Connection(admin::ConnectionCommand),
-    /// Print the signed consent link of a connection.
-    Link {
-        id: String,
-        /// How long the link stays valid (s, m, h, d).
-        #[arg(long, default_value = "7d")]
-        ttl: String,
-    },
-    /// Create, list or revoke device keys.
-    #[command(subcommand)]
-    Key(admin::KeyCommand),
-    /// Show the state of one or every connection.
-    Status {
-        id: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Run a refresh pass now.
-    Refresh {
-        id: Option<String>,
-        /// One attempt even if not due or in a permanent failure state.
-        #[arg(long)]
-        force: bool,
-    },
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
 }
 
 #[derive(Args, Debug)]
@@ -76,8 +51,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
     /// How often the refresh pass runs.
-    #[arg(long, default_value = "5m")]
-    pub refresh_every: String,
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub refresh_every: Duration,
 }
 
 #[cfg(feature = "demo")]
@@ -87,10 +62,15 @@ pub struct DemoArgs {
     pub addr: SocketAddr,
 }
 
-/// Logs go to stderr (through [`logging::BufferedLog`]): `RUST_LOG`
-/// overrides; serve and demo log `info`, the admin commands only warnings.
-/// Colours only on a terminal. Keep the guard until the process ends.
-pub fn init_logging(cli: &Cli) -> logging::LogGuard {
+/// Logs go to stderr: `RUST_LOG` overrides; serve and demo log `info`, the
+/// admin commands only warnings. Colours only on a terminal.
+///
+/// token-read writes one audit line per request, so lines are handed to a
+/// writer thread (`tracing-appender`) that writes them in batches, instead
+/// of a system call per line on the request's thread. None is dropped: a
+/// stderr that does not keep up slows the loggers down. Keep the guard
+/// until the process ends; dropping it writes out what is left.
+pub fn init_logging(cli: &Cli) -> WorkerGuard {
     let default = match cli.command {
         Command::Serve(_) => "info",
         #[cfg(feature = "demo")]
@@ -99,7 +79,9 @@ pub fn init_logging(cli: &Cli) -> logging::LogGuard {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let (writer, guard) = logging::BufferedLog::new(std::io::stderr());
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -112,16 +94,12 @@ pub fn init_logging(cli: &Cli) -> logging::LogGuard {
 pub fn config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::from_env(StoreSpec::File(".roomtoken".into()))?;
     if let Some(store) = &cli.store {
-        config = config.with_store(store.parse().map_err(anyhow::Error::msg)?);
+        config = config.with_store(store.clone());
     }
     if let Some(url) = &cli.public_url {
-        config.public_url = Some(parse_public_url(url)?);
+        config.public_url = Some(url.clone());
     }
     Ok(config)
-}
-
-pub fn connection_id(text: &str) -> anyhow::Result<ConnectionId> {
-    ConnectionId::parse(text).with_context(|| format!("'{text}' is not a connection id"))
 }
 
 pub async fn open_broker(cli: &Cli) -> anyhow::Result<Broker> {
@@ -136,6 +114,38 @@ pub async fn run(cli: Cli, stdin: &mut dyn BufRead, out: &mut dyn Write) -> anyh
         Command::Serve(args) => serve::serve(&cli, args).await,
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::demo(args, out).await,
-        _ => admin::run(&cli, stdin, out).await,
+        Command::Admin(command) => admin::run(&cli, command, stdin, out).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        Cli::try_parse_from(std::iter::once("roomtoken").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn arguments_are_checked_where_they_are_parsed() {
+        let link = parse(&["link", "contoso", "--ttl", "12h"]).unwrap();
+        assert!(matches!(
+            link.command,
+            Command::Admin(admin::AdminCommand::Link { ttl, .. }) if ttl == Duration::from_secs(43_200)
+        ));
+        let bad_ttl = parse(&["link", "contoso", "--ttl", "20x"]).unwrap_err();
+        assert!(bad_ttl.contains("--ttl"), "{bad_ttl}");
+        let bad_id = parse(&["status", "Contoso/.."]).unwrap_err();
+        assert!(bad_id.contains("a-z, 0-9 and '-'"), "{bad_id}");
+        let bad_cloud = parse(&["connection", "add", "x", "--cloud", "mars"]).unwrap_err();
+        assert!(
+            bad_cloud.contains("use global, usgov or china"),
+            "{bad_cloud}"
+        );
+        let bad_url = parse(&["--public-url", "ftp://x", "status"]).unwrap_err();
+        assert!(bad_url.contains("http(s)"), "{bad_url}");
+        let bad_store = parse(&["--store", "s3", "status"]).unwrap_err();
+        assert!(bad_store.contains("--store"), "{bad_store}");
     }
 }

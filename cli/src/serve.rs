@@ -3,7 +3,7 @@
 use crate::{Cli, ServeArgs, open_broker};
 use anyhow::Context;
 use roomtoken::Broker;
-use roomtoken::domain::duration::parse_duration;
+
 use roomtoken::flows::refresh::{PassOptions, refresh_pass};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub struct ServeOptions {
 }
 
 pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
-    let refresh_every = parse_duration(&args.refresh_every)?;
+    let refresh_every = args.refresh_every;
     let broker = Arc::new(open_broker(cli).await?);
     if broker.config.public_url.is_none() {
         tracing::warn!(

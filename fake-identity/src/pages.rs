@@ -1,42 +1,29 @@
 //! The small HTML pages of the authorize endpoint: sign-in and error.
+//! `maud` escapes every value, as the product's own pages do.
 
-use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
 
 use crate::errors::{RequestCtx, default_message};
 use crate::model::FakeAccount;
 
-/// Escapes text for HTML element content and double-quoted attributes.
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
+fn document(status: StatusCode, body: Markup) -> Response {
+    let html = html! {
+        (DOCTYPE)
+        html {
+            head { meta charset="utf-8"; title { "Sign in to your account" } }
+            body { (body) }
         }
-    }
-    out
-}
-
-fn html(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store, no-cache"),
-    );
-    response
+    };
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store, no-cache")],
+        html,
+    )
+        .into_response()
 }
 
 /// The page Microsoft shows instead of redirecting (unknown tenant, unknown app,
@@ -47,13 +34,19 @@ pub(crate) fn error_page(code: u32, message: Option<&str>, ctx: &RequestCtx) -> 
         message.unwrap_or(default_message(code)),
         SystemTime::now(),
     );
-    let body = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Sign in to your account</title></head>\n\
-         <body><h1>Sorry, but we're having trouble signing you in.</h1>\n\
-         <p id=\"error\" data-code=\"AADSTS{code}\">{}</p></body></html>\n",
-        escape(&text).replace("\r\n", "<br>")
-    );
-    html(StatusCode::BAD_REQUEST, body)
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    document(
+        StatusCode::BAD_REQUEST,
+        html! {
+            h1 { "Sorry, but we're having trouble signing you in." }
+            p id="error" data-code={ "AADSTS" (code) } {
+                @for (i, line) in lines.iter().enumerate() {
+                    @if i > 0 { br; }
+                    (line)
+                }
+            }
+        },
+    )
 }
 
 /// What the sign-in page must carry back in its POST.
@@ -69,63 +62,39 @@ pub(crate) struct SignInPage<'a> {
 /// `id="signin"`, one button per account (`id="signin-{username}"`) and a
 /// cancel button (`id="cancel"`).
 pub(crate) fn sign_in_page(page: &SignInPage<'_>) -> Response {
-    let mut body = String::new();
-    let _ = write!(
-        body,
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Sign in to your account</title></head>\n\
-         <body><h1>Sign in</h1>\n<p>Application <code>{}</code> wants to sign you in.</p>\n\
-         <form method=\"post\" action=\"{}\">\n",
-        escape(page.client_id),
-        escape(page.action)
-    );
-    for (name, value) in &page.hidden {
-        let _ = writeln!(
-            body,
-            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
-            escape(value)
-        );
-    }
     let hint = page.login_hint.map(str::to_ascii_lowercase);
-    body.push_str(
-        "<label for=\"username\">Account</label>\n<select id=\"username\" name=\"username\">\n",
-    );
-    for account in page.accounts {
-        let selected = if hint.as_deref() == Some(account.username.to_ascii_lowercase().as_str()) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            body,
-            "<option value=\"{0}\"{selected}>{1} ({0})</option>",
-            escape(&account.username),
-            escape(&account.name)
-        );
-    }
-    body.push_str("</select>\n<button type=\"submit\" id=\"signin\" name=\"action\" value=\"signin\">Sign in</button>\n<ul>\n");
-    for account in page.accounts {
-        let _ = writeln!(
-            body,
-            "<li><button type=\"submit\" id=\"signin-{0}\" name=\"account\" value=\"{0}\">Sign in as {1}</button></li>",
-            escape(&account.username),
-            escape(&account.name)
-        );
-    }
-    body.push_str(
-        "</ul>\n<button type=\"submit\" id=\"cancel\" name=\"action\" value=\"cancel\">Cancel</button>\n</form></body></html>\n",
-    );
-    html(StatusCode::OK, body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-    }
+    let hinted = |account: &FakeAccount| {
+        hint.as_deref() == Some(account.username.to_ascii_lowercase().as_str())
+    };
+    document(
+        StatusCode::OK,
+        html! {
+            h1 { "Sign in" }
+            p { "Application " code { (page.client_id) } " wants to sign you in." }
+            form method="post" action=(page.action) {
+                @for (name, value) in &page.hidden {
+                    input type="hidden" name=(name) value=(value);
+                }
+                label for="username" { "Account" }
+                select id="username" name="username" {
+                    @for account in page.accounts {
+                        option value=(account.username) selected[hinted(account)] {
+                            (account.name) " (" (account.username) ")"
+                        }
+                    }
+                }
+                button type="submit" id="signin" name="action" value="signin" { "Sign in" }
+                ul {
+                    @for account in page.accounts {
+                        li {
+                            button type="submit" id={ "signin-" (account.username) } name="account" value=(account.username) {
+                                "Sign in as " (account.name)
+                            }
+                        }
+                    }
+                }
+                button type="submit" id="cancel" name="action" value="cancel" { "Cancel" }
+            }
+        },
+    )
 }

@@ -1,7 +1,6 @@
 //! Configuration shared by every entry point, read from the environment
 //! (which the SAM template sets) with the defaults of DESIGN.md.
 
-use crate::domain::duration::{InvalidDuration, parse_duration};
 use crate::domain::retry::RetryPolicy;
 use crate::store::StoreSpec;
 use std::time::Duration;
@@ -43,8 +42,8 @@ pub enum ConfigError {
         "ROOMTOKEN_PUBLIC_URL must be an absolute http(s) URL, for example https://tokens.example.com"
     )]
     PublicUrl,
-    #[error("{0}: {1}")]
-    Duration(&'static str, InvalidDuration),
+    #[error("{0}: {1} (write a duration such as 30s, 20m, 1h or 7d)")]
+    Duration(&'static str, humantime::DurationError),
     #[error("ROOMTOKEN_REFRESH_CONCURRENCY must be a number from 1 to 256")]
     Concurrency,
     #[error(
@@ -93,11 +92,11 @@ impl Config {
             config.public_url = Some(parse_public_url(&url)?);
         }
         if let Some(margin) = get("ROOMTOKEN_REFRESH_MARGIN") {
-            config.refresh_margin = parse_duration(&margin)
+            config.refresh_margin = humantime::parse_duration(&margin)
                 .map_err(|e| ConfigError::Duration("ROOMTOKEN_REFRESH_MARGIN", e))?;
         }
         if let Some(budget) = get("ROOMTOKEN_REFRESH_BUDGET") {
-            config.refresh_budget = parse_duration(&budget)
+            config.refresh_budget = humantime::parse_duration(&budget)
                 .map_err(|e| ConfigError::Duration("ROOMTOKEN_REFRESH_BUDGET", e))?;
         }
         if let Some(n) = get("ROOMTOKEN_REFRESH_CONCURRENCY") {
@@ -109,7 +108,7 @@ impl Config {
                 .ok_or(ConfigError::Concurrency)?;
         }
         if let Some(ttl) = get("ROOMTOKEN_READ_CACHE_TTL") {
-            config.read_cache_ttl = parse_duration(&ttl)
+            config.read_cache_ttl = humantime::parse_duration(&ttl)
                 .map_err(|e| ConfigError::Duration("ROOMTOKEN_READ_CACHE_TTL", e))?;
         }
         if let Some(budget) = get("ROOMTOKEN_WRITE_BUDGET") {

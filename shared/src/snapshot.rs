@@ -31,12 +31,14 @@ pub struct ConnectionSnapshot {
     served: Vec<Arc<ServedToken>>,
 }
 
-/// A token with what every answer derives from it computed once: its entity
-/// tag, its expiry as text, and the account it acts for.
+/// A token with what every answer derives from it computed once: its
+/// fingerprint, its expiry as text, and the account it acts for.
 #[derive(Debug)]
 pub struct ServedToken {
     pub token: AccessToken,
-    pub etag: String,
+    /// Changes when the token does and tells nothing about it (the HTTP
+    /// edge makes its entity tag of it).
+    pub fingerprint: String,
     /// `expires_at` in RFC 3339.
     pub expires_at: String,
     pub account: String,
@@ -49,7 +51,7 @@ impl ConnectionSnapshot {
             .flat_map(|a| a.tokens.iter().map(move |t| (a, t)))
             .map(|(access, token)| {
                 Arc::new(ServedToken {
-                    etag: etag(&token.access_token),
+                    fingerprint: fingerprint(&token.access_token),
                     expires_at: token
                         .expires_at
                         .format(&time::format_description::well_known::Rfc3339)
@@ -84,9 +86,24 @@ impl ConnectionSnapshot {
     }
 }
 
-/// A strong validator of a token: the first 16 bytes of its SHA-256, in hex,
-/// quoted. It changes when the token does and tells nothing about it.
-pub fn etag(token: &Secret) -> String {
+/// The first 16 bytes of the token's SHA-256, in hex.
+pub fn fingerprint(token: &Secret) -> String {
     let digest = Sha256::digest(token.expose().as_bytes());
-    format!("\"{}\"", hex::encode(&digest[..16]))
+    hex::encode(&digest[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_is_a_hash_prefix_never_the_token() {
+        let token = Secret::new("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.secret-part");
+        let print = fingerprint(&token);
+        assert_eq!(print.len(), 32);
+        assert!(print.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!print.contains("secret"));
+        assert_eq!(print, fingerprint(&token.clone()), "stable");
+        assert_ne!(print, fingerprint(&Secret::new("another token")));
+    }
 }

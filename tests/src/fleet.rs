@@ -5,7 +5,7 @@
 //! UpdateSecretVersionStage; a list is one ListSecrets per 100 names).
 //!
 //! The cost benchmark (`cargo bench --bench fleet_day`) prints what it
-//! measures; `tests/tests/store_quotas.rs` asserts the quotas on a smaller
+//! measures; `tests/tests/api/store_quotas.rs` asserts the quotas on a smaller
 //! fleet.
 
 use async_trait::async_trait;

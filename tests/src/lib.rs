@@ -1,5 +1,5 @@
 //! Test helpers: a broker served over real HTTP on loopback
-//! ([`spawn_broker`]) against the fake identity platform, on the file store
+//! ([`spawn_app`]) against the fake identity platform, on the file store
 //! or on Secrets Manager (moto, started by `scripts/test.sh`), the `roomtoken`
 //! CLI run in-process, and a log capture to prove no secret is ever logged.
 //! [`template`] reads `infra/template.yaml`; [`lambda_runtime_api`] runs the
@@ -52,7 +52,7 @@ pub enum StoreKind {
 }
 
 /// A broker serving every route on a free loopback port.
-pub struct TestBroker {
+pub struct TestApp {
     pub url: Url,
     pub broker: Arc<Broker>,
     /// The served broker's store, counting its calls (the CLI opens its own).
@@ -66,24 +66,6 @@ pub struct TestBroker {
     _dir: tempfile::TempDir,
 }
 
-/// How [`spawn_broker_with`] sets up the broker.
-#[derive(Clone, Debug)]
-pub struct BrokerOptions {
-    /// `ROOMTOKEN_READ_CACHE_TTL`; zero turns the cache off.
-    pub read_cache_ttl: std::time::Duration,
-    /// The file store's directory, kept afterwards (default: a temporary one).
-    pub store_dir: Option<std::path::PathBuf>,
-}
-
-impl Default for BrokerOptions {
-    fn default() -> Self {
-        Self {
-            read_cache_ttl: Config::new(StoreSpec::Aws).read_cache_ttl,
-            store_dir: None,
-        }
-    }
-}
-
 /// Fails (never skips) when moto is not there: a test that passes without
 /// its server proves nothing.
 pub fn require_moto() {
@@ -95,21 +77,14 @@ pub fn require_moto() {
 
 /// Starts the fake identity platform and the broker, with the app
 /// registered and two accounts (the booking account and another one).
-pub async fn spawn_broker(kind: StoreKind) -> TestBroker {
+pub async fn spawn_app(kind: StoreKind) -> TestApp {
     Setup::new(kind).spawn().await
-}
-
-/// [`spawn_broker`] with chosen options.
-pub async fn spawn_broker_with(kind: StoreKind, options: BrokerOptions) -> TestBroker {
-    let mut setup = Setup::new(kind).read_cache_ttl(options.read_cache_ttl);
-    if let Some(dir) = options.store_dir {
-        setup = setup.store_dir(dir);
-    }
-    setup.spawn().await
 }
 
 /// A decorator to put around the store.
 type StoreWrapper = Box<dyn FnOnce(Arc<dyn SecretStore>) -> Arc<dyn SecretStore> + Send>;
+/// A change to the broker's configuration.
+type ConfigChange = Box<dyn FnOnce(&mut Config) + Send>;
 
 /// How to build a test broker, beyond the store kind.
 pub struct Setup {
@@ -120,7 +95,7 @@ pub struct Setup {
     aws_endpoint: Option<String>,
     secret_prefix: Option<String>,
     extra_accounts: usize,
-    read_cache_ttl: Option<std::time::Duration>,
+    configure: Option<ConfigChange>,
     store_dir: Option<std::path::PathBuf>,
 }
 
@@ -134,14 +109,15 @@ impl Setup {
             aws_endpoint: None,
             secret_prefix: None,
             extra_accounts: 0,
-            read_cache_ttl: None,
+            configure: None,
             store_dir: None,
         }
     }
 
-    /// `ROOMTOKEN_READ_CACHE_TTL`; zero turns the cache off.
-    pub fn read_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
-        self.read_cache_ttl = Some(ttl);
+    /// Changes the configuration last, after the environment and the
+    /// harness (store, public URL, timeouts) have set it.
+    pub fn with_config(mut self, change: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.configure = Some(Box::new(change));
         self
     }
 
@@ -180,7 +156,7 @@ impl Setup {
 
     /// A Secrets Manager name prefix of its own, so that a pass over every
     /// connection sees only this test's (admin commands through
-    /// [`TestBroker::cli`] use the suite's prefix: use the library instead).
+    /// [`TestApp::cli`] use the suite's prefix: use the library instead).
     pub fn isolated_prefix(mut self) -> Self {
         self.secret_prefix = Some(format!("{}/", unique_id("isolated")));
         self
@@ -192,7 +168,7 @@ impl Setup {
         self
     }
 
-    pub async fn spawn(self) -> TestBroker {
+    pub async fn spawn(self) -> TestApp {
         capture_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -238,11 +214,11 @@ impl Setup {
             None => store,
         };
         let store = Arc::new(CountingStore::new(store));
-        if let Some(ttl) = self.read_cache_ttl {
-            config.read_cache_ttl = ttl;
-        }
         config.public_url = Some(url.clone());
         config.http_timeout = self.http_timeout;
+        if let Some(change) = self.configure {
+            change(&mut config);
+        }
         let identity_client = OAuthClient::new(self.http_timeout).expect("identity client");
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
         let mut broker =
@@ -277,7 +253,7 @@ impl Setup {
                 refresh_every: None,
             },
         ));
-        TestBroker {
+        TestApp {
             url,
             broker,
             store,
@@ -327,7 +303,7 @@ pub fn unique_id(prefix: &str) -> String {
     )
 }
 
-impl TestBroker {
+impl TestApp {
     /// The store as `--store` and `ROOMTOKEN_STORE` take it (`file:DIR` or `aws`).
     pub fn store_arg(&self) -> &str {
         &self.store_arg
@@ -401,7 +377,7 @@ impl TestBroker {
         self.consent_at(&link).await
     }
 
-    /// [`TestBroker::consent`] with a link made by the caller.
+    /// [`TestApp::consent`] with a link made by the caller.
     pub async fn consent_at(&self, link: &str) -> ConsentRun {
         let start = http().get(link).send().await.expect("GET link");
         assert_eq!(start.status(), 302, "connect-start redirects");
@@ -486,12 +462,18 @@ impl TestBroker {
             .advance(self.broker.config.read_cache_ttl + std::time::Duration::from_secs(1));
     }
 
-    /// A connection added, consented by the booking account, with one key.
-    pub async fn connected(&self, prefix: &str) -> (String, String) {
+    /// A connection added and consented by the booking account.
+    pub async fn consented(&self, prefix: &str) -> String {
         let id = unique_id(prefix);
         self.add_connection(&id).await;
         let consent = self.consent(&id).await;
         assert_eq!(consent.status, 200, "{}", consent.body);
+        id
+    }
+
+    /// A connection added, consented by the booking account, with one key.
+    pub async fn connected(&self, prefix: &str) -> (String, String) {
+        let id = self.consented(prefix).await;
         let key = self.create_key(&id).await;
         (id, key)
     }
@@ -660,14 +642,22 @@ pub fn captured_logs() -> String {
     String::from_utf8_lossy(&buffer.lock().expect("log buffer")).into_owned()
 }
 
-/// Fails naming the kind of secret (never the secret) found in the logs.
+/// Fails, naming the secret by its place in `secrets` (never by any of its
+/// characters), when one is found in the logs.
 pub fn assert_no_secret_logged(secrets: &[String]) {
     let logs = captured_logs();
     assert!(
         !logs.is_empty(),
         "the log capture saw nothing: it is not wired"
     );
-    // One pass over the logs for every secret at once: a long test logs
+    assert_no_secret_in(&logs, "the logs", secrets);
+}
+
+/// The same for any `text`, which `place` names in the failure.
+/// Secrets shorter than 8 characters are not looked for: they would match
+/// by chance.
+pub fn assert_no_secret_in(text: &str, place: &str, secrets: &[String]) {
+    // One pass over the text for every secret at once: a long test logs
     // hundreds of megabytes and issues tens of thousands of secrets.
     let checked: Vec<&str> = secrets
         .iter()
@@ -675,12 +665,12 @@ pub fn assert_no_secret_logged(secrets: &[String]) {
         .filter(|s| s.len() >= 8)
         .collect();
     let matcher = aho_corasick::AhoCorasick::new(&checked).expect("secret matcher");
-    if let Some(found) = matcher.find(&logs) {
-        let secret = checked[found.pattern().as_usize()];
+    if let Some(found) = matcher.find(text) {
+        // Which one and how long, never any of its characters.
+        let n = found.pattern().as_usize();
         panic!(
-            "a secret (of {} chars, starting {:?}) appears in the logs",
-            secret.len(),
-            &secret[..secret.len().min(8)]
+            "secret #{n} of those given ({} chars) appears in {place}",
+            checked[n].len()
         );
     }
 }

@@ -219,34 +219,12 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, Aa
 }
 
 /// `application/x-www-form-urlencoded` decoding of one value (`+` is a space;
-/// malformed `%` escapes are kept as they are).
+/// malformed `%` escapes are kept as they are), as RFC 6749 2.3.1 asks of
+/// the Basic credentials.
 fn form_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        char::from(b)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex);
-                let lo = bytes.get(i + 2).copied().and_then(hex);
-                if let (Some(hi), Some(lo)) = (hi, lo) {
-                    out.push(hi * 16 + lo);
-                    i += 2;
-                } else {
-                    out.push(b'%');
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Client authentication: `client_secret_post` or HTTP Basic; public clients

@@ -51,12 +51,12 @@ impl PassSummary {
         };
         for result in &report.results {
             if let Some(state) = result.state {
-                *summary.states.entry(state.as_str()).or_default() += 1;
+                *summary.states.entry(state.into()).or_default() += 1;
             }
             if let Outcome::Failed(error) = &result.outcome {
                 *summary
                     .failed_by_class
-                    .entry(error.class.as_str())
+                    .entry(error.class.into())
                     .or_default() += 1;
             }
             let slot = match &result.outcome {

@@ -15,6 +15,7 @@ use roomtoken::domain::{ConnectionState, FailureClass};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
+use strum::IntoEnumIterator;
 
 pub const NAMESPACE: &str = "roomtoken";
 
@@ -60,20 +61,20 @@ pub fn pass_documents(summary: &PassSummary, function_name: &str, timestamp_ms: 
             "WriteQuota": summary.write_quota,
         }),
     )];
-    for class in FailureClass::ALL {
-        let failed = summary.failed_by_class.get(class.as_str()).copied();
+    for class in FailureClass::iter() {
+        let failed = summary.failed_by_class.get(<&str>::from(class)).copied();
         documents.push(document(
             &["FunctionName", "FailureClass"],
             &["Failed"],
-            json!({"FailureClass": class.as_str(), "Failed": failed.unwrap_or(0)}),
+            json!({"FailureClass": class, "Failed": failed.unwrap_or(0)}),
         ));
     }
-    for state in ConnectionState::ALL {
-        let connections = summary.states.get(state.as_str()).copied();
+    for state in ConnectionState::iter() {
+        let connections = summary.states.get(<&str>::from(state)).copied();
         documents.push(document(
             &["FunctionName", "State"],
             &["Connections"],
-            json!({"State": state.as_str(), "Connections": connections.unwrap_or(0)}),
+            json!({"State": state, "Connections": connections.unwrap_or(0)}),
         ));
     }
     documents

@@ -9,8 +9,13 @@ use time::OffsetDateTime;
 use url::Url;
 
 /// Microsoft national clouds, each with its own sign-in, Graph and EWS hosts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, strum::EnumString)]
 #[serde(rename_all = "lowercase")]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_fn = unknown_cloud,
+    parse_err_ty = UnknownCloud
+)]
 pub enum Cloud {
     #[default]
     Global,
@@ -18,16 +23,15 @@ pub enum Cloud {
     China,
 }
 
-impl Cloud {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "global" => Some(Self::Global),
-            "usgov" => Some(Self::Usgov),
-            "china" => Some(Self::China),
-            _ => None,
-        }
-    }
+#[derive(Debug, thiserror::Error)]
+#[error("unknown cloud '{0}': use global, usgov or china")]
+pub struct UnknownCloud(String);
 
+fn unknown_cloud(name: &str) -> UnknownCloud {
+    UnknownCloud(name.to_owned())
+}
+
+impl Cloud {
     pub fn login_origin(self) -> &'static str {
         match self {
             Self::Global => "https://login.microsoftonline.com",

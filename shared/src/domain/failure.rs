@@ -3,8 +3,21 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Named in snake case everywhere: JSON, logs, metrics dimensions.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum FailureClass {
     /// Back off and retry; keep serving a still-valid token.
     Transient,
@@ -19,30 +32,12 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 5] = [
-        Self::Transient,
-        Self::ReconnectNeeded,
-        Self::AppMisconfigured,
-        Self::Blocked,
-        Self::OurBug,
-    ];
-
     /// Whether retrying without a human acting first is pointless.
     pub fn is_permanent(self) -> bool {
         matches!(
             self,
             Self::ReconnectNeeded | Self::AppMisconfigured | Self::Blocked
         )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Transient => "transient",
-            Self::ReconnectNeeded => "reconnect_needed",
-            Self::AppMisconfigured => "app_misconfigured",
-            Self::Blocked => "blocked",
-            Self::OurBug => "our_bug",
-        }
     }
 }
 

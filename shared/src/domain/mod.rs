@@ -6,7 +6,6 @@ pub mod app;
 pub mod claims;
 pub mod connection_id;
 pub mod device_key;
-pub mod duration;
 pub mod failure;
 pub mod grant;
 pub mod records;

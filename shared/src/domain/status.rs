@@ -9,8 +9,22 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Named in snake case everywhere: JSON, logs, metrics dimensions.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Default,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ConnectionState {
     #[default]
     PendingConsent,
@@ -22,26 +36,6 @@ pub enum ConnectionState {
 }
 
 impl ConnectionState {
-    pub const ALL: [ConnectionState; 6] = [
-        Self::PendingConsent,
-        Self::Connected,
-        Self::Degraded,
-        Self::ReconnectRequired,
-        Self::AppMisconfigured,
-        Self::Blocked,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PendingConsent => "pending_consent",
-            Self::Connected => "connected",
-            Self::Degraded => "degraded",
-            Self::ReconnectRequired => "reconnect_required",
-            Self::AppMisconfigured => "app_misconfigured",
-            Self::Blocked => "blocked",
-        }
-    }
-
     /// States that only a human can leave; refresh passes leave them alone.
     pub fn is_permanent(self) -> bool {
         matches!(

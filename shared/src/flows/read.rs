@@ -7,31 +7,19 @@
 //! reads each connection at most once per TTL however many displays ask; a
 //! revoked key therefore keeps working for at most one TTL.
 //!
-//! Every read writes one audit log line: connection, key id (never the key),
-//! resource and outcome.
+//! Every read is answered with one audit log line (connection, key id,
+//! never the key, resource and outcome), written by the HTTP edge.
 
 use crate::Broker;
 use crate::domain::device_key::key_id;
 use crate::domain::{AccessTokens, ConnectionId, ConnectionState, KeyCheck, LastError, Status};
-pub use crate::snapshot::{ConnectionSnapshot, MIN_SERVE_VALIDITY, ReadCache, ServedToken, etag};
+pub use crate::snapshot::{ConnectionSnapshot, MIN_SERVE_VALIDITY, ReadCache, ServedToken};
 use crate::store::StoreError;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-
-/// Whether an `If-None-Match` value matches `etag` (RFC 9110 13.1.2: a list
-/// of entity tags or `*`, compared weakly).
-pub fn if_none_match(header: &str, etag: &str) -> bool {
-    let header = header.trim();
-    if header == "*" {
-        return true;
-    }
-    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
-    let ours = opaque(etag);
-    header.split(',').any(|tag| opaque(tag) == ours)
-}
 
 /// What a display asks for.
 #[derive(Debug, Default, Clone, Copy)]
@@ -44,20 +32,16 @@ pub struct TokenRequest<'a> {
     pub resource: Option<&'a str>,
     /// `?min_validity=`: refuse a token that expires sooner than this.
     pub min_validity: Option<Duration>,
-    /// `If-None-Match`: answer "not modified" when the token is unchanged.
-    pub if_none_match: Option<&'a str>,
 }
 
 #[derive(Debug)]
 pub struct TokenReply {
-    /// The token, its entity tag, expiry and account.
+    /// The token, its fingerprint, expiry and account.
     pub served: Arc<ServedToken>,
     /// Seconds left.
     pub expires_in: u64,
     /// How long a display may cache the answer.
     pub max_age: u64,
-    /// The display already has this token (its `If-None-Match` matched).
-    pub not_modified: bool,
     pub key_id: String,
 }
 
@@ -108,7 +92,8 @@ pub fn status_view(
 }
 
 /// Why a read was refused with 401. Only the audit log tells them apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Refusal {
     MissingKey,
     MalformedKey,
@@ -116,18 +101,6 @@ pub enum Refusal {
     /// Not a key of this connection, or no such connection.
     UnknownKey,
     RevokedKey,
-}
-
-impl Refusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MissingKey => "missing_key",
-            Self::MalformedKey => "malformed_key",
-            Self::InvalidConnectionId => "invalid_connection_id",
-            Self::UnknownKey => "unknown_key",
-            Self::RevokedKey => "revoked_key",
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +127,8 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    fn outcome(&self) -> &'static str {
+    /// The audit log's name for this answer.
+    pub fn outcome(&self) -> &'static str {
         match self {
             Self::Unauthorized(_) => "unauthorized",
             Self::UnknownResource(_) => "unknown_resource",
@@ -248,97 +222,10 @@ async fn authenticate(
     Ok((id, key_id, snapshot))
 }
 
-/// The public id of a well-shaped key, for the log; `-` otherwise.
-///
-/// Every value these `logged_*` functions return is written to the log as
-/// it is (no quoting or escaping), so each is checked to be plain first.
-fn logged_key_id(presented: Option<&str>) -> &str {
-    presented
-        .and_then(key_id)
-        .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .unwrap_or("-")
-}
-
-/// The resource asked for, for the log when it looks like a resource name
-/// (as `ews`, `graph` or `default` do); `-` otherwise.
-fn logged_resource(resource: Option<&str>) -> &str {
-    resource
-        .filter(|name| {
-            (1..=32).contains(&name.len())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .unwrap_or("-")
-}
-
-/// The connection id for the log when it is one; `-` otherwise, so that a
-/// made-up path cannot write what it likes (or as much as it likes) there.
-fn logged_connection(connection: &str) -> &str {
-    if ConnectionId::is_valid(connection) {
-        connection
-    } else {
-        "-"
-    }
-}
-
+/// The token a display asks for, or why it cannot have it. The HTTP edge
+/// writes the audit line, since only it knows whether the display already
+/// had the token.
 pub async fn read_token(
-    broker: &Broker,
-    request: TokenRequest<'_>,
-    now: OffsetDateTime,
-) -> Result<TokenReply, ReadError> {
-    let result = read_token_inner(broker, request, now).await;
-    let connection = logged_connection(request.connection);
-    let key_id = logged_key_id(request.key);
-    let resource = logged_resource(request.resource);
-    match &result {
-        Ok(reply) => tracing::info!(
-            connection = %connection,
-            key_id = %key_id,
-            resource = %reply.served.token.resource,
-            outcome = %if reply.not_modified { "not_modified" } else { "served" },
-            expires_in = reply.expires_in,
-            "token read"
-        ),
-        Err(ReadError::Unauthorized(refusal)) => tracing::info!(
-            connection = %connection,
-            key_id = %key_id,
-            resource = %resource,
-            outcome = %"unauthorized",
-            reason = %refusal.as_str(),
-            "token read"
-        ),
-        Err(
-            e @ (ReadError::NotServing { state, .. }
-            | ReadError::InsufficientValidity { state, .. }),
-        ) => tracing::info!(
-            connection = %connection,
-            key_id = %key_id,
-            resource = %resource,
-            outcome = %e.outcome(),
-            state = %state.as_str(),
-            "token read"
-        ),
-        Err(e @ ReadError::UnknownResource(_)) => tracing::info!(
-            connection = %connection,
-            key_id = %key_id,
-            resource = %resource,
-            outcome = %e.outcome(),
-            "token read"
-        ),
-        Err(ReadError::Store(e)) => tracing::warn!(
-            connection = %connection,
-            key_id = %key_id,
-            resource = %resource,
-            outcome = %"store_error",
-            error = %e,
-            "token read"
-        ),
-    }
-    result
-}
-
-async fn read_token_inner(
     broker: &Broker,
     request: TokenRequest<'_>,
     now: OffsetDateTime,
@@ -382,16 +269,12 @@ async fn read_token_inner(
             }),
         });
     }
-    let not_modified = request
-        .if_none_match
-        .is_some_and(|header| if_none_match(header, &served.etag));
     Ok(TokenReply {
         served: served.clone(),
         expires_in: remaining.as_secs(),
         max_age: remaining
             .saturating_sub(broker.config.refresh_margin)
             .as_secs(),
-        not_modified,
         key_id,
     })
 }
@@ -403,35 +286,8 @@ pub async fn read_status(
     presented_key: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<StatusView, ReadError> {
-    let result = authenticate(broker, connection, presented_key, now)
-        .await
-        .map(|(id, _, snapshot)| status_view(&id, &snapshot.status, snapshot.access.as_ref()));
-    let key_id = logged_key_id(presented_key);
-    let connection = logged_connection(connection);
-    match &result {
-        Ok(view) => tracing::info!(
-            connection = %connection,
-            key_id = %key_id,
-            outcome = %"served",
-            state = %view.state.as_str(),
-            "status read"
-        ),
-        Err(ReadError::Unauthorized(refusal)) => tracing::info!(
-            connection = %connection,
-            key_id = %key_id,
-            outcome = %"unauthorized",
-            reason = %refusal.as_str(),
-            "status read"
-        ),
-        Err(e) => tracing::warn!(
-            connection = %connection,
-            key_id = %key_id,
-            outcome = %e.outcome(),
-            error = %e,
-            "status read"
-        ),
-    }
-    result
+    let (id, _, snapshot) = authenticate(broker, connection, presented_key, now).await?;
+    Ok(status_view(&id, &snapshot.status, snapshot.access.as_ref()))
 }
 
 /// The status view straight from the store (admin side, no key needed).
@@ -444,49 +300,4 @@ pub async fn load_status_view(
         .map(|serve| (serve.status, serve.access))
         .unwrap_or_default();
     Ok(status_view(id, &status, access.as_ref()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::Secret;
-
-    #[test]
-    fn an_etag_is_a_quoted_hash_prefix_never_the_token() {
-        let token = Secret::new("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.secret-part");
-        let tag = etag(&token);
-        assert_eq!(tag.len(), 2 + 32);
-        assert!(tag.starts_with('"') && tag.ends_with('"'));
-        assert!(!tag.contains("secret"));
-        assert_eq!(tag, etag(&token.clone()), "stable");
-        assert_ne!(tag, etag(&Secret::new("another token")));
-    }
-
-    #[test]
-    fn log_fields_keep_only_what_looks_like_ids() {
-        assert_eq!(logged_connection("contoso"), "contoso");
-        assert_eq!(logged_connection("../etc\nINFO forged"), "-");
-        assert_eq!(logged_connection(&"a".repeat(65)), "-");
-        assert_eq!(logged_resource(Some("graph")), "graph");
-        assert_eq!(logged_resource(Some("x\" outcome=served")), "-");
-        assert_eq!(logged_resource(None), "-");
-        assert_eq!(logged_key_id(Some("rtk_3f9a1c0b2e_c2VjcmV0")), "3f9a1c0b2e");
-        assert_eq!(logged_key_id(Some("hunter2")), "-");
-        assert_eq!(logged_key_id(Some("rtk_3f9a\n0b2e1_c2VjcmV0")), "-");
-    }
-
-    #[test]
-    fn if_none_match_compares_lists_weakly_and_takes_a_star() {
-        let tag = "\"0123456789abcdef0123456789abcdef\"";
-        assert!(if_none_match(tag, tag));
-        assert!(if_none_match(&format!("W/{tag}"), tag));
-        assert!(if_none_match(&format!("\"other\", {tag}"), tag));
-        assert!(if_none_match(" * ", tag));
-        assert!(!if_none_match("\"other\"", tag));
-        assert!(!if_none_match("", tag));
-        assert!(
-            !if_none_match("0123456789abcdef0123456789abcdef", tag),
-            "unquoted is not the same tag"
-        );
-    }
 }

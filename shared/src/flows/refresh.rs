@@ -189,10 +189,10 @@ fn log_outcome(id: &ConnectionId, outcome: &Outcome) {
             tracing::debug!(connection = %id, until = %until, "backing off after failures")
         }
         Outcome::Skipped(state) => {
-            tracing::info!(connection = %id, state = state.as_str(), "skipped until a human acts")
+            tracing::info!(connection = %id, state = %state, "skipped until a human acts")
         }
         Outcome::Failed(error) => tracing::warn!(
-            connection = %id, class = error.class.as_str(), code = %error.code,
+            connection = %id, class = %error.class, code = %error.code,
             trace_id = ?error.trace_id, correlation_id = ?error.correlation_id,
             message = %error.message, "refresh failed"
         ),

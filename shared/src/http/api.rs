@@ -1,12 +1,17 @@
 //! The display-facing JSON API, as described by `shared/openapi.json`.
 
+use super::audit;
 use crate::Broker;
 use crate::flows::read::{ReadError, TokenReply, TokenRequest, read_status, read_token};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum_extra::TypedHeader;
+use axum_extra::headers::authorization::{Authorization, Bearer};
+use axum_extra::headers::{ETag, IfNoneMatch};
+use axum_extra::typed_header::TypedHeaderRejection;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
@@ -33,11 +38,25 @@ struct TokenBody<'a> {
     account: &'a str,
 }
 
-/// The device key from `Authorization: Bearer <key>`.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+/// `Authorization: Bearer <device key>`. A header that is not a bearer
+/// credential is answered as a missing key: the same 401 as any other.
+type BearerKey = Result<TypedHeader<Authorization<Bearer>>, TypedHeaderRejection>;
+
+fn presented(key: &BearerKey) -> Option<&str> {
+    key.as_ref()
+        .ok()
+        .map(|TypedHeader(auth)| auth.token().trim())
+}
+
+/// The entity tag of a token: its fingerprint, quoted (a strong validator).
+fn entity_tag(fingerprint: &str) -> Option<ETag> {
+    format!("\"{fingerprint}\"").parse().ok()
+}
+
+/// Whether the display already has the token (RFC 9110 13.1.2: a list of
+/// tags or `*`, compared weakly; an unreadable header matches nothing).
+fn not_modified(if_none_match: Option<&IfNoneMatch>, etag: &ETag) -> bool {
+    if_none_match.is_some_and(|header| !header.precondition_passes(etag))
 }
 
 fn bad_request(message: &str) -> Response {
@@ -53,7 +72,8 @@ pub async fn token(
     State(broker): State<Arc<Broker>>,
     Path(id): Path<String>,
     query: Result<Query<TokenQuery>, QueryRejection>,
-    headers: HeaderMap,
+    key: BearerKey,
+    if_none_match: Option<TypedHeader<IfNoneMatch>>,
 ) -> Response {
     let Ok(Query(query)) = query else {
         return bad_request(
@@ -69,33 +89,37 @@ pub async fn token(
     };
     let request = TokenRequest {
         connection: &id,
-        key: bearer(&headers),
+        key: presented(&key),
         resource: query.resource.as_deref(),
         min_validity,
-        if_none_match: headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok()),
     };
     match read_token(&broker, request, broker.now()).await {
-        Ok(reply) => token_response(&reply),
-        Err(e) => error_response(e),
+        Ok(reply) => {
+            let if_none_match = if_none_match.as_ref().map(|TypedHeader(h)| h);
+            let (response, not_modified) = token_response(&reply, if_none_match);
+            audit::token_served(&request, &reply, not_modified);
+            response
+        }
+        Err(e) => {
+            audit::token_refused(&request, &e);
+            e.into_response()
+        }
     }
 }
 
 /// 200 with the token, or 304 when the display already has it; both carry
 /// the same validator and freshness.
-fn token_response(reply: &TokenReply) -> Response {
-    let cache = HeaderValue::from_str(&format!("private, max-age={}", reply.max_age));
-    let etag = HeaderValue::from_str(&reply.served.etag);
-    let (Ok(cache), Ok(etag)) = (cache, etag) else {
-        // Both are ASCII built here; unreachable, but never a panic.
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    let headers = [(header::CACHE_CONTROL, cache), (header::ETAG, etag)];
-    if reply.not_modified {
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
-    }
+fn token_response(reply: &TokenReply, if_none_match: Option<&IfNoneMatch>) -> (Response, bool) {
     let served = &reply.served;
+    let cache = HeaderValue::from_str(&format!("private, max-age={}", reply.max_age));
+    let (Ok(cache), Some(etag)) = (cache, entity_tag(&served.fingerprint)) else {
+        // Both are ASCII built here; unreachable, but never a panic.
+        return (StatusCode::INTERNAL_SERVER_ERROR.into_response(), false);
+    };
+    let headers = ([(header::CACHE_CONTROL, cache)], TypedHeader(etag.clone()));
+    if not_modified(if_none_match, &etag) {
+        return ((StatusCode::NOT_MODIFIED, headers).into_response(), true);
+    }
     let body = TokenBody {
         access_token: served.token.access_token.expose(),
         token_type: &served.token.token_type,
@@ -105,17 +129,20 @@ fn token_response(reply: &TokenReply) -> Response {
         resource: &served.token.resource,
         account: &served.account,
     };
-    (headers, Json(body)).into_response()
+    ((headers, Json(body)).into_response(), false)
 }
 
 pub async fn status(
     State(broker): State<Arc<Broker>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    key: BearerKey,
 ) -> Response {
-    match read_status(&broker, &id, bearer(&headers), broker.now()).await {
+    let presented = presented(&key);
+    let result = read_status(&broker, &id, presented, broker.now()).await;
+    audit::status_read(&id, presented, &result);
+    match result {
         Ok(view) => ([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response(),
-        Err(e) => error_response(e),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -135,62 +162,94 @@ pub async fn openapi() -> Response {
 /// for an unknown connection, so the API is no oracle for connection ids.
 const UNAUTHORIZED_BODY: &str = r#"{"error":"unauthorized","message":"A valid device key is required: send Authorization: Bearer <device key>."}"#;
 
-fn error_response(error: ReadError) -> Response {
-    let json_error = |status: StatusCode, body: serde_json::Value| {
-        (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
-    };
-    let unavailable = |body: serde_json::Value, retry_after: Duration| {
-        let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, body);
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry_after.as_secs()),
+fn json_error(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+fn unavailable(body: serde_json::Value, retry_after: Duration) -> Response {
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, body);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after.as_secs()),
+    );
+    response
+}
+
+impl IntoResponse for ReadError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::WWW_AUTHENTICATE, "Bearer"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                UNAUTHORIZED_BODY,
+            )
+                .into_response(),
+            Self::UnknownResource(name) => json_error(
+                StatusCode::NOT_FOUND,
+                json!({"error": "unknown_resource", "message": format!("This connection has no resource '{name}'.")}),
+            ),
+            Self::NotServing { state, retry_after } => unavailable(
+                json!({
+                    "error": "no_valid_token",
+                    "state": state,
+                    "message": format!("No valid token can be served. {}", state.advice()),
+                }),
+                retry_after,
+            ),
+            Self::InsufficientValidity {
+                state,
+                expires_in,
+                retry_after,
+            } => unavailable(
+                json!({
+                    "error": "insufficient_validity",
+                    "state": state,
+                    "message": format!(
+                        "The current token expires in {expires_in} seconds, sooner than min_validity asks: ask again after Retry-After, or for less."
+                    ),
+                }),
+                retry_after,
+            ),
+            // Already in the read's audit line.
+            Self::Store(_) => unavailable(
+                json!({"error": "store_unavailable", "message": "The token store is unavailable; try again shortly."}),
+                Duration::from_secs(5),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum_extra::headers::{Header, HeaderValue as Value};
+
+    fn header(text: &str) -> IfNoneMatch {
+        let value = Value::from_str(text).unwrap();
+        IfNoneMatch::decode(&mut std::iter::once(&value)).unwrap()
+    }
+
+    #[test]
+    fn if_none_match_compares_lists_weakly_and_takes_a_star() {
+        let fingerprint = "0123456789abcdef0123456789abcdef";
+        let tag = entity_tag(fingerprint).unwrap();
+        let quoted = format!("\"{fingerprint}\"");
+        assert!(not_modified(Some(&header(&quoted)), &tag));
+        assert!(not_modified(Some(&header(&format!("W/{quoted}"))), &tag));
+        assert!(not_modified(
+            Some(&header(&format!("\"other\", {quoted}"))),
+            &tag
+        ));
+        assert!(not_modified(Some(&header("*")), &tag));
+        assert!(!not_modified(Some(&header("\"other\"")), &tag));
+        assert!(!not_modified(None, &tag));
+        assert!(
+            !not_modified(Some(&header(fingerprint)), &tag),
+            "unquoted is not the same tag"
         );
-        response
-    };
-    match error {
-        ReadError::Unauthorized(_) => (
-            StatusCode::UNAUTHORIZED,
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
-                (header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-            UNAUTHORIZED_BODY,
-        )
-            .into_response(),
-        ReadError::UnknownResource(name) => json_error(
-            StatusCode::NOT_FOUND,
-            json!({"error": "unknown_resource", "message": format!("This connection has no resource '{name}'.")}),
-        ),
-        ReadError::NotServing { state, retry_after } => unavailable(
-            json!({
-                "error": "no_valid_token",
-                "state": state,
-                "message": format!("No valid token can be served. {}", state.advice()),
-            }),
-            retry_after,
-        ),
-        ReadError::InsufficientValidity {
-            state,
-            expires_in,
-            retry_after,
-        } => unavailable(
-            json!({
-                "error": "insufficient_validity",
-                "state": state,
-                "message": format!(
-                    "The current token expires in {expires_in} seconds, sooner than min_validity asks: ask again after Retry-After, or for less."
-                ),
-            }),
-            retry_after,
-        ),
-        // Already in the read's audit line.
-        ReadError::Store(_) => unavailable(
-            json!({"error": "store_unavailable", "message": "The token store is unavailable; try again shortly."}),
-            Duration::from_secs(5),
-        ),
     }
 }

@@ -2,6 +2,7 @@
 //! its own routes) and by `roomtoken serve` (which mounts them all).
 
 mod api;
+mod audit;
 mod pages;
 
 use crate::Broker;
@@ -10,7 +11,6 @@ use axum::routing::get;
 use std::sync::Arc;
 
 pub use api::OPENAPI_JSON;
-pub use pages::escape_html;
 
 /// `GET /connect/{id}?invite=...`
 pub fn connect_start_routes(broker: Arc<Broker>) -> Router {

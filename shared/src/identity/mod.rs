@@ -112,10 +112,9 @@ impl IdentityError {
         }
     }
 
-    /// What the status shows an admin.
-    pub fn to_last_error(&self, at: OffsetDateTime) -> LastError {
-        let provider = self.provider();
-        let code = match self {
+    /// The short code an admin can quote: `AADSTS70000`, `HTTP 503`, `timeout`.
+    pub fn code(&self) -> String {
+        match self {
             Self::Refused(p) => p.code(),
             Self::Unavailable {
                 provider: Some(p), ..
@@ -124,10 +123,20 @@ impl IdentityError {
             Self::Unreachable { timeout: true, .. } => "timeout".into(),
             Self::Unreachable { .. } => "network".into(),
             Self::Protocol(_) => "protocol".into(),
-        };
+        }
+    }
+
+    /// The provider's trace id, which its support can look up.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.provider().and_then(|p| p.trace_id.as_deref())
+    }
+
+    /// What the status shows an admin.
+    pub fn to_last_error(&self, at: OffsetDateTime) -> LastError {
+        let provider = self.provider();
         LastError {
             class: self.class(),
-            code,
+            code: self.code(),
             message: self.to_string(),
             trace_id: provider.and_then(|p| p.trace_id.clone()),
             correlation_id: provider.and_then(|p| p.correlation_id.clone()),

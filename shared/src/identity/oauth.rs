@@ -66,11 +66,11 @@ pub struct IdTokenField {
 
 impl ExtraTokenFields for IdTokenField {}
 
-type TokenBody = StandardTokenResponse<IdTokenField, BasicTokenType>;
+type TokenEndpointResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
 
 type TokenClient = oauth2::Client<
     ErrorBody,
-    TokenBody,
+    TokenEndpointResponse,
     BasicTokenIntrospectionResponse,
     StandardRevocableToken,
     BasicRevocationErrorResponse,
@@ -232,7 +232,7 @@ fn into_identity_error(error: RequestTokenError<Transport, ErrorBody>) -> Identi
     }
 }
 
-fn into_token_set(body: TokenBody) -> TokenSet {
+fn into_token_set(body: TokenEndpointResponse) -> TokenSet {
     TokenSet {
         access_token: Secret::new(body.access_token().secret().clone()),
         token_type: "Bearer".into(),

@@ -10,7 +10,10 @@ use time::OffsetDateTime;
 
 /// The secrets stored per connection, split by who may read them (see
 /// [`crate::domain::records`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::IntoStaticStr, strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Part {
     /// Client secret, refresh token, pinned account: never read by an
     /// internet-facing function.
@@ -19,24 +22,13 @@ pub enum Part {
     Serve,
 }
 
-impl Part {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Grant => "grant",
-            Self::Serve => "serve",
-        }
-    }
-
-    pub const ALL: [Part; 2] = [Self::Grant, Self::Serve];
-}
-
 /// A logical secret name, without the deployment's prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretName(String);
 
 impl SecretName {
     pub fn of(id: &ConnectionId, part: Part) -> Self {
-        Self(format!("connections/{id}/{}", part.as_str()))
+        Self(format!("connections/{id}/{part}"))
     }
 
     pub fn signing_key() -> Self {
@@ -194,7 +186,7 @@ impl Repository {
             .filter_map(|name| {
                 let rest = name.strip_prefix("connections/")?;
                 let (id, part) = rest.split_once('/')?;
-                (part == Part::Serve.as_str()).then(|| ConnectionId::parse(id).ok())?
+                (part == <&str>::from(Part::Serve)).then(|| ConnectionId::parse(id).ok())?
             })
             .collect();
         ids.sort();

@@ -4,22 +4,18 @@
 //! serves the store.
 
 use anyhow::Context;
-use roomtoken_tests::{BrokerOptions, StoreKind, spawn_broker_with};
+use roomtoken_tests::{Setup, StoreKind};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dir = std::env::args()
         .nth(1)
         .context("usage: bench-fixture STORE_DIR")?;
-    let broker = spawn_broker_with(
-        StoreKind::File,
-        BrokerOptions {
-            store_dir: Some(dir.into()),
-            ..BrokerOptions::default()
-        },
-    )
-    .await;
-    let (id, key) = broker.connected("bench").await;
+    let app = Setup::new(StoreKind::File)
+        .store_dir(dir.into())
+        .spawn()
+        .await;
+    let (id, key) = app.connected("bench").await;
     println!("{id} {key}");
     Ok(())
 }

@@ -4,7 +4,6 @@
 //! refresh function really emits. (IAM: see `least_privilege.rs`.)
 
 use roomtoken::Config;
-use roomtoken::domain::duration::parse_duration;
 use roomtoken::store::{SecretName, StoreSpec};
 use roomtoken_tests::template::{FUNCTIONS, Template, workspace_root};
 use serde_json::{Value, json};
@@ -208,7 +207,7 @@ fn every_function_gets_the_configuration_of_the_design() {
     );
     assert_eq!(
         with_defaults.refresh_margin,
-        parse_duration("20m").unwrap(),
+        humantime::parse_duration("20m").unwrap(),
         "DESIGN.md's default margin"
     );
 }

@@ -39,7 +39,7 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
         .parse()
         .expect("moto address");
     let proxy = TcpProxy::start(moto).await.expect("proxy");
-    let broker = Setup::new(StoreKind::SecretsManager)
+    let app = Setup::new(StoreKind::SecretsManager)
         .aws_endpoint(proxy.url())
         .isolated_prefix()
         .sleeper(Arc::new(RecordingSleeper::default()))
@@ -47,28 +47,28 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
         .extra_accounts(CONNECTIONS)
         .spawn()
         .await;
-    let core = &broker.broker;
+    let core = &app.broker;
     let start = OffsetDateTime::now_utc();
     let mut ids = Vec::new();
     for n in 0..CONNECTIONS {
         let id = ConnectionId::parse(&format!("campaign-{n}")).unwrap();
         let mut provider = Provider::microsoft(TENANT, Cloud::Global).unwrap();
         if let Provider::Microsoft { authority, .. } = &mut provider {
-            *authority = Some(broker.identity.base_url());
+            *authority = Some(app.identity.base_url());
         }
         let new = NewConnection {
             id: id.clone(),
             provider,
             client_id: CLIENT_ID.into(),
             resources: Resource::presets("ews,graph", Cloud::Global).unwrap(),
-            client_secret: Secret::new(broker.client_secret.clone()),
+            client_secret: Secret::new(app.client_secret.clone()),
         };
         admin::add_connection(core, new, start).await.unwrap();
-        broker.identity.set_auto_consent(Some(&booking_account(n)));
+        app.identity.set_auto_consent(Some(&booking_account(n)));
         let link = admin::consent_link(core, &id, start + time::Duration::days(1))
             .await
             .unwrap();
-        let consent = broker.consent_at(link.as_str()).await;
+        let consent = app.consent_at(link.as_str()).await;
         assert_eq!(consent.status, 200, "{}", consent.body);
         ids.push(id);
     }
@@ -90,7 +90,7 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
             _ => proxy.up(),
         }
         for _ in 0..rng.random_range(0..4) {
-            broker.identity.inject(transient_fault(&mut rng));
+            app.identity.inject(transient_fault(&mut rng));
         }
         if refresh_pass(core, &PassOptions::default(), now)
             .await
@@ -105,7 +105,7 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
     );
 
     proxy.up();
-    broker.identity.clear_faults();
+    app.identity.clear_faults();
     // Connections that failed often back off for up to an hour: three
     // passes, fifty minutes apart, reach every one of them.
     for _ in 0..3 {
@@ -115,7 +115,7 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
             .expect("a pass without faults");
     }
 
-    let counters = broker.identity.counters();
+    let counters = app.identity.counters();
     assert!(
         counters.faults_served > 100,
         "faults were injected: {}",
@@ -136,24 +136,23 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
         let grant = grant.grant.expect("a grant");
         assert_eq!(
             Some(grant.refresh_token.expose().to_owned()),
-            broker
-                .identity
+            app.identity
                 .newest_refresh_token(CLIENT_ID, &booking_account(n)),
             "{id} holds the newest refresh token"
         );
         let key = admin::create_key(core, id, None, OffsetDateTime::now_utc())
             .await
             .unwrap();
-        let response = broker
+        let response = app
             .get_token(id.as_str(), Some(key.key.expose()), Some("graph"))
             .await;
         assert_eq!(response.status(), 200, "{id}");
         let body: serde_json::Value = response.json().await.unwrap();
         let token = body["access_token"].as_str().unwrap();
         assert!(
-            broker.identity.access_token_info(token).is_some(),
+            app.identity.access_token_info(token).is_some(),
             "{id} serves a valid token"
         );
     }
-    assert_no_secret_logged(&broker.secrets(&[]));
+    assert_no_secret_logged(&app.secrets(&[]));
 }

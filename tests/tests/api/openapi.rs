@@ -118,9 +118,9 @@ async fn conforms(doc: &Value, path: &str, what: &str, response: reqwest::Respon
 
 #[tokio::test]
 async fn live_responses_match_the_openapi_document() {
-    let broker = spawn_broker(StoreKind::File).await;
+    let app = spawn_app(StoreKind::File).await;
     let served = http()
-        .get(broker.url.join("openapi.json").unwrap())
+        .get(app.url.join("openapi.json").unwrap())
         .send()
         .await
         .unwrap();
@@ -145,10 +145,10 @@ async fn live_responses_match_the_openapi_document() {
         );
     }
 
-    let (id, key) = broker.connected("openapi").await;
+    let (id, key) = app.connected("openapi").await;
     let read = TokenRead::new(&id).key(&key);
 
-    let ok = broker.read(read).await;
+    let ok = app.read(read).await;
     let etag = ok.headers()["etag"].to_str().unwrap().to_owned();
     let token = conforms(&doc, TOKEN, "token", ok).await;
     assert_eq!(token["resource"], "ews");
@@ -156,18 +156,18 @@ async fn live_responses_match_the_openapi_document() {
         if_none_match: Some(&etag),
         ..read
     };
-    conforms(&doc, TOKEN, "not modified", broker.read(not_modified).await).await;
+    conforms(&doc, TOKEN, "not modified", app.read(not_modified).await).await;
     let unknown = TokenRead {
         resource: Some("sharepoint"),
         ..read
     };
-    let body = conforms(&doc, TOKEN, "unknown resource", broker.read(unknown).await).await;
+    let body = conforms(&doc, TOKEN, "unknown resource", app.read(unknown).await).await;
     assert_eq!(body["error"], "unknown_resource");
     let body = conforms(
         &doc,
         TOKEN,
         "missing key",
-        broker.read(TokenRead::new(&id)).await,
+        app.read(TokenRead::new(&id)).await,
     )
     .await;
     assert_eq!(body["error"], "unauthorized");
@@ -175,12 +175,9 @@ async fn live_responses_match_the_openapi_document() {
         min_validity: Some(86_400),
         ..read
     };
-    let body = conforms(&doc, TOKEN, "min_validity", broker.read(too_long).await).await;
+    let body = conforms(&doc, TOKEN, "min_validity", app.read(too_long).await).await;
     assert_eq!(body["error"], "insufficient_validity");
-    let mut url = broker
-        .url
-        .join(&format!("v1/connections/{id}/token"))
-        .unwrap();
+    let mut url = app.url.join(&format!("v1/connections/{id}/token")).unwrap();
     url.set_query(Some("min_validity=-1"));
     let bad = http().get(url).bearer_auth(&key).send().await.unwrap();
     let body = conforms(&doc, TOKEN, "bad query", bad).await;
@@ -190,7 +187,7 @@ async fn live_responses_match_the_openapi_document() {
         &doc,
         STATUS,
         "status",
-        broker.get_status(&id, Some(&key)).await,
+        app.get_status(&id, Some(&key)).await,
     )
     .await;
     assert_eq!(status["state"], "connected");
@@ -198,51 +195,49 @@ async fn live_responses_match_the_openapi_document() {
         &doc,
         STATUS,
         "status without key",
-        broker.get_status(&id, None).await,
+        app.get_status(&id, None).await,
     )
     .await;
 
     // A failed refresh leaves a last error: the status still conforms.
     let connection = ConnectionId::parse(&id).unwrap();
-    broker
-        .identity
-        .inject(roomtoken_fake_identity::Fault::Aadsts {
-            status: 400,
-            error: "invalid_grant".into(),
-            code: 50173,
-            suberror: None,
-        });
-    let _ = broker.cli(&["refresh", &id, "--force"], "").await;
-    broker.expire_read_cache();
+    app.identity.inject(roomtoken_fake_identity::Fault::Aadsts {
+        status: 400,
+        error: "invalid_grant".into(),
+        code: 50173,
+        suberror: None,
+    });
+    let _ = app.cli(&["refresh", &id, "--force"], "").await;
+    app.expire_read_cache();
     let status = conforms(
         &doc,
         STATUS,
         "status after a failure",
-        broker.get_status(&id, Some(&key)).await,
+        app.get_status(&id, Some(&key)).await,
     )
     .await;
     assert_eq!(status["state"], "reconnect_required", "{status:#}");
     assert!(status["last_error"].is_object(), "{status:#}");
-    let body = conforms(&doc, TOKEN, "reconnect required", broker.read(read).await).await;
+    let body = conforms(&doc, TOKEN, "reconnect required", app.read(read).await).await;
     assert_eq!(body["error"], "no_valid_token");
     assert_eq!(body["state"], "reconnect_required");
 
     // A store that cannot be read: 503 without a state, on both routes.
     let name = SecretName::of(&connection, Part::Serve);
-    let store = broker.broker.repo.store();
+    let store = app.broker.repo.store();
     let current = store.get(name.as_str()).await.unwrap().unwrap();
     store
         .put(name.as_str(), "{not json", Some(&current.version))
         .await
         .unwrap();
-    broker.expire_read_cache();
-    let body = conforms(&doc, TOKEN, "store failure", broker.read(read).await).await;
+    app.expire_read_cache();
+    let body = conforms(&doc, TOKEN, "store failure", app.read(read).await).await;
     assert_eq!(body["error"], "store_unavailable");
     let body = conforms(
         &doc,
         STATUS,
         "store failure",
-        broker.get_status(&id, Some(&key)).await,
+        app.get_status(&id, Some(&key)).await,
     )
     .await;
     assert_eq!(body["error"], "store_unavailable");

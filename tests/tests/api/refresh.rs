@@ -13,25 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-async fn connected(broker: &TestBroker, prefix: &str) -> String {
-    let id = unique_id(prefix);
-    broker.add_connection(&id).await;
-    let consent = broker.consent(&id).await;
-    assert_eq!(consent.status, 200, "{}", consent.body);
-    id
-}
-
-async fn pass(broker: &TestBroker, id: &str, force: bool, now: OffsetDateTime) -> Outcome {
+async fn pass(app: &TestApp, id: &str, force: bool, now: OffsetDateTime) -> Outcome {
     let options = PassOptions {
         only: Some(ConnectionId::parse(id).unwrap()),
         force,
     };
-    let report: PassReport = refresh_pass(&broker.broker, &options, now).await.unwrap();
+    let report: PassReport = refresh_pass(&app.broker, &options, now).await.unwrap();
     report.results[0].outcome.clone()
 }
 
-fn token_requests(broker: &TestBroker) -> u64 {
-    broker.identity.counters().token_requests
+fn token_requests(app: &TestApp) -> u64 {
+    app.identity.counters().token_requests
 }
 
 fn aadsts(status: u16, error: &str, code: u32) -> Fault {
@@ -47,26 +39,26 @@ fn aadsts(status: u16, error: &str, code: u32) -> Fault {
 /// and the next pass costs no token request until a human acts.
 async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, code: &str) {
     let sleeper = Arc::new(RecordingSleeper::default());
-    let broker = Setup::new(StoreKind::File)
+    let app = Setup::new(StoreKind::File)
         .sleeper(sleeper.clone())
         .spawn()
         .await;
-    let id = connected(&broker, "permanent").await;
-    broker.identity.inject(fault);
-    let before = token_requests(&broker);
+    let id = app.consented("permanent").await;
+    app.identity.inject(fault);
+    let before = token_requests(&app);
     let now = OffsetDateTime::now_utc();
-    let outcome = pass(&broker, &id, true, now).await;
+    let outcome = pass(&app, &id, true, now).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == class && e.code == code),
         "{outcome:?}"
     );
     assert_eq!(
-        token_requests(&broker) - before,
+        token_requests(&app) - before,
         1,
         "no retry for a permanent failure"
     );
     assert!(sleeper.waits().is_empty());
-    let recorded = broker.status(&id).await;
+    let recorded = app.status(&id).await;
     assert_eq!(recorded.state, state);
     let error = recorded.last_error.unwrap();
     assert_eq!((error.class, error.code.as_str()), (class, code));
@@ -77,27 +69,24 @@ async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, co
     assert_eq!(recorded.consecutive_failures, 1);
 
     let later = now + time::Duration::hours(2);
+    assert_eq!(pass(&app, &id, false, later).await, Outcome::Skipped(state));
     assert_eq!(
-        pass(&broker, &id, false, later).await,
-        Outcome::Skipped(state)
-    );
-    assert_eq!(
-        token_requests(&broker) - before,
+        token_requests(&app) - before,
         1,
         "a permanent state costs no token request"
     );
-    let printed = broker.cli(&["status", &id], "").await.unwrap();
+    let printed = app.cli(&["status", &id], "").await.unwrap();
     assert!(
-        printed.contains(state.as_str()) && printed.contains(code),
+        printed.contains(&state.to_string()) && printed.contains(code),
         "{printed}"
     );
 
     // --force makes one attempt, which now succeeds: back to connected.
     assert!(matches!(
-        pass(&broker, &id, true, later).await,
+        pass(&app, &id, true, later).await,
         Outcome::Refreshed { .. }
     ));
-    assert_eq!(broker.status(&id).await.state, ConnectionState::Connected);
+    assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
 }
 
 #[tokio::test]
@@ -136,31 +125,31 @@ async fn conditional_access_blocks_the_account() {
 #[tokio::test]
 async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_served() {
     let sleeper = Arc::new(RecordingSleeper::default());
-    let broker = Setup::new(StoreKind::File)
+    let app = Setup::new(StoreKind::File)
         .sleeper(sleeper.clone())
         .spawn()
         .await;
-    let id = connected(&broker, "throttled").await;
-    let key = broker.create_key(&id).await;
-    let served = broker
+    let id = app.consented("throttled").await;
+    let key = app.create_key(&id).await;
+    let served = app
         .get_token(&id, Some(&key), None)
         .await
         .text()
         .await
         .unwrap();
     for _ in 0..3 {
-        broker.identity.inject(Fault::TooManyRequests {
+        app.identity.inject(Fault::TooManyRequests {
             retry_after_secs: 2,
         });
     }
-    let before = token_requests(&broker);
-    let outcome = pass(&broker, &id, true, OffsetDateTime::now_utc()).await;
+    let before = token_requests(&app);
+    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::Transient && e.message.contains("HTTP 429")),
         "{outcome:?}"
     );
     assert_eq!(
-        token_requests(&broker) - before,
+        token_requests(&app) - before,
         3,
         "three attempts in one pass"
     );
@@ -170,45 +159,45 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
         waits.iter().all(|w| *w >= Duration::from_secs(2)),
         "Retry-After honoured: {waits:?}"
     );
-    let recorded = broker.status(&id).await;
+    let recorded = app.status(&id).await;
     assert_eq!(recorded.state, ConnectionState::Degraded);
-    let still = broker.get_token(&id, Some(&key), None).await;
+    let still = app.get_token(&id, Some(&key), None).await;
     assert_eq!(
         still.status(),
         200,
         "the still-valid token is served while degraded"
     );
     assert_eq!(still.text().await.unwrap(), served);
-    let refresh_token = broker.grant(&id).await.unwrap().refresh_token;
+    let refresh_token = app.grant(&id).await.unwrap().refresh_token;
     assert_eq!(
         Some(refresh_token.expose().to_owned()),
-        broker.identity.newest_refresh_token(CLIENT_ID, ACCOUNT),
+        app.identity.newest_refresh_token(CLIENT_ID, ACCOUNT),
         "a transient failure never drops the refresh token"
     );
-    assert_no_secret_logged(&broker.secrets(&[&key]));
+    assert_no_secret_logged(&app.secrets(&[&key]));
     // A later pass, when the token is due, retries and recovers.
     let due = OffsetDateTime::now_utc() + time::Duration::minutes(45);
     assert!(matches!(
-        pass(&broker, &id, false, due).await,
+        pass(&app, &id, false, due).await,
         Outcome::Refreshed { .. }
     ));
-    assert_eq!(broker.status(&id).await.state, ConnectionState::Connected);
+    assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
 }
 
 #[tokio::test]
 async fn a_server_error_is_retried_with_backoff_within_the_pass() {
     let sleeper = Arc::new(RecordingSleeper::default());
-    let broker = Setup::new(StoreKind::File)
+    let app = Setup::new(StoreKind::File)
         .sleeper(sleeper.clone())
         .spawn()
         .await;
-    let id = connected(&broker, "unavailable").await;
-    broker.identity.inject(Fault::ServerError { status: 503 });
-    let before = token_requests(&broker);
-    let outcome = pass(&broker, &id, true, OffsetDateTime::now_utc()).await;
+    let id = app.consented("unavailable").await;
+    app.identity.inject(Fault::ServerError { status: 503 });
+    let before = token_requests(&app);
+    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     assert_eq!(
-        token_requests(&broker) - before,
+        token_requests(&app) - before,
         3,
         "one failed and retried, then the second resource"
     );
@@ -218,46 +207,46 @@ async fn a_server_error_is_retried_with_backoff_within_the_pass() {
         (Duration::from_millis(2_500)..=Duration::from_secs(5)).contains(&waits[0]),
         "{waits:?}"
     );
-    assert_eq!(broker.status(&id).await.state, ConnectionState::Connected);
+    assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
 }
 
 #[tokio::test]
 async fn a_timeout_is_transient() {
     let sleeper = Arc::new(RecordingSleeper::default());
-    let broker = Setup::new(StoreKind::File)
+    let app = Setup::new(StoreKind::File)
         .sleeper(sleeper.clone())
         .http_timeout(Duration::from_millis(300))
         .spawn()
         .await;
-    let id = connected(&broker, "timeout").await;
+    let id = app.consented("timeout").await;
     for _ in 0..3 {
-        broker.identity.inject(Fault::Hang(Duration::from_secs(2)));
+        app.identity.inject(Fault::Hang(Duration::from_secs(2)));
     }
-    let outcome = pass(&broker, &id, true, OffsetDateTime::now_utc()).await;
+    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::Transient && e.code == "timeout"),
         "{outcome:?}"
     );
     assert_eq!(sleeper.waits().len(), 2);
-    assert_eq!(broker.status(&id).await.state, ConnectionState::Degraded);
+    assert_eq!(app.status(&id).await.state, ConnectionState::Degraded);
 }
 
 #[tokio::test]
 async fn a_request_we_should_never_send_fails_loudly_without_retry() {
     let sleeper = Arc::new(RecordingSleeper::default());
-    let broker = Setup::new(StoreKind::File)
+    let app = Setup::new(StoreKind::File)
         .sleeper(sleeper.clone())
         .spawn()
         .await;
-    let id = connected(&broker, "bug").await;
-    broker.identity.inject(aadsts(400, "invalid_scope", 70011));
-    let before = token_requests(&broker);
-    let outcome = pass(&broker, &id, true, OffsetDateTime::now_utc()).await;
+    let id = app.consented("bug").await;
+    app.identity.inject(aadsts(400, "invalid_scope", 70011));
+    let before = token_requests(&app);
+    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::OurBug),
         "{outcome:?}"
     );
-    assert_eq!(token_requests(&broker) - before, 1);
+    assert_eq!(token_requests(&app) - before, 1);
     assert!(sleeper.waits().is_empty());
     let logs = captured_logs();
     assert!(
@@ -270,7 +259,7 @@ async fn a_request_we_should_never_send_fails_loudly_without_retry() {
 async fn a_rotation_that_cannot_be_stored_is_recovered_by_the_next_pass() {
     let failing: Arc<std::sync::OnceLock<Arc<FailingStore>>> = Arc::default();
     let slot = failing.clone();
-    let broker = Setup::new(StoreKind::File)
+    let app = Setup::new(StoreKind::File)
         .wrap_store(move |inner| {
             let store = Arc::new(FailingStore::new(inner));
             let _ = slot.set(store.clone());
@@ -278,63 +267,63 @@ async fn a_rotation_that_cannot_be_stored_is_recovered_by_the_next_pass() {
         })
         .spawn()
         .await;
-    let id = connected(&broker, "store-down").await;
-    let before = broker.grant(&id).await.unwrap();
+    let id = app.consented("store-down").await;
+    let before = app.grant(&id).await.unwrap();
     // The provider rotates the refresh token; storing the rotation fails.
     failing.get().unwrap().fail_puts("/grant", 0, 1);
     let now = OffsetDateTime::now_utc();
-    let outcome = pass(&broker, &id, true, now).await;
+    let outcome = pass(&app, &id, true, now).await;
     assert!(matches!(outcome, Outcome::StoreFailed(_)), "{outcome:?}");
-    let kept = broker.grant(&id).await.unwrap();
+    let kept = app.grant(&id).await.unwrap();
     assert_eq!(
         kept.refresh_token, before.refresh_token,
         "the stored grant is untouched"
     );
 
     let later = now + time::Duration::minutes(5);
-    let outcome = pass(&broker, &id, true, later).await;
+    let outcome = pass(&app, &id, true, later).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
-    let recovered = broker.grant(&id).await.unwrap();
+    let recovered = app.grant(&id).await.unwrap();
     assert_eq!(
         Some(recovered.refresh_token.expose().to_owned()),
-        broker.identity.newest_refresh_token(CLIENT_ID, ACCOUNT)
+        app.identity.newest_refresh_token(CLIENT_ID, ACCOUNT)
     );
-    assert_eq!(broker.status(&id).await.state, ConnectionState::Connected);
+    assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
 }
 
 #[tokio::test]
 async fn a_new_consent_during_a_refresh_wins() {
-    let broker = spawn_broker(StoreKind::File).await;
-    let id = connected(&broker, "reconsent").await;
-    let first = broker.grant(&id).await.unwrap();
+    let app = spawn_app(StoreKind::File).await;
+    let id = app.consented("reconsent").await;
+    let first = app.grant(&id).await.unwrap();
     // The consent pages read the broker's clock: a later consent is later.
-    broker.clock.advance(Duration::from_secs(1));
-    broker.identity.set_latency(Duration::from_millis(200));
+    app.clock.advance(Duration::from_secs(1));
+    app.identity.set_latency(Duration::from_millis(200));
     let (outcome, consent) = tokio::join!(
-        pass(&broker, &id, true, OffsetDateTime::now_utc()),
-        broker.consent(&id)
+        pass(&app, &id, true, OffsetDateTime::now_utc()),
+        app.consent(&id)
     );
-    broker.identity.set_latency(Duration::ZERO);
+    app.identity.set_latency(Duration::ZERO);
     assert_eq!(consent.status, 200, "{}", consent.body);
-    let kept = broker.grant(&id).await.unwrap();
+    let kept = app.grant(&id).await.unwrap();
     assert!(
         kept.consented_at > first.consented_at,
         "the newer consent is kept ({outcome:?})"
     );
     assert!(matches!(
-        pass(&broker, &id, true, OffsetDateTime::now_utc()).await,
+        pass(&app, &id, true, OffsetDateTime::now_utc()).await,
         Outcome::Refreshed { .. }
     ));
-    assert_eq!(broker.identity.counters().refresh_tokens_redeemed_twice, 0);
+    assert_eq!(app.identity.counters().refresh_tokens_redeemed_twice, 0);
 }
 
 #[tokio::test]
 async fn another_account_is_refused_until_the_operator_resets_the_connection() {
-    let broker = spawn_broker(StoreKind::File).await;
-    let id = connected(&broker, "pinned").await;
-    let pinned = broker.grant(&id).await.unwrap();
-    broker.identity.set_auto_consent(Some(OTHER_ACCOUNT));
-    let refused = broker.consent(&id).await;
+    let app = spawn_app(StoreKind::File).await;
+    let id = app.consented("pinned").await;
+    let pinned = app.grant(&id).await.unwrap();
+    app.identity.set_auto_consent(Some(OTHER_ACCOUNT));
+    let refused = app.consent(&id).await;
     assert_eq!(refused.status, 409);
     assert!(
         refused.body.contains(ACCOUNT) && refused.body.contains(OTHER_ACCOUNT),
@@ -342,39 +331,32 @@ async fn another_account_is_refused_until_the_operator_resets_the_connection() {
         refused.body
     );
     assert_eq!(
-        broker.grant(&id).await.unwrap().refresh_token,
+        app.grant(&id).await.unwrap().refresh_token,
         pinned.refresh_token,
         "nothing stored"
     );
 
-    broker
-        .cli(&["connection", "update", &id, "--reset-account"], "")
+    app.cli(&["connection", "update", &id, "--reset-account"], "")
         .await
         .unwrap();
-    assert_eq!(
-        broker.status(&id).await.state,
-        ConnectionState::PendingConsent
-    );
-    let accepted = broker.consent(&id).await;
+    assert_eq!(app.status(&id).await.state, ConnectionState::PendingConsent);
+    let accepted = app.consent(&id).await;
     assert_eq!(accepted.status, 200, "{}", accepted.body);
-    assert_eq!(
-        broker.grant(&id).await.unwrap().account.display,
-        OTHER_ACCOUNT
-    );
+    assert_eq!(app.grant(&id).await.unwrap().account.display, OTHER_ACCOUNT);
 }
 
 async fn concurrent_passes(kind: StoreKind) {
-    let broker = Setup::new(kind).extra_accounts(3).spawn().await;
+    let app = Setup::new(kind).extra_accounts(3).spawn().await;
     let mut ids = Vec::new();
     for n in 0..3 {
-        broker.identity.set_auto_consent(Some(&booking_account(n)));
-        ids.push(connected(&broker, "concurrent").await);
+        app.identity.set_auto_consent(Some(&booking_account(n)));
+        ids.push(app.consented("concurrent").await);
     }
-    broker.identity.set_latency(Duration::from_millis(100));
+    app.identity.set_latency(Duration::from_millis(100));
     let now = OffsetDateTime::now_utc();
-    let passes = (0..20).flat_map(|_| ids.iter().map(|id| pass(&broker, id, true, now)));
+    let passes = (0..20).flat_map(|_| ids.iter().map(|id| pass(&app, id, true, now)));
     let outcomes = futures::future::join_all(passes).await;
-    broker.identity.set_latency(Duration::ZERO);
+    app.identity.set_latency(Duration::ZERO);
     for (n, id) in ids.iter().enumerate() {
         let mine: Vec<&Outcome> = outcomes.iter().skip(n).step_by(ids.len()).collect();
         let refreshed = mine
@@ -389,16 +371,15 @@ async fn concurrent_passes(kind: StoreKind) {
             o,
             Outcome::Refreshed { .. } | Outcome::Busy | Outcome::LostRace
         )));
-        let held = broker.grant(id).await.unwrap();
+        let held = app.grant(id).await.unwrap();
         assert_eq!(
             Some(held.refresh_token.expose().to_owned()),
-            broker
-                .identity
+            app.identity
                 .newest_refresh_token(CLIENT_ID, &booking_account(n)),
             "no lost update"
         );
     }
-    assert_eq!(broker.identity.counters().refresh_tokens_redeemed_twice, 0);
+    assert_eq!(app.identity.counters().refresh_tokens_redeemed_twice, 0);
 }
 
 on_both_stores!(concurrent_passes => twenty_concurrent_passes_redeem_each_refresh_token_once_on_the_file_store, twenty_concurrent_passes_redeem_each_refresh_token_once_on_secrets_manager);
@@ -408,24 +389,22 @@ on_both_stores!(concurrent_passes => twenty_concurrent_passes_redeem_each_refres
 /// sooner than the one it replaces.
 #[tokio::test]
 async fn a_forced_refresh_serves_the_newest_token_even_if_it_expires_sooner() {
-    let broker = spawn_broker(StoreKind::File).await;
-    broker
-        .identity
+    let app = spawn_app(StoreKind::File).await;
+    app.identity
         .set_access_token_lifetime(Duration::from_secs(90 * 60));
-    let (id, key) = broker.connected("newest").await;
-    let first: serde_json::Value = broker
+    let (id, key) = app.connected("newest").await;
+    let first: serde_json::Value = app
         .get_token(&id, Some(&key), None)
         .await
         .json()
         .await
         .unwrap();
-    broker
-        .identity
+    app.identity
         .set_access_token_lifetime(Duration::from_secs(60 * 60));
-    let outcome = pass(&broker, &id, true, OffsetDateTime::now_utc()).await;
+    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
-    broker.expire_read_cache();
-    let second: serde_json::Value = broker
+    app.expire_read_cache();
+    let second: serde_json::Value = app
         .get_token(&id, Some(&key), None)
         .await
         .json()
@@ -443,53 +422,49 @@ async fn a_forced_refresh_serves_the_newest_token_even_if_it_expires_sooner() {
 #[tokio::test]
 async fn a_failing_connection_backs_off_across_passes() {
     let sleeper = Arc::new(RecordingSleeper::default());
-    let broker = Setup::new(StoreKind::File)
+    let app = Setup::new(StoreKind::File)
         .sleeper(sleeper.clone())
         .spawn()
         .await;
-    let id = connected(&broker, "backoff").await;
+    let id = app.consented("backoff").await;
     let t0 = OffsetDateTime::now_utc();
     let minutes = |m: i64| t0 + time::Duration::minutes(m);
     let fail_next_attempt = || {
         for _ in 0..3 {
-            broker.identity.inject(Fault::ServerError { status: 503 });
+            app.identity.inject(Fault::ServerError { status: 503 });
         }
     };
     fail_next_attempt();
-    let outcome = pass(&broker, &id, true, t0).await;
+    let outcome = pass(&app, &id, true, t0).await;
     assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
-    assert_eq!(broker.status(&id).await.next_attempt_at, Some(minutes(5)));
+    assert_eq!(app.status(&id).await.next_attempt_at, Some(minutes(5)));
 
-    let requests = token_requests(&broker);
-    let puts = broker.store.calls().puts;
+    let requests = token_requests(&app);
+    let puts = app.store.calls().puts;
     assert_eq!(
-        pass(&broker, &id, false, minutes(2)).await,
+        pass(&app, &id, false, minutes(2)).await,
         Outcome::BackingOff(minutes(5))
     );
     assert_eq!(
-        pass(&broker, &id, false, minutes(6)).await,
+        pass(&app, &id, false, minutes(6)).await,
         Outcome::NotDue,
         "the backoff is over, and the token is not due yet"
     );
-    assert_eq!(
-        token_requests(&broker),
-        requests,
-        "no request while waiting"
-    );
-    assert_eq!(broker.store.calls().puts, puts, "and no write");
+    assert_eq!(token_requests(&app), requests, "no request while waiting");
+    assert_eq!(app.store.calls().puts, puts, "and no write");
 
     // Due, failing again: the wait doubles.
     fail_next_attempt();
-    let outcome = pass(&broker, &id, false, minutes(45)).await;
+    let outcome = pass(&app, &id, false, minutes(45)).await;
     assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
-    assert_eq!(broker.status(&id).await.next_attempt_at, Some(minutes(55)));
+    assert_eq!(app.status(&id).await.next_attempt_at, Some(minutes(55)));
     assert_eq!(
-        pass(&broker, &id, false, minutes(50)).await,
+        pass(&app, &id, false, minutes(50)).await,
         Outcome::BackingOff(minutes(55))
     );
-    let outcome = pass(&broker, &id, false, minutes(56)).await;
+    let outcome = pass(&app, &id, false, minutes(56)).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
-    let status = broker.status(&id).await;
+    let status = app.status(&id).await;
     assert_eq!(status.state, ConnectionState::Connected);
     assert_eq!(status.next_attempt_at, None);
 }
@@ -499,30 +474,29 @@ async fn a_failing_connection_backs_off_across_passes() {
 /// says until when.
 #[tokio::test]
 async fn no_room_in_the_version_quota_means_no_token_request() {
-    let broker = spawn_broker(StoreKind::File).await;
-    let id = connected(&broker, "quota").await;
+    let app = spawn_app(StoreKind::File).await;
+    let id = app.consented("quota").await;
     let connection = ConnectionId::parse(&id).unwrap();
     // Whole seconds: the write log keeps Unix seconds.
     let t0 =
         OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
     for _ in 0..6 {
-        broker
-            .broker
+        app.broker
             .repo
             .update::<ServeRecord, _>(&connection, Part::Serve, Writer::Product, t0, |r| r)
             .await
             .unwrap();
     }
-    let requests = token_requests(&broker);
-    let outcome = pass(&broker, &id, true, t0).await;
+    let requests = token_requests(&app);
+    let outcome = pass(&app, &id, true, t0).await;
     assert_eq!(outcome, Outcome::WriteQuota(t0 + time::Duration::hours(1)));
-    assert_eq!(token_requests(&broker), requests, "nothing redeemed");
-    let printed = broker.cli(&["refresh", &id, "--force"], "").await;
+    assert_eq!(token_requests(&app), requests, "nothing redeemed");
+    let printed = app.cli(&["refresh", &id, "--force"], "").await;
     let printed = printed.unwrap_err();
     assert!(printed.contains("could not be refreshed"), "{printed}");
 
     let later = t0 + time::Duration::minutes(61);
-    let outcome = pass(&broker, &id, true, later).await;
+    let outcome = pass(&app, &id, true, later).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
 }
 
@@ -530,13 +504,13 @@ async fn no_room_in_the_version_quota_means_no_token_request() {
 /// why, until when, and how to batch.
 #[tokio::test]
 async fn the_cli_refuses_changes_beyond_the_days_room_and_says_how_to_batch() {
-    let broker = spawn_broker(StoreKind::File).await;
-    let id = connected(&broker, "churn").await;
+    let app = spawn_app(StoreKind::File).await;
+    let id = app.consented("churn").await;
     let connection = ConnectionId::parse(&id).unwrap();
     let now = OffsetDateTime::now_utc();
     let mut made = 0;
     let refusal = loop {
-        match admin::create_key(&broker.broker, &connection, None, now).await {
+        match admin::create_key(&app.broker, &connection, None, now).await {
             Ok(_) => made += 1,
             Err(e) => break e.to_string(),
         }
@@ -548,6 +522,6 @@ async fn the_cli_refuses_changes_beyond_the_days_room_and_says_how_to_batch() {
     );
     assert!(refusal.contains("changed too often"), "{refusal}");
     assert!(refusal.contains("UTC"), "says when: {refusal}");
-    let printed = broker.cli(&["key", "create", &id], "").await.unwrap_err();
+    let printed = app.cli(&["key", "create", &id], "").await.unwrap_err();
     assert!(printed.contains("--count"), "says how to batch: {printed}");
 }

@@ -10,20 +10,19 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 async fn whole_path(kind: StoreKind) {
-    let broker = spawn_broker(kind).await;
+    let app = spawn_app(kind).await;
     // Shorter than the 20-minute margin: due as soon as it is issued.
-    broker
-        .identity
+    app.identity
         .set_access_token_lifetime(Duration::from_secs(15 * 60));
     let id = unique_id("contoso");
-    broker.add_connection(&id).await;
-    let link = broker.link(&id).await;
+    app.add_connection(&id).await;
+    let link = app.link(&id).await;
     assert!(
-        link.starts_with(&format!("{}connect/{id}?invite=", broker.url)),
+        link.starts_with(&format!("{}connect/{id}?invite=", app.url)),
         "{link}"
     );
 
-    let consent = broker.consent(&id).await;
+    let consent = app.consent(&id).await;
     let query: std::collections::HashMap<_, _> =
         consent.authorize.query_pairs().into_owned().collect();
     assert_eq!(query["code_challenge_method"], "S256");
@@ -32,15 +31,15 @@ async fn whole_path(kind: StoreKind) {
         consent
             .authorize
             .as_str()
-            .starts_with(broker.identity.base_url().as_str())
+            .starts_with(app.identity.base_url().as_str())
     );
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(consent.body.contains(ACCOUNT), "{}", consent.body);
     assert!(consent.body.contains("valid until"), "{}", consent.body);
 
-    let key = broker.create_key(&id).await;
+    let key = app.create_key(&id).await;
     assert!(key.starts_with("rtk_"));
-    let response = broker.get_token(&id, Some(&key), None).await;
+    let response = app.get_token(&id, Some(&key), None).await;
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["cache-control"]
@@ -50,7 +49,7 @@ async fn whole_path(kind: StoreKind) {
     );
     let body: Value = response.json().await.unwrap();
     let ews_token = body["access_token"].as_str().unwrap().to_owned();
-    let issued = broker
+    let issued = app
         .identity
         .access_token_info(&ews_token)
         .expect("a token the fake issued");
@@ -58,7 +57,7 @@ async fn whole_path(kind: StoreKind) {
     assert_eq!(body["resource"], "ews");
     assert_eq!(body["account"], ACCOUNT);
     assert_eq!(body["token_type"], "Bearer");
-    let graph: Value = broker
+    let graph: Value = app
         .get_token(&id, Some(&key), Some("graph"))
         .await
         .json()
@@ -66,8 +65,7 @@ async fn whole_path(kind: StoreKind) {
         .unwrap();
     let graph_token = graph["access_token"].as_str().unwrap();
     assert_eq!(
-        broker
-            .identity
+        app.identity
             .access_token_info(graph_token)
             .unwrap()
             .resource,
@@ -75,25 +73,22 @@ async fn whole_path(kind: StoreKind) {
     );
 
     // The refresh pass: due (15 minutes left < 20-minute margin).
-    let newest = broker
+    let newest = app
         .identity
         .newest_refresh_token(CLIENT_ID, ACCOUNT)
         .unwrap();
-    assert_eq!(
-        broker.grant(&id).await.unwrap().refresh_token.expose(),
-        newest
-    );
-    let used_before = broker.identity.counters().refresh_tokens_used.len();
-    let printed = broker.cli(&["refresh", &id], "").await.unwrap();
+    assert_eq!(app.grant(&id).await.unwrap().refresh_token.expose(), newest);
+    let used_before = app.identity.counters().refresh_tokens_used.len();
+    let printed = app.cli(&["refresh", &id], "").await.unwrap();
     assert!(printed.contains("refreshed (ews, graph)"), "{printed}");
     // token-read serves what it cached until its TTL runs out.
-    broker.expire_read_cache();
-    let used = broker.identity.counters().refresh_tokens_used;
+    app.expire_read_cache();
+    let used = app.identity.counters().refresh_tokens_used;
     assert_eq!(
         used[used_before], newest,
         "the pass redeemed the rotated refresh token"
     );
-    let after = broker
+    let after = app
         .get_token(&id, Some(&key), None)
         .await
         .json::<Value>()
@@ -104,30 +99,30 @@ async fn whole_path(kind: StoreKind) {
         ews_token,
         "a new access token is served"
     );
-    let stored = broker.grant(&id).await.unwrap();
+    let stored = app.grant(&id).await.unwrap();
     assert_eq!(
         Some(stored.refresh_token.expose().to_owned()),
-        broker.identity.newest_refresh_token(CLIENT_ID, ACCOUNT),
+        app.identity.newest_refresh_token(CLIENT_ID, ACCOUNT),
         "the grant holds the newest refresh token"
     );
-    assert_eq!(broker.identity.counters().refresh_tokens_redeemed_twice, 0);
+    assert_eq!(app.identity.counters().refresh_tokens_redeemed_twice, 0);
 
-    let status = broker.cli(&["status", &id, "--json"], "").await.unwrap();
+    let status = app.cli(&["status", &id, "--json"], "").await.unwrap();
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["state"], "connected");
     assert_eq!(status["account"], ACCOUNT);
 
-    assert_no_secret_logged(&broker.secrets(&[&key]));
+    assert_no_secret_logged(&app.secrets(&[&key]));
 }
 
 on_both_stores!(whole_path => whole_path_on_the_file_store, whole_path_on_secrets_manager);
 
 async fn refused_callbacks(kind: StoreKind) {
-    let broker = spawn_broker(kind).await;
+    let app = spawn_app(kind).await;
     let id = unique_id("refused");
-    broker.add_connection(&id).await;
+    app.add_connection(&id).await;
     let client = http();
-    let link = broker.link(&id).await;
+    let link = app.link(&id).await;
 
     // Provider says access_denied: 400 page, nothing stored.
     let start = client.get(&link).send().await.unwrap();
@@ -143,11 +138,14 @@ async fn refused_callbacks(kind: StoreKind) {
         .unwrap()
         .1
         .into_owned();
-    let mut denied = broker.url.join("callback").unwrap();
+    let mut denied = app.url.join("callback").unwrap();
     denied
         .query_pairs_mut()
         .append_pair("error", "access_denied")
-        .append_pair("error_description", "AADSTS65004: User declined to consent")
+        .append_pair(
+            "error_description",
+            "AADSTS65004: User declined to consent <script>alert(1)</script>",
+        )
         .append_pair("state", &state);
     let response = client
         .get(denied)
@@ -163,8 +161,13 @@ async fn refused_callbacks(kind: StoreKind) {
             .unwrap()
             .contains("default-src 'none'")
     );
-    assert!(response.text().await.unwrap().contains("access_denied"));
-    assert!(broker.grant(&id).await.is_none());
+    let page = response.text().await.unwrap();
+    assert!(page.contains("access_denied"), "{page}");
+    assert!(
+        page.contains("declined to consent &lt;script&gt;") && !page.contains("<script>"),
+        "what the sign-in answered is shown as text, never as markup: {page}"
+    );
+    assert!(app.grant(&id).await.is_none());
 
     // Wrong state, missing cookie, tampered cookie: 400 and nothing stored.
     let start = client.get(&link).send().await.unwrap();
@@ -202,7 +205,7 @@ async fn refused_callbacks(kind: StoreKind) {
             body.contains("Open the consent link again"),
             "{what}: {body}"
         );
-        assert!(broker.grant(&id).await.is_none(), "{what} stored nothing");
+        assert!(app.grant(&id).await.is_none(), "{what} stored nothing");
     }
 
     // The genuine callback works once; its replay is refused and changes nothing.
@@ -213,8 +216,8 @@ async fn refused_callbacks(kind: StoreKind) {
         .await
         .unwrap();
     assert_eq!(first.status(), 200);
-    let grant = broker.grant(&id).await.unwrap();
-    let requests = broker.identity.counters().token_requests;
+    let grant = app.grant(&id).await.unwrap();
+    let requests = app.identity.counters().token_requests;
     let replay = client
         .get(callback)
         .header("cookie", &cookie)
@@ -226,21 +229,20 @@ async fn refused_callbacks(kind: StoreKind) {
     assert!(body.contains("already used"), "{body}");
     assert!(body.contains("Open the consent link again"), "{body}");
     assert_eq!(
-        broker.identity.counters().token_requests,
+        app.identity.counters().token_requests,
         requests,
         "a completed session never reaches the provider again"
     );
-    let after = broker.grant(&id).await.unwrap();
+    let after = app.grant(&id).await.unwrap();
     assert_eq!(
         after.refresh_token, grant.refresh_token,
         "the replay stored nothing"
     );
 
     // Expired and forged invites.
-    let expired = broker.cli(&["link", &id, "--ttl", "0s"], "").await.unwrap();
+    let expired = app.cli(&["link", &id, "--ttl", "0s"], "").await.unwrap();
     // The CLI signed it on the system clock; the broker reads its own.
-    broker
-        .clock
+    app.clock
         .advance_to(OffsetDateTime::now_utc() + Duration::from_secs(1));
     let response = client.get(expired.trim()).send().await.unwrap();
     assert_eq!(response.status(), 410);
@@ -249,7 +251,7 @@ async fn refused_callbacks(kind: StoreKind) {
     let response = client.get(&forged).send().await.unwrap();
     assert_eq!(response.status(), 403);
     let other = unique_id("other");
-    broker.add_connection(&other).await;
+    app.add_connection(&other).await;
     let moved = link.replace(&format!("/connect/{id}?"), &format!("/connect/{other}?"));
     assert_eq!(
         client.get(&moved).send().await.unwrap().status(),
@@ -258,26 +260,26 @@ async fn refused_callbacks(kind: StoreKind) {
     );
     assert!(set_cookie(&client.get(&moved).send().await.unwrap()).is_none());
 
-    assert_no_secret_logged(&broker.secrets(&[]));
+    assert_no_secret_logged(&app.secrets(&[]));
 }
 
 on_both_stores!(refused_callbacks => refused_callbacks_store_nothing_on_the_file_store, refused_callbacks_store_nothing_on_secrets_manager);
 
 async fn racing_passes(kind: StoreKind) {
-    let broker = spawn_broker(kind).await;
+    let app = spawn_app(kind).await;
     let id = unique_id("race");
-    broker.add_connection(&id).await;
-    assert_eq!(broker.consent(&id).await.status, 200);
+    app.add_connection(&id).await;
+    assert_eq!(app.consent(&id).await.status, 200);
     // Both passes are inside their token requests at the same time.
-    broker.identity.set_latency(Duration::from_millis(300));
+    app.identity.set_latency(Duration::from_millis(300));
     let options = PassOptions {
         only: Some(ConnectionId::parse(&id).unwrap()),
         force: true,
     };
     let now = OffsetDateTime::now_utc();
     let (a, b) = tokio::join!(
-        refresh_pass(&broker.broker, &options, now),
-        refresh_pass(&broker.broker, &options, now)
+        refresh_pass(&app.broker, &options, now),
+        refresh_pass(&app.broker, &options, now)
     );
     let outcomes = [
         a.unwrap().results[0].outcome.clone(),
@@ -292,26 +294,25 @@ async fn racing_passes(kind: StoreKind) {
         .filter(|o| matches!(o, Outcome::LostRace | Outcome::Busy))
         .count();
     assert_eq!((refreshed, lost), (1, 1), "{outcomes:?}");
-    broker.identity.set_latency(Duration::ZERO);
+    app.identity.set_latency(Duration::ZERO);
 
     // The one grant left works, and the next pass goes on from it.
-    let grant = broker.grant(&id).await.unwrap();
+    let grant = app.grant(&id).await.unwrap();
     assert!(
-        broker
-            .identity
+        app.identity
             .issued_secrets()
             .contains(&grant.refresh_token.expose().to_owned())
     );
-    let used_before = broker.identity.counters().refresh_tokens_used.len();
-    let again = broker.cli(&["refresh", &id, "--force"], "").await.unwrap();
+    let used_before = app.identity.counters().refresh_tokens_used.len();
+    let again = app.cli(&["refresh", &id, "--force"], "").await.unwrap();
     assert!(again.contains("refreshed"), "{again}");
     assert_eq!(
-        broker.identity.counters().refresh_tokens_used[used_before],
+        app.identity.counters().refresh_tokens_used[used_before],
         grant.refresh_token.expose(),
         "the next pass redeems the stored grant"
     );
-    let key = broker.create_key(&id).await;
-    assert_eq!(broker.get_token(&id, Some(&key), None).await.status(), 200);
+    let key = app.create_key(&id).await;
+    assert_eq!(app.get_token(&id, Some(&key), None).await.status(), 200);
 }
 
 on_both_stores!(racing_passes => racing_refresh_passes_leave_one_grant_on_the_file_store, racing_refresh_passes_leave_one_grant_on_secrets_manager);

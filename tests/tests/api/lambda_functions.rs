@@ -12,8 +12,8 @@ use std::time::Duration;
 const FUNCTION_NAME: &str = "rt-test-token-refresh";
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
-async fn stored_refresh_token(broker: &TestBroker, id: &str) -> String {
-    let grant = broker.grant(id).await.expect("a grant");
+async fn stored_refresh_token(app: &TestApp, id: &str) -> String {
+    let grant = app.grant(id).await.expect("a grant");
     grant.refresh_token.expose().to_owned()
 }
 
@@ -22,13 +22,13 @@ async fn stored_refresh_token(broker: &TestBroker, id: &str) -> String {
 /// a PassSummary, and print the pass's metrics in embedded metric format.
 #[tokio::test]
 async fn token_refresh_runs_a_pass_on_the_input_the_schedule_sends() {
-    let broker = spawn_broker(StoreKind::File).await;
+    let app = spawn_app(StoreKind::File).await;
     let id = unique_id("lambda");
-    broker.add_connection(&id).await;
-    let consent = broker.consent(&id).await;
+    app.add_connection(&id).await;
+    let consent = app.consent(&id).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
-    let refresh_token_before = stored_refresh_token(&broker, &id).await;
-    let grants_before = broker.identity.counters().refresh_token_grants;
+    let refresh_token_before = stored_refresh_token(&app, &id).await;
+    let grants_before = app.identity.counters().refresh_token_grants;
 
     let input: Value = serde_json::from_str(Template::load().schedule_input()).unwrap();
     let api = RuntimeApi::start().await.unwrap();
@@ -37,7 +37,7 @@ async fn token_refresh_runs_a_pass_on_the_input_the_schedule_sends() {
         &api,
         FUNCTION_NAME,
         &[
-            ("ROOMTOKEN_STORE", broker.store_arg()),
+            ("ROOMTOKEN_STORE", app.store_arg()),
             // Longer than the fake's token lifetime: the tokens are due now.
             ("ROOMTOKEN_REFRESH_MARGIN", "2h"),
         ],
@@ -69,14 +69,11 @@ async fn token_refresh_runs_a_pass_on_the_input_the_schedule_sends() {
 
     // The pass really went to the identity platform and rotated the grant.
     assert_eq!(
-        broker.identity.counters().refresh_token_grants,
+        app.identity.counters().refresh_token_grants,
         grants_before + 2,
         "one refresh per resource (EWS and Graph)"
     );
-    assert_ne!(
-        stored_refresh_token(&broker, &id).await,
-        refresh_token_before
-    );
+    assert_ne!(stored_refresh_token(&app, &id).await, refresh_token_before);
 
     let metrics: Vec<Value> = output
         .json_lines()
@@ -110,7 +107,7 @@ async fn token_refresh_runs_a_pass_on_the_input_the_schedule_sends() {
         "{}",
         output.stdout
     );
-    assert_no_secret_in(&output.stdout, &broker.secrets(&[]));
+    assert_no_secret_in(&output.stdout, "the function's output", &app.secrets(&[]));
 
     match refused.expect("an answer to the refused event").outcome {
         InvocationOutcome::Error { body, .. } => {
@@ -143,14 +140,4 @@ async fn a_function_that_cannot_start_fails_the_invocation() {
         output.stderr,
         output.stdout
     );
-}
-
-fn assert_no_secret_in(text: &str, secrets: &[String]) {
-    for (n, secret) in secrets.iter().enumerate() {
-        assert!(
-            secret.len() < 8 || !text.contains(secret.as_str()),
-            "secret #{n} ({} chars) appears in the function's output",
-            secret.len()
-        );
-    }
 }

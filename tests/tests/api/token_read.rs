@@ -43,68 +43,66 @@ fn audit_lines(id: &str) -> Vec<String> {
         .collect()
 }
 
-async fn set_state(broker: &TestBroker, id: &str, state: ConnectionState) {
-    broker
-        .change_serve(id, |serve| serve.status.state = state)
+async fn set_state(app: &TestApp, id: &str, state: ConnectionState) {
+    app.change_serve(id, |serve| serve.status.state = state)
         .await;
 }
 
 /// Makes every stored token of the connection expire `seconds` after the
 /// broker's now (negative: already expired).
-async fn set_expiry(broker: &TestBroker, id: &str, seconds: i64) {
-    let expires_at = broker.broker.now() + time::Duration::seconds(seconds);
-    broker
-        .change_serve(id, |serve| {
-            let access = serve.access.as_mut().expect("stored access tokens");
-            for token in &mut access.tokens {
-                token.expires_at = expires_at;
-            }
-        })
-        .await;
+async fn set_expiry(app: &TestApp, id: &str, seconds: i64) {
+    let expires_at = app.broker.now() + time::Duration::seconds(seconds);
+    app.change_serve(id, |serve| {
+        let access = serve.access.as_mut().expect("stored access tokens");
+        for token in &mut access.tokens {
+            token.expires_at = expires_at;
+        }
+    })
+    .await;
 }
 
 async fn key_lifecycle(kind: StoreKind) {
-    let broker = spawn_broker(kind).await;
-    let (id, key) = broker.connected("life").await;
+    let app = spawn_app(kind).await;
+    let (id, key) = app.connected("life").await;
     let kid = key_id(&key);
     let mut reads = 0;
 
-    let served = broker.get_token(&id, Some(&key), None).await;
+    let served = app.get_token(&id, Some(&key), None).await;
     reads += 1;
     assert_eq!(served.status(), 200);
-    let listed = broker.cli(&["key", "list", &id], "").await.unwrap();
+    let listed = app.cli(&["key", "list", &id], "").await.unwrap();
     assert!(listed.contains(&format!("{kid}\tlobby")), "{listed}");
     assert!(!listed.contains(&key), "key list never shows a key");
 
-    broker.cli(&["key", "revoke", &id, &kid], "").await.unwrap();
-    let listed = broker.cli(&["key", "list", &id], "").await.unwrap();
+    app.cli(&["key", "revoke", &id, &kid], "").await.unwrap();
+    let listed = app.cli(&["key", "list", &id], "").await.unwrap();
     assert!(listed.contains("revoked"), "{listed}");
     // Within one TTL the broker still uses what it read: the documented
     // revocation delay.
-    let cached = broker.get_token(&id, Some(&key), None).await;
+    let cached = app.get_token(&id, Some(&key), None).await;
     reads += 1;
     assert_eq!(cached.status(), 200, "revocation waits for the cache TTL");
 
-    broker.expire_read_cache();
-    let missing = broker.get_token(&id, None, None).await;
+    app.expire_read_cache();
+    let missing = app.get_token(&id, None, None).await;
     reads += 1;
     let uniform = missing.bytes().await.unwrap();
     for attempt in ["first read after the TTL", "a retry", "a retry a TTL later"] {
         if attempt.ends_with("later") {
-            broker.expire_read_cache();
+            app.expire_read_cache();
         }
-        let refused = broker.get_token(&id, Some(&key), None).await;
+        let refused = app.get_token(&id, Some(&key), None).await;
         reads += 1;
         assert_eq!(refused.status(), 401, "{attempt}");
         assert_eq!(refused.bytes().await.unwrap(), uniform, "{attempt}");
     }
-    let status = broker.get_status(&id, Some(&key)).await;
+    let status = app.get_status(&id, Some(&key)).await;
     assert_eq!(status.status(), 401, "the status route refuses it too");
 
     // A key created afterwards works once the TTL has passed.
-    let second = broker.create_key(&id).await;
-    broker.expire_read_cache();
-    let served = broker.get_token(&id, Some(&second), Some("graph")).await;
+    let second = app.create_key(&id).await;
+    app.expire_read_cache();
+    let served = app.get_token(&id, Some(&second), Some("graph")).await;
     reads += 1;
     assert_eq!(served.status(), 200);
 
@@ -133,41 +131,28 @@ async fn key_lifecycle(kind: StoreKind) {
             && l.contains("resource=graph")
             && l.contains("outcome=served")
     }));
-    assert_no_secret_logged(&broker.secrets(&[&key, &second]));
+    assert_no_secret_logged(&app.secrets(&[&key, &second]));
 }
 
-#[tokio::test]
-async fn key_lifecycle_on_the_file_store() {
-    key_lifecycle(StoreKind::File).await;
-}
-
-#[tokio::test]
-async fn key_lifecycle_on_secrets_manager() {
-    key_lifecycle(StoreKind::SecretsManager).await;
-}
+on_both_stores!(key_lifecycle => key_lifecycle_on_the_file_store, key_lifecycle_on_secrets_manager);
 
 #[tokio::test]
 async fn a_zero_ttl_turns_the_cache_off() {
-    let broker = spawn_broker_with(
-        StoreKind::File,
-        BrokerOptions {
-            read_cache_ttl: Duration::ZERO,
-            ..BrokerOptions::default()
-        },
-    )
-    .await;
-    let (id, key) = broker.connected("nocache").await;
-    let before = broker.store.calls().gets;
+    let app = Setup::new(StoreKind::File)
+        .with_config(|config| config.read_cache_ttl = Duration::ZERO)
+        .spawn()
+        .await;
+    let (id, key) = app.connected("nocache").await;
+    let before = app.store.calls().gets;
     for _ in 0..3 {
-        assert_eq!(broker.get_token(&id, Some(&key), None).await.status(), 200);
+        assert_eq!(app.get_token(&id, Some(&key), None).await.status(), 200);
     }
-    assert_eq!(broker.store.calls().gets - before, 3, "one secret per read");
-    broker
-        .cli(&["key", "revoke", &id, &key_id(&key)], "")
+    assert_eq!(app.store.calls().gets - before, 3, "one secret per read");
+    app.cli(&["key", "revoke", &id, &key_id(&key)], "")
         .await
         .unwrap();
     assert_eq!(
-        broker.get_token(&id, Some(&key), None).await.status(),
+        app.get_token(&id, Some(&key), None).await.status(),
         401,
         "revoked on the very next read"
     );
@@ -175,19 +160,15 @@ async fn a_zero_ttl_turns_the_cache_off() {
 
 #[tokio::test]
 async fn unauthorized_reads_all_look_the_same() {
-    let broker = spawn_broker(StoreKind::File).await;
-    let (id, key) = broker.connected("keys").await;
-    let revoked = broker.create_key(&id).await;
-    let (other, other_key) = broker.connected("other").await;
-    assert_eq!(
-        broker.get_token(&id, Some(&revoked), None).await.status(),
-        200
-    );
-    broker
-        .cli(&["key", "revoke", &id, &key_id(&revoked)], "")
+    let app = spawn_app(StoreKind::File).await;
+    let (id, key) = app.connected("keys").await;
+    let revoked = app.create_key(&id).await;
+    let (other, other_key) = app.connected("other").await;
+    assert_eq!(app.get_token(&id, Some(&revoked), None).await.status(), 200);
+    app.cli(&["key", "revoke", &id, &key_id(&revoked)], "")
         .await
         .unwrap();
-    broker.expire_read_cache();
+    app.expire_read_cache();
 
     let wrong = format!("{}x", &key[..key.len() - 1]);
     let cases = [
@@ -211,8 +192,8 @@ async fn unauthorized_reads_all_look_the_same() {
     for (what, connection, key) in cases {
         for route in ["token", "status"] {
             let response = match route {
-                "token" => broker.get_token(connection, key, None).await,
-                _ => broker.get_status(connection, key).await,
+                "token" => app.get_token(connection, key, None).await,
+                _ => app.get_status(connection, key).await,
             };
             assert_eq!(response.status(), 401, "{what} on {route}");
             assert_eq!(header(&response, "www-authenticate"), "Bearer");
@@ -228,24 +209,21 @@ async fn unauthorized_reads_all_look_the_same() {
         );
     }
     assert_eq!(
-        broker.get_token(&id, Some(&key), None).await.status(),
+        app.get_token(&id, Some(&key), None).await.status(),
         200,
         "the valid key still works"
     );
     assert_eq!(
-        broker
-            .get_token(&other, Some(&other_key), None)
-            .await
-            .status(),
+        app.get_token(&other, Some(&other_key), None).await.status(),
         200
     );
 }
 
 #[tokio::test]
 async fn a_matching_etag_gets_304_until_the_token_is_refreshed() {
-    let broker = spawn_broker(StoreKind::File).await;
-    let (id, key) = broker.connected("etag").await;
-    let first = broker.get_token(&id, Some(&key), None).await;
+    let app = spawn_app(StoreKind::File).await;
+    let (id, key) = app.connected("etag").await;
+    let first = app.get_token(&id, Some(&key), None).await;
     assert_eq!(first.status(), 200);
     let etag = header(&first, "etag").to_owned();
     let hex = etag.trim_matches('"');
@@ -264,7 +242,7 @@ async fn a_matching_etag_gets_304_until_the_token_is_refreshed() {
     );
 
     let read = TokenRead::new(&id).key(&key);
-    let not_modified = broker
+    let not_modified = app
         .read(TokenRead {
             if_none_match: Some(&etag),
             ..read
@@ -275,7 +253,7 @@ async fn a_matching_etag_gets_304_until_the_token_is_refreshed() {
     assert_eq!(max_age(&not_modified), age);
     assert!(not_modified.bytes().await.unwrap().is_empty(), "no body");
     for other in ["\"00000000000000000000000000000000\"", "W/\"x\""] {
-        let changed = broker
+        let changed = app
             .read(TokenRead {
                 if_none_match: Some(other),
                 ..read
@@ -283,13 +261,13 @@ async fn a_matching_etag_gets_304_until_the_token_is_refreshed() {
             .await;
         assert_eq!(changed.status(), 200, "{other}");
     }
-    let graph = broker.get_token(&id, Some(&key), Some("graph")).await;
+    let graph = app.get_token(&id, Some(&key), Some("graph")).await;
     assert_ne!(header(&graph, "etag"), etag, "each token has its own tag");
 
-    let printed = broker.cli(&["refresh", &id, "--force"], "").await.unwrap();
+    let printed = app.cli(&["refresh", &id, "--force"], "").await.unwrap();
     assert!(printed.contains("refreshed"), "{printed}");
-    broker.expire_read_cache();
-    let refreshed = broker
+    app.expire_read_cache();
+    let refreshed = app
         .read(TokenRead {
             if_none_match: Some(&etag),
             ..read
@@ -300,24 +278,18 @@ async fn a_matching_etag_gets_304_until_the_token_is_refreshed() {
     assert_ne!(new_etag, etag);
     let body: Value = refreshed.json().await.unwrap();
     assert_ne!(body["access_token"].as_str().unwrap(), token);
-    let again = broker
+    let again = app
         .read(TokenRead {
             if_none_match: Some(&new_etag),
             ..read
         })
         .await;
     assert_eq!(again.status(), 304);
-    assert_no_secret_logged(&broker.secrets(&[&key]));
+    assert_no_secret_logged(&app.secrets(&[&key]));
 }
 
-async fn assert_not_serving(
-    broker: &TestBroker,
-    id: &str,
-    key: &str,
-    state: &str,
-    retry_after: u64,
-) {
-    let response = broker.get_token(id, Some(key), None).await;
+async fn assert_not_serving(app: &TestApp, id: &str, key: &str, state: &str, retry_after: u64) {
+    let response = app.get_token(id, Some(key), None).await;
     assert_eq!(response.status(), 503, "{state}");
     assert_eq!(
         header(&response, "retry-after").parse::<u64>().unwrap(),
@@ -333,60 +305,60 @@ async fn assert_not_serving(
 
 #[tokio::test]
 async fn every_state_that_serves_no_token_answers_503_with_retry_after() {
-    let broker = spawn_broker(StoreKind::File).await;
+    let app = spawn_app(StoreKind::File).await;
     let id = unique_id("states");
-    broker.add_connection(&id).await;
-    let key = broker.create_key(&id).await;
-    assert_not_serving(&broker, &id, &key, "pending_consent", 300).await;
+    app.add_connection(&id).await;
+    let key = app.create_key(&id).await;
+    assert_not_serving(&app, &id, &key, "pending_consent", 300).await;
 
-    assert_eq!(broker.consent(&id).await.status, 200);
-    broker.expire_read_cache();
-    assert_eq!(broker.get_token(&id, Some(&key), None).await.status(), 200);
+    assert_eq!(app.consent(&id).await.status, 200);
+    app.expire_read_cache();
+    assert_eq!(app.get_token(&id, Some(&key), None).await.status(), 200);
     for state in [
         ConnectionState::ReconnectRequired,
         ConnectionState::AppMisconfigured,
         ConnectionState::Blocked,
     ] {
         // The token is still valid: the state alone stops it.
-        set_state(&broker, &id, state).await;
-        broker.expire_read_cache();
-        assert_not_serving(&broker, &id, &key, state.as_str(), 300).await;
-        let status = broker.get_status(&id, Some(&key)).await;
+        set_state(&app, &id, state).await;
+        app.expire_read_cache();
+        assert_not_serving(&app, &id, &key, state.into(), 300).await;
+        let status = app.get_status(&id, Some(&key)).await;
         assert_eq!(status.status(), 200);
         assert_eq!(
             status.json::<Value>().await.unwrap()["state"],
-            state.as_str()
+            <&str>::from(state)
         );
     }
 
     // Degraded serves a still-valid token, and nothing once it has expired.
-    set_state(&broker, &id, ConnectionState::Degraded).await;
-    broker.expire_read_cache();
-    assert_eq!(broker.get_token(&id, Some(&key), None).await.status(), 200);
-    set_expiry(&broker, &id, -60).await;
-    broker.expire_read_cache();
-    assert_not_serving(&broker, &id, &key, "degraded", 60).await;
+    set_state(&app, &id, ConnectionState::Degraded).await;
+    app.expire_read_cache();
+    assert_eq!(app.get_token(&id, Some(&key), None).await.status(), 200);
+    set_expiry(&app, &id, -60).await;
+    app.expire_read_cache();
+    assert_not_serving(&app, &id, &key, "degraded", 60).await;
     // Nor a token with less than 30 seconds left.
-    set_expiry(&broker, &id, 29).await;
-    broker.expire_read_cache();
-    assert_not_serving(&broker, &id, &key, "degraded", 60).await;
+    set_expiry(&app, &id, 29).await;
+    app.expire_read_cache();
+    assert_not_serving(&app, &id, &key, "degraded", 60).await;
 }
 
 #[tokio::test]
 async fn a_cached_token_is_never_served_past_its_servable_life() {
-    let broker = spawn_broker(StoreKind::File).await;
-    let (id, key) = broker.connected("expiring").await;
+    let app = spawn_app(StoreKind::File).await;
+    let (id, key) = app.connected("expiring").await;
     // 40 s left: servable (30 s minimum) for 10 more seconds.
-    set_expiry(&broker, &id, 40).await;
-    let first = broker.get_token(&id, Some(&key), None).await;
+    set_expiry(&app, &id, 40).await;
+    let first = app.get_token(&id, Some(&key), None).await;
     assert_eq!(first.status(), 200);
     assert_eq!(first.json::<Value>().await.unwrap()["expires_in"], 40);
     // The refresh pass stores a longer-lived token meanwhile.
-    set_expiry(&broker, &id, 3_600).await;
+    set_expiry(&app, &id, 3_600).await;
     // 11 s later, well within the 30 s TTL: the cached copy is no longer
     // servable, so the broker reads again and finds the new expiry.
-    broker.clock.advance(Duration::from_secs(11));
-    let second = broker.get_token(&id, Some(&key), None).await;
+    app.clock.advance(Duration::from_secs(11));
+    let second = app.get_token(&id, Some(&key), None).await;
     assert_eq!(second.status(), 200);
     assert_eq!(
         second.json::<Value>().await.unwrap()["expires_in"],
@@ -396,11 +368,11 @@ async fn a_cached_token_is_never_served_past_its_servable_life() {
 
 #[tokio::test]
 async fn min_validity_refuses_a_token_that_expires_sooner() {
-    let broker = spawn_broker(StoreKind::File).await;
-    let (id, key) = broker.connected("minval").await;
-    set_expiry(&broker, &id, 3_000).await;
+    let app = spawn_app(StoreKind::File).await;
+    let (id, key) = app.connected("minval").await;
+    set_expiry(&app, &id, 3_000).await;
     let read = TokenRead::new(&id).key(&key);
-    let enough = broker
+    let enough = app
         .read(TokenRead {
             min_validity: Some(3_000),
             ..read
@@ -409,7 +381,7 @@ async fn min_validity_refuses_a_token_that_expires_sooner() {
     assert_eq!(enough.status(), 200);
     assert_eq!(enough.json::<Value>().await.unwrap()["expires_in"], 3_000);
 
-    let too_much = broker
+    let too_much = app
         .read(TokenRead {
             min_validity: Some(3_001),
             ..read
@@ -426,10 +398,7 @@ async fn min_validity_refuses_a_token_that_expires_sooner() {
     assert_eq!(body["state"], "connected");
     assert!(body.get("access_token").is_none());
 
-    let mut url = broker
-        .url
-        .join(&format!("v1/connections/{id}/token"))
-        .unwrap();
+    let mut url = app.url.join(&format!("v1/connections/{id}/token")).unwrap();
     url.set_query(Some("min_validity=soon"));
     let bad = http().get(url).bearer_auth(&key).send().await.unwrap();
     assert_eq!(bad.status(), 400);
@@ -445,34 +414,31 @@ async fn min_validity_refuses_a_token_that_expires_sooner() {
 async fn ten_thousand_reads_within_a_ttl_read_the_store_once() {
     const KEYS: usize = 100;
     const READS_PER_KEY: usize = 100;
-    let broker = spawn_broker(StoreKind::File).await;
-    let (id, first_key) = broker.connected("fleet").await;
+    let app = spawn_app(StoreKind::File).await;
+    let (id, first_key) = app.connected("fleet").await;
     let connection = ConnectionId::parse(&id).unwrap();
     let mut keys = vec![first_key];
     // A fleet roll-out: 99 keys in one write.
     let fleet = admin::create_keys(
-        &broker.broker,
+        &app.broker,
         &connection,
         Some("display".into()),
         KEYS - 1,
-        broker.broker.now(),
+        app.broker.now(),
     )
     .await
     .unwrap();
     keys.extend(fleet.iter().map(|key| key.key.expose().to_owned()));
-    let before = broker.store.calls();
+    let before = app.store.calls();
     let serve = SecretName::of(&connection, Part::Serve).as_str().to_owned();
-    let gets_before = broker.store.gets_of(&serve);
+    let gets_before = app.store.gets_of(&serve);
 
-    let url = broker
-        .url
-        .join(&format!("v1/connections/{id}/token"))
-        .unwrap();
+    let url = app.url.join(&format!("v1/connections/{id}/token")).unwrap();
     let start = Arc::new(tokio::sync::Barrier::new(KEYS));
     let displays = keys.into_iter().map(|key| {
         let url = url.clone();
         let start = start.clone();
-        let health = broker.url.join("healthz").unwrap();
+        let health = app.url.join("healthz").unwrap();
         tokio::spawn(async move {
             // Connected before the start, so that the first reads arrive together.
             let client = http();
@@ -496,23 +462,23 @@ async fn ten_thousand_reads_within_a_ttl_read_the_store_once() {
         .sum();
     assert_eq!(served, KEYS * READS_PER_KEY);
 
-    let after = broker.store.calls();
+    let after = app.store.calls();
     assert_eq!(after.gets - before.gets, 1, "one read of the serve secret");
     assert_eq!(
         after.puts + after.lists + after.deletes,
         before.puts + before.lists + before.deletes
     );
-    assert_eq!(broker.store.gets_of(&serve) - gets_before, 1);
+    assert_eq!(app.store.gets_of(&serve) - gets_before, 1);
     // The next TTL reads it once more, and wrong keys do not make the
     // broker read the store again.
-    broker.expire_read_cache();
+    app.expire_read_cache();
     let client = http();
     let forged = "rtk_0000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     for _ in 0..10 {
         let response = client.get(url.clone()).bearer_auth(forged).send().await;
         assert_eq!(response.unwrap().status(), 401);
     }
-    assert_eq!(broker.store.calls().gets - after.gets, 1);
+    assert_eq!(app.store.calls().gets - after.gets, 1);
 }
 
 /// What token-read answers for a connection that does not exist, one that
@@ -520,32 +486,32 @@ async fn ten_thousand_reads_within_a_ttl_read_the_store_once() {
 /// like a wrong key (the store answers "does not exist" or an empty key
 /// list), the third 503 with its state.
 async fn unknown_unkeyed_and_unconsented(kind: StoreKind) {
-    let broker = spawn_broker(kind).await;
-    let (id, key) = broker.connected("known").await;
-    let wrong = broker.get_token(&id, Some(&format!("{key}x")), None).await;
+    let app = spawn_app(kind).await;
+    let (id, key) = app.connected("known").await;
+    let wrong = app.get_token(&id, Some(&format!("{key}x")), None).await;
     assert_eq!(wrong.status(), 401);
     let refused = wrong.bytes().await.unwrap();
 
     let unknown = unique_id("never-added");
-    let response = broker.get_token(&unknown, Some(&key), None).await;
+    let response = app.get_token(&unknown, Some(&key), None).await;
     assert_eq!(response.status(), 401, "unknown connection");
     assert_eq!(response.bytes().await.unwrap(), refused);
     let serve = format!("connections/{unknown}/serve");
     assert_eq!(
-        broker.store.gets_of(&serve),
+        app.store.gets_of(&serve),
         1,
         "asked the store once, which said it does not exist"
     );
 
     let unkeyed = unique_id("no-keys");
-    broker.add_connection(&unkeyed).await;
-    let response = broker.get_token(&unkeyed, Some(&key), None).await;
+    app.add_connection(&unkeyed).await;
+    let response = app.get_token(&unkeyed, Some(&key), None).await;
     assert_eq!(response.status(), 401, "no device key yet");
     assert_eq!(response.bytes().await.unwrap(), refused);
 
-    let key = broker.create_key(&unkeyed).await;
-    broker.expire_read_cache();
-    let response = broker.get_token(&unkeyed, Some(&key), None).await;
+    let key = app.create_key(&unkeyed).await;
+    app.expire_read_cache();
+    let response = app.get_token(&unkeyed, Some(&key), None).await;
     assert_eq!(response.status(), 503, "never consented");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["state"], "pending_consent");
@@ -557,9 +523,9 @@ on_both_stores!(unknown_unkeyed_and_unconsented => unknown_unkeyed_and_unconsent
 /// connection read afterwards is still cached (one store read for many).
 #[tokio::test]
 async fn made_up_ids_never_take_the_place_of_real_connections() {
-    let broker = spawn_broker(StoreKind::File).await;
-    let (id, key) = broker.connected("real").await;
-    let now = broker.broker.now();
+    let app = spawn_app(StoreKind::File).await;
+    let (id, key) = app.connected("real").await;
+    let now = app.broker.now();
     let forged = "rtk_0000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     for n in 0..1_500 {
         let made_up = format!("made-up-{n}");
@@ -568,20 +534,20 @@ async fn made_up_ids_never_take_the_place_of_real_connections() {
             key: Some(forged),
             ..TokenRequest::default()
         };
-        assert!(read_token(&broker.broker, request, now).await.is_err());
+        assert!(read_token(&app.broker, request, now).await.is_err());
     }
     let serve = format!("connections/{id}/serve");
-    let before = broker.store.gets_of(&serve);
+    let before = app.store.gets_of(&serve);
     for _ in 0..5 {
         let request = TokenRequest {
             connection: &id,
             key: Some(&key),
             ..TokenRequest::default()
         };
-        assert!(read_token(&broker.broker, request, now).await.is_ok());
+        assert!(read_token(&app.broker, request, now).await.is_ok());
     }
     assert_eq!(
-        broker.store.gets_of(&serve) - before,
+        app.store.gets_of(&serve) - before,
         1,
         "the real connection was read once, then served from the cache"
     );

@@ -1,0 +1,147 @@
+//! The audit log of display reads: one line per answer (connection, key id,
+//! never the key, resource and outcome). Written here because only the
+//! HTTP edge knows the whole answer, a 304 included.
+//!
+//! Every value the `logged_*` functions return is written to the log as it
+//! is (no quoting or escaping), so each is checked to be plain first.
+
+use crate::domain::ConnectionId;
+use crate::domain::device_key::key_id;
+use crate::flows::read::{ReadError, StatusView, TokenReply, TokenRequest};
+
+/// One line for a token served; `not_modified` when the display already
+/// had it.
+pub(super) fn token_served(request: &TokenRequest<'_>, reply: &TokenReply, not_modified: bool) {
+    tracing::info!(
+        connection = %logged_connection(request.connection),
+        key_id = %logged_key_id(request.key),
+        resource = %reply.served.token.resource,
+        outcome = %if not_modified { "not_modified" } else { "served" },
+        expires_in = reply.expires_in,
+        "token read"
+    );
+}
+
+/// One line for a token read that was refused.
+pub(super) fn token_refused(request: &TokenRequest<'_>, error: &ReadError) {
+    let connection = logged_connection(request.connection);
+    let key_id = logged_key_id(request.key);
+    let resource = logged_resource(request.resource);
+    match error {
+        ReadError::Unauthorized(refusal) => tracing::info!(
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %"unauthorized",
+            reason = %<&str>::from(refusal),
+            "token read"
+        ),
+        ReadError::NotServing { state, .. } | ReadError::InsufficientValidity { state, .. } => {
+            tracing::info!(
+                connection = %connection,
+                key_id = %key_id,
+                resource = %resource,
+                outcome = %error.outcome(),
+                state = %state,
+                "token read"
+            )
+        }
+        ReadError::UnknownResource(_) => tracing::info!(
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %error.outcome(),
+            "token read"
+        ),
+        ReadError::Store(e) => tracing::warn!(
+            connection = %connection,
+            key_id = %key_id,
+            resource = %resource,
+            outcome = %"store_error",
+            error = %e,
+            "token read"
+        ),
+    }
+}
+
+/// One line for a status read.
+pub(super) fn status_read(
+    connection: &str,
+    presented_key: Option<&str>,
+    result: &Result<StatusView, ReadError>,
+) {
+    let key_id = logged_key_id(presented_key);
+    let connection = logged_connection(connection);
+    match result {
+        Ok(view) => tracing::info!(
+            connection = %connection,
+            key_id = %key_id,
+            outcome = %"served",
+            state = %view.state,
+            "status read"
+        ),
+        Err(ReadError::Unauthorized(refusal)) => tracing::info!(
+            connection = %connection,
+            key_id = %key_id,
+            outcome = %"unauthorized",
+            reason = %<&str>::from(refusal),
+            "status read"
+        ),
+        Err(e) => tracing::warn!(
+            connection = %connection,
+            key_id = %key_id,
+            outcome = %e.outcome(),
+            error = %e,
+            "status read"
+        ),
+    }
+}
+
+/// The public id of a well-shaped key; `-` otherwise.
+fn logged_key_id(presented: Option<&str>) -> &str {
+    presented
+        .and_then(key_id)
+        .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or("-")
+}
+
+/// The resource asked for when it looks like a resource name (as `ews`,
+/// `graph` or `default` do); `-` otherwise.
+fn logged_resource(resource: Option<&str>) -> &str {
+    resource
+        .filter(|name| {
+            (1..=32).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or("-")
+}
+
+/// The connection id when it is one; `-` otherwise, so that a made-up path
+/// cannot write what it likes (or as much as it likes) in the log.
+fn logged_connection(connection: &str) -> &str {
+    if ConnectionId::is_valid(connection) {
+        connection
+    } else {
+        "-"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_fields_keep_only_what_looks_like_ids() {
+        assert_eq!(logged_connection("contoso"), "contoso");
+        assert_eq!(logged_connection("../etc\nINFO forged"), "-");
+        assert_eq!(logged_connection(&"a".repeat(65)), "-");
+        assert_eq!(logged_resource(Some("graph")), "graph");
+        assert_eq!(logged_resource(Some("x\" outcome=served")), "-");
+        assert_eq!(logged_resource(None), "-");
+        assert_eq!(logged_key_id(Some("rtk_3f9a1c0b2e_c2VjcmV0")), "3f9a1c0b2e");
+        assert_eq!(logged_key_id(Some("hunter2")), "-");
+        assert_eq!(logged_key_id(Some("rtk_3f9a\n0b2e1_c2VjcmV0")), "-");
+    }
+}

@@ -1,0 +1,12 @@
+//! Every integration test, compiled as one binary (one link instead of
+//! nine). Each module is a suite of its own; the harness is in `src/`.
+
+mod end_to_end;
+mod fault_campaign;
+mod lambda_functions;
+mod least_privilege;
+mod openapi;
+mod refresh;
+mod sam_template;
+mod store_quotas;
+mod token_read;
