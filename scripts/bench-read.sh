@@ -11,6 +11,7 @@
 #
 #   scripts/bench-read.sh                 # 64 connections, 10 s each
 #   BENCH_DURATION=30s BENCH_CONNECTIONS=128 scripts/bench-read.sh
+#   BENCH_BROKER_BIN=/tmp/roomtoken-old scripts/bench-read.sh   # load another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,8 @@ DURATION=${BENCH_DURATION:-10s}
 THREADS=${BENCH_THREADS:-2}
 WARMUP=${BENCH_WARMUP:-2s}
 TOOL=${BENCH_TOOL:-}
+# Another build of roomtoken to load instead (an A/B of two commits).
+BROKER_BIN=${BENCH_BROKER_BIN:-target/release/roomtoken}
 
 # wrk from Debian; oha (crates.io) only where wrk cannot be had.
 ensure_load_tool() {
@@ -107,7 +110,7 @@ broker_port=$(free_port)
 # The log (one line per read) goes to memory: a disk-backed file would make
 # the kernel write back a hundred megabytes on these same two cores.
 logs=$(mktemp -d -p /dev/shm roomtoken-bench.XXXXXX 2>/dev/null || mktemp -d)
-target/release/roomtoken --store "file:$work/store" serve \
+"$BROKER_BIN" --store "file:$work/store" serve \
   --addr "127.0.0.1:$broker_port" --refresh-every 1h 2>"$logs/serve.log" &
 pids+=($!)
 wait_for_http "http://127.0.0.1:$broker_port/healthz" "roomtoken serve" "$logs/serve.log"

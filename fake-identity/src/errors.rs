@@ -21,6 +21,18 @@ pub(crate) struct RequestCtx {
     pub trace_id: String,
 }
 
+/// Every handler starts from the request's ids.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestCtx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_headers(&parts.headers))
+    }
+}
+
 impl RequestCtx {
     /// Builds the context from request headers.
     pub fn from_headers(headers: &HeaderMap) -> Self {

@@ -4,6 +4,20 @@
 /// values count as absent, as on Microsoft's endpoints.
 pub(crate) struct Params(Vec<(String, String)>);
 
+/// A form body, read as Microsoft's endpoints read it (not as serde would:
+/// repeated and empty parameters have their own meaning there).
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Params {
+    type Rejection = axum::extract::rejection::BytesRejection;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let body = axum::body::Bytes::from_request(request, state).await?;
+        Ok(Self::parse(&body))
+    }
+}
+
 impl Params {
     /// Parses `application/x-www-form-urlencoded` bytes (a body or a raw query).
     pub fn parse(input: &[u8]) -> Self {

@@ -13,7 +13,7 @@
 //! a simulated clock drives it in benchmarks.
 
 use crate::clock::{Clock, Sleeper};
-use crate::store::{SecretStore, StoreError, Stored, Version};
+use crate::store::{SecretStore, StoreError, StoreResult, Stored, Version};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -104,18 +104,13 @@ impl SecretStore for PacedStore {
         self.inner.get(name).await
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        value: &str,
-        expected: Option<&Version>,
-    ) -> Result<Version, StoreError> {
-        let calls = self.inner.calls_per_write(expected.is_none());
+    async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version> {
+        let calls = self.inner.calls_per_write(prior.is_none());
         let wait = self.pacer.reserve(calls, self.clock.now());
         if !wait.is_zero() {
             self.sleeper.sleep(wait).await;
         }
-        self.inner.put(name, value, expected).await
+        self.inner.put(name, value, prior).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StoreError> {

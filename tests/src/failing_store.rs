@@ -2,7 +2,7 @@
 //! the worst moment (say, right after a refresh token was redeemed).
 
 use async_trait::async_trait;
-use roomtoken::store::{SecretStore, StoreError, Stored, Version};
+use roomtoken::store::{SecretStore, StoreError, StoreResult, Stored, Version};
 use std::sync::{Arc, Mutex};
 
 struct Plan {
@@ -60,18 +60,13 @@ impl SecretStore for FailingStore {
         self.inner.get(name).await
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        value: &str,
-        expected: Option<&Version>,
-    ) -> Result<Version, StoreError> {
+    async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version> {
         if self.should_fail(name) {
             return Err(StoreError::Unavailable(format!(
                 "injected failure writing {name}"
             )));
         }
-        self.inner.put(name, value, expected).await
+        self.inner.put(name, value, prior).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StoreError> {

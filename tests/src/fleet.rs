@@ -17,7 +17,9 @@ use roomtoken::domain::{
 use roomtoken::flows::admin::{self, NewConnection};
 use roomtoken::flows::read::{MIN_SERVE_VALIDITY, ReadError, TokenRequest, read_token};
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
-use roomtoken::store::{FileStore, Part, Repository, SecretStore, StoreError, Stored, Version};
+use roomtoken::store::{
+    FileStore, Part, Repository, SecretStore, StoreError, StoreResult, Stored, Version,
+};
 use roomtoken::{Broker, Config};
 use roomtoken_fake_identity::{FakeAccount, FakeApp, FakeIdentity, Fault};
 use std::collections::{BTreeMap, HashMap};
@@ -118,19 +120,14 @@ impl SecretStore for CallLog {
         self.inner.get(name).await
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        value: &str,
-        expected: Option<&Version>,
-    ) -> Result<Version, StoreError> {
-        let kind = if expected.is_some() {
+    async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version> {
+        let kind = if prior.is_some() {
             CallKind::Update
         } else {
             CallKind::Create
         };
         self.record(name, kind);
-        self.inner.put(name, value, expected).await
+        self.inner.put(name, value, prior).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StoreError> {

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use url::Url;
 use uuid::Uuid;
@@ -268,9 +267,8 @@ pub(crate) async fn get(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    ctx: RequestCtx,
 ) -> Response {
-    let ctx = RequestCtx::from_headers(&headers);
     let query = query.unwrap_or_default();
     let mut st = shared.lock();
     st.counters.authorize_requests += 1;
@@ -315,11 +313,9 @@ pub(crate) async fn get(
 pub(crate) async fn post(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    ctx: RequestCtx,
+    params: Params,
 ) -> Response {
-    let ctx = RequestCtx::from_headers(&headers);
-    let params = Params::parse(&body);
     let mut st = shared.lock();
     let req = match validate(&st, &tenant, &params) {
         Ok(req) => req,

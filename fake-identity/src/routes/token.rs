@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -48,11 +47,10 @@ struct TokenResponse {
 pub(crate) async fn post(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
+    ctx: RequestCtx,
     headers: HeaderMap,
-    body: Bytes,
+    params: Params,
 ) -> Response {
-    let ctx = RequestCtx::from_headers(&headers);
-    let params = Params::parse(&body);
     let (fault, latency) = {
         let mut st = shared.lock();
         st.counters.token_requests += 1;
@@ -125,6 +123,15 @@ async fn serve_fault(fault: Fault) -> AadError {
     }
 }
 
+/// What every grant works from: who asks, where, what, and when.
+struct GrantRequest<'a> {
+    issuer_base: &'a str,
+    tenant: &'a str,
+    app: &'a FakeApp,
+    params: &'a Params,
+    now: SystemTime,
+}
+
 /// Validates tenant, grant type and client, then runs the grant.
 fn process(
     st: &mut state::State,
@@ -175,11 +182,17 @@ fn process(
         Grant::ClientCredentials => st.counters.client_credentials_grants += 1,
     }
     let app = authenticate(st, tenant, headers, p, grant)?;
-    let now = SystemTime::now();
+    let request = GrantRequest {
+        issuer_base,
+        tenant,
+        app: &app,
+        params: p,
+        now: SystemTime::now(),
+    };
     match grant {
-        Grant::AuthorizationCode => authorization_code(st, issuer_base, tenant, &app, p, now),
-        Grant::RefreshToken => refresh_token(st, issuer_base, tenant, &app, p, now),
-        Grant::ClientCredentials => client_credentials(st, tenant, &app, p, now),
+        Grant::AuthorizationCode => authorization_code(st, &request),
+        Grant::RefreshToken => refresh_token(st, &request),
+        Grant::ClientCredentials => client_credentials(st, &request),
     }
 }
 
@@ -311,8 +324,6 @@ fn granted_scope(resource: &ResourceScopes, oidc: &[String], with_refresh: bool)
 
 /// What a delegated grant resolved to, ready for issuing.
 struct Delegated<'a> {
-    tenant: &'a str,
-    client_id: &'a str,
     username: &'a str,
     resource: ResourceScopes,
     oidc: Vec<String>,
@@ -324,28 +335,28 @@ struct Delegated<'a> {
 /// Issues access token, optional refresh token and optional id_token.
 fn issue_delegated(
     st: &mut state::State,
-    issuer_base: &str,
+    r: &GrantRequest<'_>,
     d: Delegated<'_>,
-    now: SystemTime,
 ) -> Result<TokenResponse, AadError> {
+    let (tenant, client_id, now) = (r.tenant, r.app.client_id.as_str(), r.now);
     let account = st
         .accounts
         .get(&key(d.username))
         .map(|r| r.account.clone())
         .ok_or_else(|| AadError::standard(StatusCode::BAD_REQUEST, "invalid_grant", 70008))?;
     let access_token =
-        st.issue_access_token(d.tenant, d.client_id, &account.username, &d.resource, now);
+        st.issue_access_token(tenant, client_id, &account.username, &d.resource, now);
     let refresh_token = d.refresh.then(|| {
         st.issue_refresh_token(
-            d.tenant,
-            d.client_id,
+            tenant,
+            client_id,
             &account.username,
             &d.consented_scope,
             now,
         )
     });
     let id_token = d.id_token_nonce.map(|nonce| {
-        let token = jwt::id_token(issuer_base, &account, d.client_id, nonce.as_deref(), now);
+        let token = jwt::id_token(r.issuer_base, &account, client_id, nonce.as_deref(), now);
         st.remember_secret(&token);
         token
     });
@@ -364,16 +375,14 @@ fn issue_delegated(
 /// `grant_type=authorization_code` with PKCE S256.
 fn authorization_code(
     st: &mut state::State,
-    issuer_base: &str,
-    tenant: &str,
-    app: &FakeApp,
-    p: &Params,
-    now: SystemTime,
+    r: &GrantRequest<'_>,
 ) -> Result<TokenResponse, AadError> {
-    let code = p
+    let code = r
+        .params
         .get("code")
         .ok_or_else(|| AadError::missing_param("code"))?;
-    let redirect_uri = p
+    let redirect_uri = r
+        .params
         .get("redirect_uri")
         .ok_or_else(|| AadError::missing_param("redirect_uri"))?;
     let Some(grant) = st.codes.get(code) else {
@@ -383,19 +392,19 @@ fn authorization_code(
             70008,
         ));
     };
-    if key(&grant.tenant) != key(tenant) {
+    if key(&grant.tenant) != key(r.tenant) {
         return Err(AadError::invalid_grant(
             700005,
-            "Provided Authorization Code is intended to use against other tenant, thus rejected.",
+            "Provided Authorization Code is intended to use against other r.tenant, thus rejected.",
         ));
     }
-    if key(&grant.client_id) != key(&app.client_id) {
+    if key(&grant.client_id) != key(&r.app.client_id) {
         return Err(AadError::invalid_grant(
             70000,
             "Provided grant is invalid or malformed: the authorization code was issued to a different client.",
         ));
     }
-    if now >= grant.expires_at {
+    if r.now >= grant.expires_at {
         return Err(AadError::standard(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
@@ -415,7 +424,8 @@ fn authorization_code(
             "The provided value for the 'redirect_uri' is not valid. The value must exactly match the redirect URI used to obtain the authorization code.",
         ));
     }
-    let verifier = p
+    let verifier = r
+        .params
         .get("code_verifier")
         .ok_or_else(|| AadError::missing_param("code_verifier"))?;
     if pkce_challenge(verifier) != grant.code_challenge {
@@ -426,7 +436,7 @@ fn authorization_code(
         ));
     }
     let consented = Scopes::parse(&grant.scope)?;
-    let (resource, asked) = match p.get("scope") {
+    let (resource, asked) = match r.params.get("scope") {
         Some(scope) => {
             let asked = Scopes::parse(scope)?;
             (asked.single_resource()?, asked)
@@ -449,10 +459,8 @@ fn authorization_code(
     }
     issue_delegated(
         st,
-        issuer_base,
+        r,
         Delegated {
-            tenant,
-            client_id: &app.client_id,
             username: &username,
             resource,
             oidc,
@@ -460,29 +468,22 @@ fn authorization_code(
             id_token_nonce: openid.then_some(nonce),
             consented_scope,
         },
-        now,
     )
 }
 
 /// `grant_type=refresh_token`: rotation, old tokens stay valid unless revoked.
-fn refresh_token(
-    st: &mut state::State,
-    issuer_base: &str,
-    tenant: &str,
-    app: &FakeApp,
-    p: &Params,
-    now: SystemTime,
-) -> Result<TokenResponse, AadError> {
-    let rt = p
+fn refresh_token(st: &mut state::State, r: &GrantRequest<'_>) -> Result<TokenResponse, AadError> {
+    let rt = r
+        .params
         .get("refresh_token")
         .ok_or_else(|| AadError::missing_param("refresh_token"))?;
     let Some(grant) = st.refresh_tokens.get(rt) else {
         return Err(AadError::malformed("invalid_grant"));
     };
-    if key(&grant.tenant) != key(tenant) {
+    if key(&grant.tenant) != key(r.tenant) {
         return Err(AadError::malformed("invalid_grant"));
     }
-    if key(&grant.client_id) != key(&app.client_id) {
+    if key(&grant.client_id) != key(&r.app.client_id) {
         return Err(AadError::invalid_grant(
             70000,
             "Provided grant is invalid or malformed: the refresh token was issued to a different client.",
@@ -491,7 +492,7 @@ fn refresh_token(
     if let Some(record) = st.accounts.get(&grant.username)
         && grant.issued_seq < record.tokens_valid_from_seq
     {
-        let valid_from = record.tokens_valid_from.unwrap_or(now);
+        let valid_from = record.tokens_valid_from.unwrap_or(r.now);
         return Err(AadError::invalid_grant(
             50173,
             format!(
@@ -502,7 +503,7 @@ fn refresh_token(
         ));
     }
     let consented = Scopes::parse(&grant.consented_scope)?;
-    let (resource, asked) = match p.get("scope") {
+    let (resource, asked) = match r.params.get("scope") {
         Some(scope) => {
             let asked = Scopes::parse(scope)?;
             (asked.single_resource()?, asked)
@@ -520,10 +521,8 @@ fn refresh_token(
     let openid = asked.has("openid");
     issue_delegated(
         st,
-        issuer_base,
+        r,
         Delegated {
-            tenant,
-            client_id: &app.client_id,
             username: &username,
             resource,
             oidc: asked.oidc,
@@ -531,7 +530,6 @@ fn refresh_token(
             id_token_nonce: openid.then_some(None),
             consented_scope,
         },
-        now,
     )
 }
 
@@ -539,12 +537,10 @@ fn refresh_token(
 /// refresh token, no id_token, no `scope` in the answer (as Microsoft).
 fn client_credentials(
     st: &mut state::State,
-    tenant: &str,
-    app: &FakeApp,
-    p: &Params,
-    now: SystemTime,
+    r: &GrantRequest<'_>,
 ) -> Result<TokenResponse, AadError> {
-    let scope = p
+    let scope = r
+        .params
         .get("scope")
         .ok_or_else(|| AadError::missing_param("scope"))?;
     let names: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
@@ -561,7 +557,7 @@ fn client_credentials(
         ));
     }
     let resource = Scopes::parse(scope)?.single_resource()?;
-    let access_token = st.issue_access_token(tenant, &app.client_id, "", &resource, now);
+    let access_token = st.issue_access_token(r.tenant, &r.app.client_id, "", &resource, r.now);
     let lifetime = st.access_token_lifetime.as_secs();
     Ok(TokenResponse {
         token_type: "Bearer",

@@ -9,19 +9,19 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Named in snake case everywhere: JSON, logs, metrics dimensions.
+/// A state's name is the same in JSON, logs and metrics dimensions.
 #[derive(
     Clone,
     Copy,
     Debug,
+    Default,
     PartialEq,
     Eq,
     Serialize,
     Deserialize,
-    Default,
+    strum::EnumIter,
     strum::Display,
     strum::IntoStaticStr,
-    strum::EnumIter,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]

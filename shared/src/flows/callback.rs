@@ -11,7 +11,7 @@ use crate::domain::{
     AccessTokens, Account, ConnectionId, FailureClass, Grant, GrantRecord, Secret, ServeRecord,
     Status, Writer,
 };
-use crate::identity::IdentityError;
+use crate::identity::{AppClient, IdentityError, SignInCode};
 use crate::store::{Part, StoreError, Versioned};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -118,11 +118,15 @@ pub async fn connect_callback(
     let tokens = broker
         .identity
         .redeem_code(
-            &app,
-            &client_secret,
-            &broker.redirect_uri()?,
-            code.expose(),
-            &session.pkce_verifier,
+            AppClient {
+                app: &app,
+                secret: &client_secret,
+            },
+            SignInCode {
+                code: code.expose(),
+                redirect_uri: &broker.redirect_uri()?,
+                pkce_verifier: &session.pkce_verifier,
+            },
             &scopes,
         )
         .await
@@ -154,7 +158,10 @@ pub async fn connect_callback(
         resources: app.resources.iter().map(|r| r.name.clone()).collect(),
         tokens: vec![access_token(first, &tokens, now)],
     };
-    let (client_secret, app_ref) = (&client_secret, &app);
+    let client = AppClient {
+        app: &app,
+        secret: &client_secret,
+    };
     let minted = mint_each(
         app.resources.iter().skip(1),
         refresh_token,
@@ -163,12 +170,7 @@ pub async fn connect_callback(
         |resource, refresh_token| async move {
             broker
                 .identity
-                .refresh(
-                    app_ref,
-                    client_secret,
-                    &refresh_token,
-                    &resource.token_request_scopes(),
-                )
+                .refresh(client, &refresh_token, &resource.token_request_scopes())
                 .await
         },
     )

@@ -27,7 +27,7 @@ use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, GrantRecord,
     LastError, Resource, Secret, ServeRecord, Status, Writer,
 };
-use crate::identity::{IdentityError, TokenSet};
+use crate::identity::{AppClient, IdentityError, TokenSet};
 use crate::pacer::{PacedStore, Pacer};
 use crate::store::{Part, Repository, StoreError, Versioned};
 use futures::StreamExt;
@@ -463,7 +463,14 @@ async fn redeem(
     loop {
         let error = match broker
             .identity
-            .refresh(app, client_secret, refresh_token, &scopes)
+            .refresh(
+                AppClient {
+                    app,
+                    secret: client_secret,
+                },
+                refresh_token,
+                &scopes,
+            )
             .await
         {
             Ok(tokens) => return Ok(tokens),

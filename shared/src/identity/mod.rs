@@ -145,25 +145,36 @@ impl IdentityError {
     }
 }
 
+/// Who asks the token endpoint: the app registration and its secret.
+#[derive(Clone, Copy)]
+pub struct AppClient<'a> {
+    pub app: &'a AppRegistration,
+    pub secret: &'a Secret,
+}
+
+/// An authorization code, with what binds it to our sign-in request.
+#[derive(Clone, Copy)]
+pub struct SignInCode<'a> {
+    pub code: &'a str,
+    pub redirect_uri: &'a Url,
+    pub pkce_verifier: &'a Secret,
+}
+
 /// The identity-provider port.
 #[async_trait]
 pub trait IdentityProvider: Send + Sync {
     /// Redeems an authorization code with its PKCE verifier.
     async fn redeem_code(
         &self,
-        app: &AppRegistration,
-        client_secret: &Secret,
-        redirect_uri: &Url,
-        code: &str,
-        pkce_verifier: &Secret,
+        client: AppClient<'_>,
+        code: SignInCode<'_>,
         scopes: &[String],
     ) -> Result<TokenSet, IdentityError>;
 
     /// Redeems a refresh token for an access token of one resource.
     async fn refresh(
         &self,
-        app: &AppRegistration,
-        client_secret: &Secret,
+        client: AppClient<'_>,
         refresh_token: &Secret,
         scopes: &[String],
     ) -> Result<TokenSet, IdentityError>;

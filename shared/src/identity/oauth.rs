@@ -5,7 +5,7 @@
 //! turned into transport errors here, with `Retry-After`, before `oauth2`
 //! would try to read them as an OAuth error body.
 
-use super::{IdentityError, IdentityProvider, ProviderError, TokenSet};
+use super::{AppClient, IdentityError, IdentityProvider, ProviderError, SignInCode, TokenSet};
 use crate::crypto::random_token;
 use crate::domain::{AppRegistration, Secret};
 use async_trait::async_trait;
@@ -150,10 +150,10 @@ impl OAuthClient {
         Ok(Self { http })
     }
 
-    fn token_client(app: &AppRegistration, client_secret: &Secret) -> TokenClient {
-        oauth2::Client::new(ClientId::new(app.client_id.clone()))
-            .set_client_secret(ClientSecret::new(client_secret.expose().to_owned()))
-            .set_token_uri(TokenUrl::from_url(app.provider.token_url()))
+    fn token_client(client: AppClient<'_>) -> TokenClient {
+        oauth2::Client::new(ClientId::new(client.app.client_id.clone()))
+            .set_client_secret(ClientSecret::new(client.secret.expose().to_owned()))
+            .set_token_uri(TokenUrl::from_url(client.app.provider.token_url()))
             // client_secret_post: what Entra ID documents first, and what
             // every RFC 6749 server must accept besides Basic.
             .set_auth_type(AuthType::RequestBody)
@@ -256,19 +256,17 @@ fn into_token_set(body: TokenEndpointResponse) -> TokenSet {
 impl IdentityProvider for OAuthClient {
     async fn redeem_code(
         &self,
-        app: &AppRegistration,
-        client_secret: &Secret,
-        redirect_uri: &Url,
-        code: &str,
-        pkce_verifier: &Secret,
+        client: AppClient<'_>,
+        sign_in: SignInCode<'_>,
         scopes: &[String],
     ) -> Result<TokenSet, IdentityError> {
         let http = self.http.clone();
         let transport = move |request| send(http.clone(), request);
-        Self::token_client(app, client_secret)
-            .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()))
-            .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_owned()))
+        let verifier = PkceCodeVerifier::new(sign_in.pkce_verifier.expose().to_owned());
+        Self::token_client(client)
+            .set_redirect_uri(RedirectUrl::from_url(sign_in.redirect_uri.clone()))
+            .exchange_code(AuthorizationCode::new(sign_in.code.to_owned()))
+            .set_pkce_verifier(verifier)
             // RFC 6749 has no scope here; Entra ID takes one resource's scopes.
             .add_extra_param("scope", scopes.join(" "))
             .request_async(&transport)
@@ -279,15 +277,14 @@ impl IdentityProvider for OAuthClient {
 
     async fn refresh(
         &self,
-        app: &AppRegistration,
-        client_secret: &Secret,
+        client: AppClient<'_>,
         refresh_token: &Secret,
         scopes: &[String],
     ) -> Result<TokenSet, IdentityError> {
         let http = self.http.clone();
         let transport = move |request| send(http.clone(), request);
         let refresh_token = RefreshToken::new(refresh_token.expose().to_owned());
-        Self::token_client(app, client_secret)
+        Self::token_client(client)
             .exchange_refresh_token(&refresh_token)
             .add_scopes(scopes.iter().cloned().map(Scope::new))
             .request_async(&transport)

@@ -1,7 +1,7 @@
 //! A store decorator that counts calls: benchmarks and tests use it to
 //! measure store traffic (Secrets Manager bills and throttles per call).
 
-use super::{SecretStore, StoreError, Stored, Version};
+use super::{SecretStore, StoreError, StoreResult, Stored, Version};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,14 +77,9 @@ impl SecretStore for CountingStore {
         self.inner.get(name).await
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        value: &str,
-        expected: Option<&Version>,
-    ) -> Result<Version, StoreError> {
+    async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version> {
         self.counts.puts.fetch_add(1, Ordering::Relaxed);
-        self.inner.put(name, value, expected).await
+        self.inner.put(name, value, prior).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StoreError> {

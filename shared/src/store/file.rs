@@ -3,7 +3,7 @@
 //! compare-and-swap under an exclusive lock on `DIR/.lock` so that
 //! `roomtoken serve` and admin commands can share a directory.
 
-use super::{SecretStore, StoreError, Stored, Version};
+use super::{SecretStore, StoreError, StoreResult, Stored, Version};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -209,15 +209,10 @@ impl SecretStore for FileStore {
         blocking(move || store.read(&name)).await
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        value: &str,
-        expected: Option<&Version>,
-    ) -> Result<Version, StoreError> {
+    async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version> {
         let (store, name, value) = (self.clone(), name.to_owned(), value.to_owned());
-        let expected = expected.cloned();
-        blocking(move || store.write(&name, &value, expected.as_ref())).await
+        let prior = prior.cloned();
+        blocking(move || store.write(&name, &value, prior.as_ref())).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StoreError> {

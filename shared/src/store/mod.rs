@@ -52,24 +52,22 @@ pub struct Stored {
     pub version: Version,
 }
 
+/// What every store operation answers.
+pub type StoreResult<T> = Result<T, StoreError>;
+
 /// The store port: named string values with versions.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// The current value, or `None` when the name does not exist.
     async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError>;
-    /// Writes `value` if the current version is still `expected`
-    /// (`None`: the name must not exist yet). Returns the new version.
-    async fn put(
-        &self,
-        name: &str,
-        value: &str,
-        expected: Option<&Version>,
-    ) -> Result<Version, StoreError>;
+    /// Writes `value` if the current version is still `prior` (`None`: the
+    /// name must not exist yet). Returns the new version.
+    async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version>;
     /// Removes a name; removing what does not exist is not an error.
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
     /// Every name that starts with `prefix`.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
-    /// API calls one `put` makes on the wire (`creating`: `expected` is
+    /// API calls one `put` makes on the wire (`creating`: `prior` is
     /// `None`), which is what write quotas count and the pacer spends.
     fn calls_per_write(&self, creating: bool) -> u32 {
         let _ = creating;

@@ -6,7 +6,7 @@
 //! fails when someone else moved `AWSCURRENT` first. Reads always ask for
 //! `AWSCURRENT`.
 
-use super::{SecretStore, StoreError, Stored, Version};
+use super::{SecretStore, StoreError, StoreResult, Stored, Version};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -100,15 +100,10 @@ impl SecretStore for SecretsManagerStore {
         }
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        value: &str,
-        expected: Option<&Version>,
-    ) -> Result<Version, StoreError> {
+    async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version> {
         let full_name = self.full_name(name);
         let new_version = uuid::Uuid::new_v4().to_string();
-        let Some(expected) = expected else {
+        let Some(prior) = prior else {
             let created = self
                 .client
                 .create_secret()
@@ -155,7 +150,7 @@ impl SecretStore for SecretsManagerStore {
             .secret_id(&full_name)
             .version_stage(CURRENT)
             .move_to_version_id(&new_version)
-            .remove_from_version_id(&expected.0)
+            .remove_from_version_id(&prior.0)
             .send()
             .await;
         match moved {
