@@ -4,6 +4,7 @@
 mod end_to_end;
 mod fault_campaign;
 mod lambda_functions;
+mod lambda_http;
 mod least_privilege;
 mod openapi;
 mod refresh;
