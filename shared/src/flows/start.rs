@@ -16,6 +16,9 @@ pub struct Redirect {
     pub sealed_session: String,
     /// Mark the cookie `Secure`: the public URL is https.
     pub secure_cookie: bool,
+    /// The cookie's path: the redirect URI's, so that the browser sends it
+    /// to the callback and nowhere else, under a stage or base path too.
+    pub cookie_path: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,5 +68,6 @@ pub async fn connect_start(
         location: request.url,
         sealed_session: broker.signing_keys().await?.seal(&session),
         secure_cookie: redirect_uri.scheme() == "https",
+        cookie_path: redirect_uri.path().to_owned(),
     })
 }

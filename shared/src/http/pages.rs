@@ -68,7 +68,7 @@ pub async fn start_page(
 ) -> Result<Response, StartError> {
     let redirect = connect_start(&broker, &id, query.invite.as_deref(), broker.now()).await?;
     let cookie = Cookie::build((CONSENT_COOKIE, redirect.sealed_session))
-        .path("/callback")
+        .path(redirect.cookie_path)
         .http_only(true)
         .secure(redirect.secure_cookie)
         .same_site(SameSite::Lax)
@@ -150,9 +150,9 @@ pub async fn callback_page(
         }
     };
     // A session serves one callback: whatever the answer, it is spent.
-    let jar = match sealed {
-        Some(_) => jar.remove(Cookie::build(CONSENT_COOKIE).path("/callback")),
-        None => jar,
+    let jar = match (sealed, broker.redirect_uri()) {
+        (Some(_), Ok(uri)) => jar.remove(Cookie::build(CONSENT_COOKIE).path(uri.path().to_owned())),
+        _ => jar,
     };
     (jar, response)
 }

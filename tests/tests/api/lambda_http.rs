@@ -49,8 +49,13 @@ struct Function {
 
 impl Function {
     async fn start(name: &str, app: &TestApp) -> Self {
+        Self::start_at(name, app, &app.url).await
+    }
+
+    /// The function with `ROOMTOKEN_PUBLIC_URL` set to `public_url`.
+    async fn start_at(name: &str, app: &TestApp, public_url: &Url) -> Self {
         let api = RuntimeApi::start().await.expect("runtime api");
-        let public_url = app.url.to_string();
+        let public_url = public_url.to_string();
         let process = FunctionProcess::spawn(
             &function_binary(name),
             &api,
@@ -187,4 +192,38 @@ async fn consent_and_token_read_run_as_lambda_functions() {
         !printed.contains(consent_cookie.trim_start_matches("roomtoken_consent=")),
         "the sealed session is not logged"
     );
+}
+
+/// Behind a named API Gateway stage, the Lambda adapter keeps the stage in
+/// the path: the routes answer there too, and the consent cookie is scoped
+/// to the callback under the stage.
+#[tokio::test]
+async fn a_stage_in_the_public_url_is_honoured() {
+    let app = spawn_app(StoreKind::File).await;
+    let id = unique_id("stage");
+    app.add_connection(&id).await;
+    let link: Url = app.link(&id).await.parse().expect("a consent link");
+    let public_url = app.url.join("prod/").expect("staged url");
+    let mut start = Function::start_at("connect-start", &app, &public_url).await;
+
+    let mut staged = public_url
+        .join(&format!("connect/{id}"))
+        .expect("staged link");
+    staged.set_query(link.query());
+    let mut event = get_event(&staged, json!({}), &[]);
+    event["requestContext"]["stage"] = json!("prod");
+    let redirect = start.answer(&event).await;
+    assert_eq!(redirect["statusCode"], 302, "{redirect}");
+    let sign_in: Url = header(&redirect, "location").parse().expect("location");
+    let redirect_uri = sign_in
+        .query_pairs()
+        .find(|(name, _)| name == "redirect_uri")
+        .map(|(_, value)| value.into_owned());
+    assert_eq!(redirect_uri, Some(format!("{public_url}callback")));
+    let set = cookies(&redirect);
+    assert!(
+        set.iter().any(|c| c.contains("Path=/prod/callback")),
+        "the cookie goes to the staged callback only: {set:?}"
+    );
+    start.output().await;
 }
