@@ -381,7 +381,8 @@ impl TestApp {
     pub async fn consent_at(&self, link: &str) -> ConsentRun {
         let start = http().get(link).send().await.expect("GET link");
         assert_eq!(start.status(), 302, "connect-start redirects");
-        let cookie = set_cookie(&start).expect("consent cookie");
+        let cookie = cookies_set(&start);
+        assert!(cookie.contains("roomtoken_consent="), "consent cookie");
         let authorize = location(&start);
         let signed_in = http()
             .get(authorize.clone())
@@ -593,6 +594,19 @@ pub fn location(response: &reqwest::Response) -> Url {
 pub fn set_cookie(response: &reqwest::Response) -> Option<String> {
     let header = response.headers().get("set-cookie")?.to_str().ok()?;
     header.split(';').next().map(|pair| pair.trim().to_owned())
+}
+
+/// Every cookie a response sets, as a browser sends them back
+/// (`a=1; b=2`).
+pub fn cookies_set(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub fn set_cookie_attributes(response: &reqwest::Response) -> String {

@@ -3,6 +3,7 @@
 
 mod api;
 mod audit;
+mod lang;
 mod pages;
 
 use crate::Broker;

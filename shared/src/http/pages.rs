@@ -1,6 +1,8 @@
-//! The browser routes: consent start and callback, with readable pages.
-//! Pages are `maud` templates, which escape every value they are given.
+//! The browser routes: consent start and callback, with readable pages in
+//! English and French. Pages are `maud` templates, which escape every value
+//! they are given.
 
+use super::lang::{LANG_COOKIE, Lang, PageLang};
 use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::{CONSENT_COOKIE, CONSENT_TTL, InviteError};
@@ -33,11 +35,11 @@ const PAGE_HEADERS: [(header::HeaderName, &str); 6] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
 ];
 
-/// A plain page: a title and its paragraphs.
-fn page(status: StatusCode, title: &str, paragraphs: Markup) -> Response {
+/// A plain page: a title and its paragraphs, in `lang`.
+fn page(status: StatusCode, lang: Lang, title: &str, paragraphs: Markup) -> Response {
     let html = html! {
         (DOCTYPE)
-        html lang="en" {
+        html lang=(<&str>::from(lang)) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
@@ -45,15 +47,15 @@ fn page(status: StatusCode, title: &str, paragraphs: Markup) -> Response {
                 style { (PreEscaped(STYLE)) }
             }
             body {
-                h1 { (title) }
-                (paragraphs)
+                main {
+                    h1 { (title) }
+                    (paragraphs)
+                }
             }
         }
     };
     (status, PAGE_HEADERS, html).into_response()
 }
-
-const OPEN_AGAIN: &str = "Open the consent link again to start over.";
 
 #[derive(Deserialize)]
 pub struct StartQuery {
@@ -64,60 +66,104 @@ pub async fn start_page(
     State(broker): State<Arc<Broker>>,
     Path(id): Path<String>,
     Query(query): Query<StartQuery>,
+    PageLang { lang, explicit }: PageLang,
     jar: CookieJar,
-) -> Result<Response, StartError> {
-    let redirect = connect_start(&broker, &id, query.invite.as_deref(), broker.now()).await?;
-    let cookie = Cookie::build((CONSENT_COOKIE, redirect.sealed_session))
-        .path(redirect.cookie_path)
-        .http_only(true)
-        .secure(redirect.secure_cookie)
-        .same_site(SameSite::Lax)
-        .max_age(time::Duration::seconds(CONSENT_TTL.as_secs() as i64));
-    Ok((
+) -> Response {
+    let redirect = match connect_start(&broker, &id, query.invite.as_deref(), broker.now()).await {
+        Ok(redirect) => redirect,
+        Err(e) => return e.render(lang),
+    };
+    let max_age = time::Duration::seconds(CONSENT_TTL.as_secs() as i64);
+    let scoped = |name: &'static str, value: String| {
+        Cookie::build((name, value))
+            .path(redirect.cookie_path.clone())
+            .http_only(true)
+            .secure(redirect.secure_cookie)
+            .same_site(SameSite::Lax)
+            .max_age(max_age)
+    };
+    let mut jar = jar.add(scoped(CONSENT_COOKIE, redirect.sealed_session.clone()));
+    if explicit {
+        // The callback page speaks the language the link asked for.
+        jar = jar.add(scoped(LANG_COOKIE, <&str>::from(lang).to_owned()));
+    }
+    (
         StatusCode::FOUND,
-        jar.add(cookie),
+        jar,
         [
             (header::LOCATION, redirect.location.as_str()),
             (header::CACHE_CONTROL, "no-store"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
     )
-        .into_response())
+        .into_response()
 }
 
-impl IntoResponse for StartError {
-    fn into_response(self) -> Response {
+impl StartError {
+    /// The page that says what went wrong with the link, in `lang`.
+    pub fn render(self, lang: Lang) -> Response {
         match self {
             Self::InvalidLink | Self::Invite(InviteError::Forged) => page(
                 StatusCode::FORBIDDEN,
-                "This consent link is not valid",
-                html! { p { "The link was changed or is incomplete. Copy the whole link from the message you received, or ask your provider for a new one." } },
+                lang,
+                lang.pick(
+                    "This consent link is not valid",
+                    "Ce lien de consentement n’est pas valide",
+                ),
+                html! { p { (lang.pick(
+                    "The link was changed or is incomplete. Copy the whole link from the message you received, or ask your provider for a new one.",
+                    "Le lien a été modifié ou est incomplet. Copiez le lien entier depuis le message reçu, ou demandez-en un nouveau à votre fournisseur.",
+                )) } },
             ),
             Self::Invite(InviteError::Expired) => page(
                 StatusCode::GONE,
-                "This consent link has expired",
-                html! { p { "Consent links are valid for a limited time. Ask your provider for a new link." } },
+                lang,
+                lang.pick(
+                    "This consent link has expired",
+                    "Ce lien de consentement a expiré",
+                ),
+                html! { p { (lang.pick(
+                    "Consent links are valid for a limited time. Ask your provider for a new link.",
+                    "Les liens de consentement ont une durée limitée. Demandez un nouveau lien à votre fournisseur.",
+                )) } },
             ),
-            Self::UnknownConnection => no_such_connection(),
-            other => unavailable_page(&other),
+            Self::UnknownConnection => no_such_connection(lang),
+            other => unavailable_page(&other, lang),
         }
     }
 }
 
-fn no_such_connection() -> Response {
+impl IntoResponse for StartError {
+    fn into_response(self) -> Response {
+        self.render(Lang::default())
+    }
+}
+
+fn no_such_connection(lang: Lang) -> Response {
     page(
         StatusCode::NOT_FOUND,
-        "This connection no longer exists",
-        html! { p { "Ask your provider for a new consent link." } },
+        lang,
+        lang.pick(
+            "This connection no longer exists",
+            "Cette connexion n’existe plus",
+        ),
+        html! { p { (lang.pick(
+            "Ask your provider for a new consent link.",
+            "Demandez un nouveau lien de consentement à votre fournisseur.",
+        )) } },
     )
 }
 
-fn unavailable_page(error: &dyn std::error::Error) -> Response {
+fn unavailable_page(error: &dyn std::error::Error, lang: Lang) -> Response {
     tracing::error!(error = %error, "browser route failed");
     page(
         StatusCode::SERVICE_UNAVAILABLE,
-        "The service is unavailable",
-        html! { p { "Something on our side failed. Try again in a few minutes; if it keeps failing, tell your provider." } },
+        lang,
+        lang.pick("The service is unavailable", "Le service est indisponible"),
+        html! { p { (lang.pick(
+            "Something on our side failed. Try again in a few minutes; if it keeps failing, tell your provider.",
+            "Une erreur est survenue de notre côté. Réessayez dans quelques minutes ; si cela persiste, prévenez votre fournisseur.",
+        )) } },
     )
 }
 
@@ -133,6 +179,7 @@ pub struct CallbackQuery {
 pub async fn callback_page(
     State(broker): State<Arc<Broker>>,
     Query(query): Query<CallbackQuery>,
+    PageLang { lang, .. }: PageLang,
     jar: CookieJar,
 ) -> (CookieJar, Response) {
     let answer = SignInAnswer {
@@ -143,129 +190,257 @@ pub async fn callback_page(
     };
     let sealed = jar.get(CONSENT_COOKIE).map(|c| c.value().to_owned());
     let response = match connect_callback(&broker, answer, sealed.as_deref(), broker.now()).await {
-        Ok(connected) => connected_page(&connected),
+        Ok(connected) => connected_page(&connected, lang),
         Err(e) => {
             tracing::warn!(error = %e, "consent callback refused");
-            e.into_response()
+            e.render(lang)
         }
     };
     // A session serves one callback: whatever the answer, it is spent.
     let jar = match (sealed, broker.redirect_uri()) {
-        (Some(_), Ok(uri)) => jar.remove(Cookie::build(CONSENT_COOKIE).path(uri.path().to_owned())),
+        (Some(_), Ok(uri)) => {
+            let path = uri.path().to_owned();
+            jar.remove(Cookie::build(CONSENT_COOKIE).path(path.clone()))
+                .remove(Cookie::build(LANG_COOKIE).path(path))
+        }
         _ => jar,
     };
     (jar, response)
 }
 
-fn connected_page(connected: &Connected) -> Response {
+fn connected_page(connected: &Connected, lang: Lang) -> Response {
+    let until = format_utc(connected.expires_at);
+    let resources = connected.resources.join(", ");
+    let pending = connected.pending_resources.join(", ");
     page(
         StatusCode::OK,
-        "Connected",
-        html! {
-            p {
-                "Connected as " strong { (connected.account) }
-                ". The access token is valid until " (format_utc(connected.expires_at))
-                " and is refreshed automatically from now on."
-            }
-            p { "Resources: " (connected.resources.join(", ")) "." }
-            @if !connected.pending_resources.is_empty() {
-                p { "Not yet available: " (connected.pending_resources.join(", ")) " (retried automatically)." }
-            }
-            p { "What next: nothing. Displays with a device key now receive tokens; you can close this window." }
+        lang,
+        lang.pick("Connected", "Connecté"),
+        match lang {
+            Lang::En => html! {
+                p {
+                    "Connected as " strong { (connected.account) }
+                    ". The access token is valid until " (until)
+                    " and is refreshed automatically from now on."
+                }
+                p { "Resources: " (resources) "." }
+                @if !pending.is_empty() {
+                    p { "Not yet available: " (pending) " (retried automatically)." }
+                }
+                p { "What next: nothing. Displays with a device key now receive tokens; you can close this window." }
+            },
+            Lang::Fr => html! {
+                p {
+                    "Connecté en tant que " strong { (connected.account) }
+                    ". Le jeton d’accès est valide jusqu’au " (until)
+                    " et sera désormais renouvelé automatiquement."
+                }
+                p { "Ressources : " (resources) "." }
+                @if !pending.is_empty() {
+                    p { "Pas encore disponibles : " (pending) " (nouvel essai automatique)." }
+                }
+                p { "Et ensuite : rien. Les écrans munis d’une clé d’appareil reçoivent désormais des jetons ; vous pouvez fermer cette fenêtre." }
+            },
         },
     )
 }
 
 /// A refused sign-in answer: what happened, then how to start over.
-fn start_over(title: &str, detail: Markup) -> Response {
+fn start_over(lang: Lang, title: &str, detail: Markup) -> Response {
     page(
         StatusCode::BAD_REQUEST,
+        lang,
         title,
-        html! { p { (detail) } p { (OPEN_AGAIN) } },
+        html! { p { (detail) } p { (open_again(lang)) } },
     )
 }
 
-impl IntoResponse for CallbackError {
-    fn into_response(self) -> Response {
+fn open_again(lang: Lang) -> &'static str {
+    lang.pick(
+        "Open the consent link again to start over.",
+        "Ouvrez à nouveau le lien de consentement pour recommencer.",
+    )
+}
+
+impl CallbackError {
+    /// The page that says what happened, who must act and what to do next,
+    /// in `lang`.
+    pub fn render(self, lang: Lang) -> Response {
+        let t = |en, fr| lang.pick(en, fr);
         match self {
             Self::NoSession => start_over(
-                "Your sign-in session has expired",
-                html! { "The sign-in took too long, was started in another browser, or this page was opened twice." },
+                lang,
+                t(
+                    "Your sign-in session has expired",
+                    "Votre session de connexion a expiré",
+                ),
+                html! { (t(
+                    "The sign-in took too long, was started in another browser, or this page was opened twice.",
+                    "La connexion a pris trop de temps, a été commencée dans un autre navigateur, ou cette page a été ouverte deux fois.",
+                )) },
             ),
             Self::StateMismatch | Self::MissingCode => start_over(
-                "This sign-in answer is not valid",
-                html! { "It does not belong to the sign-in you started in this browser." },
+                lang,
+                t(
+                    "This sign-in answer is not valid",
+                    "Cette réponse de connexion n’est pas valide",
+                ),
+                html! { (t(
+                    "It does not belong to the sign-in you started in this browser.",
+                    "Elle ne correspond pas à la connexion commencée dans ce navigateur.",
+                )) },
             ),
             Self::CodeRejected(e) => start_over(
-                "This sign-in was already used or has expired",
-                html! { "The identity provider refused the sign-in code (" (e.code()) ")." },
-            ),
-            Self::Denied { error, description } => start_over(
-                "The sign-in was not completed",
+                lang,
+                t(
+                    "This sign-in was already used or has expired",
+                    "Cette connexion a déjà servi ou a expiré",
+                ),
                 html! {
-                    "The identity provider answered " code { (error) }
-                    @if let Some(description) = description { ": " (description) }
-                    ". If consent was refused, an administrator may need to grant it first."
+                    (t("The identity provider refused the sign-in code", "Le fournisseur d’identité a refusé le code de connexion"))
+                    " (" code { (e.code()) } ")."
                 },
             ),
-            Self::Claims(e) => start_over("The sign-in could not be verified", html! { (e) }),
+            Self::Denied { error, description } => start_over(
+                lang,
+                t(
+                    "The sign-in was not completed",
+                    "La connexion n’a pas abouti",
+                ),
+                html! {
+                    (t("The identity provider answered", "Le fournisseur d’identité a répondu")) " " code { (error) }
+                    @if let Some(description) = description { (t(": ", " : ")) (description) }
+                    ". "
+                    (t(
+                        "If consent was refused, an administrator may need to grant it first.",
+                        "Si le consentement a été refusé, un administrateur doit peut-être l’accorder d’abord.",
+                    ))
+                },
+            ),
+            Self::Claims(e) => start_over(
+                lang,
+                t(
+                    "The sign-in could not be verified",
+                    "La connexion n’a pas pu être vérifiée",
+                ),
+                html! { (e) },
+            ),
             Self::NoRefreshToken => page(
                 StatusCode::BAD_REQUEST,
-                "No refresh token was issued",
-                html! { p { "The app registration must allow the " code { "offline_access" } " permission. Tell your provider." } },
+                lang,
+                t(
+                    "No refresh token was issued",
+                    "Aucun jeton d’actualisation n’a été émis",
+                ),
+                html! { p {
+                    (t("The app registration must allow the", "L’inscription d’application doit autoriser la permission"))
+                    " " code { "offline_access" } " "
+                    (t("permission. Tell your provider.", ". Prévenez votre fournisseur."))
+                } },
             ),
             Self::AccountMismatch { pinned, signed_in } => page(
                 StatusCode::CONFLICT,
-                "This connection belongs to another account",
-                html! {
-                    p { "It is connected as " strong { (pinned) } ", but " strong { (signed_in) } " signed in." }
-                    p { "Sign in as the connected account, or ask your provider to reset the connection." }
+                lang,
+                t(
+                    "This connection belongs to another account",
+                    "Cette connexion appartient à un autre compte",
+                ),
+                match lang {
+                    Lang::En => html! {
+                        p { "It is connected as " strong { (pinned) } ", but " strong { (signed_in) } " signed in." }
+                        p { "Sign in as the connected account, or ask your provider to reset the connection." }
+                    },
+                    Lang::Fr => html! {
+                        p { "Elle est connectée en tant que " strong { (pinned) } ", mais " strong { (signed_in) } " s’est connecté." }
+                        p { "Connectez-vous avec le compte connecté, ou demandez à votre fournisseur de réinitialiser la connexion." }
+                    },
                 },
             ),
             Self::SessionUsed => start_over(
-                "This sign-in was already completed",
-                html! { "This answer was already used to connect; it cannot be used twice." },
+                lang,
+                t(
+                    "This sign-in was already completed",
+                    "Cette connexion a déjà été finalisée",
+                ),
+                html! { (t(
+                    "This answer was already used to connect; it cannot be used twice.",
+                    "Cette réponse a déjà servi à se connecter ; elle ne peut pas servir deux fois.",
+                )) },
             ),
             Self::TooManyChanges { retry_at } => page(
                 StatusCode::TOO_MANY_REQUESTS,
-                "Too many changes to this connection today",
-                html! { p { "This connection was changed too often in the last day. Open the consent link again after " (format_utc(retry_at)) "." } },
+                lang,
+                t(
+                    "Too many changes to this connection today",
+                    "Trop de modifications de cette connexion aujourd’hui",
+                ),
+                html! { p {
+                    (t(
+                        "This connection was changed too often in the last day. Open the consent link again after",
+                        "Cette connexion a été modifiée trop souvent ces dernières 24 heures. Ouvrez à nouveau le lien de consentement après le",
+                    ))
+                    " " (format_utc(retry_at)) "."
+                } },
             ),
-            Self::UnknownConnection => no_such_connection(),
+            Self::UnknownConnection => no_such_connection(lang),
             Self::Identity(e) => {
                 let (status, advice) = match e.class() {
                     FailureClass::Transient => (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "The identity provider is busy. Wait a minute, then open the consent link again.",
+                        t(
+                            "The identity provider is busy. Wait a minute, then open the consent link again.",
+                            "Le fournisseur d’identité est occupé. Patientez une minute, puis ouvrez à nouveau le lien de consentement.",
+                        ),
                     ),
                     FailureClass::AppMisconfigured => (
                         StatusCode::BAD_GATEWAY,
-                        "The app registration needs fixing (tenant, client id, secret or redirect URI). Tell your provider this code.",
+                        t(
+                            "The app registration needs fixing (tenant, client id, secret or redirect URI). Tell your provider this code.",
+                            "L’inscription d’application doit être corrigée (locataire, ID client, secret ou URI de redirection). Donnez ce code à votre fournisseur.",
+                        ),
                     ),
                     FailureClass::Blocked => (
                         StatusCode::FORBIDDEN,
-                        "The account is blocked or a Conditional Access policy refused it. Your Microsoft 365 administrator can fix this.",
+                        t(
+                            "The account is blocked or a Conditional Access policy refused it. Your Microsoft 365 administrator can fix this.",
+                            "Le compte est bloqué ou une stratégie d’accès conditionnel l’a refusé. Votre administrateur Microsoft 365 peut corriger cela.",
+                        ),
                     ),
-                    FailureClass::ReconnectNeeded => (StatusCode::BAD_REQUEST, OPEN_AGAIN),
+                    FailureClass::ReconnectNeeded => (StatusCode::BAD_REQUEST, open_again(lang)),
                     FailureClass::OurBug => (
                         StatusCode::BAD_GATEWAY,
-                        "The request was refused; this is a fault on our side. Tell your provider this code.",
+                        t(
+                            "The request was refused; this is a fault on our side. Tell your provider this code.",
+                            "La requête a été refusée ; l’erreur vient de notre côté. Donnez ce code à votre fournisseur.",
+                        ),
                     ),
                 };
                 page(
                     status,
-                    "Tokens could not be obtained",
+                    lang,
+                    t(
+                        "Tokens could not be obtained",
+                        "Les jetons n’ont pas pu être obtenus",
+                    ),
                     html! {
                         p { (advice) }
                         p {
-                            "Error " code { (e.code()) } "."
-                            @if let Some(trace) = e.trace_id() { " Trace ID: " code { (trace) } "." }
+                            (t("Error", "Erreur")) " " code { (e.code()) } "."
+                            @if let Some(trace) = e.trace_id() {
+                                " " (t("Trace ID:", "ID de suivi :")) " " code { (trace) } "."
+                            }
                         }
                     },
                 )
             }
-            Self::Broker(BrokerError::Store(e)) | Self::Store(e) => unavailable_page(&e),
-            Self::Broker(e) => unavailable_page(&e),
+            Self::Broker(BrokerError::Store(e)) | Self::Store(e) => unavailable_page(&e, lang),
+            Self::Broker(e) => unavailable_page(&e, lang),
         }
+    }
+}
+
+impl IntoResponse for CallbackError {
+    fn into_response(self) -> Response {
+        self.render(Lang::default())
     }
 }

@@ -7,6 +7,7 @@ mod lambda_functions;
 mod lambda_http;
 mod least_privilege;
 mod openapi;
+mod pages;
 mod refresh;
 mod sam_template;
 mod store_quotas;
