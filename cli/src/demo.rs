@@ -32,12 +32,15 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         client_id: CLIENT_ID.into(),
         client_secret: client_secret.expose().to_owned(),
         redirect_uris: vec![format!("{}callback", public_url)],
+        multi_tenant: false,
+        permissions: Vec::new(),
     });
     identity.add_account(FakeAccount {
         tenant: TENANT.into(),
         oid: "22222222-2222-4222-8222-22222222d3e0".into(),
         username: ACCOUNT.into(),
         name: "Room booking".into(),
+        admin: false,
     });
 
     let store_dir = tempfile::tempdir().context("cannot create a temporary store")?;

@@ -79,6 +79,7 @@ mod tests {
             oid: "oid-1".into(),
             username: "a@b.example".into(),
             name: "A B".into(),
+            admin: false,
         };
         let t = id_token(
             "http://127.0.0.1:1",

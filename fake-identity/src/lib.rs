@@ -120,6 +120,39 @@ impl FakeIdentity {
         self.shared.lock().auto_consent = username.map(key);
     }
 
+    /// When `Some(username)`, GET adminconsent answers at once as that
+    /// account (accepting if it is an admin). When `None` (default), it
+    /// renders a page with one accept button per account
+    /// (`id="accept-{username}"`) and `id="cancel"` (`error=access_denied`).
+    pub fn set_auto_admin_consent(&self, username: Option<&str>) {
+        self.shared.lock().auto_admin_consent = username.map(key);
+    }
+
+    /// `{base}/{tenant}/v2.0/adminconsent`.
+    pub fn admin_consent_url(&self, tenant: &str) -> Url {
+        self.shared.admin_consent_endpoint(tenant)
+    }
+
+    /// A verified domain of `tenant`: paths may name the tenant by it, and
+    /// its discovery document answers with the tenant's id.
+    pub fn add_domain(&self, tenant: &str, domain: &str) {
+        self.shared
+            .lock()
+            .domains
+            .insert(key(domain), tenant.to_owned());
+    }
+
+    /// What `tenant` consented to for `client_id` (full scope URIs,
+    /// lower-case, sorted); empty before any consent.
+    pub fn consents(&self, tenant: &str, client_id: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .consents
+            .get(&(key(tenant), key(client_id)))
+            .map(|granted| granted.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Access token lifetime (default 3600 s), reflected in `expires_in`.
     pub fn set_access_token_lifetime(&self, d: Duration) {
         self.shared.lock().access_token_lifetime = d;

@@ -17,6 +17,12 @@ pub struct FakeApp {
     pub client_secret: String,
     /// Registered redirect URIs; authorize requests must use one of them exactly.
     pub redirect_uris: Vec<String>,
+    /// "Accounts in any organizational directory": other tenants may sign
+    /// in through `/organizations/`, once they have consented.
+    pub multi_tenant: bool,
+    /// The configured API permissions (full scope URIs): what admin consent
+    /// with `{resource}/.default` grants in a customer tenant.
+    pub permissions: Vec<String>,
 }
 
 impl fmt::Debug for FakeApp {
@@ -26,6 +32,8 @@ impl fmt::Debug for FakeApp {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("redirect_uris", &self.redirect_uris)
+            .field("multi_tenant", &self.multi_tenant)
+            .field("permissions", &self.permissions)
             .finish()
     }
 }
@@ -41,6 +49,8 @@ pub struct FakeAccount {
     pub username: String,
     /// Display name (`name` claim).
     pub name: String,
+    /// Holds an administrator role in its tenant: may grant admin consent.
+    pub admin: bool,
 }
 
 /// What the fake knows about an access token it issued.
@@ -82,6 +92,8 @@ pub struct Counters {
     pub refresh_tokens_redeemed_twice: u64,
     /// Injected faults that were served.
     pub faults_served: u64,
+    /// Admin consents granted through `/adminconsent`.
+    pub admin_consents: u64,
 }
 
 /// A failure the next token request will get instead of normal processing.

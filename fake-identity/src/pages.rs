@@ -49,6 +49,46 @@ pub(crate) fn error_page(code: u32, message: Option<&str>, ctx: &RequestCtx) -> 
     )
 }
 
+/// What the admin-consent page shows and carries back in its POST.
+pub(crate) struct AdminConsentPage<'a> {
+    pub action: &'a str,
+    pub client_id: &'a str,
+    pub permissions: &'a [String],
+    pub hidden: Vec<(&'static str, &'a str)>,
+    pub accounts: &'a [FakeAccount],
+}
+
+/// Renders "Permissions requested — accept for your organization": one
+/// accept button per account (`id="accept-{username}"`) and a cancel button
+/// (`id="cancel"`).
+pub(crate) fn admin_consent_page(page: &AdminConsentPage<'_>) -> Response {
+    document(
+        StatusCode::OK,
+        html! {
+            h1 { "Permissions requested" }
+            p { "Application " code { (page.client_id) } " asks, for your whole organization:" }
+            ul id="permissions" {
+                @for permission in page.permissions { li { code { (permission) } } }
+            }
+            form method="post" action=(page.action) {
+                @for (name, value) in &page.hidden {
+                    input type="hidden" name=(name) value=(value);
+                }
+                ul {
+                    @for account in page.accounts {
+                        li {
+                            button type="submit" id={ "accept-" (account.username) } name="account" value=(account.username) {
+                                "Accept as " (account.name)
+                            }
+                        }
+                    }
+                }
+                button type="submit" id="cancel" name="action" value="cancel" { "Cancel" }
+            }
+        },
+    )
+}
+
 /// What the sign-in page must carry back in its POST.
 pub(crate) struct SignInPage<'a> {
     pub action: &'a str,

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use url::Url;
 
-use crate::routes::{authorize, discovery, token};
+use crate::routes::{admin_consent, authorize, discovery, token};
 use crate::state::Shared;
 
 /// Builds the router over the shared state.
@@ -21,6 +21,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(authorize::get).post(authorize::post),
         )
         .route("/{tenant}/oauth2/v2.0/token", post(token::post))
+        .route(
+            "/{tenant}/v2.0/adminconsent",
+            get(admin_consent::get).post(admin_consent::post),
+        )
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
             get(discovery::get),

@@ -1,6 +1,7 @@
 //! The fake's mutable state: registrations, outstanding grants, issued tokens,
 //! counters, faults and knobs. Guarded by one mutex, never held across `.await`.
 
+use std::collections::BTreeSet;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -43,6 +44,18 @@ impl Shared {
     /// The authority without trailing slash, e.g. `http://127.0.0.1:1234`.
     pub fn base_str(&self) -> &str {
         self.base.as_str().trim_end_matches('/')
+    }
+
+    /// `{base}/{tenant}/v2.0/adminconsent`.
+    pub fn admin_consent_endpoint(&self, tenant: &str) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .push(tenant)
+                .extend(["v2.0", "adminconsent"]);
+        }
+        url
     }
 
     /// `{base}/{tenant}/oauth2/v2.0/{leaf}`.
@@ -109,6 +122,14 @@ pub(crate) struct State {
     pub faults: VecDeque<Fault>,
     /// Lower-case username to sign in without showing a page.
     pub auto_consent: Option<String>,
+    /// Lower-case username of the admin who grants admin consent without a page.
+    pub auto_admin_consent: Option<String>,
+    /// What each tenant consented to per app (its service principal's
+    /// grants), keyed by (lower-case tenant, lower-case client id): full
+    /// scope URIs, lower-case.
+    pub consents: HashMap<(String, String), BTreeSet<String>>,
+    /// Verified domains: lower-case domain to tenant id.
+    pub domains: HashMap<String, String>,
     pub access_token_lifetime: Duration,
     pub code_lifetime: Duration,
     pub latency: Duration,
@@ -129,6 +150,9 @@ impl Default for State {
             counters: Counters::default(),
             faults: VecDeque::new(),
             auto_consent: None,
+            auto_admin_consent: None,
+            consents: HashMap::new(),
+            domains: HashMap::new(),
             access_token_lifetime: DEFAULT_ACCESS_TOKEN_LIFETIME,
             code_lifetime: DEFAULT_CODE_LIFETIME,
             latency: Duration::ZERO,
@@ -150,10 +174,53 @@ pub(crate) fn is_tenant_alias(tenant: &str) -> bool {
     )
 }
 
+/// The aliases a multi-tenant (work accounts) app may use.
+pub(crate) fn is_work_alias(tenant: &str) -> bool {
+    matches!(key(tenant).as_str(), "common" | "organizations")
+}
+
 impl State {
+    /// The tenant id a path names: itself, or the tenant of a verified
+    /// domain (Microsoft accepts `contoso.com` wherever a tenant id goes).
+    pub fn resolve<'a>(&'a self, tenant: &'a str) -> &'a str {
+        self.domains
+            .get(&key(tenant))
+            .map(String::as_str)
+            .unwrap_or(tenant)
+    }
+
+    /// A multi-tenant app registered (in its home tenant) as `client_id`.
+    pub fn multi_tenant_app(&self, client_id: &str) -> Option<&FakeApp> {
+        self.apps
+            .values()
+            .find(|app| app.multi_tenant && key(&app.client_id) == key(client_id))
+    }
+
+    /// The app `client_id` as `tenant` sees it: registered there, or a
+    /// multi-tenant app when `tenant` is a work alias or has consented to it
+    /// (it has a service principal there).
+    pub fn app_seen_from(&self, tenant: &str, client_id: &str) -> Option<&FakeApp> {
+        self.app(tenant, client_id).or_else(|| {
+            self.multi_tenant_app(client_id).filter(|_| {
+                is_work_alias(tenant) || self.consents.contains_key(&(key(tenant), key(client_id)))
+            })
+        })
+    }
+
+    /// Whether `tenant` consented to every scope in `scopes` for `client_id`;
+    /// an app's own tenant needs no consent in the fake.
+    pub fn has_consented(&self, tenant: &str, app: &FakeApp, scopes: &[String]) -> bool {
+        if key(&app.tenant) == key(tenant) {
+            return true;
+        }
+        self.consents
+            .get(&(key(tenant), key(&app.client_id)))
+            .is_some_and(|granted| scopes.iter().all(|s| granted.contains(&key(s))))
+    }
+
     /// Whether any app or account lives in this tenant.
     pub fn knows_tenant(&self, tenant: &str) -> bool {
-        let t = key(tenant);
+        let t = key(self.resolve(tenant));
         self.apps.keys().any(|(at, _)| *at == t)
             || self.accounts.values().any(|a| key(&a.account.tenant) == t)
     }
@@ -168,6 +235,14 @@ impl State {
         self.accounts
             .get(&key(username))
             .filter(|a| key(&a.account.tenant) == key(tenant))
+    }
+
+    /// Every account of every tenant, sorted by username (who may sign in
+    /// through `/organizations/`).
+    pub fn work_accounts(&self) -> Vec<FakeAccount> {
+        let mut v: Vec<FakeAccount> = self.accounts.values().map(|a| a.account.clone()).collect();
+        v.sort_by_key(|a| key(&a.username));
+        v
     }
 
     /// Accounts of `tenant`, sorted by username.

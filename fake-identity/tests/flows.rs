@@ -31,18 +31,22 @@ async fn harness() -> Harness {
         client_id: CLIENT.into(),
         client_secret: SECRET.into(),
         redirect_uris: vec![REDIRECT.into()],
+        multi_tenant: false,
+        permissions: Vec::new(),
     });
     fake.add_account(FakeAccount {
         tenant: TENANT.into(),
         oid: "00000000-0000-0000-0000-0000000000aa".into(),
         username: USER.into(),
         name: "Booking Account".into(),
+        admin: false,
     });
     fake.add_account(FakeAccount {
         tenant: TENANT.into(),
         oid: "00000000-0000-0000-0000-0000000000bb".into(),
         username: "other@contoso.example".into(),
         name: "Other".into(),
+        admin: false,
     });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -413,12 +413,15 @@ pub async fn fake_identity() -> FakeIdentity {
         client_id: CLIENT_ID.into(),
         client_secret: CLIENT_SECRET.into(),
         redirect_uris: vec!["http://127.0.0.1:9/callback".into()],
+        multi_tenant: false,
+        permissions: Vec::new(),
     });
     fake.add_account(FakeAccount {
         tenant: TENANT.into(),
         oid: ACCOUNT_OID.into(),
         username: ACCOUNT.into(),
         name: "fleet".into(),
+        admin: false,
     });
     fake.set_access_token_lifetime(Duration::from_secs(75 * 60));
     fake

@@ -234,6 +234,8 @@ impl Setup {
             client_id: CLIENT_ID.into(),
             client_secret: client_secret.clone(),
             redirect_uris: vec![format!("{url}callback")],
+            multi_tenant: false,
+            permissions: Vec::new(),
         });
         let mut accounts = vec![ACCOUNT.to_owned(), OTHER_ACCOUNT.to_owned()];
         accounts.extend((0..self.extra_accounts).map(booking_account));
@@ -243,6 +245,7 @@ impl Setup {
                 oid: format!("{n:08x}-0000-4000-8000-000000000000"),
                 username: username.clone(),
                 name: username.clone(),
+                admin: false,
             });
         }
         identity.set_auto_consent(Some(ACCOUNT));

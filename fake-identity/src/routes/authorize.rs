@@ -11,10 +11,11 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::errors::{RequestCtx, default_message};
+use crate::model::FakeApp;
 use crate::pages::{SignInPage, error_page, sign_in_page};
 use crate::params::Params;
-use crate::scopes::Scopes;
-use crate::state::{self, CodeGrant, Shared, is_tenant_alias};
+use crate::scopes::{ResourceScopes, Scopes};
+use crate::state::{self, CodeGrant, Shared, is_tenant_alias, is_work_alias};
 
 /// Microsoft rejects query strings much longer than this (AADSTS90015).
 const MAX_QUERY_LEN: usize = 2000;
@@ -47,7 +48,7 @@ struct AuthzRequest {
 
 /// Why an authorize request fails: an error page (no redirect) or a redirect
 /// back to the app with `error=...`.
-enum Reject {
+pub(crate) enum Reject {
     Page {
         code: u32,
         message: Option<String>,
@@ -62,14 +63,14 @@ enum Reject {
 }
 
 impl Reject {
-    fn page(code: u32, message: impl Into<Option<String>>) -> Self {
+    pub(crate) fn page(code: u32, message: impl Into<Option<String>>) -> Self {
         Self::Page {
             code,
             message: message.into(),
         }
     }
 
-    fn into_response(self, ctx: &RequestCtx) -> Response {
+    pub(crate) fn into_response(self, ctx: &RequestCtx) -> Response {
         match self {
             Reject::Page { code, message } => error_page(code, message.as_deref(), ctx),
             Reject::Redirect {
@@ -94,7 +95,7 @@ impl Reject {
 }
 
 /// 302 to `redirect` with `params` appended to its query.
-fn redirect_back(mut redirect: Url, params: &[(&str, &str)]) -> Response {
+pub(crate) fn redirect_back(mut redirect: Url, params: &[(&str, &str)]) -> Response {
     redirect.query_pairs_mut().extend_pairs(params);
     match HeaderValue::from_str(redirect.as_str()) {
         Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
@@ -106,7 +107,10 @@ fn redirect_back(mut redirect: Url, params: &[(&str, &str)]) -> Response {
 /// redirect URI give an error page; later problems redirect back.
 fn validate(st: &state::State, tenant: &str, p: &Params) -> Result<AuthzRequest, Reject> {
     let client_id = p.get("client_id");
-    if is_tenant_alias(tenant) {
+    let tenant = st.resolve(tenant);
+    let work_alias =
+        is_work_alias(tenant) && client_id.is_some_and(|id| st.multi_tenant_app(id).is_some());
+    if is_tenant_alias(tenant) && !work_alias {
         return Err(Reject::page(
             50194,
             format!(
@@ -115,7 +119,7 @@ fn validate(st: &state::State, tenant: &str, p: &Params) -> Result<AuthzRequest,
             ),
         ));
     }
-    if !st.knows_tenant(tenant) {
+    if !work_alias && !st.knows_tenant(tenant) {
         return Err(Reject::page(
             90002,
             format!(
@@ -129,7 +133,12 @@ fn validate(st: &state::State, tenant: &str, p: &Params) -> Result<AuthzRequest,
             "The request body must contain the following parameter: 'client_id'.".to_owned(),
         ));
     };
-    let Some(app) = st.app(tenant, client_id) else {
+    // A multi-tenant app can be asked for in any tenant: the sign-in then
+    // needs that tenant's consent.
+    let app = st
+        .app(tenant, client_id)
+        .or_else(|| st.multi_tenant_app(client_id));
+    let Some(app) = app else {
         return Err(Reject::page(
             700016,
             format!(
@@ -230,9 +239,45 @@ fn validate(st: &state::State, tenant: &str, p: &Params) -> Result<AuthzRequest,
     })
 }
 
-/// Signs `username` in: issues a code and redirects back with it.
+/// The scopes a sign-in needs consent for: each asked resource scope, with
+/// `{resource}/.default` standing for the app's permissions on it.
+pub(crate) fn needed_consent(app: &FakeApp, scope: &str) -> Vec<String> {
+    let Ok(scopes) = Scopes::parse(scope) else {
+        return Vec::new();
+    };
+    let resources = if scopes.resources.is_empty() {
+        vec![ResourceScopes::graph_default()]
+    } else {
+        scopes.resources
+    };
+    resources
+        .iter()
+        .flat_map(|r| {
+            r.scopes.iter().flat_map(move |s| {
+                if s.to_ascii_lowercase().ends_with("/.default") {
+                    app.permissions
+                        .iter()
+                        .filter(|p| p.starts_with(&format!("{}/", r.resource)))
+                        .cloned()
+                        .collect()
+                } else {
+                    vec![s.clone()]
+                }
+            })
+        })
+        .collect()
+}
+
+/// Signs `username` in: issues a code and redirects back with it. Through
+/// `/organizations/` any work account may sign in; an app from another
+/// tenant needs that tenant's consent first (AADSTS65001).
 fn sign_in(st: &mut state::State, req: AuthzRequest, username: &str) -> Result<Response, Reject> {
-    let Some(record) = st.account_in(&req.tenant, username) else {
+    let record = if is_work_alias(&req.tenant) {
+        st.accounts.get(&state::key(username))
+    } else {
+        st.account_in(&req.tenant, username)
+    };
+    let Some(record) = record else {
         return Err(Reject::page(
             50034,
             format!(
@@ -242,8 +287,26 @@ fn sign_in(st: &mut state::State, req: AuthzRequest, username: &str) -> Result<R
         ));
     };
     let username = record.account.username.clone();
+    let user_tenant = record.account.tenant.clone();
+    let app = st
+        .app(&user_tenant, &req.client_id)
+        .or_else(|| st.multi_tenant_app(&req.client_id));
+    let consented = app
+        .is_some_and(|app| st.has_consented(&user_tenant, app, &needed_consent(app, &req.scope)));
+    if !consented {
+        return Err(Reject::Redirect {
+            redirect: Box::new(req.redirect),
+            state: req.state,
+            error: "consent_required",
+            code: 65001,
+            message: format!(
+                "The user or administrator has not consented to use the application with ID '{}'. Send an interactive authorization request for this user and resource.",
+                req.client_id
+            ),
+        });
+    }
     let code = st.issue_code(CodeGrant {
-        tenant: req.tenant,
+        tenant: user_tenant,
         client_id: req.client_id,
         redirect_uri: req.redirect_uri,
         code_challenge: req.code_challenge,
@@ -293,7 +356,11 @@ pub(crate) async fn get(
         }
         .into_response(&ctx);
     }
-    let accounts = st.accounts_of(&req.tenant);
+    let accounts = if is_work_alias(&req.tenant) {
+        st.work_accounts()
+    } else {
+        st.accounts_of(&req.tenant)
+    };
     drop(st);
     let action = shared.endpoint(&tenant, "authorize");
     let hidden = FORWARDED

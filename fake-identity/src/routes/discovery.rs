@@ -11,10 +11,15 @@ use serde_json::json;
 use crate::state::Shared;
 
 /// Answers the OpenID Provider metadata for a known tenant, 400 otherwise.
+/// A verified domain answers with its tenant's id, as Microsoft's does.
 pub(crate) async fn get(State(shared): State<Arc<Shared>>, Path(tenant): Path<String>) -> Response {
-    if !shared.lock().knows_tenant(&tenant) {
-        return StatusCode::BAD_REQUEST.into_response();
-    }
+    let tenant = {
+        let st = shared.lock();
+        if !st.knows_tenant(&tenant) {
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+        st.resolve(&tenant).to_owned()
+    };
     Json(json!({
         "issuer": format!("{}/{tenant}/v2.0", shared.base_str()),
         "authorization_endpoint": shared.endpoint(&tenant, "authorize").as_str(),

@@ -17,7 +17,7 @@ use crate::model::{FakeApp, Fault};
 use crate::params::Params;
 use crate::pkce::pkce_challenge;
 use crate::scopes::{ResourceScopes, Scopes};
-use crate::state::{self, Shared, is_tenant_alias, key};
+use crate::state::{self, Shared, is_tenant_alias, is_work_alias, key};
 
 /// The grant types the fake implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,8 +140,15 @@ fn process(
     headers: &HeaderMap,
     p: &Params,
 ) -> Result<TokenResponse, AadError> {
+    let tenant = st.resolve(tenant).to_owned();
+    let tenant = tenant.as_str();
     let grant_type = p.get("grant_type");
-    if is_tenant_alias(tenant) {
+    let multi_tenant_client = p
+        .get("client_id")
+        .is_some_and(|id| st.multi_tenant_app(id).is_some());
+    let work_alias_allowed =
+        is_work_alias(tenant) && multi_tenant_client && grant_type != Some("client_credentials");
+    if is_tenant_alias(tenant) && !work_alias_allowed {
         return Err(if grant_type == Some("client_credentials") {
             AadError::invalid_request(
                 9001023,
@@ -154,7 +161,7 @@ fn process(
             )
         });
     }
-    if !st.knows_tenant(tenant) {
+    if !work_alias_allowed && !st.knows_tenant(tenant) {
         return Err(AadError::invalid_request(
             90002,
             format!(
@@ -261,7 +268,7 @@ fn authenticate(
         (None, Some(form)) => form.to_owned(),
         (None, None) => return Err(AadError::missing_param("client_id")),
     };
-    let Some(app) = st.app(tenant, &client_id) else {
+    let Some(app) = st.app_seen_from(tenant, &client_id) else {
         return Err(AadError::new(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
@@ -338,12 +345,15 @@ fn issue_delegated(
     r: &GrantRequest<'_>,
     d: Delegated<'_>,
 ) -> Result<TokenResponse, AadError> {
-    let (tenant, client_id, now) = (r.tenant, r.app.client_id.as_str(), r.now);
+    let (client_id, now) = (r.app.client_id.as_str(), r.now);
     let account = st
         .accounts
         .get(&key(d.username))
         .map(|r| r.account.clone())
         .ok_or_else(|| AadError::standard(StatusCode::BAD_REQUEST, "invalid_grant", 70008))?;
+    // Tokens belong to the signed-in user's tenant, whichever path (a
+    // tenant or `/organizations/`) asked for them.
+    let tenant = account.tenant.as_str();
     let access_token =
         st.issue_access_token(tenant, client_id, &account.username, &d.resource, now);
     let refresh_token = d.refresh.then(|| {
@@ -392,7 +402,7 @@ fn authorization_code(
             70008,
         ));
     };
-    if key(&grant.tenant) != key(r.tenant) {
+    if !is_work_alias(r.tenant) && key(&grant.tenant) != key(r.tenant) {
         return Err(AadError::invalid_grant(
             700005,
             "Provided Authorization Code is intended to use against other r.tenant, thus rejected.",
@@ -480,7 +490,7 @@ fn refresh_token(st: &mut state::State, r: &GrantRequest<'_>) -> Result<TokenRes
     let Some(grant) = st.refresh_tokens.get(rt) else {
         return Err(AadError::malformed("invalid_grant"));
     };
-    if key(&grant.tenant) != key(r.tenant) {
+    if !is_work_alias(r.tenant) && key(&grant.tenant) != key(r.tenant) {
         return Err(AadError::malformed("invalid_grant"));
     }
     if key(&grant.client_id) != key(&r.app.client_id) {
