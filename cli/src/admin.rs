@@ -5,7 +5,9 @@ use crate::{Cli, open_broker};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use roomtoken::Broker;
-use roomtoken::domain::{AppRegistration, Cloud, ConnectionId, Provider, Resource, Secret};
+use roomtoken::domain::{
+    AppRegistration, Cloud, ConnectionId, Provider, Resource, Secret, VendorApp,
+};
 use roomtoken::flows::admin::{self, AdminError, ConnectionUpdate, NewConnection};
 use roomtoken::flows::read::{StatusView, load_status_view};
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
@@ -32,6 +34,9 @@ pub enum AdminCommand {
     /// Create, list or revoke device keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Set or show the deployment's multi-tenant (vendor) app.
+    #[command(subcommand)]
+    VendorApp(VendorAppCommand),
     /// Show the state of one or every connection.
     Status {
         id: Option<ConnectionId>,
@@ -67,8 +72,42 @@ pub enum ConnectionCommand {
 #[derive(Args, Debug)]
 pub struct ConnectionArgs {
     pub id: ConnectionId,
+    /// Use the deployment's vendor app (`roomtoken vendor-app set`): no
+    /// tenant and no secret; the customer's admin consents through the link.
+    #[arg(long, conflicts_with_all = [
+        "tenant", "client_id", "client_secret_stdin", "client_secret_file",
+        "authorize_url", "token_url", "scopes", "cloud", "authority",
+    ])]
+    pub vendor_app: bool,
     #[command(flatten)]
     pub app: AppArgs,
+}
+
+/// The deployment's multi-tenant app.
+#[derive(Subcommand, Debug)]
+pub enum VendorAppCommand {
+    /// Store the vendor app: its client id, and its secret from stdin or a file.
+    Set(VendorAppArgs),
+    /// Show the vendor app (never its secret).
+    Show,
+}
+
+#[derive(Args, Debug)]
+pub struct VendorAppArgs {
+    #[arg(long)]
+    pub client_id: String,
+    /// Read the client secret from standard input.
+    #[arg(long)]
+    pub client_secret_stdin: bool,
+    /// Read the client secret from a file.
+    #[arg(long, conflicts_with = "client_secret_stdin")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Microsoft cloud: global, usgov or china.
+    #[arg(long)]
+    pub cloud: Option<Cloud>,
+    /// Sign-in origin replacing the cloud's (the demo and tests use a simulator).
+    #[arg(long, hide = true)]
+    pub authority: Option<Url>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -137,13 +176,26 @@ pub enum KeyCommand {
 }
 
 fn read_secret(args: &AppArgs, stdin: &mut dyn BufRead) -> anyhow::Result<Option<Secret>> {
-    let text = if args.client_secret_stdin {
+    read_secret_from(
+        args.client_secret_stdin,
+        args.client_secret_file.as_deref(),
+        stdin,
+    )
+}
+
+/// The client secret from stdin (`from_stdin`) or a file; `None` for neither.
+fn read_secret_from(
+    from_stdin: bool,
+    file: Option<&std::path::Path>,
+    stdin: &mut dyn BufRead,
+) -> anyhow::Result<Option<Secret>> {
+    let text = if from_stdin {
         let mut text = String::new();
         stdin
             .read_to_string(&mut text)
             .context("cannot read the client secret from stdin")?;
         text
-    } else if let Some(path) = &args.client_secret_file {
+    } else if let Some(path) = file {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
     } else {
         return Ok(None);
@@ -198,6 +250,7 @@ pub async fn run(
             Ok(())
         }
         AdminCommand::Key(command) => key(&broker, command, out, now).await,
+        AdminCommand::VendorApp(command) => vendor_app(&broker, command, stdin, out).await,
         AdminCommand::Status { id, json } => status(&broker, id.as_ref(), *json, out, now).await,
         AdminCommand::Refresh { id, force } => {
             refresh(&broker, id.as_ref(), *force, out, now).await
@@ -213,6 +266,17 @@ async fn connection(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     match command {
+        ConnectionCommand::Add(args) if args.vendor_app => {
+            let resources = args.app.resources.as_deref();
+            let app = admin::add_vendor_connection(broker, args.id.clone(), resources, now).await?;
+            writeln!(out, "added connection {} (vendor app)", app.id)?;
+            writeln!(
+                out,
+                "next: roomtoken link {}  (the customer's admin grants consent, then the booking account signs in)",
+                app.id
+            )?;
+            Ok(())
+        }
         ConnectionCommand::Add(args) => {
             let id = args.id.clone();
             let app = &args.app;
@@ -307,6 +371,9 @@ async fn connection(
 }
 
 fn provider_label(app: &AppRegistration) -> String {
+    if let (true, Provider::Microsoft { tenant, .. }) = (app.vendor, &app.provider) {
+        return format!("vendor-app:{tenant}");
+    }
     match &app.provider {
         Provider::Microsoft { tenant, cloud, .. } => {
             format!("entra-id:{cloud:?}:{tenant}").to_lowercase()
@@ -323,6 +390,47 @@ fn resource_names(app: &AppRegistration) -> String {
         .map(|r| r.name.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+async fn vendor_app(
+    broker: &Broker,
+    command: &VendorAppCommand,
+    stdin: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match command {
+        VendorAppCommand::Set(args) => {
+            let client_secret = read_secret_from(
+                args.client_secret_stdin,
+                args.client_secret_file.as_deref(),
+                stdin,
+            )?
+            .context(
+                "give the client secret on stdin with --client-secret-stdin (never as an argument)",
+            )?;
+            let vendor = VendorApp {
+                client_id: args.client_id.trim().to_owned(),
+                client_secret,
+                cloud: args.cloud.unwrap_or_default(),
+                authority: args.authority.clone(),
+            };
+            admin::set_vendor_app(broker, &vendor).await?;
+            writeln!(out, "vendor app set: client id {}", vendor.client_id)?;
+            if let Ok(redirect) = broker.redirect_uri() {
+                writeln!(out, "redirect URI to register in the app: {redirect}")?;
+            }
+            Ok(())
+        }
+        VendorAppCommand::Show => {
+            let vendor = broker.repo.vendor_app().await?.context(
+                "no vendor app is set: run `roomtoken vendor-app set --client-id ID --client-secret-stdin`",
+            )?;
+            writeln!(out, "client id:     {}", vendor.client_id)?;
+            writeln!(out, "cloud:         {:?}", vendor.cloud)?;
+            writeln!(out, "client secret: stored (never shown)")?;
+            Ok(())
+        }
+    }
 }
 
 async fn key(

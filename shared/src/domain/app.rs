@@ -3,7 +3,7 @@
 //! secret is stored apart, in the grant secret (see [`super::records`]), so
 //! that functions that only build links or serve tokens never read it.
 
-use super::ConnectionId;
+use super::{ConnectionId, Secret};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
@@ -56,6 +56,9 @@ impl Cloud {
         }
     }
 }
+
+/// The authority of a multi-tenant app's first sign-in (work accounts only).
+pub const ORGANIZATIONS: &str = "organizations";
 
 /// Who issues the tokens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +116,31 @@ impl Provider {
             cloud,
             authority: None,
         })
+    }
+
+    /// The deployment's multi-tenant (vendor) app, before anyone signed in:
+    /// `/organizations/`, work accounts of any tenant.
+    pub fn vendor(cloud: Cloud, authority: Option<Url>) -> Self {
+        Self::Microsoft {
+            tenant: ORGANIZATIONS.to_owned(),
+            cloud,
+            authority,
+        }
+    }
+
+    /// The same provider in the tenant `tid` (a vendor connection, once its
+    /// booking account signed in: every later request goes to its tenant).
+    pub fn in_tenant(&self, tid: &str) -> Self {
+        match self {
+            Self::Microsoft {
+                cloud, authority, ..
+            } => Self::Microsoft {
+                tenant: tid.to_ascii_lowercase(),
+                cloud: *cloud,
+                authority: authority.clone(),
+            },
+            other => other.clone(),
+        }
     }
 
     pub fn oauth2(authorize_url: Url, token_url: Url) -> Result<Self, InvalidApp> {
@@ -280,6 +308,24 @@ pub struct AppRegistration {
     pub resources: Vec<Resource>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Uses the deployment's vendor app: its client secret is read from
+    /// `system/vendor-app` (one secret for every such connection), and the
+    /// first sign-in goes through `/organizations/`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vendor: bool,
+}
+
+/// The deployment's multi-tenant app ("accounts in any organizational
+/// directory"), stored as `system/vendor-app` by `roomtoken vendor-app set`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VendorApp {
+    pub client_id: String,
+    pub client_secret: Secret,
+    #[serde(default)]
+    pub cloud: Cloud,
+    /// Replaces the cloud's login origin (the demo and the tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<Url>,
 }
 
 impl AppRegistration {
@@ -303,6 +349,7 @@ impl AppRegistration {
             client_id: client_id.to_owned(),
             resources,
             created_at: now,
+            vendor: false,
         })
     }
 

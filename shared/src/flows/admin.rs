@@ -5,7 +5,7 @@ use crate::broker::BrokerError;
 use crate::domain::app::InvalidApp;
 use crate::domain::{
     AppRegistration, ConnectionId, ConnectionState, DeviceKey, DeviceKeyRecord, GrantRecord,
-    Provider, Resource, Secret, ServeRecord, Status, Writer,
+    Provider, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
 use crate::store::{Part, StoreError, Versioned};
 use time::OffsetDateTime;
@@ -23,6 +23,8 @@ pub enum AdminError {
     KeyCount,
     #[error("the client secret is empty")]
     EmptySecret,
+    #[error("no vendor app is set: run `roomtoken vendor-app set` first")]
+    NoVendorApp,
     #[error(transparent)]
     Invalid(#[from] InvalidApp),
     #[error(transparent)]
@@ -57,6 +59,52 @@ pub async fn add_connection(
         new.resources,
         now,
     )?;
+    create_connection(broker, app, new.client_secret, now).await
+}
+
+/// Adds a connection that uses the deployment's vendor app: no tenant and
+/// no secret of its own. Its first sign-in goes through `/organizations/`
+/// and pins the signed-in tenant. `resources`: preset names (`ews,graph`,
+/// the default).
+pub async fn add_vendor_connection(
+    broker: &Broker,
+    id: ConnectionId,
+    resources: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<AppRegistration, AdminError> {
+    let vendor = broker
+        .repo
+        .vendor_app()
+        .await?
+        .ok_or(AdminError::NoVendorApp)?;
+    let resources = Resource::presets(resources.unwrap_or("ews,graph"), vendor.cloud)?;
+    let provider = Provider::vendor(vendor.cloud, vendor.authority.clone());
+    let mut app = AppRegistration::new(id, provider, &vendor.client_id, resources, now)?;
+    app.vendor = true;
+    // The grant holds no secret: the vendor app's is read where it is used.
+    create_connection(broker, app, Secret::new(""), now).await
+}
+
+/// Stores the vendor app (`roomtoken vendor-app set`).
+pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<(), AdminError> {
+    if vendor.client_id.trim().is_empty() {
+        return Err(InvalidApp::ClientId.into());
+    }
+    if vendor.client_secret.expose().trim().is_empty() {
+        return Err(AdminError::EmptySecret);
+    }
+    broker.repo.set_vendor_app(vendor).await?;
+    tracing::info!(client_id = %vendor.client_id, "vendor app set");
+    Ok(())
+}
+
+/// Both secrets of a new connection, or `Exists` when any part is there.
+async fn create_connection(
+    broker: &Broker,
+    app: AppRegistration,
+    client_secret: Secret,
+    now: OffsetDateTime,
+) -> Result<AppRegistration, AdminError> {
     let repo = &broker.repo;
     // Any part left of an earlier connection with this id (a removal that
     // failed halfway) would be inherited: refuse until `remove` finishes.
@@ -67,7 +115,7 @@ pub async fn add_connection(
     // Both secrets exist from here on: on AWS, a role scoped to `name-??????`
     // is denied (not told "not found") for a name that does not exist.
     let created = async {
-        let mut grant = GrantRecord::new(new.client_secret.clone());
+        let mut grant = GrantRecord::new(client_secret);
         repo.write(&app.id, Part::Grant, &mut grant, None, Writer::Person, now)
             .await?;
         let mut serve = ServeRecord::new(app.clone());

@@ -8,8 +8,8 @@ use crate::crypto::ConsentSession;
 use crate::domain::claims::{ClaimsError, IdTokenClaims};
 use crate::domain::records::room_in_both;
 use crate::domain::{
-    AccessTokens, Account, ConnectionId, FailureClass, Grant, GrantRecord, Secret, ServeRecord,
-    Status, Writer,
+    AccessTokens, Account, AccountKey, ConnectionId, FailureClass, Grant, GrantRecord, Secret,
+    ServeRecord, Status, Writer,
 };
 use crate::identity::{AppClient, IdentityError, SignInCode};
 use crate::store::{Part, StoreError, Versioned};
@@ -65,6 +65,10 @@ pub enum CallbackError {
     Claims(#[from] ClaimsError),
     #[error("no refresh token was issued: the app must be allowed the offline_access permission")]
     NoRefreshToken,
+    #[error(
+        "this connection uses the vendor app, and none is set: the operator must run `roomtoken vendor-app set`"
+    )]
+    NoVendorApp,
     #[error("this connection belongs to {pinned}, but {signed_in} signed in")]
     AccountMismatch { pinned: String, signed_in: String },
     #[error(transparent)]
@@ -111,8 +115,16 @@ pub async fn connect_callback(
         return Err(CallbackError::TooManyChanges { retry_at });
     }
     let app = serve.value.app;
-    let client_secret = grant.value.client_secret.clone();
-    let first = app.resource(None).ok_or(CallbackError::UnknownConnection)?;
+    let client_secret = if app.vendor {
+        let vendor = repo.vendor_app().await?;
+        vendor.ok_or(CallbackError::NoVendorApp)?.client_secret
+    } else {
+        grant.value.client_secret.clone()
+    };
+    let first = app
+        .resource(None)
+        .cloned()
+        .ok_or(CallbackError::UnknownConnection)?;
     let mut scopes = vec!["openid".to_owned(), "profile".to_owned()];
     scopes.extend(first.token_request_scopes());
     let tokens = broker
@@ -145,6 +157,13 @@ pub async fn connect_callback(
         .refresh_token
         .clone()
         .ok_or(CallbackError::NoRefreshToken)?;
+    // A vendor connection signed in through `/organizations/`: from now on
+    // every request goes to the signed-in tenant (and a later consent from
+    // another tenant fails the `tid` check).
+    let mut app = app;
+    if let (AccountKey::Microsoft { tid, .. }, true) = (&account.key, app.vendor) {
+        app.provider = app.provider.in_tenant(tid);
+    }
 
     // Fail before redeeming anything more when another account is pinned.
     if let Some(pinned) = &grant.value.grant {
@@ -156,7 +175,7 @@ pub async fn connect_callback(
     let mut access = AccessTokens {
         account: account.display.clone(),
         resources: app.resources.iter().map(|r| r.name.clone()).collect(),
-        tokens: vec![access_token(first, &tokens, now)],
+        tokens: vec![access_token(&first, &tokens, now)],
     };
     let client = AppClient {
         app: &app,
@@ -198,6 +217,9 @@ pub async fn connect_callback(
     let written = repo
         .update::<ServeRecord, _>(&id, Part::Serve, Writer::Person, now, |record| {
             let mut record = record?;
+            if app.vendor {
+                record.app.provider = app.provider.clone();
+            }
             record.access = Some(access.clone());
             record.status = status.clone();
             Some(record)

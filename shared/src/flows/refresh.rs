@@ -25,7 +25,7 @@ use crate::Broker;
 use crate::domain::records::room_in_both;
 use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, GrantRecord,
-    LastError, Resource, Secret, ServeRecord, Status, Writer,
+    LastError, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
 use crate::identity::{AppClient, IdentityError, TokenSet};
 use crate::pacer::{PacedStore, Pacer};
@@ -148,6 +148,7 @@ pub async fn refresh_pass(
         pacer: &pacer,
         now,
         deadline,
+        vendor_app: tokio::sync::OnceCell::new(),
     };
     let refreshed: Vec<ConnectionResult> = futures::stream::iter(due)
         .map(|(_, id, serve)| {
@@ -265,9 +266,28 @@ struct Pass<'a> {
     pacer: &'a Pacer,
     now: OffsetDateTime,
     deadline: OffsetDateTime,
+    /// The vendor app, read once per pass by the first vendor connection.
+    vendor_app: tokio::sync::OnceCell<Option<VendorApp>>,
 }
 
 impl Pass<'_> {
+    /// The client secret `app` presents: its own, from the grant, or the
+    /// deployment's vendor app's (`None` when no vendor app is set).
+    async fn client_secret(
+        &self,
+        app: &AppRegistration,
+        grant: &GrantRecord,
+    ) -> Result<Option<Secret>, StoreError> {
+        if !app.vendor {
+            return Ok(Some(grant.client_secret.clone()));
+        }
+        let vendor = self
+            .vendor_app
+            .get_or_try_init(|| self.repo.vendor_app())
+            .await?;
+        Ok(vendor.as_ref().map(|v| v.client_secret.clone()))
+    }
+
     async fn refresh_due(
         &self,
         id: &ConnectionId,
@@ -305,10 +325,18 @@ impl Pass<'_> {
     ) -> Result<(Outcome, ConnectionState), StoreError> {
         let (broker, now) = (self.broker, self.now);
         let app = &serve.value.app;
-        let client_secret = &grant.value.client_secret;
         let Some(held) = &grant.value.grant else {
             return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
         };
+        let Some(client_secret) = self.client_secret(app, &grant.value).await? else {
+            // Nothing redeemed, nothing lost: the next pass tries again.
+            let message = "this connection uses the vendor app, and none is set: run `roomtoken vendor-app set`";
+            return Ok((
+                Outcome::StoreFailed(message.into()),
+                serve.value.status.state,
+            ));
+        };
+        let client_secret = &client_secret;
         // One request per resource, each with the newest refresh token.
         let round = mint_each(
             &app.resources,

@@ -338,6 +338,18 @@ impl CallbackError {
                     (t("permission. Tell your provider.", ". Prévenez votre fournisseur."))
                 } },
             ),
+            Self::NoVendorApp => page(
+                StatusCode::BAD_GATEWAY,
+                lang,
+                t(
+                    "This service is not set up yet",
+                    "Ce service n’est pas encore configuré",
+                ),
+                html! { p { (t(
+                    "The provider has not registered its Microsoft app with this broker yet. Tell your provider; nothing was stored.",
+                    "Le fournisseur n’a pas encore enregistré son application Microsoft auprès de ce service. Prévenez votre fournisseur ; rien n’a été enregistré.",
+                )) } },
+            ),
             Self::AccountMismatch { pinned, signed_in } => page(
                 StatusCode::CONFLICT,
                 lang,

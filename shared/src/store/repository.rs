@@ -2,7 +2,7 @@
 
 use super::{SecretStore, StoreError, Version};
 use crate::domain::records::Logged;
-use crate::domain::{ConnectionId, GrantRecord, ServeRecord, Writer};
+use crate::domain::{ConnectionId, GrantRecord, ServeRecord, VendorApp, Writer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -33,6 +33,11 @@ impl SecretName {
 
     pub fn signing_key() -> Self {
         Self("system/signing-key".into())
+    }
+
+    /// The deployment's multi-tenant app (`roomtoken vendor-app set`).
+    pub fn vendor_app() -> Self {
+        Self("system/vendor-app".into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -96,6 +101,22 @@ impl Repository {
         id: &ConnectionId,
     ) -> Result<Option<Versioned<ServeRecord>>, StoreError> {
         self.load(&SecretName::of(id, Part::Serve)).await
+    }
+
+    /// The deployment's vendor app, if one was set.
+    pub async fn vendor_app(&self) -> Result<Option<VendorApp>, StoreError> {
+        let stored = self.load(&SecretName::vendor_app()).await?;
+        Ok(stored.map(|v| v.value))
+    }
+
+    /// Sets (or replaces) the vendor app: an operator's write, compare-and-
+    /// swap over what was read just before.
+    pub async fn set_vendor_app(&self, app: &VendorApp) -> Result<(), StoreError> {
+        let name = SecretName::vendor_app();
+        let current = self.load::<serde_json::Value>(&name).await?;
+        self.save(&name, app, current.as_ref().map(|c| &c.version))
+            .await
+            .map(drop)
     }
 
     async fn save<T: Serialize>(

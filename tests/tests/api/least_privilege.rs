@@ -19,12 +19,17 @@ const STAR_ONLY_ACTIONS: [&str; 3] = [
     "xray:PutTelemetryRecords",
 ];
 
-fn secret(part: &str) -> String {
-    if part == "signing-key" {
-        "secret:system/signing-key".into()
-    } else {
-        format!("secret:connections/*/{part}")
+/// Where a secret lives: the system's (`signing-key`, `vendor-app`) or a
+/// connection's (`grant`, `serve`).
+fn path(part: &str) -> String {
+    match part {
+        "signing-key" | "vendor-app" => format!("system/{part}"),
+        _ => format!("connections/*/{part}"),
     }
+}
+
+fn secret(part: &str) -> String {
+    format!("secret:{}", path(part))
 }
 
 /// What every function's role must allow besides its secrets: its own log
@@ -81,7 +86,7 @@ fn on_secrets(actions: &[&str], parts: &[&str]) -> Vec<String> {
             parts
                 .iter()
                 .filter(|part| **part != "signing-key")
-                .map(|part| format!("{action} @ name:connections/*/{part}")),
+                .map(|part| format!("{action} @ name:{}", path(part))),
         );
     }
     out
@@ -134,7 +139,7 @@ fn connect_callback_reads_and_replaces_both_connection_secrets() {
         "ConnectCallbackLogGroup",
         &["kms:Decrypt", "kms:GenerateDataKey"],
     );
-    expected.extend(reads(&["grant", "serve", "signing-key"]));
+    expected.extend(reads(&["grant", "serve", "signing-key", "vendor-app"]));
     expected.extend(on_secrets(&[PUT, STAGE], &["grant", "serve"]));
     assert_exactly(&template, "ConnectCallbackFunction", expected);
 }
@@ -147,7 +152,7 @@ fn token_refresh_lists_connections_and_replaces_both_connection_secrets() {
         &["kms:Decrypt", "kms:GenerateDataKey"],
     );
     expected.push("secretsmanager:ListSecrets @ *".into());
-    expected.extend(reads(&["grant", "serve"]));
+    expected.extend(reads(&["grant", "serve", "vendor-app"]));
     expected.extend(on_secrets(&[PUT, STAGE], &["grant", "serve"]));
     assert_exactly(&template, "TokenRefreshFunction", expected);
 }

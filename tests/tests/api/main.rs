@@ -12,3 +12,4 @@ mod refresh;
 mod sam_template;
 mod store_quotas;
 mod token_read;
+mod vendor;

@@ -1,0 +1,178 @@
+//! Vendor-app connections: the deployment's multi-tenant app, no tenant and
+//! no secret per connection. The booking account signs in through
+//! `/organizations/` once the customer's admin has consented; the callback
+//! pins the signed-in tenant, and every later request goes there.
+
+use roomtoken::domain::{ConnectionId, Provider};
+use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
+use roomtoken_fake_identity::FakeApp;
+use roomtoken_tests::*;
+
+const VENDOR_TENANT: &str = "0e1d2c3b-4a59-4687-9a1b-2c3d4e5f6a7b";
+const VENDOR_CLIENT: &str = "7c6b5a49-3827-4165-a4b3-c2d1e0f9a8b7";
+const EWS: &str = "https://outlook.office365.com/EWS.AccessAsUser.All";
+const GRAPH: [&str; 4] = [
+    "https://graph.microsoft.com/Calendars.ReadWrite",
+    "https://graph.microsoft.com/Calendars.ReadWrite.Shared",
+    "https://graph.microsoft.com/Place.Read.All",
+    "https://graph.microsoft.com/User.Read",
+];
+const ADMIN: &str = "admin@contoso.com";
+
+/// The vendor's app in the fake, the vendor app set, one vendor connection.
+async fn vendor_connection(app: &TestApp) -> (String, String) {
+    let vendor_secret = format!("vendor-secret-{}", unique_id("v"));
+    let mut permissions = vec![EWS.to_owned()];
+    permissions.extend(GRAPH.map(String::from));
+    app.identity.register_app(FakeApp {
+        tenant: VENDOR_TENANT.into(),
+        client_id: VENDOR_CLIENT.into(),
+        client_secret: vendor_secret.clone(),
+        redirect_uris: vec![format!("{}callback", app.url)],
+        multi_tenant: true,
+        permissions,
+    });
+    app.identity
+        .add_account(roomtoken_fake_identity::FakeAccount {
+            tenant: TENANT.into(),
+            oid: "0000ad01-0000-4000-8000-000000000000".into(),
+            username: ADMIN.into(),
+            name: "Contoso admin".into(),
+            admin: true,
+        });
+    let authority = app.identity.base_url().to_string();
+    let printed = app
+        .cli(
+            &[
+                "vendor-app",
+                "set",
+                "--client-id",
+                VENDOR_CLIENT,
+                "--client-secret-stdin",
+                "--authority",
+                &authority,
+            ],
+            &vendor_secret,
+        )
+        .await
+        .expect("vendor-app set");
+    assert!(printed.contains(VENDOR_CLIENT), "{printed}");
+    let shown = app.cli(&["vendor-app", "show"], "").await.expect("show");
+    assert!(!shown.contains(&vendor_secret), "never shown: {shown}");
+
+    let id = unique_id("vendor");
+    let added = app
+        .cli(&["connection", "add", &id, "--vendor-app"], "")
+        .await
+        .expect("connection add --vendor-app");
+    assert!(added.contains("vendor app"), "{added}");
+    (id, vendor_secret)
+}
+
+/// The customer's admin grants the vendor app for the organization (what
+/// the admin-consent step of the link will do), one resource at a time.
+async fn admin_consents(app: &TestApp) {
+    app.identity.set_auto_admin_consent(Some(ADMIN));
+    for scope in [
+        "https://outlook.office365.com/.default",
+        "https://graph.microsoft.com/.default",
+    ] {
+        let mut url = app.identity.admin_consent_url("organizations");
+        url.query_pairs_mut()
+            .append_pair("client_id", VENDOR_CLIENT)
+            .append_pair("scope", scope)
+            .append_pair("redirect_uri", &format!("{}callback", app.url))
+            .append_pair("state", "admin");
+        let answer = http().get(url).send().await.expect("adminconsent");
+        assert!(
+            location(&answer)
+                .query()
+                .unwrap_or_default()
+                .contains("admin_consent=True"),
+            "{}",
+            location(&answer)
+        );
+    }
+}
+
+async fn vendor_path(kind: StoreKind) {
+    let app = spawn_app(kind).await;
+    let (id, vendor_secret) = vendor_connection(&app).await;
+
+    // Before the admin consents, the sign-in is refused and nothing is stored.
+    let refused = app.consent(&id).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("consent_required"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.authorize.path().starts_with("/organizations/"),
+        "{}",
+        refused.authorize
+    );
+    assert!(app.grant(&id).await.is_none());
+
+    admin_consents(&app).await;
+    let consent = app.consent(&id).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains(ACCOUNT), "{}", consent.body);
+    let connection = ConnectionId::parse(&id).expect("id");
+    let serve = app
+        .broker
+        .repo
+        .serve(&connection)
+        .await
+        .expect("store")
+        .expect("serve");
+    assert!(
+        matches!(&serve.value.app.provider, Provider::Microsoft { tenant, .. } if tenant == TENANT),
+        "pinned to the signed-in tenant: {:?}",
+        serve.value.app.provider
+    );
+
+    // A refresh goes to the signed-in tenant, with the vendor's secret.
+    let options = PassOptions {
+        only: Some(connection.clone()),
+        force: true,
+    };
+    let report = refresh_pass(&app.broker, &options, app.broker.now())
+        .await
+        .expect("pass");
+    assert!(
+        matches!(report.results[0].outcome, Outcome::Refreshed { .. }),
+        "{:?}",
+        report.results[0].outcome
+    );
+    let key = app.create_key(&id).await;
+    app.expire_read_cache();
+    let read = app.get_token(&id, Some(&key), Some("graph")).await;
+    assert_eq!(read.status(), 200);
+    let body: serde_json::Value = read.json().await.expect("json");
+    let issued = app
+        .identity
+        .access_token_info(body["access_token"].as_str().expect("token"))
+        .expect("issued by the fake");
+    assert_eq!(issued.tenant, TENANT);
+    assert_eq!(issued.client_id, VENDOR_CLIENT);
+
+    let mut secrets = app.secrets(&[&key]);
+    secrets.push(vendor_secret);
+    assert_no_secret_logged(&secrets);
+}
+
+on_both_stores!(vendor_path => a_vendor_connection_works_once_the_tenant_consented_on_the_file_store, a_vendor_connection_works_once_the_tenant_consented_on_secrets_manager);
+
+#[tokio::test]
+async fn a_vendor_connection_needs_a_vendor_app() {
+    let app = spawn_app(StoreKind::File).await;
+    let refused = app
+        .cli(
+            &["connection", "add", &unique_id("novendor"), "--vendor-app"],
+            "",
+        )
+        .await
+        .expect_err("refused");
+    assert!(refused.contains("roomtoken vendor-app set"), "{refused}");
+}
