@@ -171,6 +171,21 @@ impl Broker {
         Ok(join(self.public_url()?, "callback"))
     }
 
+    /// A step of a link already signed (`invite`): `{public_url}/connect/{id}
+    /// ?invite=…&step=sign-in` or `admin-consent`.
+    pub fn link_step(
+        &self,
+        id: &ConnectionId,
+        invite: &str,
+        step: &str,
+    ) -> Result<Url, BrokerError> {
+        let mut url = join(self.public_url()?, &format!("connect/{id}"));
+        url.query_pairs_mut()
+            .append_pair("invite", invite)
+            .append_pair("step", step);
+        Ok(url)
+    }
+
     /// The signed consent link of a connection, valid until `expires_at`.
     pub async fn consent_link(
         &self,

@@ -67,6 +67,25 @@ pub struct ConsentSession {
     pub nonce: String,
     pub pkce_verifier: Secret,
     pub expires_at: i64,
+    /// What the browser was sent to do.
+    #[serde(default)]
+    pub purpose: Purpose,
+    /// The invite of the link, for a vendor connection: the callback's page
+    /// links back to the next step (sign in after an admin consented, or
+    /// grant when the sign-in needs consent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
+}
+
+/// A session's errand at Microsoft.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// The booking account signs in (authorization code with PKCE).
+    #[default]
+    SignIn,
+    /// An administrator grants the vendor app for the organization.
+    AdminConsent,
 }
 
 impl SigningKeys {
@@ -195,6 +214,8 @@ mod tests {
             nonce: random_token(),
             pkce_verifier: Secret::new("verifier-value-that-must-stay-hidden"),
             expires_at: now.unix_timestamp() + 600,
+            purpose: Purpose::SignIn,
+            invite: None,
         };
         let sealed = keys.seal(&session);
         assert!(!sealed.contains("verifier-value"));

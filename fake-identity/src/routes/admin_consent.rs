@@ -108,6 +108,16 @@ fn validate(st: &state::State, tenant: &str, p: &Params) -> Result<ConsentReques
     })
 }
 
+/// What accepting grants: `.default` is "the app's configured
+/// permissions", all of them; other scopes are granted as asked.
+fn granted_by(req: &ConsentRequest) -> Vec<String> {
+    if req.scope.to_ascii_lowercase().contains("/.default") {
+        req.app.permissions.clone()
+    } else {
+        needed_consent(&req.app, &req.scope)
+    }
+}
+
 /// The administrator `username` accepts: the consent is recorded in their
 /// tenant, and the app is told which tenant that was.
 fn grant(st: &mut state::State, req: &ConsentRequest, username: &str) -> Result<Response, Reject> {
@@ -131,7 +141,7 @@ fn grant(st: &mut state::State, req: &ConsentRequest, username: &str) -> Result<
             "The grant requires admin permission: an administrator of your organization must grant consent to this application.".to_owned(),
         ));
     }
-    let scopes = needed_consent(&req.app, &req.scope);
+    let scopes = granted_by(req);
     st.consents
         .entry((key(&account.tenant), key(&req.app.client_id)))
         .or_default()
@@ -174,7 +184,7 @@ pub(crate) async fn get(
     admin_consent_page(&AdminConsentPage {
         action: action.as_str(),
         client_id: &req.app.client_id,
-        permissions: &needed_consent(&req.app, &req.scope),
+        permissions: &granted_by(&req),
         hidden,
         accounts: &accounts,
     })

@@ -159,6 +159,24 @@ impl Provider {
         }
     }
 
+    /// Microsoft's admin-consent endpoint for this app's tenant (or
+    /// `/organizations/`): `{login}/{tenant}/v2.0/adminconsent`.
+    pub fn admin_consent_url(&self) -> Option<Url> {
+        let Self::Microsoft {
+            tenant,
+            cloud,
+            authority,
+        } = self
+        else {
+            return None;
+        };
+        let origin = authority
+            .as_ref()
+            .map(|url| url.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| cloud.login_origin().to_owned());
+        Url::parse(&format!("{origin}/{tenant}/v2.0/adminconsent")).ok()
+    }
+
     pub fn token_url(&self) -> Url {
         match self {
             Self::Microsoft { .. } => self.microsoft_endpoint("token"),

@@ -4,7 +4,7 @@
 use super::mint::{AfterFailure, access_token, mint_each};
 use crate::Broker;
 use crate::broker::BrokerError;
-use crate::crypto::ConsentSession;
+use crate::crypto::{ConsentSession, Purpose};
 use crate::domain::claims::{ClaimsError, IdTokenClaims};
 use crate::domain::records::room_in_both;
 use crate::domain::{
@@ -15,15 +15,28 @@ use crate::identity::{AppClient, IdentityError, SignInCode};
 use crate::store::{Part, StoreError, Versioned};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
+use url::Url;
 
 /// What Microsoft (or any OAuth server) answered the sign-in: a code, or an
-/// error, and the `state` it was given.
+/// error, and the `state` it was given. The admin-consent endpoint answers
+/// `admin_consent=True` and a `tenant` (a hint, never an identity).
 #[derive(Debug, Default)]
 pub struct SignInAnswer {
     pub state: Option<String>,
     pub code: Option<Secret>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    pub admin_consent: Option<String>,
+}
+
+/// How a callback ended well.
+#[derive(Debug)]
+pub enum Completed {
+    /// The grant is stored: the connection serves tokens.
+    Connected(Connected),
+    /// An administrator granted the vendor app for the organization; the
+    /// booking account signs in next (`sign_in`: that step of the link).
+    AdminConsented { sign_in: Option<Url> },
 }
 
 /// What the success page shows.
@@ -71,6 +84,15 @@ pub enum CallbackError {
     NoVendorApp,
     #[error("this connection belongs to {pinned}, but {signed_in} signed in")]
     AccountMismatch { pinned: String, signed_in: String },
+    /// The tenant has not granted the vendor app yet (AADSTS65001, 90094).
+    #[error("an administrator must grant this app for the organization first")]
+    ConsentRequired { admin_consent: Option<Box<Url>> },
+    #[error("the administrator did not grant the app: {error}")]
+    AdminConsentRefused {
+        error: String,
+        description: Option<String>,
+        retry: Option<Box<Url>>,
+    },
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error(transparent)]
@@ -82,7 +104,7 @@ pub async fn connect_callback(
     params: SignInAnswer,
     sealed_session: Option<&str>,
     now: OffsetDateTime,
-) -> Result<Connected, CallbackError> {
+) -> Result<Completed, CallbackError> {
     let keys = broker.signing_keys().await?;
     let session: ConsentSession = sealed_session
         .and_then(|sealed| keys.unseal(sealed, now))
@@ -92,7 +114,44 @@ pub async fn connect_callback(
         return Err(CallbackError::StateMismatch);
     }
     let id = session.connection.clone();
+    let step = |step: &str| {
+        let invite = session.invite.as_deref()?;
+        broker.link_step(&id, invite, step).ok().map(Box::new)
+    };
+    if session.purpose == Purpose::AdminConsent {
+        if let Some(error) = params.error {
+            tracing::warn!(connection = %id, error = %error, "admin consent not granted");
+            return Err(CallbackError::AdminConsentRefused {
+                error,
+                description: params.error_description,
+                retry: step("admin-consent"),
+            });
+        }
+        let granted = params
+            .admin_consent
+            .is_some_and(|answer| answer.eq_ignore_ascii_case("true"));
+        if !granted {
+            return Err(CallbackError::MissingCode);
+        }
+        // Nothing is stored: the answer's tenant is only a hint; the
+        // sign-in that follows proves which tenant it is.
+        tracing::info!(connection = %id, "admin consent granted");
+        return Ok(Completed::AdminConsented {
+            sign_in: step("sign-in").map(|url| *url),
+        });
+    }
     if let Some(error) = params.error {
+        let description = params.error_description.as_deref().unwrap_or_default();
+        let needs_admin = error == "consent_required"
+            || ["AADSTS65001", "AADSTS90094"]
+                .iter()
+                .any(|code| description.contains(code));
+        if needs_admin && session.invite.is_some() {
+            tracing::warn!(connection = %id, error = %error, "the tenant has not granted the vendor app");
+            return Err(CallbackError::ConsentRequired {
+                admin_consent: step("admin-consent"),
+            });
+        }
         tracing::warn!(connection = %id, error = %error, "the sign-in was not completed");
         return Err(CallbackError::Denied {
             error,
@@ -229,13 +288,13 @@ pub async fn connect_callback(
         return Err(CallbackError::UnknownConnection);
     }
     log_connected(&id, &account);
-    Ok(Connected {
+    Ok(Completed::Connected(Connected {
         connection: id,
         account: account.display,
         expires_at: access.earliest_expiry().unwrap_or(now),
         resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
         pending_resources,
-    })
+    }))
 }
 
 /// Stores the new grant and marks the session completed, in one write.

@@ -8,8 +8,8 @@ use crate::broker::BrokerError;
 use crate::crypto::{CONSENT_COOKIE, CONSENT_TTL, InviteError};
 use crate::domain::records::format_utc;
 use crate::domain::{FailureClass, Secret};
-use crate::flows::callback::{CallbackError, Connected, SignInAnswer, connect_callback};
-use crate::flows::start::{StartError, connect_start};
+use crate::flows::callback::{CallbackError, Completed, Connected, SignInAnswer, connect_callback};
+use crate::flows::start::{StartError, Started, Step, VendorIntro, connect_start};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,9 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;line-height:1.5}\
-h1{font-size:1.4em}code{background:#f2f2f2;padding:0 .2em}";
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}code{background:#f2f2f2;padding:0 .2em}\
+a.button{display:inline-block;padding:.6em 1.2em;background:#0b57d0;color:#fff;text-decoration:none;border-radius:.3em}\
+a.button:focus,a.button:hover{outline:3px solid #f29900;outline-offset:2px}";
 
 /// The security headers every HTML answer carries.
 const PAGE_HEADERS: [(header::HeaderName, &str); 6] = [
@@ -60,6 +62,7 @@ fn page(status: StatusCode, lang: Lang, title: &str, paragraphs: Markup) -> Resp
 #[derive(Deserialize)]
 pub struct StartQuery {
     invite: Option<String>,
+    step: Option<String>,
 }
 
 pub async fn start_page(
@@ -69,8 +72,17 @@ pub async fn start_page(
     PageLang { lang, explicit }: PageLang,
     jar: CookieJar,
 ) -> Response {
-    let redirect = match connect_start(&broker, &id, query.invite.as_deref(), broker.now()).await {
-        Ok(redirect) => redirect,
+    let step = match query.step.as_deref() {
+        Some("sign-in") => Step::SignIn,
+        Some("admin-consent") => Step::AdminConsent,
+        _ => Step::Begin,
+    };
+    let invite = query.invite.as_deref();
+    let redirect = match connect_start(&broker, &id, invite, step, broker.now()).await {
+        Ok(Started::Redirect(redirect)) => redirect,
+        Ok(Started::VendorIntro(intro)) => {
+            return vendor_intro_page(&intro, invite.unwrap_or_default(), lang);
+        }
         Err(e) => return e.render(lang),
     };
     let max_age = time::Duration::seconds(CONSENT_TTL.as_secs() as i64);
@@ -167,13 +179,14 @@ fn unavailable_page(error: &dyn std::error::Error, lang: Lang) -> Response {
     )
 }
 
-/// The query the sign-in sends back to `/callback`.
+/// The query the sign-in (or the admin consent) sends back to `/callback`.
 #[derive(Deserialize)]
 pub struct CallbackQuery {
     state: Option<String>,
     code: Option<Secret>,
     error: Option<String>,
     error_description: Option<String>,
+    admin_consent: Option<String>,
 }
 
 pub async fn callback_page(
@@ -187,10 +200,12 @@ pub async fn callback_page(
         code: query.code,
         error: query.error,
         error_description: query.error_description,
+        admin_consent: query.admin_consent,
     };
     let sealed = jar.get(CONSENT_COOKIE).map(|c| c.value().to_owned());
     let response = match connect_callback(&broker, answer, sealed.as_deref(), broker.now()).await {
-        Ok(connected) => connected_page(&connected, lang),
+        Ok(Completed::Connected(connected)) => connected_page(&connected, lang),
+        Ok(Completed::AdminConsented { sign_in }) => admin_consented_page(sign_in.as_ref(), lang),
         Err(e) => {
             tracing::warn!(error = %e, "consent callback refused");
             e.render(lang)
@@ -206,6 +221,115 @@ pub async fn callback_page(
         _ => jar,
     };
     (jar, response)
+}
+
+/// A link that looks like a button (pages need no script and no form).
+fn button(href: &str, text: &str) -> Markup {
+    html! {
+        p { a.button href=(href) { (text) } }
+    }
+}
+
+/// The delegated permission `name`, in words.
+fn permission_in_words(name: &str, lang: Lang) -> &str {
+    match name {
+        "Calendars.ReadWrite" => lang.pick(
+            "Read and change the calendars the booking account can open",
+            "Lire et modifier les calendriers auxquels le compte de réservation a accès",
+        ),
+        "Calendars.ReadWrite.Shared" => lang.pick(
+            "Read and change calendars shared with the booking account (the rooms')",
+            "Lire et modifier les calendriers partagés avec le compte de réservation (ceux des salles)",
+        ),
+        "Place.Read.All" => lang.pick(
+            "Read your organization's rooms and room lists (an administrator must grant this)",
+            "Lire les salles et listes de salles de votre organisation (un administrateur doit l’autoriser)",
+        ),
+        "User.Read" => lang.pick(
+            "Sign the booking account in and read its profile",
+            "Connecter le compte de réservation et lire son profil",
+        ),
+        "EWS.AccessAsUser.All" => lang.pick(
+            "Use Exchange Web Services as the booking account (older displays)",
+            "Utiliser Exchange Web Services au nom du compte de réservation (écrans plus anciens)",
+        ),
+        other => other,
+    }
+}
+
+/// `?invite=…&step=…&lang=…`: a step of this same link.
+fn step_href(invite: &str, step: &str, lang: Lang) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("invite", invite)
+        .append_pair("step", step)
+        .append_pair("lang", lang.into())
+        .finish();
+    format!("?{query}")
+}
+
+/// A vendor connection's link: what the app may do, then the two steps.
+fn vendor_intro_page(intro: &VendorIntro, invite: &str, lang: Lang) -> Response {
+    let t = |en, fr| lang.pick(en, fr);
+    page(
+        StatusCode::OK,
+        lang,
+        t(
+            "Connect your meeting-room displays",
+            "Connecter vos écrans de salles de réunion",
+        ),
+        html! {
+            p { (t(
+                "Your provider's app asks to act as one booking account of your organization, so that your displays show and book rooms. It will be able to:",
+                "L’application de votre fournisseur demande à agir au nom d’un compte de réservation de votre organisation, pour que vos écrans affichent et réservent les salles. Elle pourra :",
+            )) }
+            ul {
+                @for name in &intro.permissions {
+                    li { (permission_in_words(name, lang)) " (" code { (name) } ")" }
+                }
+            }
+            @if let Some(account) = &intro.account {
+                p { (t("Connected now as", "Actuellement connecté en tant que")) " " strong { (account) } ". " (t(
+                    "Signing in again renews the connection; it must be the same account.",
+                    "Se connecter à nouveau renouvelle la connexion ; ce doit être le même compte.",
+                )) }
+            }
+            h2 { (t("1. An administrator grants the app", "1. Un administrateur autorise l’application")) }
+            p { (t(
+                "Once per organization, before the booking account signs in. Skip this step if an administrator already did it.",
+                "Une fois par organisation, avant la connexion du compte de réservation. Passez cette étape si un administrateur l’a déjà fait.",
+            )) }
+            (button(&step_href(invite, "admin-consent", lang), t("Grant for my organization", "Autoriser pour mon organisation")))
+            h2 { (t("2. The booking account signs in", "2. Le compte de réservation se connecte")) }
+            p { (t(
+                "Sign in with the account the displays act for (for example booking@…), not with your own.",
+                "Connectez-vous avec le compte au nom duquel les écrans agissent (par exemple reservation@…), pas avec le vôtre.",
+            )) }
+            (button(&step_href(invite, "sign-in", lang), t("Sign in as the booking account", "Se connecter avec le compte de réservation")))
+        },
+    )
+}
+
+/// The administrator granted the app: the booking account signs in next.
+fn admin_consented_page(sign_in: Option<&url::Url>, lang: Lang) -> Response {
+    let t = |en, fr| lang.pick(en, fr);
+    page(
+        StatusCode::OK,
+        lang,
+        t(
+            "Granted for your organization",
+            "Autorisée pour votre organisation",
+        ),
+        html! {
+            p { (t(
+                "The app may now act for accounts of your organization. Nothing is connected yet.",
+                "L’application peut maintenant agir pour des comptes de votre organisation. Rien n’est encore connecté.",
+            )) }
+            p { (t("Next: the booking account signs in.", "Ensuite : le compte de réservation se connecte.")) }
+            @if let Some(link) = sign_in {
+                (button(link.as_str(), t("Sign in as the booking account", "Se connecter avec le compte de réservation")))
+            }
+        },
+    )
 }
 
 fn connected_page(connected: &Connected, lang: Lang) -> Response {
@@ -337,6 +461,49 @@ impl CallbackError {
                     " " code { "offline_access" } " "
                     (t("permission. Tell your provider.", ". Prévenez votre fournisseur."))
                 } },
+            ),
+            Self::ConsentRequired { admin_consent } => page(
+                StatusCode::BAD_REQUEST,
+                lang,
+                t(
+                    "An administrator must grant the app first",
+                    "Un administrateur doit d’abord autoriser l’application",
+                ),
+                html! {
+                    p { (t(
+                        "Your organization has not granted this app yet, so Microsoft refused the sign-in (AADSTS65001). An administrator of your Microsoft 365 organization grants it once; then the booking account signs in again.",
+                        "Votre organisation n’a pas encore autorisé cette application : Microsoft a donc refusé la connexion (AADSTS65001). Un administrateur de votre organisation Microsoft 365 l’autorise une fois ; puis le compte de réservation se connecte à nouveau.",
+                    )) }
+                    @if let Some(link) = &admin_consent {
+                        (button(link.as_str(), t("Grant for my organization", "Autoriser pour mon organisation")))
+                    }
+                },
+            ),
+            Self::AdminConsentRefused {
+                error,
+                description,
+                retry,
+            } => page(
+                StatusCode::BAD_REQUEST,
+                lang,
+                t(
+                    "The app was not granted",
+                    "L’application n’a pas été autorisée",
+                ),
+                html! {
+                    p {
+                        (t("Microsoft answered", "Microsoft a répondu")) " " code { (error) }
+                        @if let Some(description) = description { (t(": ", " : ")) (description) }
+                        "."
+                    }
+                    p { (t(
+                        "Without it, the displays cannot get tokens. If this was a mistake, an administrator can grant it again; if the permissions are a concern, ask your provider which ones are needed and why.",
+                        "Sans cette autorisation, les écrans ne peuvent pas obtenir de jetons. S’il s’agit d’une erreur, un administrateur peut recommencer ; si les permissions posent question, demandez à votre fournisseur lesquelles sont nécessaires et pourquoi.",
+                    )) }
+                    @if let Some(link) = &retry {
+                        (button(link.as_str(), t("Grant for my organization", "Autoriser pour mon organisation")))
+                    }
+                },
             ),
             Self::NoVendorApp => page(
                 StatusCode::BAD_GATEWAY,

@@ -3,7 +3,7 @@
 
 mod oauth;
 
-pub use oauth::{AuthorizeRequest, OAuthClient, authorize_url};
+pub use oauth::{AuthorizeRequest, OAuthClient, admin_consent_url, authorize_url};
 
 use crate::domain::failure::classify;
 use crate::domain::{AppRegistration, FailureClass, LastError, Secret};

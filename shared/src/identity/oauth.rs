@@ -118,6 +118,24 @@ pub fn authorize_url(app: &AppRegistration, redirect_uri: &Url) -> AuthorizeRequ
     }
 }
 
+/// Where an administrator grants the (vendor) app for their organization:
+/// the admin-consent endpoint with the app's configured permissions
+/// (`{first resource}/.default`), our redirect URI and `state`. `None` for a
+/// provider other than Microsoft.
+pub fn admin_consent_url(app: &AppRegistration, redirect_uri: &Url, state: &str) -> Option<Url> {
+    let mut url = app.provider.admin_consent_url()?;
+    let resource = app.resources.first()?.scopes.first()?;
+    let origin = resource
+        .rsplit_once('/')
+        .map_or(resource.as_str(), |(o, _)| o);
+    url.query_pairs_mut()
+        .append_pair("client_id", &app.client_id)
+        .append_pair("scope", &format!("{origin}/.default"))
+        .append_pair("redirect_uri", redirect_uri.as_str())
+        .append_pair("state", state);
+    Some(url)
+}
+
 /// Failures below the OAuth layer.
 #[derive(Debug, thiserror::Error)]
 enum Transport {

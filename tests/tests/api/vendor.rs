@@ -100,10 +100,11 @@ async fn vendor_path(kind: StoreKind) {
     let (id, vendor_secret) = vendor_connection(&app).await;
 
     // Before the admin consents, the sign-in is refused and nothing is stored.
-    let refused = app.consent(&id).await;
+    let sign_in = format!("{}&step=sign-in", app.link(&id).await);
+    let refused = app.consent_at(&sign_in).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(
-        refused.body.contains("consent_required"),
+        refused.body.contains("AADSTS65001"),
         "{}",
         refused.body
     );
@@ -115,7 +116,7 @@ async fn vendor_path(kind: StoreKind) {
     assert!(app.grant(&id).await.is_none());
 
     admin_consents(&app).await;
-    let consent = app.consent(&id).await;
+    let consent = app.consent_at(&sign_in).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(consent.body.contains(ACCOUNT), "{}", consent.body);
     let connection = ConnectionId::parse(&id).expect("id");
@@ -175,4 +176,125 @@ async fn a_vendor_connection_needs_a_vendor_app() {
         .await
         .expect_err("refused");
     assert!(refused.contains("roomtoken vendor-app set"), "{refused}");
+}
+
+/// The href of the link whose text is `text` (pages link, they post nothing).
+fn link_to(page: &str, base: &url::Url, text: &str) -> url::Url {
+    let at = page
+        .find(text)
+        .unwrap_or_else(|| panic!("no '{text}' in {page}"));
+    let start = page[..at]
+        .rfind("href=\"")
+        .expect("an href before the text")
+        + 6;
+    let end = start + page[start..].find('"').expect("end of href");
+    let href = page[start..end].replace("&amp;", "&");
+    base.join(&href).expect("a link")
+}
+
+/// The browser's part: GET `url` with `cookie`; a redirect to the fake is
+/// followed there, and its redirect back to the callback too, with the
+/// cookies the broker set. Returns the last page and the cookies in play.
+async fn browse(url: url::Url, cookie: &str) -> (u16, String, String) {
+    let mut cookie = cookie.to_owned();
+    let mut next = url;
+    loop {
+        let mut request = http().get(next.clone());
+        if !cookie.is_empty() {
+            request = request.header("cookie", &cookie);
+        }
+        let response = request.send().await.expect("GET");
+        let set = cookies_set(&response);
+        if !set.is_empty() {
+            cookie = set;
+        }
+        if response.status() != 302 {
+            let status = response.status().as_u16();
+            return (status, response.text().await.expect("page"), cookie);
+        }
+        next = location(&response);
+    }
+}
+
+/// The whole link, page by page: the page says who asks for what; the
+/// sign-in before any grant is refused with a way to grant; an admin who
+/// declines is told what it means; after the grant the booking account
+/// signs in and the connection serves tokens.
+#[tokio::test]
+async fn the_link_leads_an_admin_through_consent_then_the_booking_account() {
+    let app = spawn_app(StoreKind::File).await;
+    let (id, _) = vendor_connection(&app).await;
+    let link: url::Url = app.link(&id).await.parse().expect("link");
+
+    let (status, intro, _) = browse(link.clone(), "").await;
+    assert_eq!(status, 200, "{intro}");
+    assert!(
+        intro.contains("Place.Read.All") && intro.contains("rooms"),
+        "{intro}"
+    );
+    let grant = link_to(&intro, &link, "Grant for my organization");
+    let sign_in = link_to(&intro, &link, "Sign in as the booking account");
+
+    // Signing in before the organization granted the app.
+    let (status, page, _) = browse(sign_in.clone(), "").await;
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("An administrator must grant the app first"),
+        "{page}"
+    );
+    let again = link_to(&page, &link, "Grant for my organization");
+    assert_eq!(
+        again.query_pairs().find(|(k, _)| k == "step").unwrap().1,
+        "admin-consent"
+    );
+
+    // An administrator who declines.
+    app.identity.set_auto_admin_consent(None);
+    let (status, consent_page, cookie) = browse(grant.clone(), "").await;
+    assert_eq!(status, 200, "the fake's consent page: {consent_page}");
+    let form: Vec<(String, String)> = ["client_id", "scope", "redirect_uri", "state"]
+        .iter()
+        .map(|name| {
+            let marker = format!("name=\"{name}\" value=\"");
+            let at = consent_page.find(&marker).expect("hidden field") + marker.len();
+            let end = at + consent_page[at..].find('"').expect("end");
+            (
+                name.to_string(),
+                consent_page[at..end].replace("&amp;", "&"),
+            )
+        })
+        .collect();
+    let mut declined = form.clone();
+    declined.push(("action".into(), "cancel".into()));
+    let answer = http()
+        .post(app.identity.admin_consent_url("organizations"))
+        .form(&declined)
+        .send()
+        .await
+        .expect("POST cancel");
+    let (status, page, _) = browse(location(&answer), &cookie).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("The app was not granted") && page.contains("access_denied"),
+        "{page}"
+    );
+    assert!(app.grant(&id).await.is_none(), "nothing stored");
+
+    // The administrator grants; then the booking account signs in.
+    app.identity.set_auto_admin_consent(Some(ADMIN));
+    let (status, page, _) = browse(grant, "").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Granted for your organization"), "{page}");
+    assert!(
+        app.grant(&id).await.is_none(),
+        "an admin consent stores nothing"
+    );
+    let next = link_to(&page, &link, "Sign in as the booking account");
+    let (status, page, _) = browse(next, "").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Connected as") && page.contains(ACCOUNT),
+        "{page}"
+    );
+    assert!(app.grant(&id).await.is_some());
 }
