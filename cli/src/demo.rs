@@ -4,7 +4,7 @@
 use crate::DemoArgs;
 use crate::serve::{ServeOptions, serve_on};
 use anyhow::Context;
-use roomtoken::domain::{Cloud, ConnectionId, Provider, Resource, Secret};
+use roomtoken::domain::{Cloud, ConnectionId, Provider, Resource, Secret, VendorApp};
 use roomtoken::flows::admin::{self, NewConnection};
 use roomtoken::store::StoreSpec;
 use roomtoken::{Broker, Config};
@@ -17,6 +17,13 @@ use tokio::net::TcpListener;
 const TENANT: &str = "00000000-0000-4000-8000-00000000d3e0";
 const CLIENT_ID: &str = "11111111-1111-4111-8111-11111111d3e0";
 const ACCOUNT: &str = "booking@contoso.example";
+const ADMIN: &str = "admin@contoso.example";
+/// The vendor's own tenant and multi-tenant app.
+const VENDOR_TENANT: &str = "33333333-3333-4333-8333-33333333d3e0";
+const VENDOR_CLIENT_ID: &str = "44444444-4444-4444-8444-44444444d3e0";
+/// Another organization, to see a second tenant refused.
+const OTHER_TENANT: &str = "55555555-5555-4555-8555-55555555d3e0";
+const OTHER_ACCOUNT: &str = "booking@fabrikam.example";
 
 pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.addr)
@@ -35,13 +42,50 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         multi_tenant: false,
         permissions: Vec::new(),
     });
-    identity.add_account(FakeAccount {
-        tenant: TENANT.into(),
-        oid: "22222222-2222-4222-8222-22222222d3e0".into(),
-        username: ACCOUNT.into(),
-        name: "Room booking".into(),
-        admin: false,
+    let vendor_secret = roomtoken::crypto::generate_signing_key();
+    let mut permissions: Vec<String> = Vec::new();
+    for resource in Resource::presets("ews,graph", Cloud::Global)? {
+        permissions.extend(resource.scopes);
+    }
+    identity.register_app(FakeApp {
+        tenant: VENDOR_TENANT.into(),
+        client_id: VENDOR_CLIENT_ID.into(),
+        client_secret: vendor_secret.expose().to_owned(),
+        redirect_uris: vec![format!("{}callback", public_url)],
+        multi_tenant: true,
+        permissions,
     });
+    for (tenant, oid, username, name, admin) in [
+        (
+            TENANT,
+            "22222222-2222-4222-8222-22222222d3e0",
+            ACCOUNT,
+            "Room booking",
+            false,
+        ),
+        (
+            TENANT,
+            "22222222-2222-4222-8222-22222222ad01",
+            ADMIN,
+            "Contoso administrator",
+            true,
+        ),
+        (
+            OTHER_TENANT,
+            "66666666-6666-4666-8666-66666666d3e0",
+            OTHER_ACCOUNT,
+            "Fabrikam room booking",
+            false,
+        ),
+    ] {
+        identity.add_account(FakeAccount {
+            tenant: tenant.into(),
+            oid: oid.into(),
+            username: username.into(),
+            name: name.into(),
+            admin,
+        });
+    }
 
     let store_dir = tempfile::tempdir().context("cannot create a temporary store")?;
     let mut config = Config::new(StoreSpec::File(store_dir.path().to_owned()));
@@ -73,6 +117,23 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let key = admin::create_key(&broker, &id, Some("demo display".into()), now).await?;
     let link = admin::consent_link(&broker, &id, now + time::Duration::days(1)).await?;
 
+    admin::set_vendor_app(
+        &broker,
+        &VendorApp {
+            client_id: VENDOR_CLIENT_ID.into(),
+            client_secret: Secret::new(vendor_secret.expose()),
+            cloud: Cloud::Global,
+            authority: Some(identity.base_url()),
+        },
+    )
+    .await?;
+    let vendor_id = ConnectionId::parse("demo-vendor")?;
+    admin::add_vendor_connection(&broker, vendor_id.clone(), None, now).await?;
+    let vendor_key =
+        admin::create_key(&broker, &vendor_id, Some("demo display".into()), now).await?;
+    let vendor_link =
+        admin::consent_link(&broker, &vendor_id, now + time::Duration::days(1)).await?;
+
     let instructions = format!(
         "\nroomtoken demo: a broker at {public_url} with a simulated Microsoft sign-in.\n\n\
          1. As the customer admin, open the consent link and sign in as {ACCOUNT}:\n   {link}\n\n\
@@ -81,8 +142,14 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
          curl -s -H 'Authorization: Bearer {key}' '{public_url}v1/connections/demo/token?resource=graph'\n\n\
          3. See the connection's state:\n   \
          curl -s -H 'Authorization: Bearer {key}' {public_url}v1/connections/demo/status\n\n\
+         Vendor-app mode (one multi-tenant app for every customer): open this link, grant as\n\
+         {ADMIN} (\"Grant for my organization\"), then sign in as {ACCOUNT}.\n\
+         Signing in before the grant shows what a customer sees then; {OTHER_ACCOUNT} is\n\
+         another organization. Add &lang=fr for French.\n   {vendor_link}\n   \
+         curl -s -H 'Authorization: Bearer {vendor_key}' {public_url}v1/connections/demo-vendor/token\n\n\
          Tokens are refreshed every 5 minutes when due. Everything is forgotten when you stop (Ctrl-C).\n",
         key = key.key.expose(),
+        vendor_key = vendor_key.key.expose(),
     );
     // The broker keeps serving even if whoever started it stopped reading.
     if let Err(e) = out

@@ -257,6 +257,13 @@ fn permission_in_words(name: &str, lang: Lang) -> &str {
     }
 }
 
+/// A link to a step of the consent, in the page's language.
+fn in_lang(url: &url::Url, lang: Lang) -> String {
+    let mut url = url.clone();
+    url.query_pairs_mut().append_pair("lang", lang.into());
+    url.into()
+}
+
 /// `?invite=…&step=…&lang=…`: a step of this same link.
 fn step_href(invite: &str, step: &str, lang: Lang) -> String {
     let query = url::form_urlencoded::Serializer::new(String::new())
@@ -326,7 +333,7 @@ fn admin_consented_page(sign_in: Option<&url::Url>, lang: Lang) -> Response {
             )) }
             p { (t("Next: the booking account signs in.", "Ensuite : le compte de réservation se connecte.")) }
             @if let Some(link) = sign_in {
-                (button(link.as_str(), t("Sign in as the booking account", "Se connecter avec le compte de réservation")))
+                (button(&in_lang(link, lang), t("Sign in as the booking account", "Se connecter avec le compte de réservation")))
             }
         },
     )
@@ -475,7 +482,7 @@ impl CallbackError {
                         "Votre organisation n’a pas encore autorisé cette application : Microsoft a donc refusé la connexion (AADSTS65001). Un administrateur de votre organisation Microsoft 365 l’autorise une fois ; puis le compte de réservation se connecte à nouveau.",
                     )) }
                     @if let Some(link) = &admin_consent {
-                        (button(link.as_str(), t("Grant for my organization", "Autoriser pour mon organisation")))
+                        (button(&in_lang(link, lang), t("Grant for my organization", "Autoriser pour mon organisation")))
                     }
                 },
             ),
@@ -501,7 +508,7 @@ impl CallbackError {
                         "Sans cette autorisation, les écrans ne peuvent pas obtenir de jetons. S’il s’agit d’une erreur, un administrateur peut recommencer ; si les permissions posent question, demandez à votre fournisseur lesquelles sont nécessaires et pourquoi.",
                     )) }
                     @if let Some(link) = &retry {
-                        (button(link.as_str(), t("Grant for my organization", "Autoriser pour mon organisation")))
+                        (button(&in_lang(link, lang), t("Grant for my organization", "Autoriser pour mon organisation")))
                     }
                 },
             ),

@@ -103,11 +103,7 @@ async fn vendor_path(kind: StoreKind) {
     let sign_in = format!("{}&step=sign-in", app.link(&id).await);
     let refused = app.consent_at(&sign_in).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
-    assert!(
-        refused.body.contains("AADSTS65001"),
-        "{}",
-        refused.body
-    );
+    assert!(refused.body.contains("AADSTS65001"), "{}", refused.body);
     assert!(
         refused.authorize.path().starts_with("/organizations/"),
         "{}",
