@@ -83,6 +83,40 @@ pub struct ConnectionArgs {
     pub app: AppArgs,
 }
 
+/// Where a client secret comes from: never an argument.
+#[derive(Args, Debug, Default)]
+pub struct SecretSource {
+    /// Read the client secret from standard input.
+    #[arg(long)]
+    pub client_secret_stdin: bool,
+    /// Read the client secret from a file.
+    #[arg(long, conflicts_with = "client_secret_stdin")]
+    pub client_secret_file: Option<PathBuf>,
+}
+
+impl SecretSource {
+    /// The secret, or `None` when neither source was given.
+    fn read(&self, stdin: &mut dyn BufRead) -> anyhow::Result<Option<Secret>> {
+        let text = if self.client_secret_stdin {
+            let mut text = String::new();
+            stdin
+                .read_to_string(&mut text)
+                .context("cannot read the client secret from stdin")?;
+            text
+        } else if let Some(path) = &self.client_secret_file {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+        } else {
+            return Ok(None);
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            bail!("the client secret is empty");
+        }
+        Ok(Some(Secret::new(text)))
+    }
+}
+
 /// The deployment's multi-tenant app.
 #[derive(Subcommand, Debug)]
 pub enum VendorAppCommand {
@@ -96,12 +130,8 @@ pub enum VendorAppCommand {
 pub struct VendorAppArgs {
     #[arg(long)]
     pub client_id: String,
-    /// Read the client secret from standard input.
-    #[arg(long)]
-    pub client_secret_stdin: bool,
-    /// Read the client secret from a file.
-    #[arg(long, conflicts_with = "client_secret_stdin")]
-    pub client_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub secret: SecretSource,
     /// Microsoft cloud: global, usgov or china.
     #[arg(long)]
     pub cloud: Option<Cloud>,
@@ -117,12 +147,8 @@ pub struct AppArgs {
     pub tenant: Option<String>,
     #[arg(long)]
     pub client_id: Option<String>,
-    /// Read the client secret from standard input.
-    #[arg(long)]
-    pub client_secret_stdin: bool,
-    /// Read the client secret from a file.
-    #[arg(long, conflicts_with = "client_secret_stdin")]
-    pub client_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub secret: SecretSource,
     /// Microsoft cloud: global, usgov or china.
     #[arg(long)]
     pub cloud: Option<Cloud>,
@@ -173,38 +199,6 @@ pub enum KeyCommand {
         #[arg(required = true)]
         key_ids: Vec<String>,
     },
-}
-
-fn read_secret(args: &AppArgs, stdin: &mut dyn BufRead) -> anyhow::Result<Option<Secret>> {
-    read_secret_from(
-        args.client_secret_stdin,
-        args.client_secret_file.as_deref(),
-        stdin,
-    )
-}
-
-/// The client secret from stdin (`from_stdin`) or a file; `None` for neither.
-fn read_secret_from(
-    from_stdin: bool,
-    file: Option<&std::path::Path>,
-    stdin: &mut dyn BufRead,
-) -> anyhow::Result<Option<Secret>> {
-    let text = if from_stdin {
-        let mut text = String::new();
-        stdin
-            .read_to_string(&mut text)
-            .context("cannot read the client secret from stdin")?;
-        text
-    } else if let Some(path) = file {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
-    } else {
-        return Ok(None);
-    };
-    let text = text.trim();
-    if text.is_empty() {
-        bail!("the client secret is empty");
-    }
-    Ok(Some(Secret::new(text)))
 }
 
 fn provider(args: &AppArgs) -> anyhow::Result<Option<Provider>> {
@@ -283,7 +277,7 @@ async fn connection(
             let provider = provider(app)?
                 .context("give --tenant (Entra ID) or --authorize-url and --token-url (any OAuth 2.0 server)")?;
             let client_id = app.client_id.clone().context("give --client-id")?;
-            let client_secret = read_secret(app, stdin)?.context(
+            let client_secret = app.secret.read(stdin)?.context(
                 "give the client secret on stdin with --client-secret-stdin (never as an argument)",
             )?;
             let resources = match resources(app, provider.cloud(), provider.is_microsoft())? {
@@ -325,7 +319,7 @@ async fn connection(
                 resources: resources(&args.app, effective.cloud(), effective.is_microsoft())?,
                 provider,
                 client_id: args.app.client_id.clone(),
-                client_secret: read_secret(&args.app, stdin)?,
+                client_secret: args.app.secret.read(stdin)?,
                 reset_account: args.reset_account,
             };
             let app = admin::update_connection(broker, &id, update).await?;
@@ -400,12 +394,7 @@ async fn vendor_app(
 ) -> anyhow::Result<()> {
     match command {
         VendorAppCommand::Set(args) => {
-            let client_secret = read_secret_from(
-                args.client_secret_stdin,
-                args.client_secret_file.as_deref(),
-                stdin,
-            )?
-            .context(
+            let client_secret = args.secret.read(stdin)?.context(
                 "give the client secret on stdin with --client-secret-stdin (never as an argument)",
             )?;
             let vendor = VendorApp {

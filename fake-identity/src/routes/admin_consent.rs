@@ -9,7 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use url::Url;
 
-use super::authorize::{Reject, needed_consent, redirect_back};
+use super::authorize::{Reject, app_and_redirect, needed_consent, redirect_back};
 use crate::errors::RequestCtx;
 use crate::model::FakeApp;
 use crate::pages::{AdminConsentPage, admin_consent_page};
@@ -58,36 +58,8 @@ fn validate(st: &state::State, tenant: &str, p: &Params) -> Result<ConsentReques
             ),
         ));
     }
-    let Some(client_id) = p.get("client_id") else {
-        return Err(Reject::page(
-            900144,
-            "The request body must contain the following parameter: 'client_id'.".to_owned(),
-        ));
-    };
-    let app = st
-        .app(tenant, client_id)
-        .or_else(|| st.multi_tenant_app(client_id));
-    let Some(app) = app.cloned() else {
-        return Err(Reject::page(
-            700016,
-            format!(
-                "Application with identifier '{client_id}' was not found in the directory '{tenant}'."
-            ),
-        ));
-    };
-    let redirect_uri = p.get("redirect_uri").unwrap_or_default();
-    let redirect = match Url::parse(redirect_uri) {
-        Ok(url) if app.redirect_uris.iter().any(|r| r == redirect_uri) => url,
-        _ => {
-            return Err(Reject::page(
-                50011,
-                format!(
-                    "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{}'.",
-                    app.client_id
-                ),
-            ));
-        }
-    };
+    let (app, redirect) = app_and_redirect(st, tenant, p)?;
+    let app = app.clone();
     let request = ConsentRequest {
         tenant: tenant.to_owned(),
         app,

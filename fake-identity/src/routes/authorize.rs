@@ -103,6 +103,44 @@ pub(crate) fn redirect_back(mut redirect: Url, params: &[(&str, &str)]) -> Respo
     }
 }
 
+/// The app a request names (registered in `tenant`, or multi-tenant: the
+/// sign-in then needs that tenant's consent) and its registered redirect
+/// URI, or the error page Microsoft shows instead of redirecting.
+pub(crate) fn app_and_redirect<'a>(
+    st: &'a state::State,
+    tenant: &str,
+    p: &Params,
+) -> Result<(&'a FakeApp, Url), Reject> {
+    let Some(client_id) = p.get("client_id") else {
+        return Err(Reject::page(
+            900144,
+            "The request body must contain the following parameter: 'client_id'.".to_owned(),
+        ));
+    };
+    let app = st
+        .app(tenant, client_id)
+        .or_else(|| st.multi_tenant_app(client_id));
+    let Some(app) = app else {
+        return Err(Reject::page(
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+            ),
+        ));
+    };
+    let redirect_uri = p.get("redirect_uri").unwrap_or_default();
+    match Url::parse(redirect_uri) {
+        Ok(url) if app.redirect_uris.iter().any(|r| r == redirect_uri) => Ok((app, url)),
+        _ => Err(Reject::page(
+            50011,
+            format!(
+                "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to learn more about how to fix this.",
+                app.client_id
+            ),
+        )),
+    }
+}
+
 /// Validates in Microsoft's order: problems with the tenant, the app or the
 /// redirect URI give an error page; later problems redirect back.
 fn validate(st: &state::State, tenant: &str, p: &Params) -> Result<AuthzRequest, Reject> {
@@ -127,38 +165,9 @@ fn validate(st: &state::State, tenant: &str, p: &Params) -> Result<AuthzRequest,
             ),
         ));
     }
-    let Some(client_id) = client_id else {
-        return Err(Reject::page(
-            900144,
-            "The request body must contain the following parameter: 'client_id'.".to_owned(),
-        ));
-    };
-    // A multi-tenant app can be asked for in any tenant: the sign-in then
-    // needs that tenant's consent.
-    let app = st
-        .app(tenant, client_id)
-        .or_else(|| st.multi_tenant_app(client_id));
-    let Some(app) = app else {
-        return Err(Reject::page(
-            700016,
-            format!(
-                "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
-            ),
-        ));
-    };
+    let (app, redirect) = app_and_redirect(st, tenant, p)?;
+    // Kept as sent: the token request must repeat it exactly.
     let redirect_uri = p.get("redirect_uri").unwrap_or_default();
-    let redirect = match Url::parse(redirect_uri) {
-        Ok(url) if app.redirect_uris.iter().any(|r| r == redirect_uri) => url,
-        _ => {
-            return Err(Reject::page(
-                50011,
-                format!(
-                    "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to learn more about how to fix this.",
-                    app.client_id
-                ),
-            ));
-        }
-    };
 
     let state = p.get("state").map(str::to_owned);
     let back = |error: &'static str, code: u32, message: String| Reject::Redirect {

@@ -162,6 +162,13 @@ impl Provider {
     /// Microsoft's admin-consent endpoint for this app's tenant (or
     /// `/organizations/`): `{login}/{tenant}/v2.0/adminconsent`.
     pub fn admin_consent_url(&self) -> Option<Url> {
+        let (origin, tenant) = self.login()?;
+        Url::parse(&format!("{origin}/{tenant}/v2.0/adminconsent")).ok()
+    }
+
+    /// The sign-in origin (the cloud's, or the authority that replaces it)
+    /// and the tenant of a Microsoft provider.
+    fn login(&self) -> Option<(String, &str)> {
         let Self::Microsoft {
             tenant,
             cloud,
@@ -174,7 +181,7 @@ impl Provider {
             .as_ref()
             .map(|url| url.as_str().trim_end_matches('/').to_owned())
             .unwrap_or_else(|| cloud.login_origin().to_owned());
-        Url::parse(&format!("{origin}/{tenant}/v2.0/adminconsent")).ok()
+        Some((origin, tenant))
     }
 
     pub fn token_url(&self) -> Url {
@@ -204,18 +211,9 @@ impl Provider {
     }
 
     fn microsoft_endpoint(&self, endpoint: &str) -> Url {
-        let Self::Microsoft {
-            tenant,
-            cloud,
-            authority,
-        } = self
-        else {
+        let Some((origin, tenant)) = self.login() else {
             unreachable!("only called on Microsoft providers")
         };
-        let origin = authority
-            .as_ref()
-            .map(|url| url.as_str().trim_end_matches('/').to_owned())
-            .unwrap_or_else(|| cloud.login_origin().to_owned());
         let text = format!("{origin}/{tenant}/oauth2/v2.0/{endpoint}");
         // The tenant was validated to a URL-safe alphabet and the origin is a URL.
         Url::parse(&text).unwrap_or_else(|_| unreachable!("valid endpoint URL: {text}"))
