@@ -405,7 +405,7 @@ fn authorization_code(
     if !is_work_alias(r.tenant) && key(&grant.tenant) != key(r.tenant) {
         return Err(AadError::invalid_grant(
             700005,
-            "Provided Authorization Code is intended to use against other r.tenant, thus rejected.",
+            "Provided Authorization Code is intended to use against other tenant, thus rejected.",
         ));
     }
     if key(&grant.client_id) != key(&r.app.client_id) {

@@ -229,6 +229,11 @@ fn require_secure(url: &Url, what: &'static str) -> Result<(), InvalidApp> {
     }
 }
 
+/// Whether `text` is a GUID (8-4-4-4-12 hex digits), as tenant ids are.
+pub fn is_guid(text: &str) -> bool {
+    looks_like_guid(text)
+}
+
 fn looks_like_guid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5

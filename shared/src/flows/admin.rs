@@ -25,6 +25,14 @@ pub enum AdminError {
     EmptySecret,
     #[error("no vendor app is set: run `roomtoken vendor-app set` first")]
     NoVendorApp,
+    #[error(
+        "connection '{0}' uses the vendor app: its app, client id and secret are the vendor app's (`roomtoken vendor-app set`); only --resources and --reset-account apply"
+    )]
+    VendorConnection(ConnectionId),
+    #[error(
+        "the vendor app's client id and cloud are fixed once set (connections were added with them): only its secret can be replaced"
+    )]
+    VendorAppChanged,
     #[error(transparent)]
     Invalid(#[from] InvalidApp),
     #[error(transparent)]
@@ -93,6 +101,13 @@ pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<(), A
     if vendor.client_secret.expose().trim().is_empty() {
         return Err(AdminError::EmptySecret);
     }
+    if let Some(current) = broker.repo.vendor_app().await?
+        && (current.client_id != vendor.client_id
+            || current.cloud != vendor.cloud
+            || current.authority != vendor.authority)
+    {
+        return Err(AdminError::VendorAppChanged);
+    }
     broker.repo.set_vendor_app(vendor).await?;
     tracing::info!(client_id = %vendor.client_id, "vendor app set");
     Ok(())
@@ -152,6 +167,25 @@ pub async fn update_connection(
     let repo = &broker.repo;
     let serve = serve_of(broker, id).await?;
     let mut app = serve.value.app.clone();
+    let vendor = app.vendor;
+    if vendor
+        && (update.provider.is_some()
+            || update.client_id.is_some()
+            || update.client_secret.is_some())
+    {
+        return Err(AdminError::VendorConnection(id.clone()));
+    }
+    if vendor && update.reset_account {
+        // Forgetting the account forgets its tenant too: the next consent
+        // goes through `/organizations/` again.
+        let (cloud, authority) = match &app.provider {
+            Provider::Microsoft {
+                cloud, authority, ..
+            } => (*cloud, authority.clone()),
+            Provider::OAuth2 { .. } => (crate::domain::Cloud::Global, None),
+        };
+        app.provider = Provider::vendor(cloud, authority);
+    }
     let app_changed =
         update.provider.is_some() || update.client_id.is_some() || update.resources.is_some();
     if let Some(provider) = update.provider {
@@ -161,13 +195,14 @@ pub async fn update_connection(
         app.resources = resources;
     }
     let client_id = update.client_id.unwrap_or_else(|| app.client_id.clone());
-    let app = AppRegistration::new(
+    let mut app = AppRegistration::new(
         app.id,
         app.provider,
         &client_id,
         app.resources,
         app.created_at,
     )?;
+    app.vendor = vendor;
     if let Some(secret) = &update.client_secret
         && secret.expose().trim().is_empty()
     {

@@ -142,7 +142,10 @@ pub async fn connect_callback(
     }
     if let Some(error) = params.error {
         let description = params.error_description.as_deref().unwrap_or_default();
-        let needs_admin = error == "consent_required"
+        // Entra ID asks for consent in more than one way: `consent_required`
+        // (AADSTS65001), "need admin approval" (AADSTS90094), or a user
+        // who could not consent and went back (`access_denied`).
+        let needs_admin = matches!(error.as_str(), "consent_required" | "access_denied")
             || ["AADSTS65001", "AADSTS90094"]
                 .iter()
                 .any(|code| description.contains(code));
@@ -221,6 +224,11 @@ pub async fn connect_callback(
     // another tenant fails the `tid` check).
     let mut app = app;
     if let (AccountKey::Microsoft { tid, .. }, true) = (&account.key, app.vendor) {
+        // The tenant goes into every later URL and is the check on later
+        // sign-ins: only a tenant id (a GUID) is pinned.
+        if !crate::domain::app::is_guid(tid) {
+            return Err(ClaimsError::Tenant.into());
+        }
         app.provider = app.provider.in_tenant(tid);
     }
 

@@ -203,7 +203,16 @@ pub async fn callback_page(
         admin_consent: query.admin_consent,
     };
     let sealed = jar.get(CONSENT_COOKIE).map(|c| c.value().to_owned());
-    let response = match connect_callback(&broker, answer, sealed.as_deref(), broker.now()).await {
+    let result = connect_callback(&broker, answer, sealed.as_deref(), broker.now()).await;
+    // A session serves one callback: whatever the answer to it, it is
+    // spent. An answer that is not for this session (another `state`, or
+    // none) leaves it alone, so that no other page can cancel a consent.
+    let spent = sealed.is_some()
+        && !matches!(
+            result,
+            Err(CallbackError::NoSession | CallbackError::StateMismatch)
+        );
+    let response = match result {
         Ok(Completed::Connected(connected)) => connected_page(&connected, lang),
         Ok(Completed::AdminConsented { sign_in }) => admin_consented_page(sign_in.as_ref(), lang),
         Err(e) => {
@@ -211,9 +220,8 @@ pub async fn callback_page(
             e.render(lang)
         }
     };
-    // A session serves one callback: whatever the answer, it is spent.
-    let jar = match (sealed, broker.redirect_uri()) {
-        (Some(_), Ok(uri)) => {
+    let jar = match (spent, broker.redirect_uri()) {
+        (true, Ok(uri)) => {
             let path = uri.path().to_owned();
             jar.remove(Cookie::build(CONSENT_COOKIE).path(path.clone()))
                 .remove(Cookie::build(LANG_COOKIE).path(path))
@@ -234,8 +242,8 @@ fn button(href: &str, text: &str) -> Markup {
 fn permission_in_words(name: &str, lang: Lang) -> &str {
     match name {
         "Calendars.ReadWrite" => lang.pick(
-            "Read and change the calendars the booking account can open",
-            "Lire et modifier les calendriers auxquels le compte de réservation a accès",
+            "Read and change the booking account's own calendar",
+            "Lire et modifier le calendrier du compte de réservation",
         ),
         "Calendars.ReadWrite.Shared" => lang.pick(
             "Read and change calendars shared with the booking account (the rooms')",
@@ -292,6 +300,13 @@ fn vendor_intro_page(intro: &VendorIntro, invite: &str, lang: Lang) -> Response 
             ul {
                 @for name in &intro.permissions {
                     li { (permission_in_words(name, lang)) " (" code { (name) } ")" }
+                }
+                li {
+                    (t(
+                        "Keep this access when nobody is signed in, until the booking account's password changes or an administrator revokes it",
+                        "Garder cet accès sans que personne ne soit connecté, jusqu’au changement du mot de passe du compte de réservation ou à sa révocation par un administrateur",
+                    ))
+                    " (" code { "offline_access" } ")"
                 }
             }
             @if let Some(account) = &intro.account {
@@ -478,8 +493,8 @@ impl CallbackError {
                 ),
                 html! {
                     p { (t(
-                        "Your organization has not granted this app yet, so Microsoft refused the sign-in (AADSTS65001). An administrator of your Microsoft 365 organization grants it once; then the booking account signs in again.",
-                        "Votre organisation n’a pas encore autorisé cette application : Microsoft a donc refusé la connexion (AADSTS65001). Un administrateur de votre organisation Microsoft 365 l’autorise une fois ; puis le compte de réservation se connecte à nouveau.",
+                        "Microsoft did not let the booking account sign in, or the sign-in was cancelled. Unless your organization has granted this app, an administrator of your Microsoft 365 organization grants it once; then the booking account signs in again.",
+                        "Microsoft n’a pas laissé le compte de réservation se connecter, ou la connexion a été annulée. Tant que votre organisation n’a pas autorisé cette application, un administrateur de votre organisation Microsoft 365 l’autorise une fois ; puis le compte de réservation se connecte à nouveau.",
                     )) }
                     @if let Some(link) = &admin_consent {
                         (button(&in_lang(link, lang), t("Grant for my organization", "Autoriser pour mon organisation")))

@@ -74,3 +74,43 @@ async fn lang_on_the_link_wins_and_reaches_the_callback() {
         "{page}"
     );
 }
+
+/// A callback that is not the answer to this browser's sign-in (another
+/// `state`) is refused and leaves the sign-in in progress alone: no other
+/// page can cancel a consent by sending the browser to `/callback`.
+#[tokio::test]
+async fn a_foreign_callback_does_not_spend_the_session() {
+    let app = spawn_app(StoreKind::File).await;
+    let id = unique_id("foreign");
+    app.add_connection(&id).await;
+    let start = http()
+        .get(app.link(&id).await)
+        .send()
+        .await
+        .expect("GET link");
+    let cookie = cookies_set(&start);
+    let signed_in = http().get(location(&start)).send().await.expect("sign-in");
+    let callback = location(&signed_in);
+    let foreign = http()
+        .get(app.url.join("callback?state=forged&code=x").expect("url"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET callback");
+    assert_eq!(foreign.status(), 400);
+    assert!(
+        foreign.headers().get("set-cookie").is_none(),
+        "the session is kept"
+    );
+    let answer = http()
+        .get(callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET callback");
+    assert_eq!(answer.status(), 200, "the real answer still connects");
+    assert!(
+        answer.headers().get("set-cookie").is_some(),
+        "and spends the session"
+    );
+}

@@ -103,7 +103,13 @@ async fn vendor_path(kind: StoreKind) {
     let sign_in = format!("{}&step=sign-in", app.link(&id).await);
     let refused = app.consent_at(&sign_in).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
-    assert!(refused.body.contains("AADSTS65001"), "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("An administrator must grant the app first"),
+        "{}",
+        refused.body
+    );
     assert!(
         refused.authorize.path().starts_with("/organizations/"),
         "{}",
@@ -293,4 +299,73 @@ async fn the_link_leads_an_admin_through_consent_then_the_booking_account() {
         "{page}"
     );
     assert!(app.grant(&id).await.is_some());
+}
+
+/// A vendor connection's app is the vendor app's: `connection update` may
+/// not give it a client id or secret of its own, and `--reset-account`
+/// forgets the pinned tenant too. The vendor app's client id is fixed once
+/// connections use it; its secret can be replaced.
+#[tokio::test]
+async fn the_vendor_app_is_changed_in_one_place() {
+    let app = spawn_app(StoreKind::File).await;
+    let (id, vendor_secret) = vendor_connection(&app).await;
+    admin_consents(&app).await;
+    let sign_in = format!("{}&step=sign-in", app.link(&id).await);
+    assert_eq!(app.consent_at(&sign_in).await.status, 200);
+
+    let refused = app
+        .cli(&["connection", "update", &id, "--client-id", CLIENT_ID], "")
+        .await
+        .expect_err("a vendor connection has no client id of its own");
+    assert!(refused.contains("uses the vendor app"), "{refused}");
+    app.cli(&["connection", "update", &id, "--reset-account"], "")
+        .await
+        .expect("reset");
+    let connection = ConnectionId::parse(&id).expect("id");
+    let serve = app
+        .broker
+        .repo
+        .serve(&connection)
+        .await
+        .expect("store")
+        .expect("serve");
+    assert!(serve.value.app.vendor, "still a vendor connection");
+    assert!(
+        matches!(&serve.value.app.provider, Provider::Microsoft { tenant, .. } if tenant == "organizations"),
+        "{:?}",
+        serve.value.app.provider
+    );
+    assert_eq!(app.consent_at(&sign_in).await.status, 200, "connects again");
+
+    let authority = app.identity.base_url().to_string();
+    let other = app
+        .cli(
+            &[
+                "vendor-app",
+                "set",
+                "--client-id",
+                CLIENT_ID,
+                "--client-secret-stdin",
+                "--authority",
+                &authority,
+            ],
+            "another-secret",
+        )
+        .await
+        .expect_err("another app registration");
+    assert!(other.contains("fixed once set"), "{other}");
+    app.cli(
+        &[
+            "vendor-app",
+            "set",
+            "--client-id",
+            VENDOR_CLIENT,
+            "--client-secret-stdin",
+            "--authority",
+            &authority,
+        ],
+        &vendor_secret,
+    )
+    .await
+    .expect("a new secret for the same app");
 }
