@@ -403,8 +403,14 @@ async fn vendor_app(
                 cloud: args.cloud.unwrap_or_default(),
                 authority: args.authority.clone(),
             };
-            admin::set_vendor_app(broker, &vendor).await?;
+            let retried = admin::set_vendor_app(broker, &vendor).await?;
             writeln!(out, "vendor app set: client id {}", vendor.client_id)?;
+            if retried > 0 {
+                writeln!(
+                    out,
+                    "{retried} vendor connection(s) stopped by the old secret will be tried again by the next refresh pass"
+                )?;
+            }
             if let Ok(redirect) = broker.redirect_uri() {
                 writeln!(out, "redirect URI to register in the app: {redirect}")?;
             }

@@ -117,7 +117,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let key = admin::create_key(&broker, &id, Some("demo display".into()), now).await?;
     let link = admin::consent_link(&broker, &id, now + time::Duration::days(1)).await?;
 
-    admin::set_vendor_app(
+    let _retried = admin::set_vendor_app(
         &broker,
         &VendorApp {
             client_id: VENDOR_CLIENT_ID.into(),

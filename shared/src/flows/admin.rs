@@ -93,8 +93,10 @@ pub async fn add_vendor_connection(
     create_connection(broker, app, Secret::new(""), now).await
 }
 
-/// Stores the vendor app (`roomtoken vendor-app set`).
-pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<(), AdminError> {
+/// Stores the vendor app (`roomtoken vendor-app set`), then gives its
+/// connections that a wrong, expired or missing secret stopped
+/// (`app_misconfigured`) another attempt. Returns how many.
+pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<usize, AdminError> {
     if vendor.client_id.trim().is_empty() {
         return Err(InvalidApp::ClientId.into());
     }
@@ -110,7 +112,35 @@ pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<(), A
     }
     broker.repo.set_vendor_app(vendor).await?;
     tracing::info!(client_id = %vendor.client_id, "vendor app set");
-    Ok(())
+    // One read per connection: an operator's command, run when a secret
+    // is replaced, not on any schedule.
+    let now = broker.now();
+    let mut retried = 0;
+    for id in broker.repo.connection_ids().await? {
+        let Some(serve) = broker.repo.serve(&id).await? else {
+            continue;
+        };
+        let stopped = |record: &ServeRecord| {
+            record.app.vendor && record.status.state == ConnectionState::AppMisconfigured
+        };
+        if !stopped(&serve.value) {
+            continue;
+        }
+        let written = broker
+            .repo
+            .update::<ServeRecord, _>(&id, Part::Serve, Writer::Person, now, |record| {
+                let mut record = record.filter(stopped)?;
+                record.status = Status {
+                    state: ConnectionState::Degraded,
+                    next_attempt_at: None,
+                    ..record.status
+                };
+                Some(record)
+            })
+            .await?;
+        retried += usize::from(written.is_some());
+    }
+    Ok(retried)
 }
 
 /// Both secrets of a new connection, or `Exists` when any part is there.

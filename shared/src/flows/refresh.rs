@@ -329,12 +329,24 @@ impl Pass<'_> {
             return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
         };
         let Some(client_secret) = self.client_secret(app, &grant.value).await? else {
-            // Nothing redeemed, nothing lost: the next pass tries again.
-            let message = "this connection uses the vendor app, and none is set: run `roomtoken vendor-app set`";
-            return Ok((
-                Outcome::StoreFailed(message.into()),
-                serve.value.status.state,
-            ));
+            // Nothing redeemed, nothing lost; only the operator can fix it
+            // (`vendor-app set` gives such connections another attempt).
+            let error = LastError {
+                class: FailureClass::AppMisconfigured,
+                code: "no_vendor_app".into(),
+                message: "this connection uses the vendor app, and none is set: run `roomtoken vendor-app set`".into(),
+                trace_id: None,
+                correlation_id: None,
+                at: now,
+            };
+            let state = write_serve(self.repo, id, serve, now, |record| {
+                let next = record.status.after_failure(error.clone());
+                let worth_writing = record.status.worth_writing(&next);
+                record.status = next;
+                worth_writing
+            })
+            .await?;
+            return Ok((Outcome::Failed(error), state));
         };
         let client_secret = &client_secret;
         // One request per resource, each with the newest refresh token.

@@ -3,7 +3,7 @@
 //! `/organizations/` once the customer's admin has consented; the callback
 //! pins the signed-in tenant, and every later request goes there.
 
-use roomtoken::domain::{ConnectionId, Provider};
+use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass, Provider};
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
 use roomtoken_fake_identity::FakeApp;
 use roomtoken_tests::*;
@@ -368,4 +368,90 @@ async fn the_vendor_app_is_changed_in_one_place() {
     )
     .await
     .expect("a new secret for the same app");
+}
+
+async fn refresh(app: &TestApp, id: &ConnectionId) -> Outcome {
+    let options = PassOptions {
+        only: Some(id.clone()),
+        force: true,
+    };
+    let report = refresh_pass(&app.broker, &options, app.broker.now())
+        .await
+        .expect("pass");
+    report.results[0].outcome.clone()
+}
+
+/// When the vendor app's secret expires (or the vendor app is gone), its
+/// connections stop as `app_misconfigured`, and one `vendor-app set` with
+/// a new secret sends every one of them back to work.
+#[tokio::test]
+async fn one_vendor_app_set_revives_every_connection_a_bad_secret_stopped() {
+    let app = spawn_app(StoreKind::File).await;
+    let (id, _) = vendor_connection(&app).await;
+    admin_consents(&app).await;
+    let sign_in = format!("{}&step=sign-in", app.link(&id).await);
+    assert_eq!(app.consent_at(&sign_in).await.status, 200);
+    let connection = ConnectionId::parse(&id).expect("id");
+
+    // The secret is replaced at Microsoft: the stored one no longer works.
+    let new_secret = format!("vendor-secret-{}", unique_id("new"));
+    let mut permissions = vec![EWS.to_owned()];
+    permissions.extend(GRAPH.map(String::from));
+    app.identity.register_app(FakeApp {
+        tenant: VENDOR_TENANT.into(),
+        client_id: VENDOR_CLIENT.into(),
+        client_secret: new_secret.clone(),
+        redirect_uris: vec![format!("{}callback", app.url)],
+        multi_tenant: true,
+        permissions,
+    });
+    let failed = refresh(&app, &connection).await;
+    assert!(
+        matches!(&failed, Outcome::Failed(e) if e.class == FailureClass::AppMisconfigured),
+        "{failed:?}"
+    );
+    assert_eq!(
+        app.status(&id).await.state,
+        ConnectionState::AppMisconfigured
+    );
+
+    let authority = app.identity.base_url().to_string();
+    let printed = app
+        .cli(
+            &[
+                "vendor-app",
+                "set",
+                "--client-id",
+                VENDOR_CLIENT,
+                "--client-secret-stdin",
+                "--authority",
+                &authority,
+            ],
+            &new_secret,
+        )
+        .await
+        .expect("vendor-app set");
+    assert!(printed.contains("1 vendor connection(s)"), "{printed}");
+    assert_eq!(app.status(&id).await.state, ConnectionState::Degraded);
+    let outcome = refresh(&app, &connection).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+
+    // No vendor app at all: said so, and nothing is asked of Microsoft.
+    app.broker
+        .repo
+        .store()
+        .delete("system/vendor-app")
+        .await
+        .expect("delete");
+    let requests = app.identity.counters().token_requests;
+    let missing = refresh(&app, &connection).await;
+    assert!(
+        matches!(&missing, Outcome::Failed(e) if e.code == "no_vendor_app"),
+        "{missing:?}"
+    );
+    assert_eq!(app.identity.counters().token_requests, requests);
+    assert_eq!(
+        app.status(&id).await.state,
+        ConnectionState::AppMisconfigured
+    );
 }
