@@ -73,9 +73,10 @@ pub enum ConnectionCommand {
 pub struct ConnectionArgs {
     pub id: ConnectionId,
     /// Use the deployment's vendor app (`roomtoken vendor-app set`): no
-    /// tenant and no secret; the customer's admin consents through the link.
+    /// secret; the customer's admin consents through the link. With
+    /// --tenant, only that organization can connect it.
     #[arg(long, conflicts_with_all = [
-        "tenant", "client_id", "client_secret_stdin", "client_secret_file",
+        "client_id", "client_secret_stdin", "client_secret_file",
         "authorize_url", "token_url", "scopes", "cloud", "authority",
     ])]
     pub vendor_app: bool,
@@ -261,8 +262,9 @@ async fn connection(
 ) -> anyhow::Result<()> {
     match command {
         ConnectionCommand::Add(args) if args.vendor_app => {
-            let resources = args.app.resources.as_deref();
-            let app = admin::add_vendor_connection(broker, args.id.clone(), resources, now).await?;
+            let (tenant, resources) = (args.app.tenant.as_deref(), args.app.resources.as_deref());
+            let app = admin::add_vendor_connection(broker, args.id.clone(), tenant, resources, now)
+                .await?;
             writeln!(out, "added connection {} (vendor app)", app.id)?;
             writeln!(
                 out,

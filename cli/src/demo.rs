@@ -128,7 +128,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     )
     .await?;
     let vendor_id = ConnectionId::parse("demo-vendor")?;
-    admin::add_vendor_connection(&broker, vendor_id.clone(), None, now).await?;
+    admin::add_vendor_connection(&broker, vendor_id.clone(), None, None, now).await?;
     let vendor_key =
         admin::create_key(&broker, &vendor_id, Some("demo display".into()), now).await?;
     let vendor_link =

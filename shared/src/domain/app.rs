@@ -128,6 +128,19 @@ impl Provider {
         }
     }
 
+    /// The same provider, signing in at `authority` instead of its cloud's
+    /// login origin (the demo and the tests).
+    pub fn in_authority(self, authority: Option<Url>) -> Self {
+        match self {
+            Self::Microsoft { tenant, cloud, .. } => Self::Microsoft {
+                tenant,
+                cloud,
+                authority,
+            },
+            other => other,
+        }
+    }
+
     /// The same provider in the tenant `tid` (a vendor connection, once its
     /// booking account signed in: every later request goes to its tenant).
     pub fn in_tenant(&self, tid: &str) -> Self {

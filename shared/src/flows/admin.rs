@@ -72,11 +72,13 @@ pub async fn add_connection(
 
 /// Adds a connection that uses the deployment's vendor app: no tenant and
 /// no secret of its own. Its first sign-in goes through `/organizations/`
-/// and pins the signed-in tenant. `resources`: preset names (`ews,graph`,
-/// the default).
+/// and pins the signed-in tenant; with `tenant` (an id or a verified
+/// domain) only that organization can connect it. `resources`: preset
+/// names (`ews,graph`, the default).
 pub async fn add_vendor_connection(
     broker: &Broker,
     id: ConnectionId,
+    tenant: Option<&str>,
     resources: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<AppRegistration, AdminError> {
@@ -86,7 +88,10 @@ pub async fn add_vendor_connection(
         .await?
         .ok_or(AdminError::NoVendorApp)?;
     let resources = Resource::presets(resources.unwrap_or("ews,graph"), vendor.cloud)?;
-    let provider = Provider::vendor(vendor.cloud, vendor.authority.clone());
+    let provider = match tenant {
+        None => Provider::vendor(vendor.cloud, vendor.authority.clone()),
+        Some(tenant) => Provider::microsoft(tenant, vendor.cloud)?.in_authority(vendor.authority),
+    };
     let mut app = AppRegistration::new(id, provider, &vendor.client_id, resources, now)?;
     app.vendor = true;
     // The grant holds no secret: the vendor app's is read where it is used.
@@ -204,17 +209,6 @@ pub async fn update_connection(
             || update.client_secret.is_some())
     {
         return Err(AdminError::VendorConnection(id.clone()));
-    }
-    if vendor && update.reset_account {
-        // Forgetting the account forgets its tenant too: the next consent
-        // goes through `/organizations/` again.
-        let (cloud, authority) = match &app.provider {
-            Provider::Microsoft {
-                cloud, authority, ..
-            } => (*cloud, authority.clone()),
-            Provider::OAuth2 { .. } => (crate::domain::Cloud::Global, None),
-        };
-        app.provider = Provider::vendor(cloud, authority);
     }
     let app_changed =
         update.provider.is_some() || update.client_id.is_some() || update.resources.is_some();

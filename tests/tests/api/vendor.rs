@@ -303,7 +303,7 @@ async fn the_link_leads_an_admin_through_consent_then_the_booking_account() {
 
 /// A vendor connection's app is the vendor app's: `connection update` may
 /// not give it a client id or secret of its own, and `--reset-account`
-/// forgets the pinned tenant too. The vendor app's client id is fixed once
+/// forgets the account, not its organization. The vendor app's client id is fixed once
 /// connections use it; its secret can be replaced.
 #[tokio::test]
 async fn the_vendor_app_is_changed_in_one_place() {
@@ -331,8 +331,8 @@ async fn the_vendor_app_is_changed_in_one_place() {
         .expect("serve");
     assert!(serve.value.app.vendor, "still a vendor connection");
     assert!(
-        matches!(&serve.value.app.provider, Provider::Microsoft { tenant, .. } if tenant == "organizations"),
-        "{:?}",
+        matches!(&serve.value.app.provider, Provider::Microsoft { tenant, .. } if tenant == TENANT),
+        "the organization stays pinned: {:?}",
         serve.value.app.provider
     );
     assert_eq!(app.consent_at(&sign_in).await.status, 200, "connects again");
@@ -453,5 +453,29 @@ async fn one_vendor_app_set_revives_every_connection_a_bad_secret_stopped() {
     assert_eq!(
         app.status(&id).await.state,
         ConnectionState::AppMisconfigured
+    );
+}
+
+/// With `--tenant`, only that organization can connect a vendor link: the
+/// sign-in goes to its own authority, never `/organizations/`.
+#[tokio::test]
+async fn a_vendor_link_can_be_kept_to_one_organization() {
+    let app = spawn_app(StoreKind::File).await;
+    let (_, _) = vendor_connection(&app).await;
+    admin_consents(&app).await;
+    let id = unique_id("vendor-tenant");
+    app.cli(
+        &["connection", "add", &id, "--vendor-app", "--tenant", TENANT],
+        "",
+    )
+    .await
+    .expect("connection add --vendor-app --tenant");
+    let sign_in = format!("{}&step=sign-in", app.link(&id).await);
+    let consent = app.consent_at(&sign_in).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(
+        consent.authorize.path().starts_with(&format!("/{TENANT}/")),
+        "{}",
+        consent.authorize
     );
 }
