@@ -265,6 +265,72 @@ fn permission_in_words(name: &str, lang: Lang) -> &str {
     }
 }
 
+/// What an Entra ID error code means, for the page that shows it (the
+/// codes of `microsoft-identity.md` that a consent can meet).
+fn aadsts_meaning(code: &str, lang: Lang) -> Option<&'static str> {
+    let t = |en, fr| Some(lang.pick(en, fr));
+    match code.strip_prefix("AADSTS")? {
+        "7000215" => t(
+            "the app's client secret is wrong",
+            "le secret client de l’application est incorrect",
+        ),
+        "7000222" => t(
+            "the app's client secret has expired",
+            "le secret client de l’application a expiré",
+        ),
+        "700016" => t(
+            "the app is not in this organization (wrong tenant, or not granted there)",
+            "l’application n’existe pas dans cette organisation (mauvais locataire, ou pas autorisée)",
+        ),
+        "90002" => t(
+            "this tenant does not exist in this Microsoft cloud",
+            "ce locataire n’existe pas dans ce cloud Microsoft",
+        ),
+        "50011" => t(
+            "the app does not list this broker's redirect URI",
+            "l’application ne déclare pas l’URI de redirection de ce service",
+        ),
+        "65001" => t(
+            "the organization has not granted the app",
+            "l’organisation n’a pas autorisé l’application",
+        ),
+        "90094" => t(
+            "an administrator must grant the app",
+            "un administrateur doit autoriser l’application",
+        ),
+        "53003" | "53000" | "53001" => t(
+            "a Conditional Access policy blocked the sign-in",
+            "une stratégie d’accès conditionnel a bloqué la connexion",
+        ),
+        "50076" | "50079" | "50158" => t(
+            "the account must complete multi-factor authentication",
+            "le compte doit effectuer l’authentification multifacteur",
+        ),
+        "50057" => t("the account is disabled", "le compte est désactivé"),
+        "50034" => t(
+            "the account does not exist in this organization",
+            "le compte n’existe pas dans cette organisation",
+        ),
+        "50173" => t(
+            "the grant was revoked (for example after a password change)",
+            "l’autorisation a été révoquée (par exemple après un changement de mot de passe)",
+        ),
+        "700082" => t(
+            "the grant expired after 90 days without use",
+            "l’autorisation a expiré après 90 jours sans utilisation",
+        ),
+        "70008" => t(
+            "the sign-in code has expired",
+            "le code de connexion a expiré",
+        ),
+        "54005" => t(
+            "the sign-in code was already used",
+            "le code de connexion a déjà servi",
+        ),
+        _ => None,
+    }
+}
+
 /// A link to a step of the consent, in the page's language.
 fn in_lang(url: &url::Url, lang: Lang) -> String {
     let mut url = url.clone();
@@ -626,9 +692,20 @@ impl CallbackError {
                     html! {
                         p { (advice) }
                         p {
-                            (t("Error", "Erreur")) " " code { (e.code()) } "."
-                            @if let Some(trace) = e.trace_id() {
-                                " " (t("Trace ID:", "ID de suivi :")) " " code { (trace) } "."
+                            (t("Error", "Erreur")) " " code { (e.code()) }
+                            @if let Some(meaning) = aadsts_meaning(&e.code(), lang) { (t(": ", " : ")) (meaning) }
+                            "."
+                        }
+                        @if e.trace_id().is_some() || e.correlation_id().is_some() {
+                            p {
+                                (t("For a support call:", "Pour un appel au support :"))
+                                @if let Some(trace) = e.trace_id() {
+                                    " " (t("Trace ID", "ID de suivi")) " " code { (trace) }
+                                }
+                                @if let Some(correlation) = e.correlation_id() {
+                                    ", " (t("Correlation ID", "ID de corrélation")) " " code { (correlation) }
+                                }
+                                "."
                             }
                         }
                     },

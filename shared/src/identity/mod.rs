@@ -131,6 +131,12 @@ impl IdentityError {
         self.provider().and_then(|p| p.trace_id.as_deref())
     }
 
+    /// The provider's correlation id, which its support asks for with the
+    /// trace id.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.provider().and_then(|p| p.correlation_id.as_deref())
+    }
+
     /// What the status shows an admin.
     pub fn to_last_error(&self, at: OffsetDateTime) -> LastError {
         let provider = self.provider();

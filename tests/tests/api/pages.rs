@@ -114,3 +114,38 @@ async fn a_foreign_callback_does_not_spend_the_session() {
         "and spends the session"
     );
 }
+
+/// An identity-provider error is shown with its code, what the code means,
+/// and the ids a support call needs, in the page's language.
+#[tokio::test]
+async fn an_entra_error_is_explained_with_its_meaning_and_support_ids() {
+    let app = spawn_app(StoreKind::File).await;
+    let id = unique_id("aadsts");
+    app.add_connection(&id).await;
+    for (lang, meaning, support) in [
+        (
+            "en",
+            "the app's client secret has expired",
+            "Correlation ID",
+        ),
+        (
+            "fr",
+            "le secret client de l’application a expiré",
+            "ID de corrélation",
+        ),
+    ] {
+        app.identity.inject(roomtoken_fake_identity::Fault::Aadsts {
+            status: 401,
+            error: "invalid_client".into(),
+            code: 7000222,
+            suberror: None,
+        });
+        let link = format!("{}&lang={lang}", app.link(&id).await);
+        let consent = app.consent_at(&link).await;
+        assert_eq!(consent.status, 502, "{}", consent.body);
+        assert!(consent.body.contains("AADSTS7000222"), "{}", consent.body);
+        assert!(consent.body.contains(meaning), "{}", consent.body);
+        assert!(consent.body.contains(support), "{}", consent.body);
+    }
+    assert!(app.grant(&id).await.is_none(), "nothing stored");
+}
