@@ -479,3 +479,42 @@ async fn a_vendor_link_can_be_kept_to_one_organization() {
         consent.authorize
     );
 }
+
+/// Once a vendor connection is connected, its organization is pinned: the
+/// booking account of another organization cannot take it over, and the
+/// connection keeps its grant.
+#[tokio::test]
+async fn another_organization_cannot_take_a_connected_vendor_link() {
+    let app = spawn_app(StoreKind::File).await;
+    let (id, _) = vendor_connection(&app).await;
+    admin_consents(&app).await;
+    let sign_in = format!("{}&step=sign-in", app.link(&id).await);
+    assert_eq!(app.consent_at(&sign_in).await.status, 200);
+    let before = app.grant(&id).await.expect("a grant");
+
+    let intruder = "booking@fabrikam.example";
+    app.identity
+        .add_account(roomtoken_fake_identity::FakeAccount {
+            tenant: "9f8e7d6c-5b4a-4392-8a1b-0c9d8e7f6a5b".into(),
+            oid: "0000f0f0-0000-4000-8000-000000000000".into(),
+            username: intruder.into(),
+            name: intruder.into(),
+            admin: true,
+        });
+    app.identity.set_auto_consent(Some(intruder));
+    let start = http().get(&sign_in).send().await.expect("GET link");
+    assert_eq!(start.status(), 302);
+    let authorize = location(&start);
+    assert!(
+        authorize.path().starts_with(&format!("/{TENANT}/")),
+        "{authorize}"
+    );
+    let refused = http().get(authorize).send().await.expect("sign-in");
+    assert_eq!(
+        refused.status(),
+        400,
+        "Microsoft refuses an account of another organization"
+    );
+    let after = app.grant(&id).await.expect("still a grant");
+    assert_eq!(after.account, before.account);
+}
