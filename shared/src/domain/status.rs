@@ -150,6 +150,16 @@ impl Status {
         }
     }
 
+    /// After a human fixed what stopped the connection (an app registration,
+    /// a secret): another attempt at the next pass, as `degraded`.
+    pub fn retry_after_fix(self) -> Status {
+        Status {
+            state: ConnectionState::Degraded,
+            next_attempt_at: None,
+            ..self
+        }
+    }
+
     pub fn after_failure(&self, error: LastError) -> Self {
         let failures = self.consecutive_failures.saturating_add(1);
         Self {

@@ -135,11 +135,7 @@ pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<usize
             .repo
             .update::<ServeRecord, _>(&id, Part::Serve, Writer::Person, now, |record| {
                 let mut record = record.filter(stopped)?;
-                record.status = Status {
-                    state: ConnectionState::Degraded,
-                    next_attempt_at: None,
-                    ..record.status
-                };
+                record.status = record.status.retry_after_fix();
                 Some(record)
             })
             .await?;
@@ -265,11 +261,7 @@ pub async fn update_connection(
         } else if misconfigured {
             // A fixed registration deserves another attempt: leave the
             // state that made refresh passes skip this connection.
-            record.status = Status {
-                state: ConnectionState::Degraded,
-                next_attempt_at: None,
-                ..record.status
-            };
+            record.status = record.status.retry_after_fix();
         }
         Some(record)
     })

@@ -19,6 +19,24 @@ const GRAPH: [&str; 4] = [
 ];
 const ADMIN: &str = "admin@contoso.com";
 
+/// `roomtoken vendor-app set` with `client_id` and `secret` (on stdin).
+async fn set_vendor_app(app: &TestApp, client_id: &str, secret: &str) -> Result<String, String> {
+    let authority = app.identity.base_url().to_string();
+    app.cli(
+        &[
+            "vendor-app",
+            "set",
+            "--client-id",
+            client_id,
+            "--client-secret-stdin",
+            "--authority",
+            &authority,
+        ],
+        secret,
+    )
+    .await
+}
+
 /// The vendor's app in the fake, the vendor app set, one vendor connection.
 async fn vendor_connection(app: &TestApp) -> (String, String) {
     let vendor_secret = format!("vendor-secret-{}", unique_id("v"));
@@ -40,20 +58,7 @@ async fn vendor_connection(app: &TestApp) -> (String, String) {
             name: "Contoso admin".into(),
             admin: true,
         });
-    let authority = app.identity.base_url().to_string();
-    let printed = app
-        .cli(
-            &[
-                "vendor-app",
-                "set",
-                "--client-id",
-                VENDOR_CLIENT,
-                "--client-secret-stdin",
-                "--authority",
-                &authority,
-            ],
-            &vendor_secret,
-        )
+    let printed = set_vendor_app(app, VENDOR_CLIENT, &vendor_secret)
         .await
         .expect("vendor-app set");
     assert!(printed.contains(VENDOR_CLIENT), "{printed}");
@@ -337,37 +342,13 @@ async fn the_vendor_app_is_changed_in_one_place() {
     );
     assert_eq!(app.consent_at(&sign_in).await.status, 200, "connects again");
 
-    let authority = app.identity.base_url().to_string();
-    let other = app
-        .cli(
-            &[
-                "vendor-app",
-                "set",
-                "--client-id",
-                CLIENT_ID,
-                "--client-secret-stdin",
-                "--authority",
-                &authority,
-            ],
-            "another-secret",
-        )
+    let other = set_vendor_app(&app, CLIENT_ID, "another-secret")
         .await
         .expect_err("another app registration");
     assert!(other.contains("fixed once set"), "{other}");
-    app.cli(
-        &[
-            "vendor-app",
-            "set",
-            "--client-id",
-            VENDOR_CLIENT,
-            "--client-secret-stdin",
-            "--authority",
-            &authority,
-        ],
-        &vendor_secret,
-    )
-    .await
-    .expect("a new secret for the same app");
+    set_vendor_app(&app, VENDOR_CLIENT, &vendor_secret)
+        .await
+        .expect("a new secret for the same app");
 }
 
 async fn refresh(app: &TestApp, id: &ConnectionId) -> Outcome {
@@ -415,20 +396,7 @@ async fn one_vendor_app_set_revives_every_connection_a_bad_secret_stopped() {
         ConnectionState::AppMisconfigured
     );
 
-    let authority = app.identity.base_url().to_string();
-    let printed = app
-        .cli(
-            &[
-                "vendor-app",
-                "set",
-                "--client-id",
-                VENDOR_CLIENT,
-                "--client-secret-stdin",
-                "--authority",
-                &authority,
-            ],
-            &new_secret,
-        )
+    let printed = set_vendor_app(&app, VENDOR_CLIENT, &new_secret)
         .await
         .expect("vendor-app set");
     assert!(printed.contains("1 vendor connection(s)"), "{printed}");
