@@ -122,4 +122,12 @@ pub enum Fault {
     },
     /// Do not answer for this long (the client should time out first); then 504 `server_error`.
     Hang(Duration),
+    /// Answer exactly this: a provider that misbehaves (any status, any
+    /// JSON or not), for the client's defences.
+    Raw {
+        /// HTTP status code.
+        status: u16,
+        /// The body, sent as `application/json`.
+        body: String,
+    },
 }

@@ -68,8 +68,13 @@ pub(crate) async fn post(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(fault) = fault {
-        return serve_fault(fault).await.into_response(&ctx);
+    match fault {
+        Some(Fault::Raw { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+        Some(fault) => return serve_fault(fault).await.into_response(&ctx),
+        None => {}
     }
     let result = {
         let mut st = shared.lock();
@@ -119,6 +124,10 @@ async fn serve_fault(fault: Fault) -> AadError {
         Fault::Hang(duration) => {
             tokio::time::sleep(duration).await;
             AadError::standard(StatusCode::GATEWAY_TIMEOUT, "server_error", 90024)
+        }
+        // Answered before this is reached; a 500 if it ever is.
+        Fault::Raw { .. } => {
+            AadError::standard(StatusCode::INTERNAL_SERVER_ERROR, "server_error", 50000)
         }
     }
 }

@@ -136,6 +136,15 @@ pub fn admin_consent_url(app: &AppRegistration, redirect_uri: &Url, state: &str)
     Some(url)
 }
 
+/// The shortest and longest life believed of an access token: Entra ID
+/// issues 60 to 90 minutes; a provider that says more or less is clamped,
+/// so that no answer can overflow a time or make a token look eternal.
+const MIN_EXPIRES_IN: Duration = Duration::from_secs(60);
+const MAX_EXPIRES_IN: Duration = Duration::from_secs(24 * 3_600);
+
+/// The largest token-endpoint answer read: Entra ID's are a few KiB.
+const MAX_BODY: usize = 64 * 1024;
+
 /// Failures below the OAuth layer.
 #[derive(Debug, thiserror::Error)]
 enum Transport {
@@ -147,6 +156,9 @@ enum Transport {
         retry_after: Option<Duration>,
         provider: Option<Box<ProviderError>>,
     },
+    /// An answer larger than any token endpoint's: not read further.
+    #[error("the answer is larger than {MAX_BODY} bytes")]
+    TooLarge,
 }
 
 /// The adapter: one HTTP client shared by every connection.
@@ -202,7 +214,14 @@ async fn send(http: reqwest::Client, request: HttpRequest) -> Result<HttpRespons
         .map_err(network)?;
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = response.bytes().await.map_err(network)?;
+    let mut response = response;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(network)? {
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Err(Transport::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     if status.as_u16() == 429 || status.is_server_error() {
         let provider = serde_json::from_slice::<ErrorBody>(&bytes)
             .ok()
@@ -217,12 +236,10 @@ async fn send(http: reqwest::Client, request: HttpRequest) -> Result<HttpRespons
     if let Some(target) = builder.headers_mut() {
         *target = headers;
     }
-    builder
-        .body(bytes.to_vec())
-        .map_err(|e| Transport::Network {
-            timeout: false,
-            detail: e.to_string(),
-        })
+    builder.body(bytes).map_err(|e| Transport::Network {
+        timeout: false,
+        detail: e.to_string(),
+    })
 }
 
 fn into_identity_error(error: RequestTokenError<Transport, ErrorBody>) -> IdentityError {
@@ -244,6 +261,9 @@ fn into_identity_error(error: RequestTokenError<Transport, ErrorBody>) -> Identi
         RequestTokenError::Request(Transport::Network { timeout, detail }) => {
             IdentityError::Unreachable { timeout, detail }
         }
+        RequestTokenError::Request(too_large @ Transport::TooLarge) => {
+            IdentityError::Protocol(too_large.to_string())
+        }
         // The path error names the field, never the body's values.
         RequestTokenError::Parse(e, _body) => IdentityError::Protocol(e.to_string()),
         RequestTokenError::Other(message) => IdentityError::Protocol(message),
@@ -255,7 +275,11 @@ fn into_token_set(body: TokenEndpointResponse) -> TokenSet {
         access_token: Secret::new(body.access_token().secret().clone()),
         token_type: "Bearer".into(),
         // Entra ID always sends expires_in; an hour is the RFC's usual default.
-        expires_in: body.expires_in().unwrap_or(Duration::from_secs(3_600)),
+        // A provider's number never meets a time unclamped.
+        expires_in: body
+            .expires_in()
+            .unwrap_or(Duration::from_secs(3_600))
+            .clamp(MIN_EXPIRES_IN, MAX_EXPIRES_IN),
         scope: body.scopes().map(|scopes| {
             scopes
                 .iter()

@@ -3,6 +3,7 @@
 
 mod end_to_end;
 mod fault_campaign;
+mod hostile_provider;
 mod lambda_functions;
 mod lambda_http;
 mod least_privilege;

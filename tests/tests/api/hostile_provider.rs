@@ -1,0 +1,95 @@
+//! A token endpoint that misbehaves (a customer's own OAuth server may):
+//! absurd lifetimes, absurd waits, absurd sizes. Each is contained to its
+//! connection: the pass goes on, nothing panics, nothing is believed as is.
+
+use roomtoken::domain::{ConnectionId, FailureClass};
+use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
+use roomtoken_fake_identity::Fault;
+use roomtoken_tests::*;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+async fn pass(app: &TestApp, id: &str) -> Outcome {
+    let options = PassOptions {
+        only: Some(ConnectionId::parse(id).expect("id")),
+        force: true,
+    };
+    let report = refresh_pass(&app.broker, &options, OffsetDateTime::now_utc())
+        .await
+        .expect("pass");
+    report.results[0].outcome.clone()
+}
+
+async fn connected() -> (TestApp, String) {
+    let app = Setup::new(StoreKind::File)
+        .sleeper(Arc::new(RecordingSleeper::default()))
+        .spawn()
+        .await;
+    let id = app.consented("hostile").await;
+    (app, id)
+}
+
+#[tokio::test]
+async fn an_eternal_token_is_believed_for_a_day_at_most() {
+    let (app, id) = connected().await;
+    app.identity.inject(Fault::Raw {
+        status: 200,
+        body: r#"{"access_token":"eyJ.hostile.token","token_type":"Bearer","expires_in":18446744073709551615}"#.into(),
+    });
+    let outcome = pass(&app, &id).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    let connection = ConnectionId::parse(&id).expect("id");
+    let serve = app
+        .broker
+        .repo
+        .serve(&connection)
+        .await
+        .expect("store")
+        .expect("serve");
+    let access = serve.value.access.expect("tokens");
+    let latest = access
+        .tokens
+        .iter()
+        .map(|t| t.expires_at)
+        .max()
+        .expect("a token");
+    assert!(
+        latest
+            <= OffsetDateTime::now_utc() + time::Duration::hours(24) + time::Duration::minutes(1),
+        "clamped to a day: {latest}"
+    );
+}
+
+/// A wait longer than any pass is not waited (nor added to a time).
+#[tokio::test]
+async fn an_endless_retry_after_ends_the_attempt_not_the_pass() {
+    let (app, id) = connected().await;
+    app.identity.inject(Fault::TooManyRequests {
+        retry_after_secs: u64::MAX,
+    });
+    let outcome = pass(&app, &id).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::Transient),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_not_read() {
+    let (app, id) = connected().await;
+    app.identity.inject(Fault::Raw {
+        status: 200,
+        body: format!(
+            r#"{{"access_token":"{}","token_type":"Bearer","expires_in":3600}}"#,
+            "x".repeat(70_000)
+        ),
+    });
+    let outcome = pass(&app, &id).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::OurBug && e.message.contains("larger than")),
+        "{outcome:?}"
+    );
+    // The next pass, with an honest answer, is fine again.
+    let outcome = pass(&app, &id).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+}
