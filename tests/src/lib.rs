@@ -526,6 +526,13 @@ impl TestApp {
             .unwrap_or_default()
     }
 
+    /// The stored serve secret of a connection that exists.
+    pub async fn serve(&self, id: &str) -> roomtoken::domain::ServeRecord {
+        let id = roomtoken::domain::ConnectionId::parse(id).expect("connection id");
+        let stored = self.broker.repo.serve(&id).await;
+        stored.expect("store").expect("a serve secret").value
+    }
+
     /// Every secret this test saw: what the fake issued, the client secret,
     /// and the given device keys.
     pub fn secrets(&self, device_keys: &[&str]) -> Vec<String> {

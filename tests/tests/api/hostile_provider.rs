@@ -38,15 +38,8 @@ async fn an_eternal_token_is_believed_for_a_day_at_most() {
     });
     let outcome = pass(&app, &id).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
-    let connection = ConnectionId::parse(&id).expect("id");
-    let serve = app
-        .broker
-        .repo
-        .serve(&connection)
-        .await
-        .expect("store")
-        .expect("serve");
-    let access = serve.value.access.expect("tokens");
+    let serve = app.serve(&id).await;
+    let access = serve.access.expect("tokens");
     let latest = access
         .tokens
         .iter()

@@ -37,19 +37,25 @@ async fn set_vendor_app(app: &TestApp, client_id: &str, secret: &str) -> Result<
     .await
 }
 
-/// The vendor's app in the fake, the vendor app set, one vendor connection.
-async fn vendor_connection(app: &TestApp) -> (String, String) {
-    let vendor_secret = format!("vendor-secret-{}", unique_id("v"));
+/// The vendor's multi-tenant app in the fake (registered again: its secret
+/// replaced), with the permissions of the EWS and Graph presets.
+fn register_vendor_app(app: &TestApp, secret: &str) {
     let mut permissions = vec![EWS.to_owned()];
     permissions.extend(GRAPH.map(String::from));
     app.identity.register_app(FakeApp {
         tenant: VENDOR_TENANT.into(),
         client_id: VENDOR_CLIENT.into(),
-        client_secret: vendor_secret.clone(),
+        client_secret: secret.to_owned(),
         redirect_uris: vec![format!("{}callback", app.url)],
         multi_tenant: true,
         permissions,
     });
+}
+
+/// The vendor's app in the fake, the vendor app set, one vendor connection.
+async fn vendor_connection(app: &TestApp) -> (String, String) {
+    let vendor_secret = format!("vendor-secret-{}", unique_id("v"));
+    register_vendor_app(app, &vendor_secret);
     app.identity
         .add_account(roomtoken_fake_identity::FakeAccount {
             tenant: TENANT.into(),
@@ -126,23 +132,16 @@ async fn vendor_path(kind: StoreKind) {
     let consent = app.consent_at(&sign_in).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(consent.body.contains(ACCOUNT), "{}", consent.body);
-    let connection = ConnectionId::parse(&id).expect("id");
-    let serve = app
-        .broker
-        .repo
-        .serve(&connection)
-        .await
-        .expect("store")
-        .expect("serve");
+    let serve = app.serve(&id).await;
     assert!(
-        matches!(&serve.value.app.provider, Provider::Microsoft { tenant, .. } if tenant == TENANT),
+        matches!(&serve.app.provider, Provider::Microsoft { tenant, .. } if tenant == TENANT),
         "pinned to the signed-in tenant: {:?}",
-        serve.value.app.provider
+        serve.app.provider
     );
 
     // A refresh goes to the signed-in tenant, with the vendor's secret.
     let options = PassOptions {
-        only: Some(connection.clone()),
+        only: Some(ConnectionId::parse(&id).expect("id")),
         force: true,
     };
     let report = refresh_pass(&app.broker, &options, app.broker.now())
@@ -326,19 +325,12 @@ async fn the_vendor_app_is_changed_in_one_place() {
     app.cli(&["connection", "update", &id, "--reset-account"], "")
         .await
         .expect("reset");
-    let connection = ConnectionId::parse(&id).expect("id");
-    let serve = app
-        .broker
-        .repo
-        .serve(&connection)
-        .await
-        .expect("store")
-        .expect("serve");
-    assert!(serve.value.app.vendor, "still a vendor connection");
+    let serve = app.serve(&id).await;
+    assert!(serve.app.vendor, "still a vendor connection");
     assert!(
-        matches!(&serve.value.app.provider, Provider::Microsoft { tenant, .. } if tenant == TENANT),
+        matches!(&serve.app.provider, Provider::Microsoft { tenant, .. } if tenant == TENANT),
         "the organization stays pinned: {:?}",
-        serve.value.app.provider
+        serve.app.provider
     );
     assert_eq!(app.consent_at(&sign_in).await.status, 200, "connects again");
 
@@ -376,16 +368,7 @@ async fn one_vendor_app_set_revives_every_connection_a_bad_secret_stopped() {
 
     // The secret is replaced at Microsoft: the stored one no longer works.
     let new_secret = format!("vendor-secret-{}", unique_id("new"));
-    let mut permissions = vec![EWS.to_owned()];
-    permissions.extend(GRAPH.map(String::from));
-    app.identity.register_app(FakeApp {
-        tenant: VENDOR_TENANT.into(),
-        client_id: VENDOR_CLIENT.into(),
-        client_secret: new_secret.clone(),
-        redirect_uris: vec![format!("{}callback", app.url)],
-        multi_tenant: true,
-        permissions,
-    });
+    register_vendor_app(&app, &new_secret);
     let failed = refresh(&app, &connection).await;
     assert!(
         matches!(&failed, Outcome::Failed(e) if e.class == FailureClass::AppMisconfigured),
