@@ -42,7 +42,6 @@ pub struct TokenReply {
     pub expires_in: u64,
     /// How long a display may cache the answer.
     pub max_age: u64,
-    pub key_id: String,
 }
 
 /// The state of a connection as every surface shows it (CLI, status route,
@@ -206,7 +205,7 @@ async fn authenticate(
     connection: &str,
     presented: Option<&str>,
     now: OffsetDateTime,
-) -> Result<(ConnectionId, String, Arc<ConnectionSnapshot>), ReadError> {
+) -> Result<(ConnectionId, Arc<ConnectionSnapshot>), ReadError> {
     let presented = presented.ok_or(ReadError::Unauthorized(Refusal::MissingKey))?;
     if key_id(presented).is_none() {
         return Err(ReadError::Unauthorized(Refusal::MalformedKey));
@@ -214,12 +213,11 @@ async fn authenticate(
     let id = ConnectionId::parse(connection)
         .map_err(|_| ReadError::Unauthorized(Refusal::InvalidConnectionId))?;
     let snapshot = snapshot(broker, &id, now).await?;
-    let key_id = match snapshot.keys.check(presented) {
-        KeyCheck::Valid(key_id) => key_id.to_owned(),
-        KeyCheck::Revoked => return Err(ReadError::Unauthorized(Refusal::RevokedKey)),
-        KeyCheck::Unknown => return Err(ReadError::Unauthorized(Refusal::UnknownKey)),
-    };
-    Ok((id, key_id, snapshot))
+    match snapshot.keys.check(presented) {
+        KeyCheck::Valid(_) => Ok((id, snapshot)),
+        KeyCheck::Revoked => Err(ReadError::Unauthorized(Refusal::RevokedKey)),
+        KeyCheck::Unknown => Err(ReadError::Unauthorized(Refusal::UnknownKey)),
+    }
 }
 
 /// The token a display asks for, or why it cannot have it. The HTTP edge
@@ -230,7 +228,7 @@ pub async fn read_token(
     request: TokenRequest<'_>,
     now: OffsetDateTime,
 ) -> Result<TokenReply, ReadError> {
-    let (_, key_id, snapshot) = authenticate(broker, request.connection, request.key, now).await?;
+    let (_, snapshot) = authenticate(broker, request.connection, request.key, now).await?;
     let state = snapshot.status.state;
     let not_serving = || ReadError::NotServing {
         state,
@@ -275,7 +273,6 @@ pub async fn read_token(
         max_age: remaining
             .saturating_sub(broker.config.refresh_margin)
             .as_secs(),
-        key_id,
     })
 }
 
@@ -286,7 +283,7 @@ pub async fn read_status(
     presented_key: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<StatusView, ReadError> {
-    let (id, _, snapshot) = authenticate(broker, connection, presented_key, now).await?;
+    let (id, snapshot) = authenticate(broker, connection, presented_key, now).await?;
     Ok(status_view(&id, &snapshot.status, snapshot.access.as_ref()))
 }
 

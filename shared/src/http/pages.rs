@@ -145,12 +145,6 @@ impl StartError {
     }
 }
 
-impl IntoResponse for StartError {
-    fn into_response(self) -> Response {
-        self.render(Lang::default())
-    }
-}
-
 fn no_such_connection(lang: Lang) -> Response {
     page(
         StatusCode::NOT_FOUND,
@@ -714,11 +708,5 @@ impl CallbackError {
             Self::Broker(BrokerError::Store(e)) | Self::Store(e) => unavailable_page(&e, lang),
             Self::Broker(e) => unavailable_page(&e, lang),
         }
-    }
-}
-
-impl IntoResponse for CallbackError {
-    fn into_response(self) -> Response {
-        self.render(Lang::default())
     }
 }
