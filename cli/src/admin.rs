@@ -80,6 +80,13 @@ pub struct ConnectionArgs {
         "authorize_url", "token_url", "scopes", "cloud", "authority",
     ])]
     pub vendor_app: bool,
+    /// The customer's admin fills in their own app registration (tenant,
+    /// client id, secret and its expiry) in the form behind the link.
+    #[arg(long, conflicts_with_all = [
+        "vendor_app", "tenant", "client_id", "client_secret_stdin", "client_secret_file",
+        "authorize_url", "token_url", "scopes",
+    ])]
+    pub self_service: bool,
     #[command(flatten)]
     pub app: AppArgs,
 }
@@ -273,6 +280,24 @@ async fn connection(
             )?;
             Ok(())
         }
+        ConnectionCommand::Add(args) if args.self_service => {
+            let app = admin::add_self_service_connection(
+                broker,
+                args.id.clone(),
+                args.app.cloud.unwrap_or_default(),
+                args.app.authority.clone(),
+                args.app.resources.as_deref(),
+                now,
+            )
+            .await?;
+            writeln!(out, "added connection {} (self-service)", app.id)?;
+            writeln!(
+                out,
+                "next: roomtoken link {}  (the customer's admin fills in their app registration, then the booking account signs in)",
+                app.id
+            )?;
+            Ok(())
+        }
         ConnectionCommand::Add(args) => {
             let id = args.id.clone();
             let app = &args.app;
@@ -344,6 +369,7 @@ async fn connection(
             let app = admin::get_connection(broker, id).await?;
             writeln!(out, "id:          {}", app.id)?;
             writeln!(out, "provider:    {}", provider_label(&app))?;
+            writeln!(out, "mode:        {}", <&str>::from(app.mode))?;
             writeln!(out, "client id:   {}", app.client_id)?;
             writeln!(out, "authorize:   {}", app.provider.authorize_url())?;
             writeln!(out, "token:       {}", app.provider.token_url())?;
@@ -355,7 +381,17 @@ async fn connection(
                     resource.scopes.join(" ")
                 )?;
             }
+            if !app.is_set_up() {
+                writeln!(
+                    out,
+                    "client secret: none yet (the customer's admin enters it in the form behind the link)"
+                )?;
+                return Ok(());
+            }
             writeln!(out, "client secret: stored (never shown)")?;
+            if let Some(expires) = app.client_secret_expires {
+                writeln!(out, "secret expires: {expires}")?;
+            }
             Ok(())
         }
         ConnectionCommand::Remove { id } => {
@@ -367,8 +403,11 @@ async fn connection(
 }
 
 fn provider_label(app: &AppRegistration) -> String {
-    if let (true, Provider::Microsoft { tenant, .. }) = (app.vendor, &app.provider) {
+    if let (true, Provider::Microsoft { tenant, .. }) = (app.is_vendor(), &app.provider) {
         return format!("vendor-app:{tenant}");
+    }
+    if !app.is_set_up() {
+        return "self-service:awaiting-form".into();
     }
     match &app.provider {
         Provider::Microsoft { tenant, cloud, .. } => {

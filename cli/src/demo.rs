@@ -24,6 +24,10 @@ const VENDOR_CLIENT_ID: &str = "44444444-4444-4444-8444-44444444d3e0";
 /// Another organization, to see a second tenant refused.
 const OTHER_TENANT: &str = "55555555-5555-4555-8555-55555555d3e0";
 const OTHER_ACCOUNT: &str = "booking@fabrikam.example";
+/// The app a customer admin registers themselves, for self-service mode,
+/// in the tenant of the domain they type into the form.
+const SELF_CLIENT_ID: &str = "77777777-7777-4777-8777-77777777d3e0";
+const DOMAIN: &str = "contoso.example";
 
 pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.addr)
@@ -42,6 +46,18 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         multi_tenant: false,
         permissions: Vec::new(),
     });
+    // Simulated, and shown in the instructions: the newcomer types it into
+    // the self-service form as a customer admin would paste theirs.
+    let self_service_secret = roomtoken::crypto::generate_signing_key();
+    identity.register_app(FakeApp {
+        tenant: TENANT.into(),
+        client_id: SELF_CLIENT_ID.into(),
+        client_secret: self_service_secret.expose().to_owned(),
+        redirect_uris: vec![format!("{}callback", public_url)],
+        multi_tenant: false,
+        permissions: Vec::new(),
+    });
+    identity.add_domain(TENANT, DOMAIN);
     let vendor_secret = roomtoken::crypto::generate_signing_key();
     let mut permissions: Vec<String> = Vec::new();
     for resource in Resource::presets("ews,graph", Cloud::Global)? {
@@ -134,6 +150,20 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let vendor_link =
         admin::consent_link(&broker, &vendor_id, now + time::Duration::days(1)).await?;
 
+    let self_id = ConnectionId::parse("demo-self")?;
+    admin::add_self_service_connection(
+        &broker,
+        self_id.clone(),
+        Cloud::Global,
+        Some(identity.base_url()),
+        None,
+        now,
+    )
+    .await?;
+    let self_key = admin::create_key(&broker, &self_id, Some("demo display".into()), now).await?;
+    let self_link = admin::consent_link(&broker, &self_id, now + time::Duration::days(1)).await?;
+    let expires = (now + time::Duration::days(365)).date();
+
     let instructions = format!(
         "\nroomtoken demo: a broker at {public_url} with a simulated Microsoft sign-in.\n\n\
          1. As the customer admin, open the consent link and sign in as {ACCOUNT}:\n   {link}\n\n\
@@ -147,9 +177,16 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
          Signing in before the grant shows what a customer sees then; {OTHER_ACCOUNT} is\n\
          another organization. Add &lang=fr for French.\n   {vendor_link}\n   \
          curl -s -H 'Authorization: Bearer {vendor_key}' {public_url}v1/connections/demo-vendor/token\n\n\
+         Self-service mode (the customer admin types in their own app registration): open this\n\
+         link and fill in tenant {DOMAIN}, client id {SELF_CLIENT_ID},\n\
+         client secret {self_secret} (simulated), expiry {expires},\n\
+         then sign in as {ACCOUNT}.\n   {self_link}\n   \
+         curl -s -H 'Authorization: Bearer {self_key}' {public_url}v1/connections/demo-self/token\n\n\
          Tokens are refreshed every 5 minutes when due. Everything is forgotten when you stop (Ctrl-C).\n",
         key = key.key.expose(),
         vendor_key = vendor_key.key.expose(),
+        self_key = self_key.key.expose(),
+        self_secret = self_service_secret.expose(),
     );
     // The broker keeps serving even if whoever started it stopped reading.
     if let Err(e) = out

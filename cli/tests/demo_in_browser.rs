@@ -15,6 +15,12 @@ struct DemoOutput {
     key: String,
     vendor_link: String,
     vendor_key: String,
+    self_link: String,
+    self_key: String,
+    /// What the demo tells the admin to type into the self-service form.
+    self_client_id: String,
+    self_secret: String,
+    self_expires: String,
 }
 
 /// Reads the demo's instructions up to their last line, then keeps
@@ -22,9 +28,27 @@ struct DemoOutput {
 async fn read_instructions(stdout: tokio::process::ChildStdout) -> DemoOutput {
     let mut lines = BufReader::new(stdout).lines();
     let (mut link, mut key, mut base) = (None, None, None);
+    let mut self_client_id = None;
     let (mut vendor_link, mut vendor_key) = (None, None);
+    let (mut self_link, mut self_key, mut self_form) = (None, None, None);
     while let Some(line) = lines.next_line().await.expect("demo stdout") {
         let line = line.trim();
+        if line.starts_with("http") && line.contains("/connect/demo-self?invite=") {
+            self_link = Some(line.to_owned());
+        }
+        // `client secret S (simulated), expiry D,` after `client id C,`
+        if let Some(rest) = line.strip_prefix("client secret ") {
+            let (secret, rest) = rest.split_once(' ').expect("secret line shape");
+            let expires = rest
+                .split("expiry ")
+                .nth(1)
+                .expect("an expiry")
+                .trim_end_matches(',');
+            self_form = Some((secret.to_owned(), expires.to_owned()));
+        }
+        if let Some(rest) = line.split("client id ").nth(1) {
+            self_client_id = Some(rest.trim_end_matches(',').to_owned());
+        }
         if line.starts_with("http") && line.contains("/connect/demo?invite=") {
             link = Some(line.to_owned());
         }
@@ -35,6 +59,8 @@ async fn read_instructions(stdout: tokio::process::ChildStdout) -> DemoOutput {
             let (k, url) = rest.split_once("' ").expect("curl line shape");
             if url.contains("demo-vendor") {
                 vendor_key = Some(k.to_owned());
+            } else if url.contains("demo-self") {
+                self_key = Some(k.to_owned());
             } else {
                 key = Some(k.to_owned());
                 base = Some(url.split("v1/").next().expect("url").to_owned());
@@ -51,6 +77,14 @@ async fn read_instructions(stdout: tokio::process::ChildStdout) -> DemoOutput {
         key: key.expect("the demo printed a device key"),
         vendor_link: vendor_link.expect("the demo printed a vendor consent link"),
         vendor_key: vendor_key.expect("the demo printed a vendor device key"),
+        self_link: self_link.expect("the demo printed a self-service link"),
+        self_key: self_key.expect("the demo printed a self-service device key"),
+        self_client_id: self_client_id.expect("the demo printed the app's client id"),
+        self_secret: self_form
+            .clone()
+            .expect("the demo printed the app's secret")
+            .0,
+        self_expires: self_form.expect("the demo printed an expiry").1,
     }
 }
 
@@ -75,6 +109,41 @@ async fn click(browser: &fantoccini::Client, locator: Locator<'_>) {
         .click()
         .await
         .expect("click");
+}
+
+/// Types `text` into the field `id`, emptied first.
+async fn fill(browser: &fantoccini::Client, id: &str, text: &str) {
+    let field = browser
+        .wait()
+        .for_element(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("field {id}: {e}"));
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+/// Sets a date field: typing into one depends on the browser's locale.
+async fn set_date(browser: &fantoccini::Client, id: &str, date: &str) {
+    browser
+        .execute(
+            "document.getElementById(arguments[0]).value = arguments[1];",
+            vec![json!(id), json!(date)],
+        )
+        .await
+        .expect("set the date");
+}
+
+/// The self-service form, filled in: `client_id` and `expires` may be wrong.
+async fn fill_setup_form(
+    browser: &fantoccini::Client,
+    demo: &DemoOutput,
+    client_id: &str,
+    expires: &str,
+) {
+    fill(browser, "tenant", "contoso.example").await;
+    fill(browser, "client_id", client_id).await;
+    fill(browser, "client_secret", &demo.self_secret).await;
+    set_date(browser, "client_secret_expires", expires).await;
 }
 
 /// Waits for the page whose heading is `text` (the click before it may
@@ -208,6 +277,92 @@ async fn a_browser_connects_the_demo_and_a_display_reads_a_token() {
     let page = browser.source().await.expect("page source");
     assert!(page.contains("Connecté en tant que"), "{page}");
     snap(&browser, "07-vendor-connected-fr").await;
+
+    // Self-service mode, in English: one wrong field first, then right.
+    // (A taller window: the form's screenshots show all of it.)
+    browser
+        .set_window_size(900, 1800)
+        .await
+        .expect("window size");
+    browser
+        .goto(&demo_output.self_link)
+        .await
+        .expect("open the self-service link");
+    expect_heading(&browser, "Set up your meeting-room displays").await;
+    snap(&browser, "08-self-service-form").await;
+    fill_setup_form(
+        &browser,
+        &demo_output,
+        "my-room-app",
+        &demo_output.self_expires,
+    )
+    .await;
+    click(&browser, Locator::Id("continue")).await;
+    browser
+        .wait()
+        .for_element(Locator::Id("problems"))
+        .await
+        .expect("the form again, with its problem");
+    let page = browser.source().await.expect("page source");
+    assert!(page.contains("an application ID is a GUID"), "{page}");
+    assert!(
+        !page.contains(&demo_output.self_secret),
+        "the secret is never shown back"
+    );
+    snap(&browser, "09-self-service-wrong-field").await;
+    fill_setup_form(
+        &browser,
+        &demo_output,
+        &demo_output.self_client_id,
+        &demo_output.self_expires,
+    )
+    .await;
+    click(&browser, Locator::Id("continue")).await;
+    click(&browser, Locator::Id("signin-booking@contoso.example")).await;
+    expect_heading(&browser, "Connected").await;
+    snap(&browser, "10-self-service-connected").await;
+
+    // In French: the link again shows the status; the app registration is
+    // replaced through the form (a past expiry first).
+    browser
+        .goto(&format!("{}&lang=fr", demo_output.self_link))
+        .await
+        .expect("open the self-service link again");
+    expect_heading(&browser, "Vos écrans sont configurés").await;
+    snap(&browser, "11-self-service-status-fr").await;
+    click(
+        &browser,
+        Locator::LinkText("Remplacer l’inscription d’application"),
+    )
+    .await;
+    expect_heading(&browser, "Configurer vos écrans de salles de réunion").await;
+    fill_setup_form(
+        &browser,
+        &demo_output,
+        &demo_output.self_client_id,
+        "2020-01-31",
+    )
+    .await;
+    click(&browser, Locator::Id("continue")).await;
+    browser
+        .wait()
+        .for_element(Locator::Id("problems"))
+        .await
+        .expect("the form again, in French");
+    let page = browser.source().await.expect("page source");
+    assert!(page.contains("pas dans le futur"), "{page}");
+    snap(&browser, "12-self-service-wrong-date-fr").await;
+    fill_setup_form(
+        &browser,
+        &demo_output,
+        &demo_output.self_client_id,
+        &demo_output.self_expires,
+    )
+    .await;
+    click(&browser, Locator::Id("continue")).await;
+    click(&browser, Locator::Id("signin-booking@contoso.example")).await;
+    expect_heading(&browser, "Connecté").await;
+    snap(&browser, "13-self-service-connected-fr").await;
     let _ = browser.close().await;
     let _ = std::fs::remove_dir_all(&profile);
 
@@ -221,6 +376,16 @@ async fn a_browser_connects_the_demo_and_a_display_reads_a_token() {
         .await
         .expect("GET vendor token");
     assert_eq!(vendor.status(), 200);
+    let self_service = reqwest::Client::new()
+        .get(format!(
+            "{}v1/connections/demo-self/token",
+            demo_output.base
+        ))
+        .bearer_auth(&demo_output.self_key)
+        .send()
+        .await
+        .expect("GET self-service token");
+    assert_eq!(self_service.status(), 200);
 
     let response = reqwest::Client::new()
         .get(format!(
@@ -252,5 +417,9 @@ async fn a_browser_connects_the_demo_and_a_display_reads_a_token() {
     assert!(
         !logs.contains(&demo_output.key),
         "the device key reached a log line"
+    );
+    assert!(
+        !logs.contains(&demo_output.self_secret),
+        "the typed client secret reached a log line"
     );
 }

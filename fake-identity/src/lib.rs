@@ -142,6 +142,16 @@ impl FakeIdentity {
             .insert(key(domain), tenant.to_owned());
     }
 
+    /// Puts `tenant` in another national cloud: its discovery document
+    /// names `instance_name` (`microsoftonline.us`, `partner.microsoftonline.cn`)
+    /// as Microsoft's does when asked about a tenant of another cloud.
+    pub fn set_tenant_cloud(&self, tenant: &str, instance_name: &str) {
+        self.shared
+            .lock()
+            .tenant_clouds
+            .insert(key(tenant), instance_name.to_owned());
+    }
+
     /// What `tenant` consented to for `client_id` (full scope URIs,
     /// lower-case, sorted); empty before any consent.
     pub fn consents(&self, tenant: &str, client_id: &str) -> Vec<String> {

@@ -130,6 +130,10 @@ pub(crate) struct State {
     pub consents: HashMap<(String, String), BTreeSet<String>>,
     /// Verified domains: lower-case domain to tenant id.
     pub domains: HashMap<String, String>,
+    /// Tenants of another national cloud: tenant id to the
+    /// `cloud_instance_name` their discovery document names (global,
+    /// `microsoftonline.com`, otherwise).
+    pub tenant_clouds: HashMap<String, String>,
     pub access_token_lifetime: Duration,
     pub code_lifetime: Duration,
     pub latency: Duration,
@@ -153,6 +157,7 @@ impl Default for State {
             auto_admin_consent: None,
             consents: HashMap::new(),
             domains: HashMap::new(),
+            tenant_clouds: HashMap::new(),
             access_token_lifetime: DEFAULT_ACCESS_TOKEN_LIFETIME,
             code_lifetime: DEFAULT_CODE_LIFETIME,
             latency: Duration::ZERO,

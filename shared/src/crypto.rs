@@ -2,7 +2,7 @@
 //! sealed (AES-256-GCM) consent cookie that carries `state`, nonce and the
 //! PKCE verifier between connect-start and connect-callback.
 
-use crate::domain::{ConnectionId, Secret};
+use crate::domain::{AppSetup, ConnectionId, Mode, Secret};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cookie::{Cookie, CookieJar, Key};
@@ -18,6 +18,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// Name of the consent cookie, scoped to `/callback`.
 pub const CONSENT_COOKIE: &str = "roomtoken_consent";
 
+/// Name of the setup form's browser binding (CSRF), scoped to the link's path.
+pub const FORM_COOKIE: &str = "roomtoken_form";
+
 /// How long an admin has between opening the link and finishing the sign-in
 /// (Microsoft's codes live about 10 minutes as well).
 pub const CONSENT_TTL: Duration = Duration::from_secs(15 * 60);
@@ -28,6 +31,7 @@ pub const CONSENT_TTL: Duration = Duration::from_secs(15 * 60);
 pub struct SigningKeys {
     invite: [u8; 32],
     cookie: Key,
+    form: [u8; 32],
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -70,11 +74,38 @@ pub struct ConsentSession {
     /// What the browser was sent to do.
     #[serde(default)]
     pub purpose: Purpose,
-    /// The invite of the link, for a vendor connection: the callback's page
-    /// links back to the next step (sign in after an admin consented, or
-    /// grant when the sign-in needs consent).
+    /// The invite of the link: the callback's page links back to the next
+    /// step (sign in after an admin consented, grant when the sign-in needs
+    /// consent, the form again when its values failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite: Option<String>,
+    /// The connection's onboarding mode when the link was opened.
+    #[serde(default)]
+    pub mode: Mode,
+    /// A self-service form's values, stored by the callback with the grant
+    /// (and nowhere before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<AppSetup>,
+}
+
+/// What a setup form's token is bound to: a form is good for one
+/// connection, one link, one browser, and one state of the connection (a
+/// form sent again after it connected is refused as replayed).
+pub struct FormBinding<'a> {
+    pub connection: &'a ConnectionId,
+    pub invite: &'a str,
+    /// The random value of the browser's form cookie.
+    pub browser: &'a str,
+    /// When the connection was last connected (unix seconds), 0 if never.
+    pub generation: i64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FormTokenError {
+    #[error("this form was changed, sent from another browser, or belongs to another link")]
+    Forged,
+    #[error("this form is too old: open the link again")]
+    Expired,
 }
 
 /// A session's errand at Microsoft.
@@ -94,7 +125,53 @@ impl SigningKeys {
         Self {
             invite: derive(master, "roomtoken/invite/v1"),
             cookie: Key::derive_from(&derive(master, "roomtoken/consent-cookie/v1")),
+            form: derive(master, "roomtoken/setup-form/v1"),
         }
+    }
+
+    fn form_mac(&self, binding: &FormBinding<'_>, issued_at: i64) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.form)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        let FormBinding {
+            connection,
+            invite,
+            browser,
+            generation,
+        } = binding;
+        mac.update(
+            format!("{connection}\n{invite}\n{browser}\n{generation}\n{issued_at}").as_bytes(),
+        );
+        mac
+    }
+
+    /// The setup form's hidden token: `{issued_at}.{signature}`.
+    pub fn sign_form(&self, binding: &FormBinding<'_>, now: OffsetDateTime) -> String {
+        let issued_at = now.unix_timestamp();
+        let signature = self.form_mac(binding, issued_at).finalize().into_bytes();
+        format!("{issued_at}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// Checks a form token in constant time; it lives as long as a consent
+    /// session. Returns when it was issued.
+    pub fn verify_form(
+        &self,
+        binding: &FormBinding<'_>,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<i64, FormTokenError> {
+        let (issued_at, signature) = token.split_once('.').ok_or(FormTokenError::Forged)?;
+        let issued_at: i64 = issued_at.parse().map_err(|_| FormTokenError::Forged)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| FormTokenError::Forged)?;
+        self.form_mac(binding, issued_at)
+            .verify_slice(&signature)
+            .map_err(|_| FormTokenError::Forged)?;
+        let age = now.unix_timestamp().saturating_sub(issued_at);
+        if !(0..CONSENT_TTL.as_secs() as i64).contains(&age) {
+            return Err(FormTokenError::Expired);
+        }
+        Ok(issued_at)
     }
 
     fn invite_mac(&self, id: &ConnectionId, expires_at: i64) -> HmacSha256 {
@@ -205,6 +282,45 @@ mod tests {
     }
 
     #[test]
+    fn form_tokens_bind_link_browser_and_generation() {
+        let keys = keys();
+        let now = OffsetDateTime::now_utc();
+        let contoso = id("contoso");
+        let binding = |browser, generation| FormBinding {
+            connection: &contoso,
+            invite: "123.abc",
+            browser,
+            generation,
+        };
+        let token = keys.sign_form(&binding("browser-1", 0), now);
+        assert_eq!(
+            keys.verify_form(&binding("browser-1", 0), &token, now),
+            Ok(now.unix_timestamp())
+        );
+        assert_eq!(
+            keys.verify_form(&binding("browser-2", 0), &token, now),
+            Err(FormTokenError::Forged),
+            "another browser's form"
+        );
+        assert_eq!(
+            keys.verify_form(&binding("browser-1", 1_700_000_000), &token, now),
+            Err(FormTokenError::Forged),
+            "a form sent again after the connection connected"
+        );
+        let later = now + CONSENT_TTL;
+        assert_eq!(
+            keys.verify_form(&binding("browser-1", 0), &token, later),
+            Err(FormTokenError::Expired)
+        );
+        let (_, signature) = token.split_once('.').unwrap();
+        let refreshed = format!("{}.{signature}", now.unix_timestamp() + 60);
+        assert_eq!(
+            keys.verify_form(&binding("browser-1", 0), &refreshed, now),
+            Err(FormTokenError::Forged)
+        );
+    }
+
+    #[test]
     fn sealed_sessions_are_opaque_and_tamper_evident() {
         let keys = keys();
         let now = OffsetDateTime::now_utc();
@@ -216,6 +332,8 @@ mod tests {
             expires_at: now.unix_timestamp() + 600,
             purpose: Purpose::SignIn,
             invite: None,
+            mode: Mode::Operator,
+            setup: None,
         };
         let sealed = keys.seal(&session);
         assert!(!sealed.contains("verifier-value"));

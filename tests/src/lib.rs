@@ -27,6 +27,17 @@ pub const TENANT: &str = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
 pub const CLIENT_ID: &str = "6a7b8c9d-0e1f-4a2b-9c3d-4e5f6a7b8c9d";
 pub const ACCOUNT: &str = "booking@contoso.com";
 pub const OTHER_ACCOUNT: &str = "intruder@contoso.com";
+/// A verified domain of [`TENANT`] (self-service connections).
+pub const SELF_SERVICE_DOMAIN: &str = "contoso.com";
+
+/// The hidden `form_token` of a self-service form page.
+pub fn form_token(page: &str) -> String {
+    const FIELD: &str = "name=\"form_token\" value=\"";
+    page.find(FIELD)
+        .and_then(|at| page[at + FIELD.len()..].split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
 
 /// Declares one `#[tokio::test]` per store for an `async fn(StoreKind)`.
 #[macro_export]
@@ -355,6 +366,45 @@ impl TestApp {
         )
         .await
         .expect("connection add");
+    }
+
+    /// `connection add ID --self-service` against the fake's sign-in
+    /// origin, with `contoso.com` a domain of [`TENANT`]; returns the id.
+    pub async fn add_self_service_connection(&self) -> String {
+        let id = unique_id("self");
+        let authority = self.identity.base_url().to_string();
+        let added = self
+            .cli(
+                &[
+                    "connection",
+                    "add",
+                    &id,
+                    "--self-service",
+                    "--authority",
+                    &authority,
+                ],
+                "",
+            )
+            .await
+            .expect("connection add --self-service");
+        assert!(added.contains("self-service"), "{added}");
+        self.identity.add_domain(TENANT, SELF_SERVICE_DOMAIN);
+        id
+    }
+
+    /// The fields of the self-service form as an admin fills them in
+    /// rightly (the secret expiring in 300 days), plus the hidden token.
+    pub fn setup_form_body(&self, form_token: &str) -> String {
+        let expires = (time::OffsetDateTime::now_utc() + time::Duration::days(300)).date();
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("form_token", form_token)
+            .append_pair("tenant", SELF_SERVICE_DOMAIN)
+            .append_pair("client_id", CLIENT_ID)
+            .append_pair("client_secret", &self.client_secret)
+            .append_pair("client_secret_expires", &expires.to_string())
+            .append_pair("resources", "ews")
+            .append_pair("resources", "graph")
+            .finish()
     }
 
     pub async fn link(&self, id: &str) -> String {

@@ -48,6 +48,23 @@ impl Cloud {
         }
     }
 
+    /// The `cloud_instance_name` of this cloud's tenants in Microsoft's
+    /// discovery documents: a tenant of another cloud names another.
+    pub fn instance_name(self) -> &'static str {
+        match self {
+            Self::Global => "microsoftonline.com",
+            Self::Usgov => "microsoftonline.us",
+            Self::China => "partner.microsoftonline.cn",
+        }
+    }
+
+    /// The cloud whose tenants carry `instance_name`, if it is one we know.
+    pub fn of_instance(instance_name: &str) -> Option<Self> {
+        [Self::Global, Self::Usgov, Self::China]
+            .into_iter()
+            .find(|cloud| cloud.instance_name().eq_ignore_ascii_case(instance_name))
+    }
+
     pub fn ews_origin(self) -> &'static str {
         match self {
             Self::Global => "https://outlook.office365.com",
@@ -177,6 +194,28 @@ impl Provider {
     pub fn admin_consent_url(&self) -> Option<Url> {
         let (origin, tenant) = self.login()?;
         Url::parse(&format!("{origin}/{tenant}/v2.0/adminconsent")).ok()
+    }
+
+    /// The tenant's OpenID Connect discovery document, which also tells a
+    /// domain's tenant id and the tenant's cloud.
+    pub fn discovery_url(&self) -> Option<Url> {
+        let (origin, tenant) = self.login()?;
+        Url::parse(&format!(
+            "{origin}/{tenant}/v2.0/.well-known/openid-configuration"
+        ))
+        .ok()
+    }
+
+    /// Where the browser signs in (`https://login.microsoftonline.com`, or
+    /// the authority that replaces it): the pages that send it there allow
+    /// it as a form target.
+    pub fn sign_in_origin(&self) -> Option<String> {
+        match self {
+            Self::Microsoft { .. } => self.login().map(|(origin, _)| origin),
+            Self::OAuth2 { authorize_url, .. } => {
+                Some(authorize_url.origin().ascii_serialization())
+            }
+        }
     }
 
     /// The sign-in origin (the cloud's, or the authority that replaces it)
@@ -342,11 +381,56 @@ pub struct AppRegistration {
     pub resources: Vec<Resource>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    /// Uses the deployment's vendor app: its client secret is read from
+    /// Who registered the app, and so what the consent link shows.
+    #[serde(default)]
+    pub mode: Mode,
+    /// When the client secret expires, as its owner said (the self-service
+    /// form asks for it): a known date to warn before.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "iso_date::option"
+    )]
+    pub client_secret_expires: Option<time::Date>,
+}
+
+/// How a connection was onboarded: who registered its Entra app.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Mode {
+    /// The customer registered it and sent its settings to the operator,
+    /// who typed them into `connection add`; the link goes straight to the
+    /// sign-in.
+    #[default]
+    Operator,
+    /// The customer admin fills in the app registration behind the link;
+    /// until then the connection has no tenant and no client id.
+    SelfService,
+    /// The deployment's multi-tenant app: its client secret is read from
     /// `system/vendor-app` (one secret for every such connection), and the
     /// first sign-in goes through `/organizations/`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub vendor: bool,
+    Vendor,
+}
+
+// `2027-05-31`, as the form's date field sends it.
+time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
+
+/// What a customer admin entered in a self-service connection's setup form,
+/// checked: it travels in the sealed consent cookie until the callback
+/// stores it with the grant.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AppSetup {
+    /// The tenant id, resolved from what the admin typed (an id or a domain).
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    #[serde(with = "iso_date")]
+    pub client_secret_expires: time::Date,
+    /// Preset names (`ews`, `graph`), in the connection's cloud.
+    pub resources: Vec<String>,
 }
 
 /// The deployment's multi-tenant app ("accounts in any organizational
@@ -383,8 +467,70 @@ impl AppRegistration {
             client_id: client_id.to_owned(),
             resources,
             created_at: now,
-            vendor: false,
+            mode: Mode::Operator,
+            client_secret_expires: None,
         })
+    }
+
+    /// A self-service connection before its admin filled in the form: the
+    /// cloud and the resources are the operator's choice, the rest is not
+    /// known yet.
+    pub fn awaiting_setup(
+        id: ConnectionId,
+        cloud: Cloud,
+        authority: Option<Url>,
+        resources: Vec<Resource>,
+        now: OffsetDateTime,
+    ) -> Result<Self, InvalidApp> {
+        if resources.is_empty() {
+            return Err(InvalidApp::NoResource);
+        }
+        Ok(Self {
+            id,
+            // No tenant yet: the form names it.
+            provider: Provider::Microsoft {
+                tenant: ORGANIZATIONS.to_owned(),
+                cloud,
+                authority,
+            },
+            client_id: String::new(),
+            resources,
+            created_at: now,
+            mode: Mode::SelfService,
+            client_secret_expires: None,
+        })
+    }
+
+    /// Whether the connection has an app to sign in to: always, except a
+    /// self-service connection whose form was never completed.
+    pub fn is_set_up(&self) -> bool {
+        !self.client_id.is_empty()
+    }
+
+    /// The app a self-service connection gets from its setup form: the
+    /// tenant, client and resources entered, in the cloud (and sign-in
+    /// origin) the operator chose.
+    pub fn with_setup(&self, setup: &AppSetup) -> Result<Self, InvalidApp> {
+        let cloud = self.provider.cloud();
+        let authority = match &self.provider {
+            Provider::Microsoft { authority, .. } => authority.clone(),
+            Provider::OAuth2 { .. } => None,
+        };
+        let provider = Provider::microsoft(&setup.tenant_id, cloud)?.in_authority(authority);
+        let mut app = Self::new(
+            self.id.clone(),
+            provider,
+            &setup.client_id,
+            Resource::presets(&setup.resources.join(","), cloud)?,
+            self.created_at,
+        )?;
+        app.mode = Mode::SelfService;
+        app.client_secret_expires = Some(setup.client_secret_expires);
+        Ok(app)
+    }
+
+    pub fn is_vendor(&self) -> bool {
+        self.mode == Mode::Vendor
     }
 
     /// Scopes of the authorize request: every resource at once (one consent),

@@ -14,7 +14,7 @@ pub mod secret;
 pub mod status;
 
 pub use access::{AccessToken, AccessTokens};
-pub use app::{AppRegistration, Cloud, Provider, Resource, VendorApp};
+pub use app::{AppRegistration, AppSetup, Cloud, Mode, Provider, Resource, VendorApp};
 pub use connection_id::ConnectionId;
 pub use device_key::{DeviceKey, DeviceKeyRecord, DeviceKeys, KeyCheck};
 pub use failure::FailureClass;

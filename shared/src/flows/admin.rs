@@ -4,8 +4,8 @@ use crate::Broker;
 use crate::broker::BrokerError;
 use crate::domain::app::InvalidApp;
 use crate::domain::{
-    AppRegistration, ConnectionId, ConnectionState, DeviceKey, DeviceKeyRecord, GrantRecord,
-    Provider, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
+    AppRegistration, Cloud, ConnectionId, ConnectionState, DeviceKey, DeviceKeyRecord, GrantRecord,
+    Mode, Provider, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
 use crate::store::{Part, StoreError, Versioned};
 use time::OffsetDateTime;
@@ -29,6 +29,10 @@ pub enum AdminError {
         "connection '{0}' uses the vendor app: its app, client id and secret are the vendor app's (`roomtoken vendor-app set`); only --resources and --reset-account apply"
     )]
     VendorConnection(ConnectionId),
+    #[error(
+        "connection '{0}' is self-service and its customer has not filled in the setup form yet: only --resources applies until then"
+    )]
+    AwaitingSetup(ConnectionId),
     #[error(
         "the vendor app's client id and cloud are fixed once set (connections were added with them): only its secret can be replaced"
     )]
@@ -93,8 +97,25 @@ pub async fn add_vendor_connection(
         Some(tenant) => Provider::microsoft(tenant, vendor.cloud)?.in_authority(vendor.authority),
     };
     let mut app = AppRegistration::new(id, provider, &vendor.client_id, resources, now)?;
-    app.vendor = true;
+    app.mode = Mode::Vendor;
     // The grant holds no secret: the vendor app's is read where it is used.
+    create_connection(broker, app, Secret::new(""), now).await
+}
+
+/// Adds a self-service connection: the customer admin fills in the app
+/// registration behind the link, and the callback stores it with the grant.
+/// `authority` replaces the cloud's sign-in origin (the demo and the tests).
+pub async fn add_self_service_connection(
+    broker: &Broker,
+    id: ConnectionId,
+    cloud: Cloud,
+    authority: Option<Url>,
+    resources: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<AppRegistration, AdminError> {
+    let resources = Resource::presets(resources.unwrap_or("ews,graph"), cloud)?;
+    let app = AppRegistration::awaiting_setup(id, cloud, authority, resources, now)?;
+    // The grant holds no secret until the form's is stored with the grant.
     create_connection(broker, app, Secret::new(""), now).await
 }
 
@@ -126,7 +147,7 @@ pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<usize
             continue;
         };
         let stopped = |record: &ServeRecord| {
-            record.app.vendor && record.status.state == ConnectionState::AppMisconfigured
+            record.app.is_vendor() && record.status.state == ConnectionState::AppMisconfigured
         };
         if !stopped(&serve.value) {
             continue;
@@ -198,13 +219,14 @@ pub async fn update_connection(
     let repo = &broker.repo;
     let serve = serve_of(broker, id).await?;
     let mut app = serve.value.app.clone();
-    let vendor = app.vendor;
-    if vendor
-        && (update.provider.is_some()
-            || update.client_id.is_some()
-            || update.client_secret.is_some())
-    {
+    let (mode, secret_expires) = (app.mode, app.client_secret_expires);
+    let changes_app_or_secret =
+        update.provider.is_some() || update.client_id.is_some() || update.client_secret.is_some();
+    if app.is_vendor() && changes_app_or_secret {
         return Err(AdminError::VendorConnection(id.clone()));
+    }
+    if !app.is_set_up() && changes_app_or_secret {
+        return Err(AdminError::AwaitingSetup(id.clone()));
     }
     let app_changed =
         update.provider.is_some() || update.client_id.is_some() || update.resources.is_some();
@@ -214,15 +236,20 @@ pub async fn update_connection(
     if let Some(resources) = update.resources {
         app.resources = resources;
     }
-    let client_id = update.client_id.unwrap_or_else(|| app.client_id.clone());
-    let mut app = AppRegistration::new(
-        app.id,
-        app.provider,
-        &client_id,
-        app.resources,
-        app.created_at,
-    )?;
-    app.vendor = vendor;
+    let mut app = if app.is_set_up() {
+        let client_id = update.client_id.unwrap_or_else(|| app.client_id.clone());
+        AppRegistration::new(
+            app.id,
+            app.provider,
+            &client_id,
+            app.resources,
+            app.created_at,
+        )?
+    } else {
+        app
+    };
+    app.mode = mode;
+    app.client_secret_expires = secret_expires;
     if let Some(secret) = &update.client_secret
         && secret.expose().trim().is_empty()
     {

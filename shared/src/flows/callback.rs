@@ -5,6 +5,7 @@ use super::mint::{AfterFailure, access_token, mint_each};
 use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::{ConsentSession, Purpose};
+use crate::domain::Mode;
 use crate::domain::claims::{ClaimsError, IdTokenClaims};
 use crate::domain::records::room_in_both;
 use crate::domain::{
@@ -99,20 +100,58 @@ pub enum CallbackError {
     Store(#[from] StoreError),
 }
 
+/// A refused callback, and where the admin can start over: the step of
+/// the link that failed (the form again, the sign-in, the vendor page),
+/// when the session said which link it was.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: CallbackError,
+    pub start_over: Option<Url>,
+}
+
+impl<E: Into<CallbackError>> From<E> for Refused {
+    fn from(error: E) -> Self {
+        Self {
+            error: error.into(),
+            start_over: None,
+        }
+    }
+}
+
 pub async fn connect_callback(
     broker: &Broker,
     params: SignInAnswer,
     sealed_session: Option<&str>,
     now: OffsetDateTime,
-) -> Result<Completed, CallbackError> {
+) -> Result<Completed, Refused> {
     let keys = broker.signing_keys().await?;
     let session: ConsentSession = sealed_session
         .and_then(|sealed| keys.unseal(sealed, now))
         .ok_or(CallbackError::NoSession)?;
     let state = params.state.as_deref().unwrap_or_default();
     if !bool::from(state.as_bytes().ct_eq(session.state.as_bytes())) {
-        return Err(CallbackError::StateMismatch);
+        return Err(CallbackError::StateMismatch.into());
     }
+    let start_over = session.invite.as_deref().and_then(|invite| {
+        let step = match (session.mode, &session.setup) {
+            (_, Some(_)) => "setup",
+            (Mode::Vendor, None) => "begin",
+            _ => "sign-in",
+        };
+        broker.link_step(&session.connection, invite, step).ok()
+    });
+    complete(broker, params, &session, now)
+        .await
+        .map_err(|error| Refused { error, start_over })
+}
+
+/// The callback of an authentic session.
+async fn complete(
+    broker: &Broker,
+    params: SignInAnswer,
+    session: &ConsentSession,
+    now: OffsetDateTime,
+) -> Result<Completed, CallbackError> {
     let id = session.connection.clone();
     let step = |step: &str| {
         let invite = session.invite.as_deref()?;
@@ -149,7 +188,7 @@ pub async fn connect_callback(
             || ["AADSTS65001", "AADSTS90094"]
                 .iter()
                 .any(|code| description.contains(code));
-        if needs_admin && session.invite.is_some() {
+        if needs_admin && session.mode == Mode::Vendor {
             tracing::warn!(connection = %id, error = %error, "the tenant has not granted the vendor app");
             return Err(CallbackError::ConsentRequired {
                 admin_consent: step("admin-consent"),
@@ -176,12 +215,24 @@ pub async fn connect_callback(
     if let Some(retry_at) = room_in_both(&grant.value, &serve.value, Writer::Person, now) {
         return Err(CallbackError::TooManyChanges { retry_at });
     }
-    let app = serve.value.app;
-    let client_secret = if app.vendor {
-        let vendor = repo.vendor_app().await?;
-        vendor.ok_or(CallbackError::NoVendorApp)?.client_secret
-    } else {
-        grant.value.client_secret.clone()
+    // A self-service form's values are the app from now on, if the sign-in
+    // succeeds; until then nothing of them is stored.
+    let (app, client_secret) = match &session.setup {
+        Some(setup) if serve.value.app.mode == Mode::SelfService => (
+            serve
+                .value
+                .app
+                .with_setup(setup)
+                .map_err(|_| CallbackError::UnknownConnection)?,
+            setup.client_secret.clone(),
+        ),
+        Some(_) => return Err(CallbackError::UnknownConnection),
+        None if serve.value.app.is_vendor() => {
+            let vendor = repo.vendor_app().await?;
+            let secret = vendor.ok_or(CallbackError::NoVendorApp)?.client_secret;
+            (serve.value.app, secret)
+        }
+        None => (serve.value.app, grant.value.client_secret.clone()),
     };
     let first = app
         .resource(None)
@@ -223,7 +274,7 @@ pub async fn connect_callback(
     // every request goes to the signed-in tenant (and a later consent from
     // another tenant fails the `tid` check).
     let mut app = app;
-    if let (AccountKey::Microsoft { tid, .. }, true) = (&account.key, app.vendor) {
+    if let (AccountKey::Microsoft { tid, .. }, true) = (&account.key, app.is_vendor()) {
         // The tenant goes into every later URL and is the check on later
         // sign-ins: only a tenant id (a GUID) is pinned.
         if !crate::domain::app::is_guid(tid) {
@@ -271,12 +322,14 @@ pub async fn connect_callback(
     }
     let refresh_token = minted.refresh_token;
 
+    let new_secret = session.setup.as_ref().map(|_| client_secret.clone());
     store_grant(
         broker,
         &id,
         grant,
-        &session,
+        session,
         Grant::new(refresh_token, account.clone(), now),
+        new_secret,
         now,
     )
     .await?;
@@ -284,8 +337,11 @@ pub async fn connect_callback(
     let written = repo
         .update::<ServeRecord, _>(&id, Part::Serve, Writer::Person, now, |record| {
             let mut record = record?;
-            if app.vendor {
+            if app.is_vendor() {
                 record.app.provider = app.provider.clone();
+            }
+            if session.setup.is_some() {
+                record.app = app.clone();
             }
             record.access = Some(access.clone());
             record.status = status.clone();
@@ -305,21 +361,26 @@ pub async fn connect_callback(
     }))
 }
 
-/// Stores the new grant and marks the session completed, in one write.
-/// A refresh pass that rotated the old grant meanwhile loses: the new
-/// consent wins, as long as it is still the same account.
+/// Stores the new grant (with a self-service form's client secret) and
+/// marks the session completed, in one write. A refresh pass that rotated
+/// the old grant meanwhile loses: the new consent wins, as long as it is
+/// still the same account.
 async fn store_grant(
     broker: &Broker,
     id: &ConnectionId,
     read: Versioned<GrantRecord>,
     session: &ConsentSession,
     grant: Grant,
+    client_secret: Option<Secret>,
     now: OffsetDateTime,
 ) -> Result<(), CallbackError> {
     let mut current = read;
     loop {
         let mut record = current.value.clone();
         record.grant = Some(grant.clone());
+        if let Some(secret) = &client_secret {
+            record.client_secret = secret.clone();
+        }
         record.complete_session(&session.state, session.expires_at, now);
         match broker
             .repo

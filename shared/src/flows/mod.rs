@@ -6,4 +6,5 @@ pub mod callback;
 mod mint;
 pub mod read;
 pub mod refresh;
+pub mod setup;
 pub mod start;

@@ -278,7 +278,7 @@ impl Pass<'_> {
         app: &AppRegistration,
         grant: &GrantRecord,
     ) -> Result<Option<Secret>, StoreError> {
-        if !app.vendor {
+        if !app.is_vendor() {
             return Ok(Some(grant.client_secret.clone()));
         }
         let vendor = self

@@ -2,11 +2,15 @@
 //! with PKCE, `state` and nonce sealed in a cookie. A vendor connection's
 //! link first shows what will be granted, with two steps: an administrator
 //! grants the app for the organization, and the booking account signs in.
+//! A self-service connection's link shows the setup form (see [`super::setup`]),
+//! or, once connected, the connection's status.
 
+use super::setup::{SetupForm, setup_form};
 use crate::Broker;
 use crate::broker::BrokerError;
-use crate::crypto::{CONSENT_TTL, ConsentSession, InviteError, Purpose, random_token};
-use crate::domain::{ConnectionId, Secret};
+use crate::crypto::{CONSENT_TTL, ConsentSession, InviteError, Purpose, SigningKeys, random_token};
+use crate::domain::app::InvalidApp;
+use crate::domain::{AppRegistration, AppSetup, ConnectionId, Mode, Secret, ServeRecord, Status};
 use crate::identity::{admin_consent_url, authorize_url};
 use crate::store::StoreError;
 use time::OffsetDateTime;
@@ -22,6 +26,9 @@ pub enum Step {
     AdminConsent,
     /// The booking account signs in.
     SignIn,
+    /// The setup form (self-service connections only), also to replace
+    /// the app of a connected one.
+    Setup,
 }
 
 /// What the link leads to.
@@ -30,6 +37,19 @@ pub enum Started {
     Redirect(Redirect),
     /// A vendor connection's first page.
     VendorIntro(VendorIntro),
+    /// A self-service connection's setup form.
+    SetupForm(Box<SetupForm>),
+    /// A self-service connection that is connected: its status, not a
+    /// blank form.
+    SetUp(Box<SetUp>),
+}
+
+/// What a connected self-service link shows.
+pub struct SetUp {
+    pub app: AppRegistration,
+    pub status: Status,
+    /// When the first of its access tokens expires.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// Where to send the browser, and the sealed cookie to set.
@@ -60,19 +80,31 @@ pub enum StartError {
     Invite(#[from] InviteError),
     #[error("this connection no longer exists: ask your provider for a new link")]
     UnknownConnection,
+    /// A setup form that this link and this browser did not get, or that
+    /// was changed.
+    #[error("this form was changed or sent from another browser")]
+    FormForged,
+    #[error("this form is too old")]
+    FormExpired,
+    /// A setup form sent again after it connected the connection.
+    #[error("this form was already used")]
+    FormReplayed,
+    #[error(transparent)]
+    Invalid(#[from] InvalidApp),
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-pub async fn connect_start(
+/// Checks the link and reads the connection's serve secret: the start of
+/// every step, the setup form's submission included.
+pub(crate) async fn verified_serve<'a>(
     broker: &Broker,
     id: &str,
-    invite: Option<&str>,
-    step: Step,
+    invite: Option<&'a str>,
     now: OffsetDateTime,
-) -> Result<Started, StartError> {
+) -> Result<(SigningKeys, ServeRecord, &'a str), StartError> {
     let id = ConnectionId::parse(id).map_err(|_| StartError::InvalidLink)?;
     let invite = invite.ok_or(StartError::InvalidLink)?;
     let keys = broker.signing_keys().await?;
@@ -83,60 +115,110 @@ pub async fn connect_start(
         .await?
         .ok_or(StartError::UnknownConnection)?
         .value;
-    let app = serve.app;
+    Ok((keys.clone(), serve, invite))
+}
+
+/// Off to the sign-in of `app`, with a new session sealed for the callback.
+/// `setup`: a self-service form's values, which the callback stores.
+pub(crate) fn sign_in_redirect(
+    broker: &Broker,
+    keys: &SigningKeys,
+    app: &AppRegistration,
+    invite: &str,
+    setup: Option<AppSetup>,
+    now: OffsetDateTime,
+) -> Result<Redirect, StartError> {
     let redirect_uri = broker.redirect_uri()?;
-    let (purpose, location, state, nonce, pkce_verifier) = match (app.vendor, step) {
-        (true, Step::Begin) => {
-            return Ok(Started::VendorIntro(VendorIntro {
-                connection: id,
-                permissions: app
-                    .resources
-                    .iter()
-                    .flat_map(|r| &r.scopes)
-                    .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
-                    .collect(),
-                account: serve.status.account,
-            }));
-        }
-        (true, Step::AdminConsent) => {
-            let state = random_token();
-            let location =
-                admin_consent_url(&app, &redirect_uri, &state).ok_or(StartError::InvalidLink)?;
-            let nonce = random_token();
-            (
-                Purpose::AdminConsent,
-                location,
-                state,
-                nonce,
-                Secret::new(""),
-            )
-        }
-        _ => {
-            let request = authorize_url(&app, &redirect_uri);
-            let verifier = request.pkce_verifier;
-            (
-                Purpose::SignIn,
-                request.url,
-                request.state,
-                request.nonce,
-                verifier,
-            )
-        }
-    };
+    let request = authorize_url(app, &redirect_uri);
     let session = ConsentSession {
-        connection: id.clone(),
-        state,
-        nonce,
-        pkce_verifier,
+        connection: app.id.clone(),
+        state: request.state,
+        nonce: request.nonce,
+        pkce_verifier: request.pkce_verifier,
         expires_at: (now + CONSENT_TTL).unix_timestamp(),
-        purpose,
-        invite: app.vendor.then(|| invite.to_owned()),
+        purpose: Purpose::SignIn,
+        invite: Some(invite.to_owned()),
+        mode: app.mode,
+        setup,
     };
-    tracing::info!(connection = %id, purpose = ?purpose, "consent started: redirecting to Microsoft");
-    Ok(Started::Redirect(Redirect {
+    Ok(seal_redirect(keys, request.url, &session, &redirect_uri))
+}
+
+fn seal_redirect(
+    keys: &SigningKeys,
+    location: Url,
+    session: &ConsentSession,
+    redirect_uri: &Url,
+) -> Redirect {
+    tracing::info!(connection = %session.connection, purpose = ?session.purpose, "consent started: redirecting to Microsoft");
+    Redirect {
         location,
-        sealed_session: keys.seal(&session),
+        sealed_session: keys.seal(session),
         secure_cookie: redirect_uri.scheme() == "https",
         cookie_path: redirect_uri.path().to_owned(),
-    }))
+    }
+}
+
+pub async fn connect_start(
+    broker: &Broker,
+    id: &str,
+    invite: Option<&str>,
+    step: Step,
+    form_cookie: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Started, StartError> {
+    let (keys, serve, invite) = verified_serve(broker, id, invite, now).await?;
+    let app = &serve.app;
+    let connected = serve.status.account.is_some();
+    match (app.mode, step) {
+        (Mode::Vendor, Step::Begin) => Ok(Started::VendorIntro(VendorIntro {
+            connection: app.id.clone(),
+            permissions: app
+                .resources
+                .iter()
+                .flat_map(|r| &r.scopes)
+                .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
+                .collect(),
+            account: serve.status.account.clone(),
+        })),
+        (Mode::Vendor, Step::AdminConsent) => {
+            let redirect_uri = broker.redirect_uri()?;
+            let state = random_token();
+            let location =
+                admin_consent_url(app, &redirect_uri, &state).ok_or(StartError::InvalidLink)?;
+            let session = ConsentSession {
+                connection: app.id.clone(),
+                state,
+                nonce: random_token(),
+                pkce_verifier: Secret::new(""),
+                expires_at: (now + CONSENT_TTL).unix_timestamp(),
+                purpose: Purpose::AdminConsent,
+                invite: Some(invite.to_owned()),
+                mode: app.mode,
+                setup: None,
+            };
+            Ok(Started::Redirect(seal_redirect(
+                &keys,
+                location,
+                &session,
+                &redirect_uri,
+            )))
+        }
+        (Mode::SelfService, Step::Begin) if app.is_set_up() && connected => {
+            Ok(Started::SetUp(Box::new(SetUp {
+                expires_at: serve.access.as_ref().and_then(|a| a.earliest_expiry()),
+                app: serve.app.clone(),
+                status: serve.status.clone(),
+            })))
+        }
+        // A reconnect signs in to the stored app; anything else (and any
+        // step before the form was ever completed) is the form.
+        (Mode::SelfService, step) if !app.is_set_up() || step != Step::SignIn => {
+            let form = setup_form(broker, &keys, &serve, invite, form_cookie, now)?;
+            Ok(Started::SetupForm(Box::new(form)))
+        }
+        _ => Ok(Started::Redirect(sign_in_redirect(
+            broker, &keys, app, invite, None, now,
+        )?)),
+    }
 }

@@ -5,9 +5,11 @@ mod api;
 mod audit;
 mod lang;
 mod pages;
+mod setup;
 
 use crate::Broker;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use std::sync::Arc;
 
@@ -30,10 +32,15 @@ fn at_public_path(broker: &Broker, routes: Router) -> Router {
     }
 }
 
-/// `GET /connect/{id}?invite=...`
+/// `GET /connect/{id}?invite=...`, and the self-service form's `POST`
 pub fn connect_start_routes(broker: Arc<Broker>) -> Router {
     let routes = Router::new()
-        .route("/connect/{id}", get(pages::start_page))
+        .route(
+            "/connect/{id}",
+            get(pages::start_page)
+                .post(setup::submit_page)
+                .layer(DefaultBodyLimit::max(setup::MAX_FORM_BODY)),
+        )
         .with_state(broker.clone());
     at_public_path(&broker, routes)
 }

@@ -3,13 +3,16 @@
 //! they are given.
 
 use super::lang::{LANG_COOKIE, Lang, PageLang};
+use super::setup::{form_page, set_up_page};
 use crate::Broker;
 use crate::broker::BrokerError;
-use crate::crypto::{CONSENT_COOKIE, CONSENT_TTL, InviteError};
+use crate::crypto::{CONSENT_COOKIE, CONSENT_TTL, FORM_COOKIE, InviteError};
 use crate::domain::records::format_utc;
 use crate::domain::{FailureClass, Secret};
-use crate::flows::callback::{CallbackError, Completed, Connected, SignInAnswer, connect_callback};
-use crate::flows::start::{StartError, Started, Step, VendorIntro, connect_start};
+use crate::flows::callback::{
+    CallbackError, Completed, Connected, Refused, SignInAnswer, connect_callback,
+};
+use crate::flows::start::{Redirect, StartError, Started, Step, VendorIntro, connect_start};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,15 +25,23 @@ use std::sync::Arc;
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;line-height:1.5}\
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}code{background:#f2f2f2;padding:0 .2em}\
 a.button{display:inline-block;padding:.6em 1.2em;background:#0b57d0;color:#fff;text-decoration:none;border-radius:.3em}\
-a.button:focus,a.button:hover{outline:3px solid #f29900;outline-offset:2px}";
+a.button:focus,a.button:hover{outline:3px solid #f29900;outline-offset:2px}\
+.field{margin:1.2em 0}label{font-weight:600}.field>label{display:block}.hint{margin:.2em 0;color:#444}\
+input[type=text],input[type=password],input[type=date]{width:100%;max-width:32em;box-sizing:border-box;padding:.5em;font-size:1em;border:1px solid #555;border-radius:.2em}\
+input[type=checkbox]{width:1.2em;height:1.2em;vertical-align:middle}\
+input[aria-invalid=true]{border:3px solid #b3261e}.error{color:#b3261e;margin:.2em 0}\
+.summary{border:3px solid #b3261e;padding:0 1em;margin:1em 0}fieldset{border:1px solid #555;border-radius:.2em}\
+button{padding:.6em 1.2em;background:#0b57d0;color:#fff;border:0;border-radius:.3em;font-size:1em}\
+button:focus,button:hover,input:focus{outline:3px solid #f29900;outline-offset:2px}\
+dt{font-weight:600}dd{margin:0 0 .6em 0}";
 
-/// The security headers every HTML answer carries.
-const PAGE_HEADERS: [(header::HeaderName, &str); 6] = [
+/// The Content-Security-Policy of a page without a form: nothing loads,
+/// nothing is sent anywhere.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The security headers every HTML answer carries besides its CSP.
+const PAGE_HEADERS: [(header::HeaderName, &str); 5] = [
     (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    ),
     (header::X_FRAME_OPTIONS, "DENY"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::CACHE_CONTROL, "no-store"),
@@ -38,7 +49,18 @@ const PAGE_HEADERS: [(header::HeaderName, &str); 6] = [
 ];
 
 /// A plain page: a title and its paragraphs, in `lang`.
-fn page(status: StatusCode, lang: Lang, title: &str, paragraphs: Markup) -> Response {
+pub(super) fn page(status: StatusCode, lang: Lang, title: &str, paragraphs: Markup) -> Response {
+    page_with_csp(status, lang, title, paragraphs, CSP)
+}
+
+/// A page with its own Content-Security-Policy (a form's allows its targets).
+pub(super) fn page_with_csp(
+    status: StatusCode,
+    lang: Lang,
+    title: &str,
+    paragraphs: Markup,
+    csp: &str,
+) -> Response {
     let html = html! {
         (DOCTYPE)
         html lang=(<&str>::from(lang)) {
@@ -56,12 +78,18 @@ fn page(status: StatusCode, lang: Lang, title: &str, paragraphs: Markup) -> Resp
             }
         }
     };
-    (status, PAGE_HEADERS, html).into_response()
+    (
+        status,
+        [(header::CONTENT_SECURITY_POLICY, csp)],
+        PAGE_HEADERS,
+        html,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
 pub struct StartQuery {
-    invite: Option<String>,
+    pub(super) invite: Option<String>,
     step: Option<String>,
 }
 
@@ -75,16 +103,41 @@ pub async fn start_page(
     let step = match query.step.as_deref() {
         Some("sign-in") => Step::SignIn,
         Some("admin-consent") => Step::AdminConsent,
+        Some("setup") => Step::Setup,
         _ => Step::Begin,
     };
     let invite = query.invite.as_deref();
-    let redirect = match connect_start(&broker, &id, invite, step, broker.now()).await {
-        Ok(Started::Redirect(redirect)) => redirect,
-        Ok(Started::VendorIntro(intro)) => {
-            return vendor_intro_page(&intro, invite.unwrap_or_default(), lang);
+    let form_cookie = jar.get(FORM_COOKIE).map(|c| c.value().to_owned());
+    let started = connect_start(
+        &broker,
+        &id,
+        invite,
+        step,
+        form_cookie.as_deref(),
+        broker.now(),
+    )
+    .await;
+    let invite = invite.unwrap_or_default();
+    match started {
+        Ok(Started::Redirect(redirect)) => {
+            redirect_to_sign_in(jar, &redirect, lang, explicit, StatusCode::FOUND)
         }
-        Err(e) => return e.render(lang),
-    };
+        Ok(Started::VendorIntro(intro)) => vendor_intro_page(&intro, invite, lang),
+        Ok(Started::SetupForm(form)) => form_page(jar, &form, invite, lang, StatusCode::OK),
+        Ok(Started::SetUp(set_up)) => set_up_page(&set_up, invite, lang),
+        Err(e) => e.render(lang),
+    }
+}
+
+/// Off to the sign-in: the sealed session (and an explicit language) in
+/// cookies that only the callback receives.
+pub(super) fn redirect_to_sign_in(
+    jar: CookieJar,
+    redirect: &Redirect,
+    lang: Lang,
+    explicit: bool,
+    status: StatusCode,
+) -> Response {
     let max_age = time::Duration::seconds(CONSENT_TTL.as_secs() as i64);
     let scoped = |name: &'static str, value: String| {
         Cookie::build((name, value))
@@ -100,7 +153,7 @@ pub async fn start_page(
         jar = jar.add(scoped(LANG_COOKIE, <&str>::from(lang).to_owned()));
     }
     (
-        StatusCode::FOUND,
+        status,
         jar,
         [
             (header::LOCATION, redirect.location.as_str()),
@@ -140,6 +193,33 @@ impl StartError {
                 )) } },
             ),
             Self::UnknownConnection => no_such_connection(lang),
+            Self::FormForged => page(
+                StatusCode::FORBIDDEN,
+                lang,
+                lang.pick("This form was refused", "Ce formulaire a été refusé"),
+                html! { p { (lang.pick(
+                    "It was changed, or sent from another page or browser than the one that opened the link. Nothing was stored. Open the link again in this browser and fill in the form.",
+                    "Il a été modifié, ou envoyé depuis une autre page ou un autre navigateur que celui qui a ouvert le lien. Rien n’a été enregistré. Ouvrez à nouveau le lien dans ce navigateur et remplissez le formulaire.",
+                )) } },
+            ),
+            Self::FormExpired => page(
+                StatusCode::GONE,
+                lang,
+                lang.pick("This form has expired", "Ce formulaire a expiré"),
+                html! { p { (lang.pick(
+                    "A form is good for 15 minutes. Nothing was stored. Open the link again and fill in the form.",
+                    "Un formulaire est valable 15 minutes. Rien n’a été enregistré. Ouvrez à nouveau le lien et remplissez le formulaire.",
+                )) } },
+            ),
+            Self::FormReplayed => page(
+                StatusCode::CONFLICT,
+                lang,
+                lang.pick("This form was already used", "Ce formulaire a déjà servi"),
+                html! { p { (lang.pick(
+                    "The connection was set up with it already; sending it again changes nothing. Open the link again to see the connection's status.",
+                    "La connexion a déjà été configurée avec ; le renvoyer ne change rien. Ouvrez à nouveau le lien pour voir l’état de la connexion.",
+                )) } },
+            ),
             other => unavailable_page(&other, lang),
         }
     }
@@ -204,14 +284,17 @@ pub async fn callback_page(
     let spent = sealed.is_some()
         && !matches!(
             result,
-            Err(CallbackError::NoSession | CallbackError::StateMismatch)
+            Err(Refused {
+                error: CallbackError::NoSession | CallbackError::StateMismatch,
+                ..
+            })
         );
     let response = match result {
         Ok(Completed::Connected(connected)) => connected_page(&connected, lang),
         Ok(Completed::AdminConsented { sign_in }) => admin_consented_page(sign_in.as_ref(), lang),
-        Err(e) => {
-            tracing::warn!(error = %e, "consent callback refused");
-            e.render(lang)
+        Err(Refused { error, start_over }) => {
+            tracing::warn!(error = %error, "consent callback refused");
+            error.render(lang, start_over.as_ref())
         }
     };
     let jar = match (spent, broker.redirect_uri()) {
@@ -226,7 +309,7 @@ pub async fn callback_page(
 }
 
 /// A link that looks like a button (pages need no script and no form).
-fn button(href: &str, text: &str) -> Markup {
+pub(super) fn button(href: &str, text: &str) -> Markup {
     html! {
         p { a.button href=(href) { (text) } }
     }
@@ -333,7 +416,7 @@ fn in_lang(url: &url::Url, lang: Lang) -> String {
 }
 
 /// `?invite=…&step=…&lang=…`: a step of this same link.
-fn step_href(invite: &str, step: &str, lang: Lang) -> String {
+pub(super) fn step_href(invite: &str, step: &str, lang: Lang) -> String {
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("invite", invite)
         .append_pair("step", step)
@@ -452,13 +535,24 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
 }
 
 /// A refused sign-in answer: what happened, then how to start over.
-fn start_over(lang: Lang, title: &str, detail: Markup) -> Response {
+fn start_over(lang: Lang, title: &str, detail: Markup, again: Option<&url::Url>) -> Response {
     page(
         StatusCode::BAD_REQUEST,
         lang,
         title,
-        html! { p { (detail) } p { (open_again(lang)) } },
+        html! { p { (detail) } (start_again(lang, again)) },
     )
+}
+
+/// The way back: a button to the step that failed, when the session knew
+/// the link; else the advice to open it again.
+fn start_again(lang: Lang, again: Option<&url::Url>) -> Markup {
+    match again {
+        Some(link) => html! {
+            (button(&in_lang(link, lang), lang.pick("Start again", "Recommencer")))
+        },
+        None => html! { p { (open_again(lang)) } },
+    }
 }
 
 fn open_again(lang: Lang) -> &'static str {
@@ -470,8 +564,8 @@ fn open_again(lang: Lang) -> &'static str {
 
 impl CallbackError {
     /// The page that says what happened, who must act and what to do next,
-    /// in `lang`.
-    pub fn render(self, lang: Lang) -> Response {
+    /// in `lang`; `again` leads back to the step that failed.
+    pub fn render(self, lang: Lang, again: Option<&url::Url>) -> Response {
         let t = |en, fr| lang.pick(en, fr);
         match self {
             Self::NoSession => start_over(
@@ -484,6 +578,7 @@ impl CallbackError {
                     "The sign-in took too long, was started in another browser, or this page was opened twice.",
                     "La connexion a pris trop de temps, a été commencée dans un autre navigateur, ou cette page a été ouverte deux fois.",
                 )) },
+                again,
             ),
             Self::StateMismatch | Self::MissingCode => start_over(
                 lang,
@@ -495,6 +590,7 @@ impl CallbackError {
                     "It does not belong to the sign-in you started in this browser.",
                     "Elle ne correspond pas à la connexion commencée dans ce navigateur.",
                 )) },
+                again,
             ),
             Self::CodeRejected(e) => start_over(
                 lang,
@@ -506,6 +602,7 @@ impl CallbackError {
                     (t("The identity provider refused the sign-in code", "Le fournisseur d’identité a refusé le code de connexion"))
                     " (" code { (e.code()) } ")."
                 },
+                again,
             ),
             Self::Denied { error, description } => start_over(
                 lang,
@@ -522,6 +619,7 @@ impl CallbackError {
                         "Si le consentement a été refusé, un administrateur doit peut-être l’accorder d’abord.",
                     ))
                 },
+                again,
             ),
             Self::Claims(e) => start_over(
                 lang,
@@ -530,6 +628,7 @@ impl CallbackError {
                     "La connexion n’a pas pu être vérifiée",
                 ),
                 html! { (e) },
+                again,
             ),
             Self::NoRefreshToken => page(
                 StatusCode::BAD_REQUEST,
@@ -627,6 +726,7 @@ impl CallbackError {
                     "This answer was already used to connect; it cannot be used twice.",
                     "Cette réponse a déjà servi à se connecter ; elle ne peut pas servir deux fois.",
                 )) },
+                again,
             ),
             Self::TooManyChanges { retry_at } => page(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -667,7 +767,13 @@ impl CallbackError {
                             "Le compte est bloqué ou une stratégie d’accès conditionnel l’a refusé. Votre administrateur Microsoft 365 peut corriger cela.",
                         ),
                     ),
-                    FailureClass::ReconnectNeeded => (StatusCode::BAD_REQUEST, open_again(lang)),
+                    FailureClass::ReconnectNeeded => (
+                        StatusCode::BAD_REQUEST,
+                        t(
+                            "The sign-in has to be done again.",
+                            "La connexion doit être refaite.",
+                        ),
+                    ),
                     FailureClass::OurBug => (
                         StatusCode::BAD_GATEWAY,
                         t(
@@ -702,6 +808,7 @@ impl CallbackError {
                                 "."
                             }
                         }
+                        (start_again(lang, again))
                     },
                 )
             }

@@ -6,7 +6,7 @@ mod oauth;
 pub use oauth::{AuthorizeRequest, OAuthClient, admin_consent_url, authorize_url};
 
 use crate::domain::failure::classify;
-use crate::domain::{AppRegistration, FailureClass, LastError, Secret};
+use crate::domain::{AppRegistration, Cloud, FailureClass, LastError, Provider, Secret};
 use async_trait::async_trait;
 use std::fmt;
 use std::time::Duration;
@@ -166,6 +166,15 @@ pub struct SignInCode<'a> {
     pub pkce_verifier: &'a Secret,
 }
 
+/// What a tenant's discovery document says about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantInfo {
+    /// The tenant id (a GUID), from the document's issuer.
+    pub tenant_id: String,
+    /// The cloud the tenant lives in, when it is one we know.
+    pub cloud: Option<Cloud>,
+}
+
 /// The identity-provider port.
 #[async_trait]
 pub trait IdentityProvider: Send + Sync {
@@ -184,4 +193,9 @@ pub trait IdentityProvider: Send + Sync {
         refresh_token: &Secret,
         scopes: &[String],
     ) -> Result<TokenSet, IdentityError>;
+
+    /// Reads the discovery document of a Microsoft provider's tenant (a
+    /// tenant id or a verified domain). An unknown tenant is refused
+    /// (AADSTS90002).
+    async fn discover_tenant(&self, provider: &Provider) -> Result<TenantInfo, IdentityError>;
 }

@@ -5,9 +5,12 @@
 //! turned into transport errors here, with `Retry-After`, before `oauth2`
 //! would try to read them as an OAuth error body.
 
-use super::{AppClient, IdentityError, IdentityProvider, ProviderError, SignInCode, TokenSet};
+use super::{
+    AppClient, IdentityError, IdentityProvider, ProviderError, SignInCode, TenantInfo, TokenSet,
+};
 use crate::crypto::random_token;
-use crate::domain::{AppRegistration, Secret};
+use crate::domain::app::is_guid;
+use crate::domain::{AppRegistration, Cloud, Provider, Secret};
 use async_trait::async_trait;
 use oauth2::basic::{
     BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
@@ -333,6 +336,65 @@ impl IdentityProvider for OAuthClient {
             .await
             .map(into_token_set)
             .map_err(into_identity_error)
+    }
+
+    async fn discover_tenant(&self, provider: &Provider) -> Result<TenantInfo, IdentityError> {
+        let url = provider.discovery_url().ok_or_else(|| {
+            IdentityError::Protocol("only Microsoft tenants have a discovery document".into())
+        })?;
+        self.get_discovery(url).await
+    }
+}
+
+/// The fields of a discovery document the broker reads.
+#[derive(Deserialize)]
+struct DiscoveryDocument {
+    issuer: Url,
+    cloud_instance_name: Option<String>,
+}
+
+impl DiscoveryDocument {
+    fn into_tenant_info(self) -> Result<TenantInfo, IdentityError> {
+        // `https://{login}/{tenant id}/v2.0`
+        let tenant_id = self
+            .issuer
+            .path_segments()
+            .and_then(|mut segments| segments.next())
+            .filter(|segment| is_guid(segment))
+            .ok_or_else(|| {
+                IdentityError::Protocol("the discovery issuer names no tenant id".into())
+            })?
+            .to_ascii_lowercase();
+        Ok(TenantInfo {
+            tenant_id,
+            cloud: self
+                .cloud_instance_name
+                .as_deref()
+                .and_then(Cloud::of_instance),
+        })
+    }
+}
+
+impl OAuthClient {
+    async fn get_discovery(&self, url: Url) -> Result<TenantInfo, IdentityError> {
+        let request = http::Request::get(url.as_str())
+            .body(Vec::new())
+            .map_err(|e| IdentityError::Protocol(e.to_string()))?;
+        let response = send(self.http.clone(), request)
+            .await
+            .map_err(|e| into_identity_error(RequestTokenError::Request(e)))?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            return Err(match serde_json::from_slice::<ErrorBody>(response.body()) {
+                Ok(body) => IdentityError::Refused(Box::new(body.into_provider_error(status))),
+                Err(_) => IdentityError::Protocol(format!(
+                    "the discovery document answered HTTP {status}"
+                )),
+            });
+        }
+        serde_json::from_slice::<DiscoveryDocument>(response.body())
+            .map_err(|e| IdentityError::Protocol(format!("the discovery document: {e}")))?
+            .into_tenant_info()
     }
 }
 

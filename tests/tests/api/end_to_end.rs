@@ -227,7 +227,10 @@ async fn refused_callbacks(kind: StoreKind) {
     assert_eq!(replay.status(), 400);
     let body = replay.text().await.unwrap();
     assert!(body.contains("already used"), "{body}");
-    assert!(body.contains("Open the consent link again"), "{body}");
+    assert!(
+        body.contains("Start again") && body.contains("step=sign-in"),
+        "a way back to the sign-in: {body}"
+    );
     assert_eq!(
         app.identity.counters().token_requests,
         requests,

@@ -227,3 +227,88 @@ async fn a_stage_in_the_public_url_is_honoured() {
     );
     start.output().await;
 }
+
+/// A browser's form POST as API Gateway hands it to a function: the body
+/// base64-encoded, the cookies in their array.
+fn form_event(url: &Url, cookies: &[&str], body: &str) -> Value {
+    use base64::Engine;
+    let headers = json!({"content-type": "application/x-www-form-urlencoded"});
+    let mut event = get_event(url, headers, cookies);
+    event["requestContext"]["http"]["method"] = json!("POST");
+    event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
+    event["isBase64Encoded"] = json!(true);
+    event
+}
+
+/// Self-service through the functions: connect-start serves the form (its
+/// cookie in the response's cookies), takes the base64-encoded POST and
+/// sends the admin to the sign-in; connect-callback stores app and grant.
+#[tokio::test]
+async fn the_self_service_form_runs_as_a_lambda_function() {
+    let app = spawn_app(StoreKind::File).await;
+    let id = app.add_self_service_connection().await;
+    let link: Url = app.link(&id).await.parse().expect("a consent link");
+    let mut start = Function::start("connect-start", &app).await;
+    let mut callback = Function::start("connect-callback", &app).await;
+
+    let form = start.answer(&get_event(&link, json!({}), &[])).await;
+    assert_eq!(form["statusCode"], 200, "{form}");
+    let page = form["body"].as_str().unwrap_or_default();
+    let token = form_token(page);
+    assert!(!token.is_empty(), "{page}");
+    let set = cookies(&form);
+    let form_cookie = set
+        .iter()
+        .find(|c| c.starts_with("roomtoken_form="))
+        .unwrap_or_else(|| panic!("the form cookie: {form}"));
+    for attribute in [
+        &format!("Path=/connect/{id}") as &str,
+        "HttpOnly",
+        "SameSite=Strict",
+    ] {
+        assert!(
+            form_cookie.contains(attribute),
+            "{attribute} in {form_cookie}"
+        );
+    }
+    let form_cookie = form_cookie.split(';').next().unwrap_or_default();
+
+    let accepted = start
+        .answer(&form_event(
+            &link,
+            &[form_cookie],
+            &app.setup_form_body(&token),
+        ))
+        .await;
+    assert_eq!(accepted["statusCode"], 303, "{accepted}");
+    let sign_in: Url = header(&accepted, "location").parse().expect("location");
+    assert!(
+        sign_in.path().starts_with(&format!("/{TENANT}/")),
+        "{sign_in}"
+    );
+    let consent_cookie = cookies(&accepted)
+        .into_iter()
+        .find(|c| c.starts_with("roomtoken_consent="))
+        .unwrap_or_else(|| panic!("the consent cookie: {accepted}"));
+    let consent_cookie = consent_cookie
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(app.grant(&id).await.is_none(), "nothing stored by the form");
+
+    let answer = http().get(sign_in).send().await.expect("sign-in");
+    let back = location(&answer);
+    let connected = callback
+        .answer(&get_event(&back, json!({}), &[&consent_cookie]))
+        .await;
+    assert_eq!(connected["statusCode"], 200, "{connected}");
+    assert_eq!(app.serve(&id).await.app.client_id, CLIENT_ID);
+    assert!(app.grant(&id).await.is_some(), "the grant is stored");
+
+    let mut printed = String::new();
+    for function in [start, callback] {
+        printed.push_str(&function.output().await);
+    }
+    assert_no_secret_in(&printed, "the functions' output", &app.secrets(&[]));
+}

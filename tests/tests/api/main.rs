@@ -11,6 +11,7 @@ mod openapi;
 mod pages;
 mod refresh;
 mod sam_template;
+mod self_service;
 mod store_quotas;
 mod token_read;
 mod vendor;

@@ -12,8 +12,9 @@ use token_refresh::metrics::{NAMESPACE, pass_documents};
 use token_refresh::{PassSummary, RefreshRequest};
 
 /// The routes of DESIGN.md and the function that serves each.
-const ROUTES: [(&str, &str); 4] = [
+const ROUTES: [(&str, &str); 5] = [
     ("GET /connect/{id}", "connect-start"),
+    ("POST /connect/{id}", "connect-start"),
     ("GET /callback", "connect-callback"),
     ("GET /v1/connections/{id}/token", "token-read"),
     ("GET /v1/connections/{id}/status", "token-read"),

@@ -326,7 +326,7 @@ async fn the_vendor_app_is_changed_in_one_place() {
         .await
         .expect("reset");
     let serve = app.serve(&id).await;
-    assert!(serve.app.vendor, "still a vendor connection");
+    assert!(serve.app.is_vendor(), "still a vendor connection");
     assert!(
         matches!(&serve.app.provider, Provider::Microsoft { tenant, .. } if tenant == TENANT),
         "the organization stays pinned: {:?}",
