@@ -31,6 +31,10 @@ pub struct Cli {
     /// External base URL of the broker; the redirect URI is {URL}/callback.
     #[arg(long, global = true, env = "ROOMTOKEN_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<Url>,
+    /// Name prefix of every secret (Secrets Manager), as the deployment's
+    /// SecretPrefix parameter: one account may hold several deployments.
+    #[arg(long, global = true, env = "ROOMTOKEN_SECRET_PREFIX")]
+    pub secret_prefix: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -98,6 +102,9 @@ pub fn config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(url) = &cli.public_url {
         config.public_url = Some(url.clone());
+    }
+    if let Some(prefix) = &cli.secret_prefix {
+        config.secret_prefix.clone_from(prefix);
     }
     Ok(config)
 }

@@ -106,6 +106,9 @@ pub enum FormTokenError {
     Forged,
     #[error("this form is too old: open the link again")]
     Expired,
+    /// Genuine, but the connection was consented since: sent again.
+    #[error("this form was already used")]
+    Used,
 }
 
 /// A session's errand at Microsoft.
@@ -129,14 +132,14 @@ impl SigningKeys {
         }
     }
 
-    fn form_mac(&self, binding: &FormBinding<'_>, issued_at: i64) -> HmacSha256 {
+    fn form_mac(&self, binding: &FormBinding<'_>, generation: i64, issued_at: i64) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.form)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         let FormBinding {
             connection,
             invite,
             browser,
-            generation,
+            ..
         } = binding;
         mac.update(
             format!("{connection}\n{invite}\n{browser}\n{generation}\n{issued_at}").as_bytes(),
@@ -144,34 +147,52 @@ impl SigningKeys {
         mac
     }
 
-    /// The setup form's hidden token: `{issued_at}.{signature}`.
+    /// The setup form's hidden token: `{issued_at}.{generation}.{signature}`.
+    /// The generation travels in the token so that a genuine form from
+    /// before the last consent is told apart from a forged one.
     pub fn sign_form(&self, binding: &FormBinding<'_>, now: OffsetDateTime) -> String {
         let issued_at = now.unix_timestamp();
-        let signature = self.form_mac(binding, issued_at).finalize().into_bytes();
-        format!("{issued_at}.{}", URL_SAFE_NO_PAD.encode(signature))
+        let generation = binding.generation;
+        let signature = self
+            .form_mac(binding, generation, issued_at)
+            .finalize()
+            .into_bytes();
+        format!(
+            "{issued_at}.{generation}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        )
     }
 
     /// Checks a form token in constant time; it lives as long as a consent
-    /// session. Returns when it was issued.
+    /// session, and only until the connection's next consent.
     pub fn verify_form(
         &self,
         binding: &FormBinding<'_>,
         token: &str,
         now: OffsetDateTime,
-    ) -> Result<i64, FormTokenError> {
-        let (issued_at, signature) = token.split_once('.').ok_or(FormTokenError::Forged)?;
+    ) -> Result<(), FormTokenError> {
+        let mut parts = token.splitn(3, '.');
+        let (Some(issued_at), Some(generation), Some(signature)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(FormTokenError::Forged);
+        };
         let issued_at: i64 = issued_at.parse().map_err(|_| FormTokenError::Forged)?;
+        let generation: i64 = generation.parse().map_err(|_| FormTokenError::Forged)?;
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| FormTokenError::Forged)?;
-        self.form_mac(binding, issued_at)
+        self.form_mac(binding, generation, issued_at)
             .verify_slice(&signature)
             .map_err(|_| FormTokenError::Forged)?;
+        if generation != binding.generation {
+            return Err(FormTokenError::Used);
+        }
         let age = now.unix_timestamp().saturating_sub(issued_at);
         if !(0..CONSENT_TTL.as_secs() as i64).contains(&age) {
             return Err(FormTokenError::Expired);
         }
-        Ok(issued_at)
+        Ok(())
     }
 
     fn invite_mac(&self, id: &ConnectionId, expires_at: i64) -> HmacSha256 {
@@ -295,7 +316,7 @@ mod tests {
         let token = keys.sign_form(&binding("browser-1", 0), now);
         assert_eq!(
             keys.verify_form(&binding("browser-1", 0), &token, now),
-            Ok(now.unix_timestamp())
+            Ok(())
         );
         assert_eq!(
             keys.verify_form(&binding("browser-2", 0), &token, now),
@@ -304,7 +325,7 @@ mod tests {
         );
         assert_eq!(
             keys.verify_form(&binding("browser-1", 1_700_000_000), &token, now),
-            Err(FormTokenError::Forged),
+            Err(FormTokenError::Used),
             "a form sent again after the connection connected"
         );
         let later = now + CONSENT_TTL;
@@ -312,11 +333,19 @@ mod tests {
             keys.verify_form(&binding("browser-1", 0), &token, later),
             Err(FormTokenError::Expired)
         );
-        let (_, signature) = token.split_once('.').unwrap();
-        let refreshed = format!("{}.{signature}", now.unix_timestamp() + 60);
+        let (_, rest) = token.split_once('.').unwrap();
+        let refreshed = format!("{}.{rest}", now.unix_timestamp() + 60);
         assert_eq!(
             keys.verify_form(&binding("browser-1", 0), &refreshed, now),
             Err(FormTokenError::Forged)
+        );
+        let (issued, rest) = token.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let moved = format!("{issued}.1700000000.{signature}");
+        assert_eq!(
+            keys.verify_form(&binding("browser-1", 1_700_000_000), &moved, now),
+            Err(FormTokenError::Forged),
+            "a generation that was not signed"
         );
     }
 

@@ -8,9 +8,11 @@
 pub mod lambda_runtime_api;
 pub mod template;
 
+pub mod browser;
 pub mod failing_store;
 pub mod fleet;
 pub mod tcp_proxy;
+pub mod vendor;
 
 use roomtoken::clock::{ManualClock, Sleeper};
 use roomtoken::identity::OAuthClient;
@@ -74,6 +76,7 @@ pub struct TestApp {
     pub identity: FakeIdentity,
     pub client_secret: String,
     store_arg: String,
+    secret_prefix: String,
     _dir: tempfile::TempDir,
 }
 
@@ -166,8 +169,8 @@ impl Setup {
     }
 
     /// A Secrets Manager name prefix of its own, so that a pass over every
-    /// connection sees only this test's (admin commands through
-    /// [`TestApp::cli`] use the suite's prefix: use the library instead).
+    /// connection sees only this test's, and the system secrets (the vendor
+    /// app) are this test's alone; [`TestApp::cli`] passes it on.
     pub fn isolated_prefix(mut self) -> Self {
         self.secret_prefix = Some(format!("{}/", unique_id("isolated")));
         self
@@ -230,6 +233,7 @@ impl Setup {
         if let Some(change) = self.configure {
             change(&mut config);
         }
+        let secret_prefix = config.secret_prefix.clone();
         let identity_client = OAuthClient::new(self.http_timeout).expect("identity client");
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
         let mut broker =
@@ -275,6 +279,7 @@ impl Setup {
             identity,
             client_secret,
             store_arg,
+            secret_prefix,
             _dir: dir,
         }
     }
@@ -333,6 +338,8 @@ impl TestApp {
             self.store_arg.clone(),
             "--public-url".into(),
             self.url.to_string(),
+            "--secret-prefix".into(),
+            self.secret_prefix.clone(),
         ];
         argv.extend(args.iter().map(|a| a.to_string()));
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;

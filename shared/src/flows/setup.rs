@@ -216,12 +216,9 @@ pub async fn submit_setup(
         generation: generation(&serve),
     };
     match keys.verify_form(&binding, &submission.form_token, now) {
-        Ok(_) => {}
+        Ok(()) => {}
         Err(FormTokenError::Expired) => return Err(StartError::FormExpired),
-        // A genuine form from before the last consent: sent twice.
-        Err(FormTokenError::Forged) if issued_before_connected(&submission, &serve) => {
-            return Err(StartError::FormReplayed);
-        }
+        Err(FormTokenError::Used) => return Err(StartError::FormReplayed),
         Err(FormTokenError::Forged) => return Err(StartError::FormForged),
     }
     let offered: Vec<String> = serve.app.resources.iter().map(|r| r.name.clone()).collect();
@@ -261,17 +258,6 @@ pub async fn submit_setup(
     tracing::info!(connection = %app.id, "setup form accepted: redirecting to Microsoft");
     let redirect = sign_in_redirect(broker, &keys, &app, invite, Some(setup), now)?;
     Ok(Submitted::Redirect(redirect))
-}
-
-fn issued_before_connected(submission: &Submission, serve: &ServeRecord) -> bool {
-    let issued_at = submission
-        .form_token
-        .split_once('.')
-        .and_then(|(issued_at, _)| issued_at.parse::<i64>().ok());
-    matches!(
-        (issued_at, serve.status.connected_at),
-        (Some(issued_at), Some(connected_at)) if issued_at <= connected_at.unix_timestamp()
-    )
 }
 
 /// The fields, checked without I/O.

@@ -243,7 +243,7 @@ fn form_body(form: &SetupForm, invite: &str, lang: Lang) -> Markup {
             "Ajoutez ensuite les permissions déléguées des ressources ci-dessous, créez un secret client dans Certificats et secrets, puis remplissez ce formulaire. Rien n’est enregistré avant que le compte de réservation se soit connecté.",
         )) }
         form method="post" action=(action) novalidate {
-            input type="hidden" name="form_token" value=(form.form_token);
+            input type="hidden" id="form_token" name="form_token" value=(form.form_token);
             (input(Field::Tenant, field_label(Field::Tenant, lang),
                 html! { (t(
                     "The Directory (tenant) ID on the app's Overview page, or your domain such as contoso.com.",
