@@ -8,7 +8,7 @@ use roomtoken::Broker;
 use roomtoken::domain::{
     AppRegistration, Cloud, ConnectionId, Provider, Resource, Secret, VendorApp,
 };
-use roomtoken::flows::admin::{self, AdminError, ConnectionUpdate, NewConnection};
+use roomtoken::flows::admin::{self, AdminError, ConnectionUpdate, NewConnection, Onboarding};
 use roomtoken::flows::read::{StatusView, load_status_view};
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
 use roomtoken::store::StoreError;
@@ -174,6 +174,11 @@ pub struct AppArgs {
     /// Sign-in origin replacing the cloud's (the demo and tests use a simulator).
     #[arg(long, hide = true)]
     pub authority: Option<Url>,
+    /// The account the displays act for (booking@contoso.com): the link's
+    /// pages name it, the sign-in suggests it, and another account is
+    /// refused. An empty value (update) forgets it.
+    #[arg(long)]
+    pub booking_account: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -269,9 +274,15 @@ async fn connection(
 ) -> anyhow::Result<()> {
     match command {
         ConnectionCommand::Add(args) if args.vendor_app => {
-            let (tenant, resources) = (args.app.tenant.as_deref(), args.app.resources.as_deref());
-            let app = admin::add_vendor_connection(broker, args.id.clone(), tenant, resources, now)
-                .await?;
+            let tenant = args.app.tenant.as_deref();
+            let app = admin::add_vendor_connection(
+                broker,
+                args.id.clone(),
+                tenant,
+                onboarding(args),
+                now,
+            )
+            .await?;
             writeln!(out, "added connection {} (vendor app)", app.id)?;
             writeln!(
                 out,
@@ -286,7 +297,7 @@ async fn connection(
                 args.id.clone(),
                 args.app.cloud.unwrap_or_default(),
                 args.app.authority.clone(),
-                args.app.resources.as_deref(),
+                onboarding(args),
                 now,
             )
             .await?;
@@ -322,6 +333,7 @@ async fn connection(
                     client_id,
                     resources,
                     client_secret,
+                    booking_account: app.booking_account.clone(),
                 },
                 now,
             )
@@ -347,6 +359,7 @@ async fn connection(
                 provider,
                 client_id: args.app.client_id.clone(),
                 client_secret: args.app.secret.read(stdin)?,
+                booking_account: args.app.booking_account.clone(),
                 reset_account: args.reset_account,
             };
             let app = admin::update_connection(broker, &id, update).await?;
@@ -370,6 +383,9 @@ async fn connection(
             writeln!(out, "id:          {}", app.id)?;
             writeln!(out, "provider:    {}", provider_label(&app))?;
             writeln!(out, "mode:        {}", <&str>::from(app.mode))?;
+            if let Some(account) = &app.booking_account {
+                writeln!(out, "booking account: {account}")?;
+            }
             writeln!(out, "client id:   {}", app.client_id)?;
             writeln!(out, "authorize:   {}", app.provider.authorize_url())?;
             writeln!(out, "token:       {}", app.provider.token_url())?;
@@ -399,6 +415,13 @@ async fn connection(
             writeln!(out, "removed connection {id}")?;
             Ok(())
         }
+    }
+}
+
+fn onboarding(args: &ConnectionArgs) -> Onboarding<'_> {
+    Onboarding {
+        resources: args.app.resources.as_deref(),
+        booking_account: args.app.booking_account.as_deref(),
     }
 }
 

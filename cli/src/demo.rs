@@ -126,6 +126,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             client_id: CLIENT_ID.into(),
             resources: Resource::presets("ews,graph", Cloud::Global)?,
             client_secret: Secret::new(client_secret.expose()),
+            booking_account: None,
         },
         now,
     )
@@ -144,7 +145,12 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     )
     .await?;
     let vendor_id = ConnectionId::parse("demo-vendor")?;
-    admin::add_vendor_connection(&broker, vendor_id.clone(), None, None, now).await?;
+    // The vendor's page names the account to sign in with.
+    let onboarding = admin::Onboarding {
+        resources: None,
+        booking_account: Some(ACCOUNT),
+    };
+    admin::add_vendor_connection(&broker, vendor_id.clone(), None, onboarding, now).await?;
     let vendor_key =
         admin::create_key(&broker, &vendor_id, Some("demo display".into()), now).await?;
     let vendor_link =
@@ -156,7 +162,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         self_id.clone(),
         Cloud::Global,
         Some(identity.base_url()),
-        None,
+        admin::Onboarding::default(),
         now,
     )
     .await?;

@@ -471,6 +471,7 @@ pub async fn add_consented(
             client_id: CLIENT_ID.into(),
             resources: resources.clone(),
             client_secret: Secret::new(CLIENT_SECRET),
+            booking_account: None,
         },
         now,
     )

@@ -112,6 +112,8 @@ pub enum InvalidApp {
     UnknownResource(String),
     #[error("{0} must be an https URL (http is allowed only for loopback hosts)")]
     InsecureUrl(&'static str),
+    #[error("the booking account must be a user name such as booking@contoso.com")]
+    BookingAccount,
 }
 
 impl Provider {
@@ -392,6 +394,11 @@ pub struct AppRegistration {
         with = "iso_date::option"
     )]
     pub client_secret_expires: Option<time::Date>,
+    /// The account the displays act for, when the operator named it: the
+    /// pages name it, the sign-in suggests it, and the first consent must
+    /// be by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking_account: Option<String>,
 }
 
 /// How a connection was onboarded: who registered its Entra app.
@@ -469,7 +476,28 @@ impl AppRegistration {
             created_at: now,
             mode: Mode::Operator,
             client_secret_expires: None,
+            booking_account: None,
         })
+    }
+
+    /// The same app, for the booking account `upn` (a user principal name,
+    /// lower-cased), or for any account with `None`.
+    pub fn for_booking_account(mut self, upn: Option<&str>) -> Result<Self, InvalidApp> {
+        self.booking_account = match upn.map(str::trim) {
+            None | Some("") => None,
+            Some(upn) => {
+                let valid = upn.len() <= 256
+                    && upn.split_once('@').is_some_and(|(user, domain)| {
+                        !user.is_empty() && domain.contains('.') && !domain.starts_with('.')
+                    })
+                    && !upn.chars().any(|c| c.is_whitespace() || c.is_control());
+                if !valid {
+                    return Err(InvalidApp::BookingAccount);
+                }
+                Some(upn.to_lowercase())
+            }
+        };
+        Ok(self)
     }
 
     /// A self-service connection before its admin filled in the form: the
@@ -498,6 +526,7 @@ impl AppRegistration {
             created_at: now,
             mode: Mode::SelfService,
             client_secret_expires: None,
+            booking_account: None,
         })
     }
 
@@ -526,6 +555,7 @@ impl AppRegistration {
         )?;
         app.mode = Mode::SelfService;
         app.client_secret_expires = Some(setup.client_secret_expires);
+        app.booking_account.clone_from(&self.booking_account);
         Ok(app)
     }
 
@@ -629,6 +659,35 @@ mod tests {
         assert!(ews.iter().all(|s| !s.contains("graph.microsoft.com")));
         assert_eq!(app.resource(Some("graph")).unwrap().name, "graph");
         assert!(app.resource(Some("sharepoint")).is_none());
+    }
+
+    #[test]
+    fn a_booking_account_is_a_user_name() {
+        let id = ConnectionId::parse("contoso").unwrap();
+        let provider = Provider::microsoft("contoso.com", Cloud::Global).unwrap();
+        let resources = Resource::presets("graph", Cloud::Global).unwrap();
+        let app = AppRegistration::new(id, provider, "client", resources, now()).unwrap();
+        let named = app
+            .clone()
+            .for_booking_account(Some(" Booking@Contoso.com "))
+            .unwrap();
+        assert_eq!(
+            named.booking_account.as_deref(),
+            Some("booking@contoso.com")
+        );
+        for wrong in [
+            "booking",
+            "@contoso.com",
+            "booking@contoso",
+            "a b@contoso.com",
+        ] {
+            assert_eq!(
+                app.clone().for_booking_account(Some(wrong)),
+                Err(InvalidApp::BookingAccount),
+                "{wrong}"
+            );
+        }
+        assert_eq!(app.clone().for_booking_account(None), Ok(app));
     }
 
     #[test]

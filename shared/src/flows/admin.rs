@@ -51,6 +51,24 @@ pub struct NewConnection {
     pub client_id: String,
     pub resources: Vec<Resource>,
     pub client_secret: Secret,
+    /// The account that must sign in (any, when `None`).
+    pub booking_account: Option<String>,
+}
+
+/// What the operator chooses for a connection whose customer registers
+/// nothing with the operator (vendor and self-service modes).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Onboarding<'a> {
+    /// Preset names (`ews,graph`, the default).
+    pub resources: Option<&'a str>,
+    /// The account that must sign in (any, when `None`).
+    pub booking_account: Option<&'a str>,
+}
+
+impl Onboarding<'_> {
+    fn resources(&self) -> &str {
+        self.resources.unwrap_or("ews,graph")
+    }
 }
 
 /// The most keys one `key create --count` makes (one write for all).
@@ -70,7 +88,8 @@ pub async fn add_connection(
         &new.client_id,
         new.resources,
         now,
-    )?;
+    )?
+    .for_booking_account(new.booking_account.as_deref())?;
     create_connection(broker, app, new.client_secret, now).await
 }
 
@@ -83,7 +102,7 @@ pub async fn add_vendor_connection(
     broker: &Broker,
     id: ConnectionId,
     tenant: Option<&str>,
-    resources: Option<&str>,
+    onboarding: Onboarding<'_>,
     now: OffsetDateTime,
 ) -> Result<AppRegistration, AdminError> {
     let vendor = broker
@@ -91,12 +110,13 @@ pub async fn add_vendor_connection(
         .vendor_app()
         .await?
         .ok_or(AdminError::NoVendorApp)?;
-    let resources = Resource::presets(resources.unwrap_or("ews,graph"), vendor.cloud)?;
+    let resources = Resource::presets(onboarding.resources(), vendor.cloud)?;
     let provider = match tenant {
         None => Provider::vendor(vendor.cloud, vendor.authority.clone()),
         Some(tenant) => Provider::microsoft(tenant, vendor.cloud)?.in_authority(vendor.authority),
     };
-    let mut app = AppRegistration::new(id, provider, &vendor.client_id, resources, now)?;
+    let mut app = AppRegistration::new(id, provider, &vendor.client_id, resources, now)?
+        .for_booking_account(onboarding.booking_account)?;
     app.mode = Mode::Vendor;
     // The grant holds no secret: the vendor app's is read where it is used.
     create_connection(broker, app, Secret::new(""), now).await
@@ -110,11 +130,12 @@ pub async fn add_self_service_connection(
     id: ConnectionId,
     cloud: Cloud,
     authority: Option<Url>,
-    resources: Option<&str>,
+    onboarding: Onboarding<'_>,
     now: OffsetDateTime,
 ) -> Result<AppRegistration, AdminError> {
-    let resources = Resource::presets(resources.unwrap_or("ews,graph"), cloud)?;
-    let app = AppRegistration::awaiting_setup(id, cloud, authority, resources, now)?;
+    let resources = Resource::presets(onboarding.resources(), cloud)?;
+    let app = AppRegistration::awaiting_setup(id, cloud, authority, resources, now)?
+        .for_booking_account(onboarding.booking_account)?;
     // The grant holds no secret until the form's is stored with the grant.
     create_connection(broker, app, Secret::new(""), now).await
 }
@@ -205,6 +226,8 @@ pub struct ConnectionUpdate {
     pub client_id: Option<String>,
     pub resources: Option<Vec<Resource>>,
     pub client_secret: Option<Secret>,
+    /// Name (or, with an empty name, forget) the account that must sign in.
+    pub booking_account: Option<String>,
     /// Forget the pinned account and its grant: the next consent may be
     /// any account.
     pub reset_account: bool,
@@ -220,6 +243,11 @@ pub async fn update_connection(
     let serve = serve_of(broker, id).await?;
     let mut app = serve.value.app.clone();
     let (mode, secret_expires) = (app.mode, app.client_secret_expires);
+    // An empty name forgets it.
+    let booking_account = update
+        .booking_account
+        .clone()
+        .or_else(|| app.booking_account.clone());
     let changes_app_or_secret =
         update.provider.is_some() || update.client_id.is_some() || update.client_secret.is_some();
     if app.is_vendor() && changes_app_or_secret {
@@ -228,8 +256,10 @@ pub async fn update_connection(
     if !app.is_set_up() && changes_app_or_secret {
         return Err(AdminError::AwaitingSetup(id.clone()));
     }
-    let app_changed =
-        update.provider.is_some() || update.client_id.is_some() || update.resources.is_some();
+    let app_changed = update.provider.is_some()
+        || update.client_id.is_some()
+        || update.resources.is_some()
+        || update.booking_account.is_some();
     if let Some(provider) = update.provider {
         app.provider = provider;
     }
@@ -250,6 +280,7 @@ pub async fn update_connection(
     };
     app.mode = mode;
     app.client_secret_expires = secret_expires;
+    let app = app.for_booking_account(booking_account.as_deref())?;
     if let Some(secret) = &update.client_secret
         && secret.expose().trim().is_empty()
     {

@@ -85,6 +85,9 @@ pub enum CallbackError {
     NoVendorApp,
     #[error("this connection belongs to {pinned}, but {signed_in} signed in")]
     AccountMismatch { pinned: String, signed_in: String },
+    /// The operator named the booking account, and another one signed in.
+    #[error("this link is for {expected}, but {signed_in} signed in")]
+    WrongAccount { expected: String, signed_in: String },
     /// The tenant has not granted the vendor app yet (AADSTS65001, 90094).
     #[error("an administrator must grant this app for the organization first")]
     ConsentRequired { admin_consent: Option<Box<Url>> },
@@ -283,9 +286,17 @@ async fn complete(
         app.provider = app.provider.in_tenant(tid);
     }
 
-    // Fail before redeeming anything more when another account is pinned.
-    if let Some(pinned) = &grant.value.grant {
-        ensure_same_account(&pinned.account, &account)?;
+    // Fail before redeeming anything more when another account is pinned,
+    // or, before the first consent, when the operator named another one.
+    match (&grant.value.grant, &app.booking_account) {
+        (Some(pinned), _) => ensure_same_account(&pinned.account, &account)?,
+        (None, Some(expected)) if !account.display.eq_ignore_ascii_case(expected) => {
+            return Err(CallbackError::WrongAccount {
+                expected: expected.clone(),
+                signed_in: account.display,
+            });
+        }
+        (None, _) => {}
     }
 
     // One token per resource: the first came with the code, the others are

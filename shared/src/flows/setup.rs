@@ -118,6 +118,8 @@ pub struct SetupForm {
     pub problems: Vec<Problem>,
     /// The account connected now (the form then replaces its app).
     pub account: Option<String>,
+    /// The account the operator named to sign in, if any.
+    pub booking_account: Option<String>,
     /// The earliest and latest expiry date the form accepts.
     pub first_date: Date,
     pub last_date: Date,
@@ -189,6 +191,7 @@ pub(crate) fn setup_form(
         offered,
         problems: Vec::new(),
         account: serve.status.account.clone(),
+        booking_account: serve.app.booking_account.clone(),
         first_date: today.next_day().unwrap_or(today),
         last_date: today + time::Duration::days(MAX_SECRET_LIFETIME_DAYS),
     })

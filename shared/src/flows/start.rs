@@ -70,6 +70,8 @@ pub struct VendorIntro {
     pub permissions: Vec<String>,
     /// The account already connected (a reconnect), if any.
     pub account: Option<String>,
+    /// The account the operator named to sign in, if any.
+    pub booking_account: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +182,7 @@ pub async fn connect_start(
                 .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
                 .collect(),
             account: serve.status.account.clone(),
+            booking_account: app.booking_account.clone(),
         })),
         (Mode::Vendor, Step::AdminConsent) => {
             let redirect_uri = broker.redirect_uri()?;

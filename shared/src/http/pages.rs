@@ -465,10 +465,17 @@ fn vendor_intro_page(intro: &VendorIntro, invite: &str, lang: Lang) -> Response 
             )) }
             (button(&step_href(invite, "admin-consent", lang), t("Grant for my organization", "Autoriser pour mon organisation")))
             h2 { (t("2. The booking account signs in", "2. Le compte de réservation se connecte")) }
-            p { (t(
-                "Sign in with the account the displays act for (for example booking@…), not with your own.",
-                "Connectez-vous avec le compte au nom duquel les écrans agissent (par exemple reservation@…), pas avec le vôtre.",
-            )) }
+            @if let Some(account) = &intro.booking_account {
+                p { (t("Sign in as", "Connectez-vous avec")) " " strong { (account) } (t(
+                    ", the account the displays act for, not with your own.",
+                    ", le compte au nom duquel les écrans agissent, pas avec le vôtre.",
+                )) }
+            } @else {
+                p { (t(
+                    "Sign in with the account the displays act for (for example booking@…), not with your own.",
+                    "Connectez-vous avec le compte au nom duquel les écrans agissent (par exemple reservation@…), pas avec le vôtre.",
+                )) }
+            }
             (button(&step_href(invite, "sign-in", lang), t("Sign in as the booking account", "Se connecter avec le compte de réservation")))
         },
     )
@@ -714,6 +721,24 @@ impl CallbackError {
                         p { "Elle est connectée en tant que " strong { (pinned) } ", mais " strong { (signed_in) } " s’est connecté." }
                         p { "Connectez-vous avec le compte connecté, ou demandez à votre fournisseur de réinitialiser la connexion." }
                     },
+                },
+            ),
+            Self::WrongAccount {
+                expected,
+                signed_in,
+            } => page(
+                StatusCode::CONFLICT,
+                lang,
+                t(
+                    "Sign in as the booking account",
+                    "Connectez-vous avec le compte de réservation",
+                ),
+                html! {
+                    @match lang {
+                        Lang::En => p { "This link is for " strong { (expected) } ", but " strong { (signed_in) } " signed in. Nothing was stored." },
+                        Lang::Fr => p { "Ce lien est pour " strong { (expected) } ", mais " strong { (signed_in) } " s’est connecté. Rien n’a été enregistré." },
+                    }
+                    (start_again(lang, again))
                 },
             ),
             Self::SessionUsed => start_over(

@@ -284,10 +284,17 @@ fn form_body(form: &SetupForm, invite: &str, lang: Lang) -> Markup {
             }
             p { button type="submit" id="continue" { (t("Continue to the Microsoft sign-in", "Continuer vers la connexion Microsoft")) } }
         }
-        p { (t(
-            "Next, sign in as the booking account (the account the displays act for), not with your own.",
-            "Ensuite, connectez-vous avec le compte de réservation (celui au nom duquel les écrans agissent), pas avec le vôtre.",
-        )) }
+        @if let Some(account) = &form.booking_account {
+            p { (t("Next, sign in as", "Ensuite, connectez-vous avec")) " " strong { (account) } (t(
+                ", the account the displays act for, not with your own.",
+                ", le compte au nom duquel les écrans agissent, pas avec le vôtre.",
+            )) }
+        } @else {
+            p { (t(
+                "Next, sign in as the booking account (the account the displays act for), not with your own.",
+                "Ensuite, connectez-vous avec le compte de réservation (celui au nom duquel les écrans agissent), pas avec le vôtre.",
+            )) }
+        }
         @if form.cloud != Cloud::Global {
             p { (t("Microsoft cloud:", "Cloud Microsoft :")) " " (cloud_name(form.cloud, lang)) "." }
         }

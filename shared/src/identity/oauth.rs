@@ -108,9 +108,12 @@ pub fn authorize_url(app: &AppRegistration, redirect_uri: &Url) -> AuthorizeRequ
         .set_pkce_challenge(challenge)
         .add_extra_param("nonce", nonce.clone());
     if app.provider.is_microsoft() {
-        request = request
-            .add_extra_param("response_mode", "query")
-            .add_extra_param("prompt", "select_account");
+        request = request.add_extra_param("response_mode", "query");
+        // Entra ID takes a hint or an account picker, not both.
+        request = match &app.booking_account {
+            Some(upn) => request.add_extra_param("login_hint", upn.clone()),
+            None => request.add_extra_param("prompt", "select_account"),
+        };
     }
     let (url, _) = request.url();
     AuthorizeRequest {

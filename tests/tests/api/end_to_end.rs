@@ -319,3 +319,77 @@ async fn racing_passes(kind: StoreKind) {
 }
 
 on_both_stores!(racing_passes => racing_refresh_passes_leave_one_grant_on_the_file_store, racing_refresh_passes_leave_one_grant_on_secrets_manager);
+
+/// An operator who names the booking account gets exactly that account:
+/// the sign-in suggests it, the vendor page names it, and another account
+/// that signs in is refused before anything is stored.
+#[tokio::test]
+async fn a_named_booking_account_is_the_only_one_that_connects() {
+    let app = spawn_app(StoreKind::File).await;
+    let id = unique_id("named");
+    app.add_connection(&id).await;
+    let updated = app
+        .cli(
+            &[
+                "connection",
+                "update",
+                &id,
+                "--booking-account",
+                "Booking@Contoso.com",
+            ],
+            "",
+        )
+        .await
+        .expect("connection update --booking-account");
+    assert!(updated.contains("updated"), "{updated}");
+    let shown = app
+        .cli(&["connection", "show", &id], "")
+        .await
+        .expect("show");
+    assert!(
+        shown.contains(&format!("booking account: {ACCOUNT}")),
+        "{shown}"
+    );
+    let refused = app
+        .cli(
+            &["connection", "update", &id, "--booking-account", "booking"],
+            "",
+        )
+        .await;
+    assert!(
+        refused.is_err_and(|e| e.contains("user name such as booking@contoso.com")),
+        "a name that is not a user name is refused"
+    );
+
+    app.identity.set_auto_consent(Some(OTHER_ACCOUNT));
+    let wrong = app.consent(&id).await;
+    let query: std::collections::HashMap<_, _> =
+        wrong.authorize.query_pairs().into_owned().collect();
+    assert_eq!(query.get("login_hint").map(String::as_str), Some(ACCOUNT));
+    assert!(
+        !query.contains_key("prompt"),
+        "a hint and an account picker do not go together"
+    );
+    assert_eq!(wrong.status, 409, "{}", wrong.body);
+    assert!(
+        wrong.body.contains(ACCOUNT) && wrong.body.contains(OTHER_ACCOUNT),
+        "{}",
+        wrong.body
+    );
+    assert!(wrong.body.contains("Nothing was stored"), "{}", wrong.body);
+    assert!(app.grant(&id).await.is_none());
+
+    app.identity.set_auto_consent(Some(ACCOUNT));
+    let right = app.consent(&id).await;
+    assert_eq!(right.status, 200, "{}", right.body);
+    assert_eq!(
+        app.grant(&id).await.expect("grant").account.display,
+        ACCOUNT
+    );
+
+    // Forgotten with an empty name.
+    app.cli(&["connection", "update", &id, "--booking-account", ""], "")
+        .await
+        .expect("forget the booking account");
+    assert_eq!(app.serve(&id).await.app.booking_account, None);
+}

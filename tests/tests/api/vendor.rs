@@ -141,6 +141,18 @@ async fn the_link_leads_an_admin_through_consent_then_the_booking_account() {
         intro.contains("Place.Read.All") && intro.contains("rooms"),
         "{intro}"
     );
+    assert!(!intro.contains(ACCOUNT), "no account named: {intro}");
+    app.cli(
+        &["connection", "update", &id, "--booking-account", ACCOUNT],
+        "",
+    )
+    .await
+    .expect("name the booking account");
+    let (_, intro, _) = browse(link.clone(), "").await;
+    assert!(
+        intro.contains(&format!("Sign in as <strong>{ACCOUNT}</strong>")),
+        "the page names the account to sign in with: {intro}"
+    );
     let grant = link_to(&intro, &link, "Grant for my organization");
     let sign_in = link_to(&intro, &link, "Sign in as the booking account");
 
