@@ -50,7 +50,7 @@ async fn every_mode_in_a_browser(kind: StoreKind) {
     })
     .await;
 
-    // Operator-registered, in English: an expired link, a cancelled
+    // Operator-registered: an expired link; in French, a cancelled
     // sign-in, then the booking account.
     let operator = unique_id("browser-operator");
     app.add_connection(&operator).await;
@@ -64,17 +64,17 @@ async fn every_mode_in_a_browser(kind: StoreKind) {
         .expect_heading("This consent link has expired")
         .await;
     browser.snap("01-expired-link").await;
-    browser.goto(&app.link(&operator).await).await;
-    browser.click(Locator::Id("cancel")).await;
     browser
-        .expect_heading("The sign-in was not completed")
+        .goto(&format!("{}&lang=fr", app.link(&operator).await))
         .await;
-    browser.snap("02-operator-cancelled").await;
-    browser.click_text("Start again").await;
+    browser.click(Locator::Id("cancel")).await;
+    browser.expect_heading("La connexion n’a pas abouti").await;
+    browser.snap("02-operator-cancelled-fr").await;
+    browser.click_text("Recommencer").await;
     browser.click(Locator::Id(&sign_in_as(ACCOUNT))).await;
-    let page = browser.expect_heading("Connected").await;
+    let page = browser.expect_heading("Connecté").await;
     assert!(page.contains(ACCOUNT), "{page}");
-    browser.snap("03-operator-connected").await;
+    browser.snap("03-operator-connected-fr").await;
 
     // Vendor app, in English: the page, an administrator who declines and
     // then grants, the booking account.
