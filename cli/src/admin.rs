@@ -143,8 +143,9 @@ pub struct VendorAppArgs {
     /// Microsoft cloud: global, usgov or china.
     #[arg(long)]
     pub cloud: Option<Cloud>,
-    /// Sign-in origin replacing the cloud's (the demo and tests use a simulator).
-    #[arg(long, hide = true)]
+    /// Sign-in origin replacing the cloud's (the demo and tests use a
+    /// simulator); https, or http on loopback only.
+    #[arg(long, hide = true, value_parser = parse_authority)]
     pub authority: Option<Url>,
 }
 
@@ -171,8 +172,9 @@ pub struct AppArgs {
     pub authorize_url: Option<Url>,
     #[arg(long, requires = "authorize_url")]
     pub token_url: Option<Url>,
-    /// Sign-in origin replacing the cloud's (the demo and tests use a simulator).
-    #[arg(long, hide = true)]
+    /// Sign-in origin replacing the cloud's (the demo and tests use a
+    /// simulator); https, or http on loopback only.
+    #[arg(long, hide = true, value_parser = parse_authority)]
     pub authority: Option<Url>,
     /// The account the displays act for (booking@contoso.com): the link's
     /// pages name it, the sign-in suggests it, and another account is
@@ -416,6 +418,13 @@ async fn connection(
             Ok(())
         }
     }
+}
+
+/// The token endpoint behind it receives client secrets and refresh tokens.
+fn parse_authority(text: &str) -> Result<Url, String> {
+    let url: Url = text.parse().map_err(|e| format!("{e}"))?;
+    roomtoken::domain::app::require_secure(&url, "--authority").map_err(|e| e.to_string())?;
+    Ok(url)
 }
 
 fn onboarding(args: &ConnectionArgs) -> Onboarding<'_> {

@@ -151,7 +151,13 @@ mod tests {
             "{bad_cloud}"
         );
         let bad_url = parse(&["--public-url", "ftp://x", "status"]).unwrap_err();
-        assert!(bad_url.contains("http(s)"), "{bad_url}");
+        assert!(bad_url.contains("https"), "{bad_url}");
+        let plain = parse(&["--public-url", "http://tokens.example.com", "status"]).unwrap_err();
+        assert!(plain.contains("http only on loopback"), "{plain}");
+        let authority = ["connection", "add", "x", "--self-service", "--authority"];
+        let plain = parse(&[&authority[..], &["http://login.example"]].concat()).unwrap_err();
+        assert!(plain.contains("https"), "{plain}");
+        assert!(parse(&[&authority[..], &["http://127.0.0.1:9"]].concat()).is_ok());
         let bad_store = parse(&["--store", "s3", "status"]).unwrap_err();
         assert!(bad_store.contains("--store"), "{bad_store}");
     }

@@ -39,7 +39,7 @@ pub enum ConfigError {
     #[error("ROOMTOKEN_STORE: {0}")]
     Store(String),
     #[error(
-        "ROOMTOKEN_PUBLIC_URL must be an absolute http(s) URL, for example https://tokens.example.com"
+        "ROOMTOKEN_PUBLIC_URL must be an absolute https URL, for example https://tokens.example.com (http only on loopback: codes, invites and device keys travel to it)"
     )]
     PublicUrl,
     #[error("{0}: {1} (write a duration such as 30s, 20m, 1h or 7d)")]
@@ -152,9 +152,8 @@ fn parse_write_budget(text: &str) -> Result<Option<u32>, ConfigError> {
 
 pub fn parse_public_url(text: &str) -> Result<Url, ConfigError> {
     let url: Url = text.trim().parse().map_err(|_| ConfigError::PublicUrl)?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::PublicUrl);
-    }
+    crate::domain::app::require_secure(&url, "the public URL")
+        .map_err(|_| ConfigError::PublicUrl)?;
     Ok(url)
 }
 
@@ -162,6 +161,16 @@ pub fn parse_public_url(text: &str) -> Result<Url, ConfigError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_public_url_is_https_except_on_loopback() {
+        assert!(parse_public_url("https://tokens.example.com").is_ok());
+        assert!(parse_public_url("http://127.0.0.1:8080").is_ok());
+        assert!(matches!(
+            parse_public_url("http://tokens.example.com"),
+            Err(ConfigError::PublicUrl)
+        ));
+    }
 
     #[test]
     fn environment_overrides_defaults() {

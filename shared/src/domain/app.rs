@@ -274,8 +274,15 @@ impl Provider {
     }
 }
 
-fn require_secure(url: &Url, what: &'static str) -> Result<(), InvalidApp> {
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+/// Every URL that carries a secret (a token endpoint, a sign-in origin,
+/// the broker's own) must be https; plain http only to this machine.
+pub fn require_secure(url: &Url, what: &'static str) -> Result<(), InvalidApp> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
     match url.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
@@ -629,6 +636,28 @@ mod tests {
         assert_eq!(by_guid.expected_tenant_id(), Some(guid));
         let by_domain = Provider::microsoft("contoso.com", Cloud::Global).unwrap();
         assert_eq!(by_domain.expected_tenant_id(), None);
+    }
+
+    #[test]
+    fn loopback_is_the_only_place_for_plain_http() {
+        for ok in [
+            "https://login.example",
+            "http://127.0.0.1:9",
+            "http://localhost:8080",
+            "http://[::1]:1",
+        ] {
+            assert_eq!(require_secure(&ok.parse().unwrap(), "it"), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://login.example",
+            "http://127.0.0.1.example",
+            "ftp://127.0.0.1/",
+        ] {
+            assert!(
+                require_secure(&bad.parse().unwrap(), "it").is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// What a display asks for.
-#[derive(Debug, Default, Clone, Copy)]
+/// What a display asks for. Its `Debug` never shows the device key.
+#[derive(Default, Clone, Copy)]
 pub struct TokenRequest<'a> {
     /// The connection id as it appears in the path (checked here).
     pub connection: &'a str,
@@ -32,6 +32,17 @@ pub struct TokenRequest<'a> {
     pub resource: Option<&'a str>,
     /// `?min_validity=`: refuse a token that expires sooner than this.
     pub min_validity: Option<Duration>,
+}
+
+impl std::fmt::Debug for TokenRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("connection", &self.connection)
+            .field("key", &self.key.map(|_| "<redacted>"))
+            .field("resource", &self.resource)
+            .field("min_validity", &self.min_validity)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -297,4 +308,21 @@ pub async fn load_status_view(
         .map(|serve| (serve.status, serve.access))
         .unwrap_or_default();
     Ok(status_view(id, &status, access.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_never_shows_its_key() {
+        let request = TokenRequest {
+            connection: "contoso",
+            key: Some("rtk_0123456789_the-secret-part"),
+            ..TokenRequest::default()
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("the-secret-part"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
 }
