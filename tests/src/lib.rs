@@ -328,6 +328,12 @@ impl TestApp {
         &self.store_arg
     }
 
+    /// The name prefix of this test's secrets (its own with
+    /// [`Setup::isolated_prefix`]).
+    pub fn secret_prefix(&self) -> &str {
+        &self.secret_prefix
+    }
+
     /// Runs `roomtoken ARGS` in-process against this broker's store and
     /// public URL; returns stdout or the error.
     pub async fn cli(&self, args: &[&str], stdin: &str) -> Result<String, String> {

@@ -5,7 +5,7 @@ use lambda_http::{Error, run};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    roomtoken::runtime::init_logging();
     let broker = roomtoken::runtime::broker_from_env().await?;
     run(roomtoken::http::token_read_routes(broker)).await
 }

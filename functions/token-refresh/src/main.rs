@@ -7,7 +7,7 @@ use token_refresh::{PassSummary, RefreshRequest, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    roomtoken::runtime::init_logging();
     let broker = roomtoken::runtime::broker_from_env().await?;
     run(service_fn(|event: LambdaEvent<RefreshRequest>| {
         let broker = broker.clone();

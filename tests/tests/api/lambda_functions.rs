@@ -17,12 +17,25 @@ async fn stored_refresh_token(app: &TestApp, id: &str) -> String {
     grant.refresh_token.expose().to_owned()
 }
 
+/// The AWS settings of the suite (moto's endpoint and test credentials),
+/// for a function process, which inherits nothing.
+fn aws_env() -> Vec<(&'static str, String)> {
+    [
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ]
+    .into_iter()
+    .filter_map(|name| Some((name, std::env::var(name).ok()?)))
+    .collect()
+}
+
 /// The scheduler's event, exactly as the template sends it, makes the real
 /// token-refresh binary run a pass that refreshes a due connection, answer
 /// a PassSummary, and print the pass's metrics in embedded metric format.
-#[tokio::test]
-async fn token_refresh_runs_a_pass_on_the_input_the_schedule_sends() {
-    let app = spawn_app(StoreKind::File).await;
+async fn token_refresh_pass(kind: StoreKind) {
+    // Its own prefix: the pass sees this test's connection only.
+    let app = Setup::new(kind).isolated_prefix().spawn().await;
     let id = unique_id("lambda");
     app.add_connection(&id).await;
     let consent = app.consent(&id).await;
@@ -32,17 +45,20 @@ async fn token_refresh_runs_a_pass_on_the_input_the_schedule_sends() {
 
     let input: Value = serde_json::from_str(Template::load().schedule_input()).unwrap();
     let api = RuntimeApi::start().await.unwrap();
-    let mut function = FunctionProcess::spawn(
-        &function_binary("token-refresh"),
-        &api,
-        FUNCTION_NAME,
-        &[
-            ("ROOMTOKEN_STORE", app.store_arg()),
-            // Longer than the fake's token lifetime: the tokens are due now.
-            ("ROOMTOKEN_REFRESH_MARGIN", "2h"),
-        ],
-    )
-    .unwrap();
+    let aws = aws_env();
+    let mut env = vec![
+        ("ROOMTOKEN_STORE", app.store_arg()),
+        ("ROOMTOKEN_SECRET_PREFIX", app.secret_prefix()),
+        // Longer than the fake's token lifetime: the tokens are due now.
+        ("ROOMTOKEN_REFRESH_MARGIN", "2h"),
+        // The most verbose level the template offers: still no secret in
+        // the output (the SDK's request bodies hold them).
+        ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+    ];
+    env.extend(aws.iter().map(|(name, value)| (*name, value.as_str())));
+    let mut function =
+        FunctionProcess::spawn(&function_binary("token-refresh"), &api, FUNCTION_NAME, &env)
+            .unwrap();
     let done = function.invoke(&api, &input, ANSWER_WITHIN).await;
     // A second event the function must refuse (RefreshRequest denies
     // unknown fields), answered through the error route.
@@ -107,7 +123,8 @@ async fn token_refresh_runs_a_pass_on_the_input_the_schedule_sends() {
         "{}",
         output.stdout
     );
-    assert_no_secret_in(&output.stdout, "the function's output", &app.secrets(&[]));
+    let printed = format!("{}\n{}", output.stdout, output.stderr);
+    assert_no_secret_in(&printed, "the function's output", &app.secrets(&[]));
 
     match refused.expect("an answer to the refused event").outcome {
         InvocationOutcome::Error { body, .. } => {
@@ -117,6 +134,8 @@ async fn token_refresh_runs_a_pass_on_the_input_the_schedule_sends() {
         other => panic!("an unknown field must be refused, got {other}"),
     }
 }
+
+on_both_stores!(token_refresh_pass => token_refresh_runs_the_schedules_pass_on_the_file_store, token_refresh_runs_the_schedules_pass_on_secrets_manager);
 
 /// A function that cannot start fails the invocation at once instead of
 /// leaving the test waiting.

@@ -63,6 +63,9 @@ impl Function {
             &[
                 ("ROOMTOKEN_STORE", app.store_arg()),
                 ("ROOMTOKEN_PUBLIC_URL", &public_url),
+                // The most verbose level the template offers: still no
+                // secret in the output.
+                ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
             ],
         )
         .expect("spawn function");
