@@ -27,9 +27,12 @@ pub enum AdminCommand {
     /// Print the signed consent link of a connection.
     Link {
         id: ConnectionId,
-        /// How long the link stays valid (30m, 12h, 7d).
+        /// How long the link stays valid (30m, 12h, 7d; at most 30d).
         #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
         ttl: Duration,
+        /// Revoke every link of this connection sent so far, then print a new one.
+        #[arg(long)]
+        revoke_all: bool,
     },
     /// Create, list or revoke device keys.
     #[command(subcommand)]
@@ -253,7 +256,15 @@ pub async fn run(
     let now = broker.now();
     match command {
         AdminCommand::Connection(command) => connection(&broker, command, stdin, out, now).await,
-        AdminCommand::Link { id, ttl } => {
+        AdminCommand::Link {
+            id,
+            ttl,
+            revoke_all,
+        } => {
+            if *revoke_all {
+                admin::revoke_links(&broker, id).await?;
+                eprintln!("every earlier consent link of {id} is revoked");
+            }
             let link = admin::consent_link(&broker, id, now + *ttl).await?;
             writeln!(out, "{link}")?;
             Ok(())

@@ -186,14 +186,19 @@ impl Broker {
         Ok(url)
     }
 
-    /// The signed consent link of a connection, valid until `expires_at`.
+    /// The signed consent link of a connection, valid until `expires_at`
+    /// and while its link generation is `generation`.
     pub async fn consent_link(
         &self,
         id: &ConnectionId,
         expires_at: OffsetDateTime,
+        generation: u32,
     ) -> Result<Url, BrokerError> {
         let mut url = join(self.public_url()?, &format!("connect/{id}"));
-        let invite = self.signing_keys().await?.sign_invite(id, expires_at);
+        let invite = self
+            .signing_keys()
+            .await?
+            .sign_invite(id, expires_at, generation);
         url.query_pairs_mut().append_pair("invite", &invite);
         Ok(url)
     }
@@ -239,7 +244,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = ConnectionId::parse("contoso").unwrap();
         let expires = OffsetDateTime::now_utc() + time::Duration::days(1);
-        let link = broker(dir.path()).consent_link(&id, expires).await.unwrap();
+        let link = broker(dir.path())
+            .consent_link(&id, expires, 0)
+            .await
+            .unwrap();
         // A second process reads the same key: the link still verifies.
         let other = broker(dir.path());
         let invite = link.query_pairs().find(|(k, _)| k == "invite").unwrap().1;
@@ -262,7 +270,7 @@ mod tests {
             .unwrap();
         let keys = broker(raw.path()).signing_keys().await.unwrap().clone();
         let expected = SigningKeys::from_signing_key(&Secret::new(template_key));
-        let invite = expected.sign_invite(&id, expires);
+        let invite = expected.sign_invite(&id, expires, 0);
         assert!(
             keys.verify_invite(&id, &invite, OffsetDateTime::now_utc())
                 .is_ok()

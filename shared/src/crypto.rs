@@ -61,6 +61,9 @@ pub enum InviteError {
     Forged,
     #[error("this consent link has expired: ask your provider for a new one")]
     Expired,
+    /// Older than the connection's last `link --revoke-all` or `--reset-account`.
+    #[error("this consent link was revoked: ask your provider for a new one")]
+    Revoked,
 }
 
 /// The state that connect-start hands to connect-callback through the browser.
@@ -195,39 +198,60 @@ impl SigningKeys {
         Ok(())
     }
 
-    fn invite_mac(&self, id: &ConnectionId, expires_at: i64) -> HmacSha256 {
+    fn invite_mac(&self, id: &ConnectionId, expires_at: i64, generation: u32) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.invite)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(format!("{id}\n{expires_at}").as_bytes());
+        mac.update(format!("{id}\n{expires_at}\n{generation}").as_bytes());
         mac
     }
 
-    /// `{expires_at}.{signature}`, the value of the link's `invite` parameter.
-    pub fn sign_invite(&self, id: &ConnectionId, expires_at: OffsetDateTime) -> String {
+    /// `{expires_at}.{generation}.{signature}`, the value of the link's
+    /// `invite` parameter. `generation` is the connection's link generation:
+    /// bumping it revokes every older link.
+    pub fn sign_invite(
+        &self,
+        id: &ConnectionId,
+        expires_at: OffsetDateTime,
+        generation: u32,
+    ) -> String {
         let expires_at = expires_at.unix_timestamp();
-        let signature = self.invite_mac(id, expires_at).finalize().into_bytes();
-        format!("{expires_at}.{}", URL_SAFE_NO_PAD.encode(signature))
+        let signature = self
+            .invite_mac(id, expires_at, generation)
+            .finalize()
+            .into_bytes();
+        format!(
+            "{expires_at}.{generation}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        )
     }
 
-    /// Checks the signature in constant time, then the expiry.
+    /// Checks the signature in constant time, then the expiry. Returns the
+    /// link generation it was signed for, which the caller compares with
+    /// the connection's.
     pub fn verify_invite(
         &self,
         id: &ConnectionId,
         invite: &str,
         now: OffsetDateTime,
-    ) -> Result<(), InviteError> {
-        let (expires_at, signature) = invite.split_once('.').ok_or(InviteError::Forged)?;
+    ) -> Result<u32, InviteError> {
+        let mut parts = invite.splitn(3, '.');
+        let (Some(expires_at), Some(generation), Some(signature)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(InviteError::Forged);
+        };
         let expires_at: i64 = expires_at.parse().map_err(|_| InviteError::Forged)?;
+        let generation: u32 = generation.parse().map_err(|_| InviteError::Forged)?;
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| InviteError::Forged)?;
-        self.invite_mac(id, expires_at)
+        self.invite_mac(id, expires_at, generation)
             .verify_slice(&signature)
             .map_err(|_| InviteError::Forged)?;
         if now.unix_timestamp() >= expires_at {
             return Err(InviteError::Expired);
         }
-        Ok(())
+        Ok(generation)
     }
 
     /// Encrypts and authenticates the session into a cookie value.
@@ -275,14 +299,21 @@ mod tests {
     fn invites_bind_connection_and_expiry() {
         let keys = keys();
         let now = OffsetDateTime::now_utc();
-        let invite = keys.sign_invite(&id("contoso"), now + time::Duration::days(7));
-        assert_eq!(keys.verify_invite(&id("contoso"), &invite, now), Ok(()));
+        let invite = keys.sign_invite(&id("contoso"), now + time::Duration::days(7), 3);
+        assert_eq!(keys.verify_invite(&id("contoso"), &invite, now), Ok(3));
+        let (expires, rest) = invite.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        assert_eq!(
+            keys.verify_invite(&id("contoso"), &format!("{expires}.4.{signature}"), now),
+            Err(InviteError::Forged),
+            "a generation that was not signed"
+        );
         assert_eq!(
             keys.verify_invite(&id("fabrikam"), &invite, now),
             Err(InviteError::Forged)
         );
-        let (_, signature) = invite.split_once('.').unwrap();
-        let extended = format!("{}.{signature}", now.unix_timestamp() + 999_999);
+        let (_, rest) = invite.split_once('.').unwrap();
+        let extended = format!("{}.{rest}", now.unix_timestamp() + 999_999);
         assert_eq!(
             keys.verify_invite(&id("contoso"), &extended, now),
             Err(InviteError::Forged)

@@ -92,6 +92,10 @@ pub struct ServeRecord {
     pub keys: DeviceKeys,
     #[serde(default)]
     pub status: Status,
+    /// Consent links are signed for this generation: bumping it
+    /// (`link --revoke-all`, `--reset-account`) revokes every older one.
+    #[serde(default)]
+    pub link_generation: u32,
     #[serde(default)]
     pub writes: WriteLog,
 }
@@ -103,6 +107,7 @@ impl ServeRecord {
             access: None,
             keys: DeviceKeys::default(),
             status: Status::default(),
+            link_generation: 0,
             writes: WriteLog::default(),
         }
     }

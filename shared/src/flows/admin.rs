@@ -8,6 +8,7 @@ use crate::domain::{
     Mode, Provider, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
 use crate::store::{Part, StoreError, Versioned};
+use std::time::Duration;
 use time::OffsetDateTime;
 use url::Url;
 
@@ -21,6 +22,8 @@ pub enum AdminError {
     KeyNotFound(ConnectionId, String),
     #[error("a key count must be from 1 to {MAX_KEYS_AT_ONCE}")]
     KeyCount,
+    #[error("a consent link lives at most 30 days: give a shorter --ttl")]
+    LinkTtl,
     #[error("the client secret is empty")]
     EmptySecret,
     #[error("no vendor app is set: run `roomtoken vendor-app set` first")]
@@ -316,6 +319,8 @@ pub async fn update_connection(
         if update.reset_account {
             record.access = None;
             record.status = Status::default();
+            // A link sent before could pin whoever opens it next.
+            record.link_generation = record.link_generation.wrapping_add(1);
         } else if misconfigured {
             // A fixed registration deserves another attempt: leave the
             // state that made refresh passes skip this connection.
@@ -369,13 +374,40 @@ pub async fn remove_connection(broker: &Broker, id: &ConnectionId) -> Result<(),
     Ok(())
 }
 
+/// The longest a consent link may live: a link is a credential of sorts
+/// (it can pin an account to a connection), so it must run out.
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(30 * 24 * 3_600);
+
 pub async fn consent_link(
     broker: &Broker,
     id: &ConnectionId,
     expires_at: OffsetDateTime,
 ) -> Result<Url, AdminError> {
-    get_connection(broker, id).await?;
-    Ok(broker.consent_link(id, expires_at).await?)
+    if expires_at > broker.now() + MAX_LINK_TTL {
+        return Err(AdminError::LinkTtl);
+    }
+    let serve = serve_of(broker, id).await?;
+    Ok(broker
+        .consent_link(id, expires_at, serve.value.link_generation)
+        .await?)
+}
+
+/// Revokes every consent link of a connection sent so far (one serve
+/// write); the links made afterwards work.
+pub async fn revoke_links(broker: &Broker, id: &ConnectionId) -> Result<(), AdminError> {
+    let written = broker
+        .repo
+        .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, broker.now(), |record| {
+            let mut record = record?;
+            record.link_generation = record.link_generation.wrapping_add(1);
+            Some(record)
+        })
+        .await?;
+    if written.is_none() {
+        return Err(AdminError::NotFound(id.clone()));
+    }
+    tracing::info!(connection = %id, "every earlier consent link revoked");
+    Ok(())
 }
 
 /// Creates `count` device keys in one write; the caller shows each once,

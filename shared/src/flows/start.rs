@@ -110,13 +110,16 @@ pub(crate) async fn verified_serve<'a>(
     let id = ConnectionId::parse(id).map_err(|_| StartError::InvalidLink)?;
     let invite = invite.ok_or(StartError::InvalidLink)?;
     let keys = broker.signing_keys().await?;
-    keys.verify_invite(&id, invite, now)?;
+    let generation = keys.verify_invite(&id, invite, now)?;
     let serve = broker
         .repo
         .serve(&id)
         .await?
         .ok_or(StartError::UnknownConnection)?
         .value;
+    if generation != serve.link_generation {
+        return Err(InviteError::Revoked.into());
+    }
     Ok((keys.clone(), serve, invite))
 }
 

@@ -192,6 +192,18 @@ impl StartError {
                     "Les liens de consentement ont une durée limitée. Demandez un nouveau lien à votre fournisseur.",
                 )) } },
             ),
+            Self::Invite(InviteError::Revoked) => page(
+                StatusCode::GONE,
+                lang,
+                lang.pick(
+                    "This consent link was replaced",
+                    "Ce lien de consentement a été remplacé",
+                ),
+                html! { p { (lang.pick(
+                    "Your provider revoked the links sent before, or reset the connection. Use the newest link you received, or ask your provider for a new one.",
+                    "Votre fournisseur a révoqué les liens envoyés auparavant, ou réinitialisé la connexion. Utilisez le lien le plus récent reçu, ou demandez-en un nouveau à votre fournisseur.",
+                )) } },
+            ),
             Self::UnknownConnection => no_such_connection(lang),
             Self::FormForged => page(
                 StatusCode::FORBIDDEN,

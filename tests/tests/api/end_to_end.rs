@@ -393,3 +393,50 @@ async fn a_named_booking_account_is_the_only_one_that_connects() {
         .expect("forget the booking account");
     assert_eq!(app.serve(&id).await.app.booking_account, None);
 }
+
+/// Consent links can be revoked, by `link --revoke-all` and by
+/// `--reset-account` (an old link must not pin whoever opens it next), and
+/// live at most 30 days.
+#[tokio::test]
+async fn old_links_are_revoked_and_links_run_out() {
+    let app = spawn_app(StoreKind::File).await;
+    let id = unique_id("revoke");
+    app.add_connection(&id).await;
+    let first = app.link(&id).await;
+
+    let second = app
+        .cli(&["link", &id, "--revoke-all"], "")
+        .await
+        .expect("link --revoke-all");
+    let revoked = http().get(&first).send().await.expect("GET old link");
+    assert_eq!(revoked.status(), 410);
+    let page = revoked.text().await.expect("page");
+    assert!(page.contains("This consent link was replaced"), "{page}");
+    assert_eq!(
+        app.consent_at(second.trim()).await.status,
+        200,
+        "the new link works"
+    );
+
+    app.cli(&["connection", "update", &id, "--reset-account"], "")
+        .await
+        .expect("reset");
+    let after_reset = http().get(second.trim()).send().await.expect("GET");
+    assert_eq!(
+        after_reset.status(),
+        410,
+        "a reset revokes the links sent before it"
+    );
+    assert_eq!(
+        app.consent(&id).await.status,
+        200,
+        "a link made after it works"
+    );
+
+    let too_long = app.cli(&["link", &id, "--ttl", "31d"], "").await;
+    assert!(
+        too_long.is_err_and(|e| e.contains("at most 30 days")),
+        "a link lives at most 30 days"
+    );
+    assert!(app.cli(&["link", &id, "--ttl", "30d"], "").await.is_ok());
+}
