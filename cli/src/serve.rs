@@ -46,6 +46,8 @@ pub async fn serve_on(
         tokio::spawn(refresh_timer(broker.clone(), every));
     }
     let app = roomtoken::http::all_routes(broker);
+    // The peer's address reaches the audit lines.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -79,7 +79,8 @@ pub fn init_logging() {
     let installed = if json {
         builder
             .json()
-            .with_current_span(false)
+            // The request span: an audit line's request id and source IP.
+            .with_current_span(true)
             .with_span_list(false)
             .without_time()
             .try_init()

@@ -1,6 +1,6 @@
 //! The display-facing JSON API, as described by `shared/openapi.json`.
 
-use super::audit;
+use super::audit::{self, RequestOrigin};
 use crate::Broker;
 use crate::flows::read::{ReadError, TokenReply, TokenRequest, read_status, read_token};
 use axum::Json;
@@ -74,6 +74,7 @@ pub async fn token(
     query: Result<Query<TokenQuery>, QueryRejection>,
     key: BearerKey,
     if_none_match: Option<TypedHeader<IfNoneMatch>>,
+    origin: RequestOrigin,
 ) -> Response {
     let Ok(Query(query)) = query else {
         return bad_request(
@@ -97,11 +98,11 @@ pub async fn token(
         Ok(reply) => {
             let if_none_match = if_none_match.as_ref().map(|TypedHeader(h)| h);
             let (response, not_modified) = token_response(&reply, if_none_match);
-            audit::token_served(&request, &reply, not_modified);
+            audit::token_served(&origin, &request, &reply, not_modified);
             response
         }
         Err(e) => {
-            audit::token_refused(&request, &e);
+            audit::token_refused(&origin, &request, &e);
             e.into_response()
         }
     }
@@ -136,10 +137,11 @@ pub async fn status(
     State(broker): State<Arc<Broker>>,
     Path(id): Path<String>,
     key: BearerKey,
+    origin: RequestOrigin,
 ) -> Response {
     let presented = presented(&key);
     let result = read_status(&broker, &id, presented, broker.now()).await;
-    audit::status_read(&id, presented, &result);
+    audit::status_read(&origin, &id, presented, &result);
     match result {
         Ok(view) => ([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response(),
         Err(e) => e.into_response(),

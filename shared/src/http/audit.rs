@@ -8,10 +8,74 @@
 use crate::domain::ConnectionId;
 use crate::domain::device_key::key_id;
 use crate::flows::read::{ReadError, StatusView, TokenReply, TokenRequest};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use lambda_http::request::RequestContext;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
+/// Where a request came from, so that an audit line joins the API access
+/// log: API Gateway's request id and the client's IP under Lambda, the
+/// peer's address under `roomtoken serve`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestOrigin {
+    pub request_id: Option<String>,
+    pub source_ip: Option<IpAddr>,
+}
+
+impl RequestOrigin {
+    /// The span every audit line of this request is written in.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "request",
+            request_id = %self.request_id.as_deref().unwrap_or("-"),
+            source_ip = %self.source_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(RequestContext::ApiGatewayV2(context)) = parts.extensions.get() {
+            return Ok(Self {
+                request_id: context.request_id.clone().filter(|id| is_plain_id(id)),
+                source_ip: context
+                    .http
+                    .source_ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse().ok()),
+            });
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip());
+        Ok(Self {
+            request_id: None,
+            source_ip: peer,
+        })
+    }
+}
+
+/// API Gateway's request ids are short base64-like strings.
+fn is_plain_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=_-+/".contains(&b))
+}
 
 /// One line for a token served; `not_modified` when the display already
 /// had it.
-pub(super) fn token_served(request: &TokenRequest<'_>, reply: &TokenReply, not_modified: bool) {
+pub(super) fn token_served(
+    origin: &RequestOrigin,
+    request: &TokenRequest<'_>,
+    reply: &TokenReply,
+    not_modified: bool,
+) {
+    let _origin = origin.span().entered();
     tracing::info!(
         connection = %logged_connection(request.connection),
         key_id = %logged_key_id(request.key),
@@ -23,7 +87,8 @@ pub(super) fn token_served(request: &TokenRequest<'_>, reply: &TokenReply, not_m
 }
 
 /// One line for a token read that was refused.
-pub(super) fn token_refused(request: &TokenRequest<'_>, error: &ReadError) {
+pub(super) fn token_refused(origin: &RequestOrigin, request: &TokenRequest<'_>, error: &ReadError) {
+    let _origin = origin.span().entered();
     let connection = logged_connection(request.connection);
     let key_id = logged_key_id(request.key);
     let resource = logged_resource(request.resource);
@@ -66,10 +131,12 @@ pub(super) fn token_refused(request: &TokenRequest<'_>, error: &ReadError) {
 
 /// One line for a status read.
 pub(super) fn status_read(
+    origin: &RequestOrigin,
     connection: &str,
     presented_key: Option<&str>,
     result: &Result<StatusView, ReadError>,
 ) {
+    let _origin = origin.span().entered();
     let key_id = logged_key_id(presented_key);
     let connection = logged_connection(connection);
     match result {
@@ -143,5 +210,7 @@ mod tests {
         assert_eq!(logged_key_id(Some("rtk_3f9a1c0b2e_c2VjcmV0")), "3f9a1c0b2e");
         assert_eq!(logged_key_id(Some("hunter2")), "-");
         assert_eq!(logged_key_id(Some("rtk_3f9a\n0b2e1_c2VjcmV0")), "-");
+        assert!(is_plain_id("KaB3xjZ8IAMEV0w="));
+        assert!(!is_plain_id("x\" forged=1"));
     }
 }

@@ -186,8 +186,23 @@ async fn consent_and_token_read_run_as_lambda_functions() {
         .await;
     assert_eq!(refused["statusCode"], 401, "{refused}");
 
-    let mut printed = String::new();
-    for function in [start, callback, read] {
+    // The audit line joins the API access log: API Gateway's request id
+    // and the client's IP.
+    let mut event = get_event(&token_url, bearer.clone(), &[]);
+    event["requestContext"]["requestId"] = json!("KaB3xjZ8IAMEV0w=");
+    let audited = read.answer(&event).await;
+    assert_eq!(audited["statusCode"], 200, "{audited}");
+    let read_output = read.output().await;
+    let audit = read_output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["span"]["request_id"] == "KaB3xjZ8IAMEV0w=")
+        .unwrap_or_else(|| panic!("an audit line with the request id: {read_output}"));
+    assert_eq!(audit["fields"]["message"], "token read", "{audit}");
+    assert_eq!(audit["span"]["source_ip"], "198.51.100.7", "{audit}");
+
+    let mut printed = read_output;
+    for function in [start, callback] {
         printed.push_str(&function.output().await);
     }
     assert_no_secret_in(&printed, "the functions' output", &app.secrets(&[&key]));

@@ -126,6 +126,10 @@ async fn key_lifecycle(kind: StoreKind) {
             .all(|l| l.contains(&format!("key_id={kid} ")))
     );
     assert!(lines.iter().any(|l| l.contains("reason=missing_key")));
+    assert!(
+        lines.iter().all(|l| l.contains("source_ip=127.0.0.1")),
+        "each line names the client: {lines:#?}"
+    );
     assert!(lines.iter().any(|l| {
         l.contains(&format!("key_id={} ", key_id(&second)))
             && l.contains("resource=graph")
