@@ -1,7 +1,7 @@
 //! connect-callback: the code becomes tokens, the account is pinned, the
 //! grant is stored, and the admin is told who is connected.
 
-use super::mint::{AfterFailure, access_token, mint_each};
+use super::mint::{AfterFailure, NotMinted, access_token, mint_each};
 use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::{ConsentSession, Purpose};
@@ -320,6 +320,7 @@ async fn complete(
                 .identity
                 .refresh(client, &refresh_token, &resource.token_request_scopes())
                 .await
+                .map_err(NotMinted::from)
         },
     )
     .await;

@@ -18,6 +18,21 @@ pub(crate) enum AfterFailure {
     GoOn,
 }
 
+/// Why a resource's token was not had.
+pub(crate) enum NotMinted {
+    /// The request failed.
+    Failed(IdentityError),
+    /// No time was left to ask: the rest waits for the next round, and
+    /// nothing failed.
+    OutOfTime,
+}
+
+impl From<IdentityError> for NotMinted {
+    fn from(error: IdentityError) -> Self {
+        Self::Failed(error)
+    }
+}
+
 /// The tokens one round of requests obtained.
 pub(crate) struct Minted {
     pub tokens: Vec<AccessToken>,
@@ -39,7 +54,7 @@ pub(crate) async fn mint_each<'a, F, Fut>(
 ) -> Minted
 where
     F: FnMut(&'a Resource, Secret) -> Fut,
-    Fut: Future<Output = Result<TokenSet, IdentityError>>,
+    Fut: Future<Output = Result<TokenSet, NotMinted>>,
 {
     let mut minted = Minted {
         tokens: Vec::new(),
@@ -54,7 +69,8 @@ where
                 }
                 minted.tokens.push(access_token(resource, &tokens, now));
             }
-            Err(e) => {
+            Err(NotMinted::OutOfTime) => break,
+            Err(NotMinted::Failed(e)) => {
                 minted.failed.push((resource.name.clone(), e));
                 if after_failure == AfterFailure::Stop {
                     break;

@@ -20,14 +20,14 @@
 //!   token; Entra ID keeps the old one valid, and the compare-and-swap keeps
 //!   exactly one grant.
 
-use super::mint::{AfterFailure, mint_each};
+use super::mint::{AfterFailure, NotMinted, mint_each};
 use crate::Broker;
 use crate::domain::records::room_in_both;
 use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, GrantRecord,
     LastError, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
-use crate::identity::{AppClient, IdentityError, TokenSet};
+use crate::identity::{AppClient, TokenSet};
 use crate::pacer::{PacedStore, Pacer};
 use crate::store::{Part, Repository, StoreError, Versioned};
 use futures::StreamExt;
@@ -311,10 +311,49 @@ impl Pass<'_> {
         // The two writes this refresh may make must go before the deadline
         // under the write budget: otherwise it is left for the next pass.
         let calls = 2 * self.repo.store().calls_per_write(false);
-        if !self.pacer.fits(calls, broker.now(), self.deadline) {
+        if !self.pacer.fits(calls, broker.now(), self.deadline)
+            || broker.now() + broker.config.http_timeout > self.deadline
+        {
             return Ok((Outcome::Deferred, state));
         }
         self.refresh_connection(id, grant, serve).await
+    }
+
+    /// Writes a rotated grant. The provider has already handed out the new
+    /// refresh token (and may refuse the old one from now on), so a write
+    /// that fails for a passing reason is tried again, a few times within
+    /// the pass's time; a conflict is not (someone else wrote the grant).
+    async fn store_rotation(
+        &self,
+        id: &ConnectionId,
+        rotated: &mut GrantRecord,
+        read: &crate::store::Version,
+    ) -> Result<(), StoreError> {
+        let mut waits = ROTATION_WRITE_RETRIES.iter();
+        loop {
+            match self
+                .repo
+                .write(
+                    id,
+                    Part::Grant,
+                    rotated,
+                    Some(read),
+                    Writer::Product,
+                    self.now,
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e @ StoreError::Conflict(_)) => return Err(e),
+                Err(e) => {
+                    let Some(wait) = waits.next() else {
+                        return Err(e);
+                    };
+                    tracing::warn!(connection = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "storing the rotated refresh token failed; retrying");
+                    self.broker.sleeper.sleep(*wait).await;
+                }
+            }
+        }
     }
 
     async fn refresh_connection(
@@ -369,6 +408,11 @@ impl Pass<'_> {
             },
         )
         .await;
+        if round.tokens.is_empty() && round.failed.is_empty() {
+            // The pass's time ran out before the first request: nothing
+            // was redeemed, nothing is written.
+            return Ok((Outcome::Deferred, serve.value.status.state));
+        }
         let refresh_token = round.refresh_token;
         let failure = round.failed.into_iter().next().map(|(_, e)| e);
         let mut minted = AccessTokens {
@@ -385,19 +429,8 @@ impl Pass<'_> {
             // never left only in memory while anything else is written.
             let mut rotated = grant.value.clone();
             rotated.grant = Some(held.rotated(Some(refresh_token), now));
-            match self
-                .repo
-                .write(
-                    id,
-                    Part::Grant,
-                    &mut rotated,
-                    Some(&grant.version),
-                    Writer::Product,
-                    now,
-                )
-                .await
-            {
-                Ok(_) => {}
+            match self.store_rotation(id, &mut rotated, &grant.version).await {
+                Ok(()) => {}
                 Err(StoreError::Conflict(_)) => {
                     return Ok((Outcome::LostRace, serve.value.status.state));
                 }
@@ -487,6 +520,14 @@ async fn write_serve(
     Ok(state)
 }
 
+/// The waits between attempts to store a rotated refresh token (3.5 s in
+/// all: the template's Timeout leaves room for them after the budget).
+pub const ROTATION_WRITE_RETRIES: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_millis(2_250),
+];
+
 /// One token request, retried with backoff while the failure is transient
 /// and the pass budget allows.
 async fn redeem(
@@ -497,8 +538,14 @@ async fn redeem(
     refresh_token: &Secret,
     resource: &Resource,
     deadline: OffsetDateTime,
-) -> Result<TokenSet, IdentityError> {
+) -> Result<TokenSet, NotMinted> {
     let scopes = resource.token_request_scopes();
+    // A request may take the HTTP timeout: none starts that could end
+    // after the pass's deadline.
+    let request_time = broker.config.http_timeout;
+    if broker.now() + request_time > deadline {
+        return Err(NotMinted::OutOfTime);
+    }
     let mut failed_attempts = 0;
     loop {
         let error = match broker
@@ -518,7 +565,7 @@ async fn redeem(
         };
         failed_attempts += 1;
         if error.class() != FailureClass::Transient {
-            return Err(error);
+            return Err(error.into());
         }
         let unit = rand::rng().random_range(0.0..=1.0);
         let Some(delay) = broker
@@ -526,10 +573,10 @@ async fn redeem(
             .retry
             .delay(failed_attempts, error.retry_after(), unit)
         else {
-            return Err(error);
+            return Err(error.into());
         };
-        if broker.now() + delay >= deadline {
-            return Err(error);
+        if broker.now() + delay + request_time > deadline {
+            return Err(error.into());
         }
         tracing::info!(
             connection = %id, resource = %resource.name, attempt = failed_attempts,

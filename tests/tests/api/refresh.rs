@@ -4,7 +4,9 @@
 
 use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass, ServeRecord, Writer};
 use roomtoken::flows::admin;
-use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
+use roomtoken::flows::refresh::{
+    Outcome, PassOptions, PassReport, ROTATION_WRITE_RETRIES, refresh_pass,
+};
 use roomtoken::store::Part;
 use roomtoken_fake_identity::Fault;
 use roomtoken_tests::failing_store::FailingStore;
@@ -255,24 +257,44 @@ async fn a_request_we_should_never_send_fails_loudly_without_retry() {
     );
 }
 
+/// The provider has handed out a new refresh token (and may refuse the old
+/// one from now on): a store that fails for a moment does not lose it, the
+/// write is tried again within the pass; a store down for longer leaves
+/// the stored grant untouched, and the next pass recovers.
 #[tokio::test]
-async fn a_rotation_that_cannot_be_stored_is_recovered_by_the_next_pass() {
+async fn a_rotation_the_store_failed_to_save_is_saved_again_or_recovered() {
     let failing: Arc<std::sync::OnceLock<Arc<FailingStore>>> = Arc::default();
     let slot = failing.clone();
+    let sleeper = Arc::new(RecordingSleeper::default());
     let app = Setup::new(StoreKind::File)
         .wrap_store(move |inner| {
             let store = Arc::new(FailingStore::new(inner));
             let _ = slot.set(store.clone());
             store
         })
+        .sleeper(sleeper.clone())
         .spawn()
         .await;
     let id = app.consented("store-down").await;
-    let before = app.grant(&id).await.unwrap();
-    // The provider rotates the refresh token; storing the rotation fails.
+    let newest = || app.identity.newest_refresh_token(CLIENT_ID, ACCOUNT);
+
+    // One failed write: tried again at once, nothing lost.
     failing.get().unwrap().fail_puts("/grant", 0, 1);
     let now = OffsetDateTime::now_utc();
     let outcome = pass(&app, &id, true, now).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    let saved = app.grant(&id).await.unwrap();
+    assert_eq!(Some(saved.refresh_token.expose().to_owned()), newest());
+    assert_eq!(sleeper.waits(), [ROTATION_WRITE_RETRIES[0]]);
+
+    // Down for longer than the retries: the stored grant is untouched.
+    let before = app.grant(&id).await.unwrap();
+    failing
+        .get()
+        .unwrap()
+        .fail_puts("/grant", 0, ROTATION_WRITE_RETRIES.len() + 1);
+    let later = now + time::Duration::minutes(5);
+    let outcome = pass(&app, &id, true, later).await;
     assert!(matches!(outcome, Outcome::StoreFailed(_)), "{outcome:?}");
     let kept = app.grant(&id).await.unwrap();
     assert_eq!(
@@ -280,15 +302,30 @@ async fn a_rotation_that_cannot_be_stored_is_recovered_by_the_next_pass() {
         "the stored grant is untouched"
     );
 
-    let later = now + time::Duration::minutes(5);
-    let outcome = pass(&app, &id, true, later).await;
+    let outcome = pass(&app, &id, true, later + time::Duration::minutes(5)).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     let recovered = app.grant(&id).await.unwrap();
-    assert_eq!(
-        Some(recovered.refresh_token.expose().to_owned()),
-        app.identity.newest_refresh_token(CLIENT_ID, ACCOUNT)
-    );
+    assert_eq!(Some(recovered.refresh_token.expose().to_owned()), newest());
     assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
+}
+
+/// No token request starts that could end after the pass's deadline (it
+/// may take the whole HTTP timeout): with a budget shorter than that, a due
+/// connection is left for the next pass without a request or a write.
+#[tokio::test]
+async fn no_request_starts_that_could_end_after_the_deadline() {
+    let app = Setup::new(StoreKind::File)
+        .with_config(|config| config.refresh_budget = Duration::from_secs(5))
+        .http_timeout(Duration::from_secs(10))
+        .spawn()
+        .await;
+    let id = app.consented("short-budget").await;
+    let requests = token_requests(&app);
+    let writes = app.store.calls().puts;
+    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+    assert!(matches!(outcome, Outcome::Deferred), "{outcome:?}");
+    assert_eq!(token_requests(&app), requests, "no request started");
+    assert_eq!(app.store.calls().puts, writes, "nothing written");
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! refresh function really emits. (IAM: see `least_privilege.rs`.)
 
 use roomtoken::Config;
+use roomtoken::flows::refresh::ROTATION_WRITE_RETRIES;
 use roomtoken::store::{SecretName, StoreSpec};
 use roomtoken_tests::template::{FUNCTIONS, Template, workspace_root};
 use serde_json::{Value, json};
@@ -246,6 +247,26 @@ fn the_schedule_runs_a_normal_pass_every_five_minutes_one_at_a_time() {
     assert!(
         (60..300).contains(&timeout),
         "a pass ends before the next one starts: {timeout} s"
+    );
+
+    // The pass stops starting requests at its budget; the last one may
+    // take the HTTP timeout, and storing its rotation the retries' waits.
+    // Lambda must not kill the pass before that (a rotated refresh token
+    // would be lost), with 10 s left for the last writes.
+    let environment = template.function_environment("TokenRefreshFunction");
+    let config = Config::from_lookup(StoreSpec::Aws, |name| {
+        environment.get(name)?.as_str().map(str::to_owned)
+    })
+    .expect("the function's configuration");
+    let needed = config.refresh_budget
+        + config.http_timeout
+        + ROTATION_WRITE_RETRIES.iter().sum::<std::time::Duration>()
+        + std::time::Duration::from_secs(10);
+    assert!(
+        std::time::Duration::from_secs(timeout) >= needed,
+        "Timeout {timeout} s < budget {:?} + request {:?} + retries + 10 s",
+        config.refresh_budget,
+        config.http_timeout
     );
 }
 
