@@ -41,6 +41,19 @@ impl SecretsManagerStore {
     fn full_name(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
+
+    /// The version id that is AWSCURRENT now, if it can be read (with the
+    /// GetSecretValue every writer may already call).
+    async fn current_version(&self, full_name: &str) -> Option<String> {
+        self.client
+            .get_secret_value()
+            .secret_id(full_name)
+            .version_stage(CURRENT)
+            .send()
+            .await
+            .ok()?
+            .version_id
+    }
 }
 
 /// Maps an SDK failure: access problems are `Denied`, the rest `Unavailable`.
@@ -160,6 +173,12 @@ impl SecretStore for SecretsManagerStore {
                     s.is_invalid_parameter_exception() || s.is_resource_not_found_exception()
                 }) =>
             {
+                // The SDK retries a call whose answer was lost; the retry of
+                // a move that happened finds the prior version no longer
+                // current. Ours being current is that success.
+                if self.current_version(&full_name).await.as_deref() == Some(&new_version) {
+                    return Ok(Version(new_version));
+                }
                 Err(StoreError::Conflict(name.to_owned()))
             }
             Err(e) => Err(failure(name, e)),

@@ -12,6 +12,7 @@ mod openapi;
 mod pages;
 mod refresh;
 mod sam_template;
+mod secrets_manager;
 mod self_service;
 mod store_quotas;
 mod token_read;
