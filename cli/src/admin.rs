@@ -544,7 +544,7 @@ async fn key(
                     out,
                     "{}\t{}\t{}\t{state}",
                     record.id,
-                    record.label.as_deref().unwrap_or("-"),
+                    printable(record.label.as_deref().unwrap_or("-")),
                     rfc3339(record.created_at)
                 )?;
             }
@@ -577,6 +577,25 @@ fn batching_hint(error: AdminError) -> anyhow::Error {
     } else {
         error
     }
+}
+
+/// Text that came from an identity provider or a person (an account name,
+/// an error message, a label), as a terminal must show it: control
+/// characters (escape sequences, carriage returns) written out, never obeyed.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -626,14 +645,14 @@ async fn status(
         let last_error = view
             .last_error
             .as_ref()
-            .map(|e| format!("{} {}", e.class, e.code))
+            .map(|e| format!("{} {}", e.class, printable(&e.code)))
             .unwrap_or_else(|| "-".into());
         writeln!(
             out,
             "{:<20} {:<19} {:<28} {:<26} {:<21} {last_error}",
             view.connection.as_str(),
             <&str>::from(view.state),
-            view.account.as_deref().unwrap_or("-"),
+            printable(view.account.as_deref().unwrap_or("-")),
             if expires.is_empty() {
                 "-".into()
             } else {
@@ -671,7 +690,12 @@ async fn refresh(
             }
             Outcome::Failed(error) => {
                 failed += 1;
-                format!("failed: {} {}: {}", error.class, error.code, error.message)
+                format!(
+                    "failed: {} {}: {}",
+                    error.class,
+                    printable(&error.code),
+                    printable(&error.message)
+                )
             }
             Outcome::BackingOff(until) => format!(
                 "backing off after failures until {} (use --force to try now)",
@@ -691,7 +715,7 @@ async fn refresh(
             }
             Outcome::StoreFailed(message) => {
                 failed += 1;
-                format!("store failed: {message}")
+                format!("store failed: {}", printable(message))
             }
         };
         writeln!(out, "{id}\t{text}")?;
@@ -700,4 +724,18 @@ async fn refresh(
         bail!("{failed} connection(s) could not be refreshed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(printable("booking@contoso.com"), "booking@contoso.com");
+        assert_eq!(
+            printable("AADSTS70000: \u{1b}[2Jgone\r\n"),
+            "AADSTS70000: \\u{1b}[2Jgone\\r\\n"
+        );
+    }
 }

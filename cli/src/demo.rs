@@ -2,7 +2,7 @@
 //! Microsoft sign-in instead of a tenant, and a throw-away file store.
 
 use crate::DemoArgs;
-use crate::serve::{ServeOptions, serve_on};
+use crate::serve::{ServeLimits, ServeOptions, serve_on};
 use anyhow::Context;
 use roomtoken::domain::{Cloud, ConnectionId, Provider, Resource, Secret, VendorApp};
 use roomtoken::flows::admin::{self, NewConnection};
@@ -206,6 +206,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         broker,
         ServeOptions {
             refresh_every: Some(Duration::from_secs(300)),
+            limits: ServeLimits::default(),
         },
     )
     .await;

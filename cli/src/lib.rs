@@ -6,7 +6,7 @@ mod admin;
 mod demo;
 mod serve;
 
-pub use serve::{ServeOptions, serve_on};
+pub use serve::{ServeLimits, ServeOptions, serve_on};
 
 use clap::{Args, Parser, Subcommand};
 use roomtoken::config::{Config, parse_public_url};

@@ -4,14 +4,44 @@ use crate::{Cli, ServeArgs, open_broker};
 use anyhow::Context;
 use roomtoken::Broker;
 
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use roomtoken::flows::refresh::{PassOptions, refresh_pass};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 pub struct ServeOptions {
     /// How often the refresh pass runs; `None` runs none (tests drive passes).
     pub refresh_every: Option<Duration>,
+    pub limits: ServeLimits,
+}
+
+/// What one client may hold of the server: without these, a client that
+/// sends headers one byte a minute (slowloris), or opens thousands of idle
+/// connections, would take every display's place.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// To send a request's headers, and the most a kept-alive connection
+    /// may stay idle.
+    pub header_read: Duration,
+    /// For the whole request, body included (a consent callback waits for
+    /// the identity provider, up to its own timeout per request).
+    pub request: Duration,
+    /// Open connections at once; more are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            request: Duration::from_secs(90),
+            max_connections: 1_024,
+        }
+    }
 }
 
 pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
@@ -31,6 +61,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         broker,
         ServeOptions {
             refresh_every: Some(refresh_every),
+            limits: ServeLimits::default(),
         },
     )
     .await
@@ -45,15 +76,57 @@ pub async fn serve_on(
     if let Some(every) = options.refresh_every {
         tokio::spawn(refresh_timer(broker.clone(), every));
     }
-    let app = roomtoken::http::all_routes(broker);
-    // The peer's address reaches the audit lines.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("the HTTP server failed")
+    let limits = options.limits;
+    let app = roomtoken::http::all_routes(broker).layer(
+        tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.request,
+        ),
+    );
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: the next
+                    // accept may work.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %peer, max = limits.max_connections, "too many connections: closed");
+            drop(stream);
+            continue;
+        };
+        let app = app.clone();
+        // The peer's address reaches the audit lines.
+        let service = hyper::service::service_fn(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(request.map(axum::body::Body::new))
+            },
+        );
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection.await {
+                tracing::debug!(peer = %peer, error = %e, "connection ended");
+            }
+        });
+    }
+    // Requests in flight may finish; new ones are not taken.
+    let _ = tokio::time::timeout(limits.request, graceful.shutdown()).await;
+    Ok(())
 }
 
 async fn refresh_timer(broker: Arc<Broker>, every: Duration) {

@@ -18,7 +18,7 @@ use roomtoken::clock::{ManualClock, Sleeper};
 use roomtoken::identity::OAuthClient;
 use roomtoken::store::{CountingStore, FileStore, SecretStore, SecretsManagerStore, StoreSpec};
 use roomtoken::{Broker, Config};
-use roomtoken_cli::{Cli, ServeOptions, serve_on};
+use roomtoken_cli::{Cli, ServeLimits, ServeOptions, serve_on};
 use roomtoken_fake_identity::{FakeAccount, FakeApp, FakeIdentity};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -108,6 +108,7 @@ pub struct Setup {
     wrap_store: Option<StoreWrapper>,
     aws_endpoint: Option<String>,
     secret_prefix: Option<String>,
+    serve_limits: ServeLimits,
     extra_accounts: usize,
     configure: Option<ConfigChange>,
     store_dir: Option<std::path::PathBuf>,
@@ -122,6 +123,7 @@ impl Setup {
             wrap_store: None,
             aws_endpoint: None,
             secret_prefix: None,
+            serve_limits: ServeLimits::default(),
             extra_accounts: 0,
             configure: None,
             store_dir: None,
@@ -173,6 +175,12 @@ impl Setup {
     /// app) are this test's alone; [`TestApp::cli`] passes it on.
     pub fn isolated_prefix(mut self) -> Self {
         self.secret_prefix = Some(format!("{}/", unique_id("isolated")));
+        self
+    }
+
+    /// `roomtoken serve`'s timeouts and connection cap.
+    pub fn serve_limits(mut self, limits: ServeLimits) -> Self {
+        self.serve_limits = limits;
         self
     }
 
@@ -269,6 +277,7 @@ impl Setup {
             broker.clone(),
             ServeOptions {
                 refresh_every: None,
+                limits: self.serve_limits,
             },
         ));
         TestApp {

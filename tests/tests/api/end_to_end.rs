@@ -440,3 +440,26 @@ async fn old_links_are_revoked_and_links_run_out() {
     );
     assert!(app.cli(&["link", &id, "--ttl", "30d"], "").await.is_ok());
 }
+
+/// What an identity provider says (here an account name with a terminal
+/// escape sequence in it) is written out by the CLI, never obeyed.
+#[tokio::test]
+async fn the_cli_shows_a_providers_text_escaped() {
+    let app = spawn_app(StoreKind::File).await;
+    let hostile = "booking\u{1b}[2J\u{1b}[31m@contoso.com";
+    app.identity
+        .add_account(roomtoken_fake_identity::FakeAccount {
+            tenant: TENANT.into(),
+            oid: "0000e5c0-0000-4000-8000-000000000000".into(),
+            username: hostile.into(),
+            name: "Escape".into(),
+            admin: false,
+        });
+    app.identity.set_auto_consent(Some(hostile));
+    let id = unique_id("escaped");
+    app.add_connection(&id).await;
+    assert_eq!(app.consent(&id).await.status, 200);
+    let status = app.cli(&["status", &id], "").await.expect("status");
+    assert!(!status.contains('\u{1b}'), "no raw escape: {status:?}");
+    assert!(status.contains("booking\\u{1b}[2J"), "{status}");
+}

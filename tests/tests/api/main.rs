@@ -14,6 +14,7 @@ mod refresh;
 mod sam_template;
 mod secrets_manager;
 mod self_service;
+mod serve_limits;
 mod store_quotas;
 mod token_read;
 mod vendor;
