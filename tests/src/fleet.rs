@@ -571,8 +571,11 @@ pub async fn simulate(options: &FleetOptions) -> FleetReport {
     // One refresh at a time, so that the simulated clock sees each write
     // when the pacer lets it go.
     config.refresh_concurrency = 1;
+    // The fake answers in milliseconds: a request's worst case is short,
+    // and the pass starts requests until a second before its deadline.
+    config.http_timeout = Duration::from_secs(1);
     let identity_client =
-        roomtoken::identity::OAuthClient::new(Duration::from_secs(10)).expect("client");
+        roomtoken::identity::OAuthClient::new(config.http_timeout).expect("client");
     let broker = Broker::new(log.clone(), Arc::new(identity_client), config)
         .with_clock(clock.clone())
         .with_sleeper(Arc::new(SimulatedSleeper(clock.clone())));

@@ -247,6 +247,13 @@ async fn the_vendor_app_is_changed_in_one_place() {
         "the organization stays pinned: {:?}",
         serve.app.provider
     );
+    let old_link = http().get(&sign_in).send().await.expect("GET old link");
+    assert_eq!(
+        old_link.status(),
+        410,
+        "a reset revokes the links sent before"
+    );
+    let sign_in = format!("{}&step=sign-in", app.link(&id).await);
     assert_eq!(app.consent_at(&sign_in).await.status, 200, "connects again");
 
     let other = set_vendor_app(&app, CLIENT_ID, "another-secret")
