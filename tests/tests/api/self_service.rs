@@ -401,3 +401,31 @@ async fn tampered_oversized_and_stale_forms_are_refused() {
 
     nothing_stored(&app, &id).await;
 }
+
+/// The sealed consent cookie carries the form's values: with every field
+/// at its longest, it still fits a browser's 4 KiB cookie.
+#[tokio::test]
+async fn the_largest_form_still_fits_in_the_consent_cookie() {
+    let app = spawn_app(StoreKind::File).await;
+    let id = app.add_self_service_connection().await;
+    let labels: Vec<String> = (0..4).map(|n| format!("{n}{}", "x".repeat(59))).collect();
+    let longest_domain = format!("{}.example", labels.join("."));
+    assert!(longest_domain.len() <= 253, "{}", longest_domain.len());
+    app.identity.add_domain(TENANT, &longest_domain);
+    let form = open_form(&app.link(&id).await, "en").await;
+    let mut typed = Typed::right(&app);
+    typed.tenant = longest_domain;
+    typed.client_secret = "~".repeat(512);
+    let accepted = submit(&form, &typed, "en").await;
+    assert_eq!(accepted.status(), 303);
+    let cookie = accepted
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("roomtoken_consent="))
+        .expect("the consent cookie")
+        .to_owned();
+    eprintln!("the largest consent cookie: {} bytes", cookie.len());
+    assert!(cookie.len() < 4_096, "{} bytes", cookie.len());
+}
