@@ -201,7 +201,8 @@ impl FakeIdentity {
     }
 
     /// Every secret value the fake ever issued (codes, access tokens, refresh
-    /// tokens, id_tokens), for log-leak tests.
+    /// tokens, id_tokens) or was given to bind a sign-in (`state`, `nonce`,
+    /// the PKCE verifier), for log-leak tests.
     pub fn issued_secrets(&self) -> Vec<String> {
         self.shared.lock().issued_secrets.clone()
     }

@@ -77,6 +77,10 @@ pub struct TestApp {
     pub client_secret: String,
     store_arg: String,
     secret_prefix: String,
+    /// The signing key, and the invites and sealed cookies this test saw:
+    /// secrets too, for the log-leak checks.
+    signing_key: String,
+    seen: Mutex<Vec<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -250,6 +254,13 @@ impl Setup {
             broker = broker.with_sleeper(sleeper);
         }
         let broker = Arc::new(broker);
+        broker.signing_keys().await.expect("the signing key");
+        let signing_key = store
+            .get(roomtoken::store::SecretName::signing_key().as_str())
+            .await
+            .expect("store")
+            .expect("the signing key")
+            .value;
         let identity = FakeIdentity::start().await.expect("fake identity");
         let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4());
         identity.register_app(FakeApp {
@@ -289,6 +300,8 @@ impl Setup {
             client_secret,
             store_arg,
             secret_prefix,
+            signing_key,
+            seen: Mutex::default(),
             _dir: dir,
         }
     }
@@ -430,11 +443,30 @@ impl TestApp {
     }
 
     pub async fn link(&self, id: &str) -> String {
-        self.cli(&["link", id], "")
+        let link = self
+            .cli(&["link", id], "")
             .await
             .expect("link")
             .trim()
-            .to_owned()
+            .to_owned();
+        self.saw_link(&link);
+        link
+    }
+
+    /// Remembers a link's invite as a secret of this test.
+    pub fn saw_link(&self, link: &str) {
+        if let Some((_, invite)) = Url::parse(link).ok().and_then(|url| {
+            url.query_pairs()
+                .find(|(name, _)| name == "invite")
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+        }) {
+            self.saw(invite);
+        }
+    }
+
+    /// Remembers a value (a sealed cookie, an invite) as a secret of this test.
+    pub fn saw(&self, secret: String) {
+        self.seen.lock().expect("seen secrets").push(secret);
     }
 
     pub async fn create_key(&self, id: &str) -> String {
@@ -458,6 +490,11 @@ impl TestApp {
         assert_eq!(start.status(), 302, "connect-start redirects");
         let cookie = cookies_set(&start);
         assert!(cookie.contains("roomtoken_consent="), "consent cookie");
+        for pair in cookie.split("; ") {
+            if let Some(sealed) = pair.strip_prefix("roomtoken_consent=") {
+                self.saw(sealed.to_owned());
+            }
+        }
         let authorize = location(&start);
         let signed_in = http()
             .get(authorize.clone())
@@ -610,6 +647,8 @@ impl TestApp {
     pub fn secrets(&self, device_keys: &[&str]) -> Vec<String> {
         let mut secrets = self.identity.issued_secrets();
         secrets.push(self.client_secret.clone());
+        secrets.push(self.signing_key.clone());
+        secrets.extend(self.seen.lock().expect("seen secrets").iter().cloned());
         secrets.extend(device_keys.iter().map(|k| k.to_string()));
         secrets
     }
@@ -749,17 +788,29 @@ pub fn assert_no_secret_logged(secrets: &[String]) {
     assert_no_secret_in(&logs, "the logs", secrets);
 }
 
-/// The same for any `text`, which `place` names in the failure.
-/// Secrets shorter than 8 characters are not looked for: they would match
-/// by chance.
+/// The same for any `text`, which `place` names in the failure. A secret
+/// shorter than 8 characters counts only as a whole word (it would match
+/// inside other words by chance).
 pub fn assert_no_secret_in(text: &str, place: &str, secrets: &[String]) {
-    // One pass over the text for every secret at once: a long test logs
-    // hundreds of megabytes and issues tens of thousands of secrets.
-    let checked: Vec<&str> = secrets
+    let (short, long): (Vec<&str>, Vec<&str>) = secrets
         .iter()
         .map(String::as_str)
-        .filter(|s| s.len() >= 8)
-        .collect();
+        .filter(|s| !s.is_empty())
+        .partition(|s| s.len() < 8);
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+    for (n, secret) in short.iter().enumerate() {
+        let whole = text.match_indices(secret).any(|(at, _)| {
+            !word(text[..at].chars().next_back()) && !word(text[at + secret.len()..].chars().next())
+        });
+        assert!(
+            !whole,
+            "short secret #{n} ({} chars) appears as a word in {place}",
+            secret.len()
+        );
+    }
+    // One pass over the text for every secret at once: a long test logs
+    // hundreds of megabytes and issues tens of thousands of secrets.
+    let checked = long;
     let matcher = aho_corasick::AhoCorasick::new(&checked).expect("secret matcher");
     if let Some(found) = matcher.find(text) {
         // Which one and how long, never any of its characters.
@@ -781,5 +832,21 @@ mod log_capture_tests {
         capture_logs();
         tracing::warn!(value = "fake-rt-this-must-never-be-logged", "oops");
         assert_no_secret_logged(&["fake-rt-this-must-never-be-logged".to_owned()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assert_no_secret_in;
+
+    #[test]
+    #[should_panic(expected = "short secret #0")]
+    fn a_short_secret_is_found_as_a_word() {
+        assert_no_secret_in("client_secret=abc12 end", "the text", &["abc12".into()]);
+    }
+
+    #[test]
+    fn a_short_secret_inside_another_word_is_chance() {
+        assert_no_secret_in("xabc12y", "the text", &["abc12".into()]);
     }
 }

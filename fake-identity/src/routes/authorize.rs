@@ -352,6 +352,10 @@ pub(crate) async fn get(
         Ok(req) => req,
         Err(reject) => return reject.into_response(&ctx),
     };
+    // What binds the sign-in to the client's session: never to be logged.
+    for value in [&req.state, &req.nonce].into_iter().flatten() {
+        st.remember_secret(value);
+    }
     if let Some(username) = st.auto_consent.clone() {
         return sign_in(&mut st, req, &username).unwrap_or_else(|r| r.into_response(&ctx));
     }

@@ -396,6 +396,10 @@ fn authorization_code(
     st: &mut state::State,
     r: &GrantRequest<'_>,
 ) -> Result<TokenResponse, AadError> {
+    // The PKCE verifier proves the client's session: never to be logged.
+    if let Some(verifier) = r.params.get("code_verifier") {
+        st.remember_secret(verifier);
+    }
     let code = r
         .params
         .get("code")

@@ -86,3 +86,41 @@ async fn an_oversized_answer_is_not_read() {
     let outcome = pass(&app, &id).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
 }
+
+/// A token endpoint that hangs for one connection holds that connection
+/// for one request timeout, not the pass: the others are refreshed, and
+/// the pass ends long before the hang would.
+#[tokio::test]
+async fn a_hanging_answer_holds_one_connection_not_the_pass() {
+    let app = Setup::new(StoreKind::File)
+        .sleeper(Arc::new(RecordingSleeper::default()))
+        .http_timeout(std::time::Duration::from_secs(1))
+        .spawn()
+        .await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.consented("hang").await);
+    }
+    app.identity
+        .inject(Fault::Hang(std::time::Duration::from_secs(120)));
+    let options = PassOptions {
+        only: None,
+        force: true,
+    };
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        refresh_pass(&app.broker, &options, OffsetDateTime::now_utc()),
+    )
+    .await
+    .expect("the pass ends long before the hang would")
+    .expect("pass");
+    assert_eq!(report.results.len(), ids.len());
+    assert_eq!(app.identity.counters().faults_served, 1, "one request hung");
+    let refreshed = report.count(|o| matches!(o, Outcome::Refreshed { .. }));
+    assert_eq!(
+        refreshed,
+        ids.len(),
+        "the hung request timed out and was retried; the others went on: {:?}",
+        report.results
+    );
+}

@@ -89,6 +89,7 @@ async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, co
         Outcome::Refreshed { .. }
     ));
     assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
+    assert_no_secret_logged(&app.secrets(&[]));
 }
 
 #[tokio::test]
@@ -210,6 +211,7 @@ async fn a_server_error_is_retried_with_backoff_within_the_pass() {
         "{waits:?}"
     );
     assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
+    assert_no_secret_logged(&app.secrets(&[]));
 }
 
 #[tokio::test]
@@ -231,6 +233,7 @@ async fn a_timeout_is_transient() {
     );
     assert_eq!(sleeper.waits().len(), 2);
     assert_eq!(app.status(&id).await.state, ConnectionState::Degraded);
+    assert_no_secret_logged(&app.secrets(&[]));
 }
 
 #[tokio::test]
@@ -255,6 +258,7 @@ async fn a_request_we_should_never_send_fails_loudly_without_retry() {
         logs.contains("ERROR") && logs.contains("AADSTS70011"),
         "an error line for the alarm"
     );
+    assert_no_secret_logged(&app.secrets(&[]));
 }
 
 /// The provider has handed out a new refresh token (and may refuse the old
@@ -307,6 +311,7 @@ async fn a_rotation_the_store_failed_to_save_is_saved_again_or_recovered() {
     let recovered = app.grant(&id).await.unwrap();
     assert_eq!(Some(recovered.refresh_token.expose().to_owned()), newest());
     assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
+    assert_no_secret_logged(&app.secrets(&[]));
 }
 
 /// No token request starts that could end after the pass's deadline (it
@@ -352,6 +357,7 @@ async fn a_new_consent_during_a_refresh_wins() {
         Outcome::Refreshed { .. }
     ));
     assert_eq!(app.identity.counters().refresh_tokens_redeemed_twice, 0);
+    assert_no_secret_logged(&app.secrets(&[]));
 }
 
 #[tokio::test]
@@ -380,6 +386,7 @@ async fn another_account_is_refused_until_the_operator_resets_the_connection() {
     let accepted = app.consent(&id).await;
     assert_eq!(accepted.status, 200, "{}", accepted.body);
     assert_eq!(app.grant(&id).await.unwrap().account.display, OTHER_ACCOUNT);
+    assert_no_secret_logged(&app.secrets(&[]));
 }
 
 async fn concurrent_passes(kind: StoreKind) {
@@ -417,6 +424,7 @@ async fn concurrent_passes(kind: StoreKind) {
         );
     }
     assert_eq!(app.identity.counters().refresh_tokens_redeemed_twice, 0);
+    assert_no_secret_logged(&app.secrets(&[]));
 }
 
 on_both_stores!(concurrent_passes => twenty_concurrent_passes_redeem_each_refresh_token_once_on_the_file_store, twenty_concurrent_passes_redeem_each_refresh_token_once_on_secrets_manager);
