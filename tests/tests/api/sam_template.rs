@@ -416,3 +416,75 @@ fn outputs_give_the_url_and_the_redirect_uri_to_register() {
             {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/callback"}]})
     );
 }
+
+/// The fleet the route limits are sized for (README, "Abuse from the
+/// internet"): displays that all power on within 5 minutes.
+const FLEET_DISPLAYS: u64 = 20_000;
+const FLEET_POWER_ON_SECONDS: u64 = 300;
+
+/// Each route has its own limit, so that a flood on one (made-up ids on the
+/// token route, say) cannot take the others' share; the token route's
+/// covers the documented fleet's morning.
+#[test]
+fn each_route_has_its_own_limit_sized_for_the_fleet() {
+    let template = Template::load();
+    let settings = &template.resource("HttpApi")["Properties"]["RouteSettings"];
+    for (route, _) in ROUTES {
+        let limit = &settings[route];
+        let rate = limit["ThrottlingRateLimit"].as_u64();
+        let burst = limit["ThrottlingBurstLimit"].as_u64();
+        assert!(
+            rate.is_some_and(|r| r > 0) && burst >= rate,
+            "{route} has its own rate and burst: {limit}"
+        );
+    }
+    let token = settings["GET /v1/connections/{id}/token"]["ThrottlingRateLimit"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        token >= FLEET_DISPLAYS.div_ceil(FLEET_POWER_ON_SECONDS),
+        "the token route holds the fleet's morning: {token}/s"
+    );
+    let pages = settings["GET /connect/{id}"]["ThrottlingRateLimit"]
+        .as_u64()
+        .unwrap();
+    assert!(pages < token, "people's pages get a small share");
+}
+
+/// One client that floods can be blocked at the edge: an optional WAF
+/// rate-based rule per source IP, on a CloudFront distribution in front of
+/// the API, off unless PerSourceRateLimit is set.
+#[test]
+fn a_per_source_rate_limit_is_optional_and_at_the_edge() {
+    let template = Template::load();
+    let parameter = &template.root()["Parameters"]["PerSourceRateLimit"];
+    assert_eq!(parameter["Default"], 0, "off unless asked for");
+    for id in ["EdgeWebAcl", "EdgeDistribution"] {
+        assert_eq!(
+            template.resource(id)["Condition"],
+            "HasPerSourceLimit",
+            "{id}"
+        );
+    }
+    let acl = &template.resource("EdgeWebAcl")["Properties"];
+    assert_eq!(acl["Scope"], "CLOUDFRONT");
+    let rule = &acl["Rules"][0];
+    assert_eq!(rule["Action"], json!({"Block": {}}));
+    let rate = &rule["Statement"]["RateBasedStatement"];
+    assert_eq!(rate["AggregateKeyType"], "IP");
+    assert_eq!(rate["Limit"], json!({"Ref": "PerSourceRateLimit"}));
+    let distribution = &template.resource("EdgeDistribution")["Properties"]["DistributionConfig"];
+    assert_eq!(
+        distribution["WebACLId"],
+        json!({"Fn::GetAtt": ["EdgeWebAcl", "Arn"]})
+    );
+    let origin = distribution["Origins"][0]["DomainName"]["Fn::Sub"]
+        .as_str()
+        .unwrap();
+    assert!(origin.starts_with("${HttpApi}.execute-api."), "{origin}");
+    assert_eq!(
+        distribution["DefaultCacheBehavior"]["CachePolicyId"],
+        "4135ea2d-6df8-44a3-9df3-4b5a84be39ad",
+        "nothing cached: every answer is per display or per admin"
+    );
+}
