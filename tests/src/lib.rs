@@ -488,14 +488,26 @@ impl TestApp {
     pub async fn consent_at(&self, link: &str) -> ConsentRun {
         let start = http().get(link).send().await.expect("GET link");
         assert_eq!(start.status(), 302, "connect-start redirects");
-        let cookie = cookies_set(&start);
+        self.through_sign_in(start).await
+    }
+
+    /// From a redirect to the sign-in (connect-start's, or the setup
+    /// form's answer): the fake signs in, and the callback answers the
+    /// consent cookie the redirect set.
+    pub async fn through_sign_in(&self, to_sign_in: reqwest::Response) -> ConsentRun {
+        assert!(
+            to_sign_in.status().is_redirection(),
+            "{}",
+            to_sign_in.status()
+        );
+        let cookie = cookies_set(&to_sign_in);
         assert!(cookie.contains("roomtoken_consent="), "consent cookie");
         for pair in cookie.split("; ") {
             if let Some(sealed) = pair.strip_prefix("roomtoken_consent=") {
                 self.saw(sealed.to_owned());
             }
         }
-        let authorize = location(&start);
+        let authorize = location(&to_sign_in);
         let signed_in = http()
             .get(authorize.clone())
             .send()

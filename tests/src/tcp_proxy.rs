@@ -25,6 +25,17 @@ pub struct TcpProxy {
 }
 
 impl TcpProxy {
+    /// A proxy in front of the suite's moto (fails without it).
+    pub async fn before_moto() -> Self {
+        crate::require_moto();
+        let moto = std::env::var("AWS_ENDPOINT_URL").expect("moto");
+        let moto: SocketAddr = moto
+            .trim_start_matches("http://")
+            .parse()
+            .expect("moto address");
+        Self::start(moto).await.expect("proxy")
+    }
+
     pub async fn start(target: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

@@ -367,38 +367,19 @@ async fn a_browser_connects_the_demo_and_a_display_reads_a_token() {
     browser.snap("11-self-service-status-fr").await;
     browser.close().await;
 
-    let vendor = reqwest::Client::new()
-        .get(format!(
-            "{}v1/connections/demo-vendor/token",
-            demo_output.base
-        ))
-        .bearer_auth(&demo_output.vendor_key)
-        .send()
-        .await
-        .expect("GET vendor token");
+    let read = |path: &str, key: &str| {
+        let request = reqwest::Client::new()
+            .get(format!("{}v1/connections/{path}", demo_output.base))
+            .bearer_auth(key);
+        async move { request.send().await.expect("GET token") }
+    };
+    let vendor = read("demo-vendor/token", &demo_output.vendor_key).await;
     assert_eq!(vendor.status(), 200);
     let vendor_token = access_token(vendor).await;
-    let self_service = reqwest::Client::new()
-        .get(format!(
-            "{}v1/connections/demo-self/token",
-            demo_output.base
-        ))
-        .bearer_auth(&demo_output.self_key)
-        .send()
-        .await
-        .expect("GET self-service token");
+    let self_service = read("demo-self/token", &demo_output.self_key).await;
     assert_eq!(self_service.status(), 200);
     let self_token = access_token(self_service).await;
-
-    let response = reqwest::Client::new()
-        .get(format!(
-            "{}v1/connections/demo/token?resource=graph",
-            demo_output.base
-        ))
-        .bearer_auth(&demo_output.key)
-        .send()
-        .await
-        .expect("GET token");
+    let response = read("demo/token?resource=graph", &demo_output.key).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     let token = body["access_token"]

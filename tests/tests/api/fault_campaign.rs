@@ -32,13 +32,7 @@ fn transient_fault(rng: &mut StdRng) -> Fault {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_passes_with_faults_lose_nothing() {
-    require_moto();
-    let moto = std::env::var("AWS_ENDPOINT_URL").expect("moto");
-    let moto: std::net::SocketAddr = moto
-        .trim_start_matches("http://")
-        .parse()
-        .expect("moto address");
-    let proxy = TcpProxy::start(moto).await.expect("proxy");
+    let proxy = TcpProxy::before_moto().await;
     let app = Setup::new(StoreKind::SecretsManager)
         .aws_endpoint(proxy.url())
         .isolated_prefix()

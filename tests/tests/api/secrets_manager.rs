@@ -14,13 +14,7 @@ const MOVE_STAGE: &str = "secretsmanager.UpdateSecretVersionStage";
 /// "no active key"), `key create` creates one key (not two).
 #[tokio::test]
 async fn a_lost_answer_to_a_successful_write_counts_as_the_success() {
-    require_moto();
-    let moto = std::env::var("AWS_ENDPOINT_URL").expect("moto");
-    let moto: std::net::SocketAddr = moto
-        .trim_start_matches("http://")
-        .parse()
-        .expect("moto address");
-    let proxy = TcpProxy::start(moto).await.expect("proxy");
+    let proxy = TcpProxy::before_moto().await;
     let app = Setup::new(StoreKind::SecretsManager)
         .aws_endpoint(proxy.url())
         .isolated_prefix()

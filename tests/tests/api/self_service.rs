@@ -105,29 +105,7 @@ async fn sign_in_after(app: &TestApp, accepted: reqwest::Response) -> ConsentRun
         303,
         "the form sends the admin to the sign-in"
     );
-    let cookie = cookies_set(&accepted);
-    assert!(cookie.contains("roomtoken_consent="), "{cookie}");
-    let authorize = location(&accepted);
-    let signed_in = http()
-        .get(authorize.clone())
-        .send()
-        .await
-        .expect("authorize");
-    let callback = location(&signed_in);
-    let response = http()
-        .get(callback.clone())
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("callback");
-    let _ = app;
-    ConsentRun {
-        authorize,
-        callback,
-        cookie,
-        status: response.status().as_u16(),
-        body: response.text().await.expect("callback page"),
-    }
+    app.through_sign_in(accepted).await
 }
 
 async fn nothing_stored(app: &TestApp, id: &str) {
