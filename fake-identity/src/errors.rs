@@ -95,7 +95,8 @@ pub(crate) struct AadError {
     pub code: u32,
     pub message: String,
     pub suberror: Option<String>,
-    pub retry_after_secs: Option<u64>,
+    /// The `Retry-After` header's value, as sent.
+    pub retry_after: Option<String>,
 }
 
 impl AadError {
@@ -107,7 +108,7 @@ impl AadError {
             code,
             message: message.into(),
             suberror: None,
-            retry_after_secs: None,
+            retry_after: None,
         }
     }
 
@@ -163,8 +164,8 @@ impl AadError {
             suberror: self.suberror.as_deref(),
         };
         let mut headers = ctx.response_headers("application/json; charset=utf-8");
-        if let Some(secs) = self.retry_after_secs
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        if let Some(value) = &self.retry_after
+            && let Ok(v) = HeaderValue::from_str(value)
         {
             headers.insert(header::RETRY_AFTER, v);
         }

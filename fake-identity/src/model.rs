@@ -115,6 +115,11 @@ pub enum Fault {
         /// Value of the `Retry-After` header, in seconds.
         retry_after_secs: u64,
     },
+    /// The same with any `Retry-After` value: an HTTP-date, or nonsense.
+    TooManyRequestsWith {
+        /// The header's value, as sent.
+        retry_after: String,
+    },
     /// 5xx: 503 answers `temporarily_unavailable` (AADSTS90033), any other status `server_error` (AADSTS50000).
     ServerError {
         /// HTTP status code.

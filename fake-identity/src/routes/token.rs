@@ -110,7 +110,16 @@ async fn serve_fault(fault: Fault) -> AadError {
                 "temporarily_unavailable",
                 50196,
             );
-            err.retry_after_secs = Some(retry_after_secs);
+            err.retry_after = Some(retry_after_secs.to_string());
+            err
+        }
+        Fault::TooManyRequestsWith { retry_after } => {
+            let mut err = AadError::standard(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                50196,
+            );
+            err.retry_after = Some(retry_after);
             err
         }
         Fault::ServerError { status } => {

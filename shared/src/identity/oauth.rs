@@ -198,7 +198,18 @@ impl OAuthClient {
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    parse_retry_after(value, std::time::SystemTime::now())
+}
+
+/// RFC 9110 10.2.3: a number of seconds, or an HTTP-date (a date already
+/// past means at once). Anything else is ignored: the backoff decides.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 async fn send(http: reqwest::Client, request: HttpRequest) -> Result<HttpResponse, Transport> {
@@ -405,6 +416,24 @@ impl OAuthClient {
 mod tests {
     use super::*;
     use crate::domain::{Cloud, ConnectionId, Provider, Resource};
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(
+            parse_retry_after(" 40 ", now),
+            Some(Duration::from_secs(40))
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(40));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(40))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(40));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
 
     #[test]
     fn authorize_url_carries_pkce_state_nonce_and_every_scope() {

@@ -140,9 +140,11 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
         .text()
         .await
         .unwrap();
+    // 40 s: longer than the backoff alone would ever wait (at most 10 s
+    // before the third attempt), so only a Retry-After read makes it.
     for _ in 0..3 {
         app.identity.inject(Fault::TooManyRequests {
-            retry_after_secs: 2,
+            retry_after_secs: 40,
         });
     }
     let before = token_requests(&app);
@@ -158,10 +160,7 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
     );
     let waits = sleeper.waits();
     assert_eq!(waits.len(), 2);
-    assert!(
-        waits.iter().all(|w| *w >= Duration::from_secs(2)),
-        "Retry-After honoured: {waits:?}"
-    );
+    assert_eq!(waits, [Duration::from_secs(40); 2], "Retry-After honoured");
     let recorded = app.status(&id).await;
     assert_eq!(recorded.state, ConnectionState::Degraded);
     let still = app.get_token(&id, Some(&key), None).await;
@@ -185,6 +184,47 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
         Outcome::Refreshed { .. }
     ));
     assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
+}
+
+/// `Retry-After` may be an HTTP-date (RFC 9110): it is waited for as
+/// well; a value that is neither a number nor a date is ignored, and the
+/// backoff alone decides.
+#[tokio::test]
+async fn retry_after_as_a_date_is_honoured_and_nonsense_is_ignored() {
+    let sleeper = Arc::new(RecordingSleeper::default());
+    let app = Setup::new(StoreKind::File)
+        .sleeper(sleeper.clone())
+        .spawn()
+        .await;
+    let id = app.consented("retry-after-date").await;
+    let in_40_seconds =
+        httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(40));
+    app.identity.inject(Fault::TooManyRequestsWith {
+        retry_after: in_40_seconds,
+    });
+    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    let waits = sleeper.waits();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert!(
+        (Duration::from_secs(38)..=Duration::from_secs(40)).contains(&waits[0]),
+        "the date, not the backoff (at most 5 s): {waits:?}"
+    );
+
+    sleeper.clear();
+    app.identity.inject(Fault::TooManyRequestsWith {
+        retry_after: "soon, maybe".into(),
+    });
+    let later = OffsetDateTime::now_utc() + time::Duration::minutes(5);
+    let outcome = pass(&app, &id, true, later).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    let waits = sleeper.waits();
+    assert_eq!(waits.len(), 1, "retried all the same: {waits:?}");
+    assert!(
+        (Duration::from_millis(2_500)..=Duration::from_secs(5)).contains(&waits[0]),
+        "the backoff alone: {waits:?}"
+    );
+    assert_no_secret_logged(&app.secrets(&[]));
 }
 
 #[tokio::test]
@@ -253,10 +293,25 @@ async fn a_request_we_should_never_send_fails_loudly_without_retry() {
     );
     assert_eq!(token_requests(&app) - before, 1);
     assert!(sleeper.waits().is_empty());
+    // The alarm's line: this connection's, at ERROR, from the refresh flow,
+    // with the code (other tests' lines carry ERROR and AADSTS70011 too).
     let logs = captured_logs();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains(&format!("connection={id} ")))
+        .filter(|line| line.contains(" ERROR "))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one error line for this connection: {lines:#?}"
+    );
+    let line = lines[0];
     assert!(
-        logs.contains("ERROR") && logs.contains("AADSTS70011"),
-        "an error line for the alarm"
+        line.contains(" ERROR roomtoken::flows::refresh: ")
+            && line.contains("we should never send")
+            && line.contains("code=AADSTS70011"),
+        "{line}"
     );
     assert_no_secret_logged(&app.secrets(&[]));
 }
