@@ -1,9 +1,29 @@
 //! A store decorator that fails chosen writes, as a store outage would at
-//! the worst moment (say, right after a refresh token was redeemed).
+//! the worst moment (say, right after a refresh token was redeemed), or
+//! holds one write until the test lets it go: a race, forced one way.
 
 use async_trait::async_trait;
 use roomtoken::store::{SecretStore, StoreError, StoreResult, Stored, Version};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// A write held at the store: [`Pause::reached`] when the writer got there,
+/// [`Pause::release`] to let it go on.
+#[derive(Clone, Default)]
+pub struct Pause {
+    reached: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+impl Pause {
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+}
 
 struct Plan {
     /// Fail puts whose name ends with this...
@@ -17,6 +37,7 @@ struct Plan {
 pub struct FailingStore {
     inner: Arc<dyn SecretStore>,
     plan: Mutex<Option<Plan>>,
+    pause: Mutex<Option<(String, Pause)>>,
 }
 
 impl FailingStore {
@@ -24,7 +45,15 @@ impl FailingStore {
         Self {
             inner,
             plan: Mutex::new(None),
+            pause: Mutex::new(None),
         }
+    }
+
+    /// Holds the next put to a name ending with `suffix` until released.
+    pub fn pause_next_put(&self, suffix: &str) -> Pause {
+        let pause = Pause::default();
+        *self.pause.lock().expect("pause") = Some((suffix.to_owned(), pause.clone()));
+        pause
     }
 
     /// Lets `skip` puts to names ending with `suffix` through, then fails
@@ -61,6 +90,20 @@ impl SecretStore for FailingStore {
     }
 
     async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version> {
+        let held = {
+            let mut pause = self.pause.lock().expect("pause");
+            match pause.take() {
+                Some((suffix, held)) if name.ends_with(&suffix) => Some(held),
+                other => {
+                    *pause = other;
+                    None
+                }
+            }
+        };
+        if let Some(held) = held {
+            held.reached.notify_one();
+            held.release.notified().await;
+        }
         if self.should_fail(name) {
             return Err(StoreError::Unavailable(format!(
                 "injected failure writing {name}"

@@ -388,24 +388,51 @@ async fn no_request_starts_that_could_end_after_the_deadline() {
     assert_eq!(app.store.calls().puts, writes, "nothing written");
 }
 
+/// The race forced one way: the pass has redeemed the refresh token and
+/// is about to store the rotation when a new consent stores its grant.
+/// The pass loses (compare-and-swap), the consent's grant is kept, and no
+/// refresh token was redeemed twice.
 #[tokio::test]
 async fn a_new_consent_during_a_refresh_wins() {
-    let app = spawn_app(StoreKind::File).await;
+    let failing: Arc<std::sync::OnceLock<Arc<FailingStore>>> = Arc::default();
+    let slot = failing.clone();
+    let app = Setup::new(StoreKind::File)
+        .wrap_store(move |inner| {
+            let store = Arc::new(FailingStore::new(inner));
+            let _ = slot.set(store.clone());
+            store
+        })
+        .spawn()
+        .await;
     let id = app.consented("reconsent").await;
     let first = app.grant(&id).await.unwrap();
     // The consent pages read the broker's clock: a later consent is later.
     app.clock.advance(Duration::from_secs(1));
-    app.identity.set_latency(Duration::from_millis(200));
-    let (outcome, consent) = tokio::join!(
-        pass(&app, &id, true, OffsetDateTime::now_utc()),
-        app.consent(&id)
-    );
-    app.identity.set_latency(Duration::ZERO);
+    let rotation = failing.get().unwrap().pause_next_put("/grant");
+    let refreshing = {
+        let (broker, id) = (app.broker.clone(), ConnectionId::parse(&id).unwrap());
+        tokio::spawn(async move {
+            let options = PassOptions {
+                only: Some(id),
+                force: true,
+            };
+            refresh_pass(&broker, &options, OffsetDateTime::now_utc()).await
+        })
+    };
+    rotation.reached().await;
+    let consent = app.consent(&id).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
+    rotation.release();
+    let report = refreshing.await.expect("the pass").expect("pass");
+    assert!(
+        matches!(report.results[0].outcome, Outcome::LostRace),
+        "{:?}",
+        report.results[0].outcome
+    );
     let kept = app.grant(&id).await.unwrap();
     assert!(
         kept.consented_at > first.consented_at,
-        "the newer consent is kept ({outcome:?})"
+        "the newer consent is kept"
     );
     assert!(matches!(
         pass(&app, &id, true, OffsetDateTime::now_utc()).await,
