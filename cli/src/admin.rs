@@ -261,11 +261,13 @@ pub async fn run(
             ttl,
             revoke_all,
         } => {
+            // The TTL first: a refused one revokes nothing.
+            let expires_at = admin::link_expiry(now, *ttl)?;
             if *revoke_all {
                 admin::revoke_links(&broker, id).await?;
                 eprintln!("every earlier consent link of {id} is revoked");
             }
-            let link = admin::consent_link(&broker, id, now + *ttl).await?;
+            let link = admin::consent_link(&broker, id, expires_at).await?;
             writeln!(out, "{link}")?;
             Ok(())
         }

@@ -39,7 +39,9 @@ impl Default for ServeLimits {
         Self {
             header_read: Duration::from_secs(10),
             request: Duration::from_secs(90),
-            max_connections: 1_024,
+            // Below the usual limit of 1,024 open files, with room for the
+            // store's and the identity provider's connections.
+            max_connections: 512,
         }
     }
 }
@@ -88,16 +90,17 @@ pub async fn serve_on(
         .header_read_timeout(limits.header_read);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let stop = tokio::signal::ctrl_c();
+    let stop = stop_signal();
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    // Out of file descriptors and the like: the next
-                    // accept may work.
+                    // Out of file descriptors and the like: a later accept
+                    // may work; do not spin on it meanwhile.
                     tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -127,6 +130,29 @@ pub async fn serve_on(
     // Requests in flight may finish; new ones are not taken.
     let _ = tokio::time::timeout(limits.request, graceful.shutdown()).await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM as a service manager or a container runtime sends it.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn refresh_timer(broker: Arc<Broker>, every: Duration) {

@@ -276,6 +276,12 @@ impl SigningKeys {
     }
 }
 
+/// The link generation an invite names, read without checking it: for an
+/// invite that came inside an authentic sealed session.
+pub fn invite_generation(invite: &str) -> Option<u32> {
+    invite.split('.').nth(1)?.parse().ok()
+}
+
 /// A short random token for `state` and `nonce` (128 bits).
 pub fn random_token() -> String {
     let mut bytes = [0u8; 16];

@@ -406,6 +406,10 @@ pub struct AppRegistration {
     /// be by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booking_account: Option<String>,
+    /// A self-service connection's resources as the operator offered them
+    /// (the form may choose fewer, and a later form may choose again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<String>,
 }
 
 /// How a connection was onboarded: who registered its Entra app.
@@ -484,6 +488,7 @@ impl AppRegistration {
             mode: Mode::Operator,
             client_secret_expires: None,
             booking_account: None,
+            offered: Vec::new(),
         })
     }
 
@@ -529,6 +534,7 @@ impl AppRegistration {
                 authority,
             },
             client_id: String::new(),
+            offered: resources.iter().map(|r| r.name.clone()).collect(),
             resources,
             created_at: now,
             mode: Mode::SelfService,
@@ -563,7 +569,18 @@ impl AppRegistration {
         app.mode = Mode::SelfService;
         app.client_secret_expires = Some(setup.client_secret_expires);
         app.booking_account.clone_from(&self.booking_account);
+        app.offered = self.offered_resources();
         Ok(app)
+    }
+
+    /// What a self-service form offers: the operator's choice, whatever an
+    /// earlier form chose.
+    pub fn offered_resources(&self) -> Vec<String> {
+        if self.offered.is_empty() {
+            self.resources.iter().map(|r| r.name.clone()).collect()
+        } else {
+            self.offered.clone()
+        }
     }
 
     pub fn is_vendor(&self) -> bool {

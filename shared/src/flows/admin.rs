@@ -267,6 +267,10 @@ pub async fn update_connection(
         app.provider = provider;
     }
     if let Some(resources) = update.resources {
+        if app.mode == Mode::SelfService {
+            // What the form offers from now on.
+            app.offered = resources.iter().map(|r| r.name.clone()).collect();
+        }
         app.resources = resources;
     }
     let mut app = if app.is_set_up() {
@@ -282,7 +286,8 @@ pub async fn update_connection(
         app
     };
     app.mode = mode;
-    app.client_secret_expires = secret_expires;
+    // A new secret's expiry is not known (the old one's no longer applies).
+    app.client_secret_expires = secret_expires.filter(|_| update.client_secret.is_none());
     let app = app.for_booking_account(booking_account.as_deref())?;
     if let Some(secret) = &update.client_secret
         && secret.expose().trim().is_empty()
@@ -377,6 +382,15 @@ pub async fn remove_connection(broker: &Broker, id: &ConnectionId) -> Result<(),
 /// The longest a consent link may live: a link is a credential of sorts
 /// (it can pin an account to a connection), so it must run out.
 pub const MAX_LINK_TTL: Duration = Duration::from_secs(30 * 24 * 3_600);
+
+/// When a link made now with `ttl` expires; refused beyond 30 days.
+pub fn link_expiry(now: OffsetDateTime, ttl: Duration) -> Result<OffsetDateTime, AdminError> {
+    if ttl > MAX_LINK_TTL {
+        return Err(AdminError::LinkTtl);
+    }
+    now.checked_add(time::Duration::try_from(ttl).map_err(|_| AdminError::LinkTtl)?)
+        .ok_or(AdminError::LinkTtl)
+}
 
 pub async fn consent_link(
     broker: &Broker,

@@ -69,6 +69,8 @@ pub enum CallbackError {
     UnknownConnection,
     #[error("this sign-in session was already completed")]
     SessionUsed,
+    #[error("the consent link of this sign-in was revoked meanwhile")]
+    LinkRevoked,
     #[error("this connection was changed too often lately; it can be connected again after {}", crate::domain::records::format_utc(*retry_at))]
     TooManyChanges { retry_at: OffsetDateTime },
     #[error("the sign-in code was already used or has expired: {0}")]
@@ -209,6 +211,15 @@ async fn complete(
     let (Some(grant), Some(serve)) = (grant, serve) else {
         return Err(CallbackError::UnknownConnection);
     };
+    // A sign-in started from a link revoked since (`link --revoke-all`,
+    // `--reset-account`) does not complete.
+    let generation = session
+        .invite
+        .as_deref()
+        .and_then(crate::crypto::invite_generation);
+    if generation.is_some_and(|g| g != serve.value.link_generation) {
+        return Err(CallbackError::LinkRevoked);
+    }
     // A session serves one consent: a replayed answer never reaches the provider.
     if grant.value.completed(&session.state) {
         return Err(CallbackError::SessionUsed);

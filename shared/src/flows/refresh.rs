@@ -326,17 +326,20 @@ impl Pass<'_> {
     async fn store_rotation(
         &self,
         id: &ConnectionId,
-        rotated: &mut GrantRecord,
+        rotated: &GrantRecord,
         read: &crate::store::Version,
     ) -> Result<(), StoreError> {
         let mut waits = ROTATION_WRITE_RETRIES.iter();
         loop {
+            // Each attempt from the record as read: a failed one must not
+            // leave an entry in its write log.
+            let mut attempt = rotated.clone();
             match self
                 .repo
                 .write(
                     id,
                     Part::Grant,
-                    rotated,
+                    &mut attempt,
                     Some(read),
                     Writer::Product,
                     self.now,
@@ -344,7 +347,11 @@ impl Pass<'_> {
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(e @ StoreError::Conflict(_)) => return Err(e),
+                // Someone else wrote the grant, or its quota is full: a
+                // retry cannot help.
+                Err(e @ (StoreError::Conflict(_) | StoreError::WriteQuota { .. })) => {
+                    return Err(e);
+                }
                 Err(e) => {
                     let Some(wait) = waits.next() else {
                         return Err(e);
@@ -429,7 +436,7 @@ impl Pass<'_> {
             // never left only in memory while anything else is written.
             let mut rotated = grant.value.clone();
             rotated.grant = Some(held.rotated(Some(refresh_token), now));
-            match self.store_rotation(id, &mut rotated, &grant.version).await {
+            match self.store_rotation(id, &rotated, &grant.version).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict(_)) => {
                     return Ok((Outcome::LostRace, serve.value.status.state));

@@ -173,7 +173,7 @@ pub(crate) fn setup_form(
         now,
     );
     let link = broker.link_step(id, invite, "setup")?;
-    let offered: Vec<String> = serve.app.resources.iter().map(|r| r.name.clone()).collect();
+    let offered = serve.app.offered_resources();
     let today = now.date();
     Ok(SetupForm {
         connection: id.clone(),
@@ -224,7 +224,7 @@ pub async fn submit_setup(
         Err(FormTokenError::Used) => return Err(StartError::FormReplayed),
         Err(FormTokenError::Forged) => return Err(StartError::FormForged),
     }
-    let offered: Vec<String> = serve.app.resources.iter().map(|r| r.name.clone()).collect();
+    let offered = serve.app.offered_resources();
     let (checked, mut problems) = check_fields(&submission, &offered, now.date());
     let tenant_id = match checked {
         Some(ref checked) if !problems.iter().any(|p| p.field() == Field::Tenant) => {

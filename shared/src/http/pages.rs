@@ -753,6 +753,18 @@ impl CallbackError {
                     (start_again(lang, again))
                 },
             ),
+            Self::LinkRevoked => page(
+                StatusCode::GONE,
+                lang,
+                t(
+                    "This consent link was replaced",
+                    "Ce lien de consentement a été remplacé",
+                ),
+                html! { p { (t(
+                    "Your provider revoked the link this sign-in started from, or reset the connection, while you were signing in. Nothing was stored. Use the newest link you received.",
+                    "Votre fournisseur a révoqué le lien d’où part cette connexion, ou réinitialisé la connexion, pendant que vous vous connectiez. Rien n’a été enregistré. Utilisez le lien le plus récent reçu.",
+                )) } },
+            ),
             Self::SessionUsed => start_over(
                 lang,
                 t(

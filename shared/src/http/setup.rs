@@ -264,8 +264,8 @@ fn form_body(form: &SetupForm, invite: &str, lang: Lang) -> Markup {
                 "password", ""))
             (input(Field::ClientSecretExpires, field_label(Field::ClientSecretExpires, lang),
                 html! { (t(
-                    "Shown next to the secret (Expires). You will be reminded before that day.",
-                    "Indiqué à côté du secret (Expire). Un rappel sera envoyé avant cette date.",
+                    "Shown next to the secret (Expires). The connection's status shows it, so that a new secret can be made in time.",
+                    "Indiqué à côté du secret (Expire). L’état de la connexion l’affiche, pour qu’un nouveau secret soit créé à temps.",
                 )) " " (t("Format", "Format")) " " code { "2027-06-30" } "." },
                 "date", &form.shown.client_secret_expires))
             fieldset.field aria-describedby=[problem(Field::Resources).map(|_| "resources-error")] {

@@ -360,6 +360,9 @@ impl IdentityProvider for OAuthClient {
     }
 }
 
+/// How long the setup form waits for a tenant's discovery document.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The fields of a discovery document the broker reads.
 #[derive(Deserialize)]
 struct DiscoveryDocument {
@@ -394,8 +397,14 @@ impl OAuthClient {
         let request = http::Request::get(url.as_str())
             .body(Vec::new())
             .map_err(|e| IdentityError::Protocol(e.to_string()))?;
-        let response = send(self.http.clone(), request)
+        // A person waits for the form's answer, and connect-start has 10 s
+        // under Lambda: a slow document is "try again", not a timeout.
+        let response = tokio::time::timeout(DISCOVERY_TIMEOUT, send(self.http.clone(), request))
             .await
+            .map_err(|_| IdentityError::Unreachable {
+                timeout: true,
+                detail: "the discovery document did not come in time".into(),
+            })?
             .map_err(|e| into_identity_error(RequestTokenError::Request(e)))?;
         if !response.status().is_success() {
             let status = response.status().as_u16();

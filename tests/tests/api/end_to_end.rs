@@ -433,6 +433,33 @@ async fn old_links_are_revoked_and_links_run_out() {
         "a link made after it works"
     );
 
+    // A sign-in under way when its link is revoked does not complete.
+    let link = app.link(&id).await;
+    let started = http().get(&link).send().await.expect("GET link");
+    assert_eq!(started.status(), 302);
+    app.cli(&["link", &id, "--revoke-all"], "")
+        .await
+        .expect("revoke");
+    let grant_before = app.grant(&id).await.expect("a grant").consented_at;
+    let late = app.through_sign_in(started).await;
+    assert_eq!(late.status, 410, "{}", late.body);
+    assert_eq!(
+        app.grant(&id).await.expect("a grant").consented_at,
+        grant_before,
+        "nothing stored"
+    );
+
+    // A refused TTL revokes nothing.
+    let kept = app.link(&id).await;
+    let refused = app
+        .cli(&["link", &id, "--revoke-all", "--ttl", "60d"], "")
+        .await;
+    assert!(refused.is_err_and(|e| e.contains("at most 30 days")));
+    let still = http().get(&kept).send().await.expect("GET");
+    assert_eq!(still.status(), 302, "the link still works");
+    let absurd = app.cli(&["link", &id, "--ttl", "100000000y"], "").await;
+    assert!(absurd.is_err(), "an absurd TTL is refused, not a panic");
+
     let too_long = app.cli(&["link", &id, "--ttl", "31d"], "").await;
     assert!(
         too_long.is_err_and(|e| e.contains("at most 30 days")),

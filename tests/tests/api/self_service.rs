@@ -407,3 +407,24 @@ async fn the_largest_form_still_fits_in_the_consent_cookie() {
     eprintln!("the largest consent cookie: {} bytes", cookie.len());
     assert!(cookie.len() < 4_096, "{} bytes", cookie.len());
 }
+
+/// A form that chose fewer resources than offered does not shrink the
+/// offer: replacing the app registration later offers every one again.
+#[tokio::test]
+async fn the_offer_stays_what_the_operator_chose() {
+    let app = spawn_app(StoreKind::File).await;
+    let id = app.add_self_service_connection().await;
+    let link = app.link(&id).await;
+    let form = open_form(&link, "en").await;
+    let mut typed = Typed::right(&app);
+    typed.resources = vec!["graph"];
+    let connected = sign_in_after(&app, submit(&form, &typed, "en").await).await;
+    assert_eq!(connected.status, 200, "{}", connected.body);
+    assert_eq!(app.serve(&id).await.app.resources.len(), 1);
+    let again = open_form(&format!("{link}&step=setup"), "en").await;
+    assert!(
+        again.body.contains("value=\"ews\""),
+        "EWS is offered again: {}",
+        again.body
+    );
+}
