@@ -51,3 +51,55 @@ async fn a_lost_answer_to_a_successful_write_counts_as_the_success() {
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].id, kept.id);
 }
+
+/// The compare-and-swap itself, on moto: a create where the secret exists
+/// and a put over a stale version are conflicts that change nothing; the
+/// loser's staged version (AWSPENDING) does not block the next writer.
+#[tokio::test]
+async fn compare_and_swap_refuses_stale_writers_and_survives_their_leftovers() {
+    use roomtoken::store::{SecretStore, SecretsManagerStore, StoreError};
+    require_moto();
+    let prefix = format!("{}/", unique_id("cas"));
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let store = SecretsManagerStore::new(client.clone(), &prefix);
+    let name = "connections/cas/serve";
+
+    let first = store.put(name, "one", None).await.expect("created");
+    let again = store.put(name, "other", None).await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict(_))),
+        "a create where the secret exists: {again:?}"
+    );
+
+    // Two writers read version `first`; the second to write loses.
+    let winner = store.put(name, "two", Some(&first)).await.expect("winner");
+    let loser = store.put(name, "stale", Some(&first)).await;
+    assert!(
+        matches!(loser, Err(StoreError::Conflict(_))),
+        "a put over a stale version: {loser:?}"
+    );
+    let current = store.get(name).await.expect("get").expect("a value");
+    assert_eq!(current.value, "two", "the loser changed nothing");
+    assert_eq!(current.version, winner);
+
+    // The loser left its value staged as AWSPENDING; the next writer moves
+    // that label and wins.
+    let versions = client
+        .list_secret_version_ids()
+        .secret_id(format!("{prefix}{name}"))
+        .send()
+        .await
+        .expect("versions");
+    let pending = versions
+        .versions()
+        .iter()
+        .filter(|v| v.version_stages().iter().any(|s| s == "AWSPENDING"))
+        .count();
+    assert_eq!(pending, 1, "the loser's staged version is left");
+    let third = store.put(name, "three", Some(&winner)).await.expect("next");
+    let current = store.get(name).await.expect("get").expect("a value");
+    assert_eq!((current.value.as_str(), current.version), ("three", third));
+}
