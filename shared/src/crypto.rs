@@ -47,12 +47,29 @@ pub fn generate_signing_key() -> Secret {
     Secret::new(URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// HMAC-SHA256 keyed with `key`, over `text`.
+fn mac_over(key: &[u8], text: &str) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(text.as_bytes());
+    mac
+}
+
 fn derive(master: &[u8], purpose: &str) -> [u8; 32] {
     // HMAC with a fixed purpose label is a PRF, which is all a KDF needs here.
-    let mut mac = HmacSha256::new_from_slice(master)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(purpose.as_bytes());
-    mac.finalize().into_bytes().into()
+    mac_over(master, purpose).finalize().into_bytes().into()
+}
+
+/// A signed token `{first}.{second}.{signature}` (invites and form tokens):
+/// its two numbers, and the signature decoded. `None` for anything else.
+fn signed_parts<A: std::str::FromStr, B: std::str::FromStr>(
+    token: &str,
+) -> Option<(A, B, Vec<u8>)> {
+    let mut parts = token.splitn(3, '.');
+    let first = parts.next()?.parse().ok()?;
+    let second = parts.next()?.parse().ok()?;
+    let signature = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
+    Some((first, second, signature))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -136,18 +153,16 @@ impl SigningKeys {
     }
 
     fn form_mac(&self, binding: &FormBinding<'_>, generation: i64, issued_at: i64) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.form)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         let FormBinding {
             connection,
             invite,
             browser,
             ..
         } = binding;
-        mac.update(
-            format!("{connection}\n{invite}\n{browser}\n{generation}\n{issued_at}").as_bytes(),
-        );
-        mac
+        mac_over(
+            &self.form,
+            &format!("{connection}\n{invite}\n{browser}\n{generation}\n{issued_at}"),
+        )
     }
 
     /// The setup form's hidden token: `{issued_at}.{generation}.{signature}`.
@@ -174,17 +189,8 @@ impl SigningKeys {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<(), FormTokenError> {
-        let mut parts = token.splitn(3, '.');
-        let (Some(issued_at), Some(generation), Some(signature)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(FormTokenError::Forged);
-        };
-        let issued_at: i64 = issued_at.parse().map_err(|_| FormTokenError::Forged)?;
-        let generation: i64 = generation.parse().map_err(|_| FormTokenError::Forged)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| FormTokenError::Forged)?;
+        let (issued_at, generation, signature): (i64, i64, _) =
+            signed_parts(token).ok_or(FormTokenError::Forged)?;
         self.form_mac(binding, generation, issued_at)
             .verify_slice(&signature)
             .map_err(|_| FormTokenError::Forged)?;
@@ -199,10 +205,7 @@ impl SigningKeys {
     }
 
     fn invite_mac(&self, id: &ConnectionId, expires_at: i64, generation: u32) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.invite)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(format!("{id}\n{expires_at}\n{generation}").as_bytes());
-        mac
+        mac_over(&self.invite, &format!("{id}\n{expires_at}\n{generation}"))
     }
 
     /// `{expires_at}.{generation}.{signature}`, the value of the link's
@@ -234,17 +237,8 @@ impl SigningKeys {
         invite: &str,
         now: OffsetDateTime,
     ) -> Result<u32, InviteError> {
-        let mut parts = invite.splitn(3, '.');
-        let (Some(expires_at), Some(generation), Some(signature)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(InviteError::Forged);
-        };
-        let expires_at: i64 = expires_at.parse().map_err(|_| InviteError::Forged)?;
-        let generation: u32 = generation.parse().map_err(|_| InviteError::Forged)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| InviteError::Forged)?;
+        let (expires_at, generation, signature): (i64, u32, _) =
+            signed_parts(invite).ok_or(InviteError::Forged)?;
         self.invite_mac(id, expires_at, generation)
             .verify_slice(&signature)
             .map_err(|_| InviteError::Forged)?;

@@ -53,6 +53,22 @@ pub(super) fn page(status: StatusCode, lang: Lang, title: &str, paragraphs: Mark
     page_with_csp(status, lang, title, paragraphs, CSP)
 }
 
+/// A page that says one thing: a title and one paragraph, each given in
+/// English and French.
+pub(super) fn notice(
+    status: StatusCode,
+    lang: Lang,
+    title: (&'static str, &'static str),
+    text: (&'static str, &'static str),
+) -> Response {
+    page(
+        status,
+        lang,
+        lang.pick(title.0, title.1),
+        html! { p { (lang.pick(text.0, text.1)) } },
+    )
+}
+
 /// A page with its own Content-Security-Policy (a form's allows its targets).
 pub(super) fn page_with_csp(
     status: StatusCode,
@@ -168,69 +184,69 @@ impl StartError {
     /// The page that says what went wrong with the link, in `lang`.
     pub fn render(self, lang: Lang) -> Response {
         match self {
-            Self::InvalidLink | Self::Invite(InviteError::Forged) => page(
+            Self::InvalidLink | Self::Invite(InviteError::Forged) => notice(
                 StatusCode::FORBIDDEN,
                 lang,
-                lang.pick(
+                (
                     "This consent link is not valid",
                     "Ce lien de consentement n’est pas valide",
                 ),
-                html! { p { (lang.pick(
+                (
                     "The link was changed or is incomplete. Copy the whole link from the message you received, or ask your provider for a new one.",
                     "Le lien a été modifié ou est incomplet. Copiez le lien entier depuis le message reçu, ou demandez-en un nouveau à votre fournisseur.",
-                )) } },
+                ),
             ),
-            Self::Invite(InviteError::Expired) => page(
+            Self::Invite(InviteError::Expired) => notice(
                 StatusCode::GONE,
                 lang,
-                lang.pick(
+                (
                     "This consent link has expired",
                     "Ce lien de consentement a expiré",
                 ),
-                html! { p { (lang.pick(
+                (
                     "Consent links are valid for a limited time. Ask your provider for a new link.",
                     "Les liens de consentement ont une durée limitée. Demandez un nouveau lien à votre fournisseur.",
-                )) } },
+                ),
             ),
-            Self::Invite(InviteError::Revoked) => page(
+            Self::Invite(InviteError::Revoked) => notice(
                 StatusCode::GONE,
                 lang,
-                lang.pick(
+                (
                     "This consent link was replaced",
                     "Ce lien de consentement a été remplacé",
                 ),
-                html! { p { (lang.pick(
+                (
                     "Your provider revoked the links sent before, or reset the connection. Use the newest link you received, or ask your provider for a new one.",
                     "Votre fournisseur a révoqué les liens envoyés auparavant, ou réinitialisé la connexion. Utilisez le lien le plus récent reçu, ou demandez-en un nouveau à votre fournisseur.",
-                )) } },
+                ),
             ),
             Self::UnknownConnection => no_such_connection(lang),
-            Self::FormForged => page(
+            Self::FormForged => notice(
                 StatusCode::FORBIDDEN,
                 lang,
-                lang.pick("This form was refused", "Ce formulaire a été refusé"),
-                html! { p { (lang.pick(
+                ("This form was refused", "Ce formulaire a été refusé"),
+                (
                     "It was changed, or sent from another page or browser than the one that opened the link. Nothing was stored. Open the link again in this browser and fill in the form.",
                     "Il a été modifié, ou envoyé depuis une autre page ou un autre navigateur que celui qui a ouvert le lien. Rien n’a été enregistré. Ouvrez à nouveau le lien dans ce navigateur et remplissez le formulaire.",
-                )) } },
+                ),
             ),
-            Self::FormExpired => page(
+            Self::FormExpired => notice(
                 StatusCode::GONE,
                 lang,
-                lang.pick("This form has expired", "Ce formulaire a expiré"),
-                html! { p { (lang.pick(
+                ("This form has expired", "Ce formulaire a expiré"),
+                (
                     "A form is good for 15 minutes. Nothing was stored. Open the link again and fill in the form.",
                     "Un formulaire est valable 15 minutes. Rien n’a été enregistré. Ouvrez à nouveau le lien et remplissez le formulaire.",
-                )) } },
+                ),
             ),
-            Self::FormReplayed => page(
+            Self::FormReplayed => notice(
                 StatusCode::CONFLICT,
                 lang,
-                lang.pick("This form was already used", "Ce formulaire a déjà servi"),
-                html! { p { (lang.pick(
+                ("This form was already used", "Ce formulaire a déjà servi"),
+                (
                     "The connection was set up with it already; sending it again changes nothing. Open the link again to see the connection's status.",
                     "La connexion a déjà été configurée avec ; le renvoyer ne change rien. Ouvrez à nouveau le lien pour voir l’état de la connexion.",
-                )) } },
+                ),
             ),
             other => unavailable_page(&other, lang),
         }
@@ -238,30 +254,30 @@ impl StartError {
 }
 
 fn no_such_connection(lang: Lang) -> Response {
-    page(
+    notice(
         StatusCode::NOT_FOUND,
         lang,
-        lang.pick(
+        (
             "This connection no longer exists",
             "Cette connexion n’existe plus",
         ),
-        html! { p { (lang.pick(
+        (
             "Ask your provider for a new consent link.",
             "Demandez un nouveau lien de consentement à votre fournisseur.",
-        )) } },
+        ),
     )
 }
 
 fn unavailable_page(error: &dyn std::error::Error, lang: Lang) -> Response {
     tracing::error!(error = %error, "browser route failed");
-    page(
+    notice(
         StatusCode::SERVICE_UNAVAILABLE,
         lang,
-        lang.pick("The service is unavailable", "Le service est indisponible"),
-        html! { p { (lang.pick(
+        ("The service is unavailable", "Le service est indisponible"),
+        (
             "Something on our side failed. Try again in a few minutes; if it keeps failing, tell your provider.",
             "Une erreur est survenue de notre côté. Réessayez dans quelques minutes ; si cela persiste, prévenez votre fournisseur.",
-        )) } },
+        ),
     )
 }
 
