@@ -242,6 +242,9 @@ pub(crate) fn default_message(code: u32) -> &'static str {
         90002 => {
             "Tenant not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
         }
+        90055 => {
+            "There are too many incoming requests. This exception is thrown for blocked tenants."
+        }
         90006 => "The server encountered an unexpected error. Please retry the request.",
         90015 => "Requested query string is too long.",
         90024 => "A transient error has occurred. Please try again.",

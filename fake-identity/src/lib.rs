@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use url::Url;
 
-pub use model::{Counters, FakeAccount, FakeApp, Fault, IssuedAccessToken};
+pub use model::{Counters, FakeAccount, FakeApp, Fault, FaultTarget, GrantType, IssuedAccessToken};
 
 pub use pkce::pkce_challenge;
 use state::{AccountRecord, Shared, key};
@@ -178,9 +178,53 @@ impl FakeIdentity {
         self.shared.lock().latency = d;
     }
 
-    /// Queues a fault; each queued fault is consumed by the next token request (FIFO).
+    /// Queues a fault for the next token request that passes every check,
+    /// whoever sends it (FIFO).
     pub fn inject(&self, fault: Fault) {
-        self.shared.lock().faults.push_back(fault);
+        self.inject_for(FaultTarget::any(), fault);
+    }
+
+    /// Queues a fault for the next token request `target` matches, once it
+    /// passed every check: one connection's refresh, say, while the others
+    /// are answered normally.
+    pub fn inject_for(&self, target: FaultTarget, fault: Fault) {
+        self.shared.lock().faults.push_back((target, fault));
+    }
+
+    /// Answers no refresh request until `count` of them arrived, then all
+    /// at once (30 s at most): the requests of concurrent refreshes all
+    /// reach the provider before any of them is answered, whatever the
+    /// scheduling, so the race after the answer always happens.
+    pub fn gate_refreshes(&self, count: usize) {
+        self.shared.lock().refresh_gate =
+            (count > 0).then(|| (Arc::new(tokio::sync::Barrier::new(count)), count));
+    }
+
+    /// Faults still queued.
+    pub fn queued_faults(&self) -> usize {
+        self.shared.lock().faults.len()
+    }
+
+    /// Moves the fake's clock forward: codes, access tokens and idle
+    /// refresh tokens (90 days, AADSTS700082) expire by it.
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.lock().clock_offset += by;
+    }
+
+    /// The fake's time (the machine's, plus what [`Self::advance_clock`] added).
+    pub fn now(&self) -> SystemTime {
+        self.shared.lock().now()
+    }
+
+    /// Invites `username` (an account of another tenant) into `tenant` as a
+    /// guest (B2B): it may sign in there, and its tokens and id_token are
+    /// that tenant's (`tid`), with its guest object id (`oid`) and its home
+    /// username.
+    pub fn add_guest(&self, tenant: &str, username: &str, guest_oid: &str) {
+        self.shared
+            .lock()
+            .guests
+            .insert((key(tenant), key(username)), guest_oid.to_owned());
     }
 
     /// Drops all queued faults.
@@ -192,7 +236,9 @@ impl FakeIdentity {
     /// password reset): later use gets `invalid_grant` AADSTS50173. Tokens
     /// issued after a new sign-in work.
     pub fn revoke_account(&self, username: &str) {
-        self.shared.lock().revoke(username, SystemTime::now());
+        let mut st = self.shared.lock();
+        let now = st.now();
+        st.revoke(username, now);
     }
 
     /// A snapshot of the counters.
@@ -217,13 +263,14 @@ impl FakeIdentity {
         username: &str,
         scope: &str,
     ) -> String {
-        self.shared.lock().issue_refresh_token(
-            tenant,
-            client_id,
-            username,
-            scope,
-            SystemTime::now(),
-        )
+        let mut st = self.shared.lock();
+        let consented = st
+            .app_seen_from(tenant, client_id)
+            .map(|app| routes::authorize::needed_consent(app, scope))
+            .unwrap_or_default();
+        st.record_user_consent(tenant, client_id, username, &consented);
+        let now = st.now();
+        st.issue_refresh_token(tenant, client_id, username, scope, now)
     }
 
     /// The newest refresh token issued to `client_id` for `username`, if any.
@@ -237,11 +284,10 @@ impl FakeIdentity {
 
     /// Facts about an access token if the fake issued it and it is unexpired.
     pub fn access_token_info(&self, token: &str) -> Option<IssuedAccessToken> {
-        self.shared
-            .lock()
-            .access_tokens
+        let st = self.shared.lock();
+        st.access_tokens
             .get(token)
-            .filter(|t| t.expires_at > SystemTime::now())
+            .filter(|t| t.expires_at > st.now())
             .cloned()
     }
 }

@@ -78,11 +78,14 @@ pub struct Counters {
     pub authorize_requests: u64,
     /// All POSTs to `/token`, including faulted ones.
     pub token_requests: u64,
-    /// Non-faulted token requests with `grant_type=authorization_code`, successful or not.
+    /// Token requests with `grant_type=authorization_code` that were not
+    /// answered with an injected fault, successful or not.
     pub authorization_code_grants: u64,
-    /// Non-faulted token requests with `grant_type=refresh_token`, successful or not.
+    /// Token requests with `grant_type=refresh_token` that were not
+    /// answered with an injected fault, successful or not.
     pub refresh_token_grants: u64,
-    /// Non-faulted token requests with `grant_type=client_credentials`, successful or not.
+    /// Token requests with `grant_type=client_credentials` that were not
+    /// answered with an injected fault, successful or not.
     pub client_credentials_grants: u64,
     /// Every `refresh_token` value presented with `grant_type=refresh_token`, in order
     /// (faulted requests included).
@@ -110,7 +113,8 @@ pub enum Fault {
         /// Optional `suberror`, e.g. `basic_action`.
         suberror: Option<String>,
     },
-    /// 429 with `Retry-After: secs` and a `temporarily_unavailable` body carrying AADSTS50196.
+    /// 429 with `Retry-After: secs`, as Entra ID throttles: a
+    /// `temporarily_unavailable` body carrying AADSTS90055 (too many requests).
     TooManyRequests {
         /// Value of the `Retry-After` header, in seconds.
         retry_after_secs: u64,
@@ -119,6 +123,17 @@ pub enum Fault {
     TooManyRequestsWith {
         /// The header's value, as sent.
         retry_after: String,
+    },
+    /// Entra ID's throttling of user-facing calls: 400 `invalid_grant`
+    /// AADSTS50196 ("encountered a client request loop"), no `Retry-After`.
+    RequestLoop,
+    /// A status with a body that is not JSON, as a gateway in front of the
+    /// token endpoint answers: an HTML page, or nothing at all.
+    NotJson {
+        /// HTTP status code (429, 5xx).
+        status: u16,
+        /// An HTML error page when true, an empty body when false.
+        html: bool,
     },
     /// 5xx: 503 answers `temporarily_unavailable` (AADSTS90033), any other status `server_error` (AADSTS50000).
     ServerError {
@@ -135,4 +150,64 @@ pub enum Fault {
         /// The body, sent as `application/json`.
         body: String,
     },
+}
+
+/// The grant a token request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantType {
+    /// `authorization_code` (the callback's redemption).
+    AuthorizationCode,
+    /// `refresh_token` (a refresh pass).
+    RefreshToken,
+    /// `client_credentials` (app-only).
+    ClientCredentials,
+}
+
+/// Which token requests an injected fault is for. A fault is served in
+/// place of the answer to the first request that matches and passed every
+/// check (a request the fake refuses anyway gets its refusal, and the fault
+/// waits for the next one). `None` matches anything.
+#[derive(Clone, Debug, Default)]
+pub struct FaultTarget {
+    /// Only requests of this client (case-insensitive).
+    pub client_id: Option<String>,
+    /// Only requests for this account (its username, case-insensitive):
+    /// one connection's grant.
+    pub username: Option<String>,
+    /// Only requests of this grant type.
+    pub grant_type: Option<GrantType>,
+}
+
+impl FaultTarget {
+    /// Any request.
+    pub fn any() -> Self {
+        Self::default()
+    }
+
+    /// Requests for one account's grant (a connection).
+    pub fn account(username: &str) -> Self {
+        Self {
+            username: Some(username.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// Narrows to one grant type.
+    pub fn grant(mut self, grant_type: GrantType) -> Self {
+        self.grant_type = Some(grant_type);
+        self
+    }
+
+    /// Whether a validated request of `client_id` for `username` (empty
+    /// for app-only) with `grant_type` matches.
+    pub(crate) fn matches(&self, client_id: &str, username: &str, grant_type: GrantType) -> bool {
+        self.client_id
+            .as_deref()
+            .is_none_or(|c| c.eq_ignore_ascii_case(client_id))
+            && self
+                .username
+                .as_deref()
+                .is_none_or(|u| u.eq_ignore_ascii_case(username))
+            && self.grant_type.is_none_or(|g| g == grant_type)
+    }
 }

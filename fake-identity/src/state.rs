@@ -11,13 +11,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use url::Url;
 
-use crate::model::{Counters, FakeAccount, FakeApp, Fault, IssuedAccessToken};
+use crate::model::{
+    Counters, FakeAccount, FakeApp, Fault, FaultTarget, GrantType, IssuedAccessToken,
+};
 use crate::scopes::ResourceScopes;
 
 /// Default access token lifetime (reflected in `expires_in`).
 pub(crate) const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// Authorization codes live about 10 minutes.
 pub(crate) const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(600);
+/// A refresh token not redeemed for this long expires (AADSTS700082).
+pub(crate) const REFRESH_TOKEN_MAX_IDLE: Duration = Duration::from_secs(90 * 86_400);
 
 /// Shared between the public handle and the HTTP handlers.
 pub(crate) struct Shared {
@@ -119,7 +123,8 @@ pub(crate) struct State {
     pub newest_refresh: HashMap<(String, String), String>,
     pub issued_secrets: Vec<String>,
     pub counters: Counters,
-    pub faults: VecDeque<Fault>,
+    /// Queued faults in injection order, each for the requests it targets.
+    pub faults: VecDeque<(FaultTarget, Fault)>,
     /// Lower-case username to sign in without showing a page.
     pub auto_consent: Option<String>,
     /// Lower-case username of the admin who grants admin consent without a page.
@@ -128,6 +133,18 @@ pub(crate) struct State {
     /// grants), keyed by (lower-case tenant, lower-case client id): full
     /// scope URIs, lower-case.
     pub consents: HashMap<(String, String), BTreeSet<String>>,
+    /// What each user consented to per app at sign-in, keyed by
+    /// (lower-case tenant, lower-case client id, lower-case username): full
+    /// scope URIs, lower-case.
+    pub user_consents: HashMap<(String, String, String), BTreeSet<String>>,
+    /// Guest (B2B) accounts: (lower-case resource tenant, lower-case home
+    /// username) to the guest's object id in that tenant.
+    pub guests: HashMap<(String, String), String>,
+    /// How far the fake's clock runs ahead of the machine's.
+    pub clock_offset: Duration,
+    /// Holds refresh answers until this many refresh requests arrived:
+    /// the barrier they wait on, and how many are still to come.
+    pub refresh_gate: Option<(std::sync::Arc<tokio::sync::Barrier>, usize)>,
     /// Verified domains: lower-case domain to tenant id.
     pub domains: HashMap<String, String>,
     /// Tenants of another national cloud: tenant id to the
@@ -156,6 +173,10 @@ impl Default for State {
             auto_consent: None,
             auto_admin_consent: None,
             consents: HashMap::new(),
+            user_consents: HashMap::new(),
+            guests: HashMap::new(),
+            clock_offset: Duration::ZERO,
+            refresh_gate: None,
             domains: HashMap::new(),
             tenant_clouds: HashMap::new(),
             access_token_lifetime: DEFAULT_ACCESS_TOKEN_LIFETIME,
@@ -185,6 +206,72 @@ pub(crate) fn is_work_alias(tenant: &str) -> bool {
 }
 
 impl State {
+    /// The fake's time: the machine's, plus what the tests advanced.
+    pub fn now(&self) -> SystemTime {
+        SystemTime::now() + self.clock_offset
+    }
+
+    /// Takes the first queued fault aimed at a validated request of
+    /// `client_id` for `username` (empty for app-only) with `grant_type`.
+    pub fn take_fault(
+        &mut self,
+        client_id: &str,
+        username: &str,
+        grant_type: GrantType,
+    ) -> Option<Fault> {
+        let index = self
+            .faults
+            .iter()
+            .position(|(target, _)| target.matches(client_id, username, grant_type))?;
+        let (_, fault) = self.faults.remove(index)?;
+        self.counters.faults_served += 1;
+        Some(fault)
+    }
+
+    /// Records that `username` consented to `scopes` for `client_id`.
+    pub fn record_user_consent(
+        &mut self,
+        tenant: &str,
+        client_id: &str,
+        username: &str,
+        scopes: &[String],
+    ) {
+        self.user_consents
+            .entry((key(tenant), key(client_id), key(username)))
+            .or_default()
+            .extend(scopes.iter().map(|s| key(s)));
+    }
+
+    /// Whether `username` (signed in to `tenant`) may get tokens for
+    /// `scopes` of `app`: each one consented by the user at sign-in or by
+    /// an admin for the whole tenant.
+    pub fn may_use(&self, tenant: &str, app: &FakeApp, username: &str, scopes: &[String]) -> bool {
+        let by_user = self
+            .user_consents
+            .get(&(key(tenant), key(&app.client_id), key(username)));
+        let by_admin = self.consents.get(&(key(tenant), key(&app.client_id)));
+        scopes.iter().all(|s| {
+            let s = key(s);
+            by_user.is_some_and(|g| g.contains(&s)) || by_admin.is_some_and(|g| g.contains(&s))
+        })
+    }
+
+    /// The account as `tenant` sees it: the account itself in its home
+    /// tenant, or its guest (B2B) identity in a tenant that invited it.
+    pub fn account_seen_in(&self, tenant: &str, username: &str) -> Option<FakeAccount> {
+        let record = self.accounts.get(&key(username))?;
+        if key(&record.account.tenant) == key(tenant) {
+            return Some(record.account.clone());
+        }
+        let guest_oid = self.guests.get(&(key(tenant), key(username)))?;
+        Some(FakeAccount {
+            tenant: tenant.to_owned(),
+            oid: guest_oid.clone(),
+            admin: false,
+            ..record.account.clone()
+        })
+    }
+
     /// The tenant id a path names: itself, or the tenant of a verified
     /// domain (Microsoft accepts `contoso.com` wherever a tenant id goes).
     pub fn resolve<'a>(&'a self, tenant: &'a str) -> &'a str {
@@ -250,13 +337,12 @@ impl State {
         v
     }
 
-    /// Accounts of `tenant`, sorted by username.
+    /// Accounts of `tenant`, members and guests, sorted by username.
     pub fn accounts_of(&self, tenant: &str) -> Vec<FakeAccount> {
         let mut v: Vec<FakeAccount> = self
             .accounts
             .values()
-            .filter(|a| key(&a.account.tenant) == key(tenant))
-            .map(|a| a.account.clone())
+            .filter_map(|a| self.account_seen_in(tenant, &a.account.username))
             .collect();
         v.sort_by_key(|a| key(&a.username));
         v

@@ -7,7 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION};
-use roomtoken_fake_identity::{FakeAccount, FakeApp, FakeIdentity, Fault, pkce_challenge};
+use roomtoken_fake_identity::{
+    FakeAccount, FakeApp, FakeIdentity, Fault, FaultTarget, GrantType, pkce_challenge,
+};
 use serde_json::Value;
 use url::Url;
 
@@ -17,6 +19,7 @@ const SECRET: &str = "s3cr~et.Value_with+plus/slash=";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 const USER: &str = "booking@contoso.example";
 const EWS: &str = "https://outlook.office365.com/EWS.AccessAsUser.All";
+const GRAPH_CALENDARS: &str = "https://graph.microsoft.com/Calendars.ReadWrite";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-verifier-0123456789";
 
 struct Harness {
@@ -139,7 +142,9 @@ impl Harness {
     /// A fresh refresh token from a full code flow.
     async fn signed_in(&self) -> String {
         let code = self
-            .code(&format!("openid profile offline_access {EWS}"))
+            .code(&format!(
+                "openid profile offline_access {EWS} {GRAPH_CALENDARS}"
+            ))
             .await;
         let a = self.redeem(&code, &format!("{EWS} offline_access")).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.json);
@@ -373,6 +378,7 @@ async fn revoked_account_gets_50173_until_it_signs_in_again() {
     h.fake.revoke_account(USER);
     let a = h.refresh(&rt, EWS).await;
     assert_aad_error(&a, StatusCode::BAD_REQUEST, "invalid_grant", 50173);
+    assert_eq!(a.json["suberror"], "bad_token");
 
     let fresh = h.signed_in().await;
     assert_eq!(h.refresh(&fresh, EWS).await.status, StatusCode::OK);
@@ -422,7 +428,7 @@ async fn fault_queue_is_fifo_and_counted() {
         &a,
         StatusCode::TOO_MANY_REQUESTS,
         "temporarily_unavailable",
-        50196,
+        90055,
     );
     assert_eq!(a.headers["retry-after"], "7");
 
@@ -739,4 +745,175 @@ async fn authorize_validation() {
     let res = h.http.get(url).send().await.unwrap();
     assert_eq!(redirect_params(res.headers())["error"], "login_required");
     assert_eq!(h.fake.counters().authorize_requests, 4);
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[tokio::test]
+async fn a_resource_nobody_consented_to_is_65001_consent_required() {
+    let h = harness().await;
+    let code = h.code(&format!("openid offline_access {EWS}")).await;
+    let graph = h.redeem(&code, GRAPH_CALENDARS).await;
+    assert_aad_error(&graph, StatusCode::BAD_REQUEST, "invalid_grant", 65001);
+    assert_eq!(graph.json["suberror"], "consent_required");
+
+    let code = h.code(&format!("openid offline_access {EWS}")).await;
+    let ews = h.redeem(&code, EWS).await;
+    assert_eq!(ews.status, StatusCode::OK, "{}", ews.json);
+    let rt = ews.json["refresh_token"].as_str().expect("rt");
+    assert_eq!(h.refresh(rt, EWS).await.status, StatusCode::OK);
+    let graph = h.refresh(rt, GRAPH_CALENDARS).await;
+    assert_aad_error(&graph, StatusCode::BAD_REQUEST, "invalid_grant", 65001);
+    assert_eq!(graph.json["suberror"], "consent_required");
+    assert!(graph.json["refresh_token"].is_null());
+}
+
+#[tokio::test]
+async fn a_refresh_token_idle_for_90_days_expires_and_a_used_one_lives_on() {
+    let h = harness().await;
+    let rt1 = h.signed_in().await;
+    let first = h.refresh(&rt1, EWS).await;
+    let access = first.json["access_token"].as_str().expect("at").to_owned();
+    assert!(h.fake.access_token_info(&access).is_some());
+
+    h.fake.advance_clock(DAY * 89);
+    assert!(
+        h.fake.access_token_info(&access).is_none(),
+        "access tokens expire by the fake's clock"
+    );
+    let kept = h.refresh(&rt1, EWS).await;
+    assert_eq!(kept.status, StatusCode::OK, "89 days idle: {}", kept.json);
+    let rt2 = kept.json["refresh_token"].as_str().expect("rt").to_owned();
+
+    h.fake.advance_clock(DAY * 2);
+    let idle = h.refresh(&rt1, EWS).await;
+    assert_aad_error(&idle, StatusCode::BAD_REQUEST, "invalid_grant", 700082);
+    assert_eq!(idle.json["suberror"], "bad_token");
+    assert_eq!(
+        h.refresh(&rt2, EWS).await.status,
+        StatusCode::OK,
+        "a token issued 2 days ago lives on"
+    );
+}
+
+#[tokio::test]
+async fn a_fault_waits_for_its_target_and_for_a_request_that_passed_every_check() {
+    let h = harness().await;
+    let rt = h.signed_in().await;
+    h.fake.inject_for(
+        FaultTarget::account("other@contoso.example"),
+        Fault::ServerError { status: 500 },
+    );
+    h.fake.inject_for(
+        FaultTarget::account(USER).grant(GrantType::AuthorizationCode),
+        Fault::ServerError { status: 502 },
+    );
+    assert_eq!(
+        h.refresh(&rt, EWS).await.status,
+        StatusCode::OK,
+        "another account's and another grant's faults are not ours"
+    );
+    h.fake.inject(Fault::ServerError { status: 503 });
+    let unknown = h.refresh("fake-rt-unknown", EWS).await;
+    assert_aad_error(&unknown, StatusCode::BAD_REQUEST, "invalid_grant", 9002313);
+    assert_eq!(
+        h.fake.queued_faults(),
+        3,
+        "a refused request takes no fault"
+    );
+
+    let faulted = h.refresh(&rt, EWS).await;
+    assert_eq!(faulted.status, StatusCode::SERVICE_UNAVAILABLE);
+    let code = h.code(&format!("openid offline_access {EWS}")).await;
+    let redeemed = h.redeem(&code, EWS).await;
+    assert_eq!(
+        redeemed.status,
+        StatusCode::BAD_GATEWAY,
+        "{}",
+        redeemed.json
+    );
+    assert_eq!(h.fake.queued_faults(), 1);
+    let counters = h.fake.counters();
+    assert_eq!(counters.faults_served, 2);
+}
+
+#[tokio::test]
+async fn throttling_and_gateways_answer_as_they_do_in_front_of_entra() {
+    let h = harness().await;
+    let rt = h.signed_in().await;
+    h.fake.inject(Fault::RequestLoop);
+    let looped = h.refresh(&rt, EWS).await;
+    assert_aad_error(&looped, StatusCode::BAD_REQUEST, "invalid_grant", 50196);
+    assert!(looped.headers.get("retry-after").is_none());
+
+    for (status, html) in [(503, true), (502, false), (429, false)] {
+        h.fake.inject(Fault::NotJson { status, html });
+        let res = h
+            .http
+            .post(h.fake.token_url(TENANT))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", CLIENT),
+                ("client_secret", SECRET),
+                ("refresh_token", rt.as_str()),
+                ("scope", EWS),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(res.status().as_u16(), status);
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let body = res.text().await.expect("body");
+        if html {
+            assert_eq!(content_type.as_deref(), Some("text/html"));
+            assert!(body.starts_with("<!DOCTYPE html>"), "{body}");
+        } else {
+            assert!(body.is_empty(), "{body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_guest_signs_in_to_the_tenant_that_invited_it() {
+    const HOME: &str = "0a0b0c0d-0000-4000-8000-00000000fab1";
+    const GUEST: &str = "vendor@fabrikam.example";
+    const GUEST_OID: &str = "00000000-0000-0000-0000-00000000c0de";
+    let h = harness().await;
+    h.fake.add_account(FakeAccount {
+        tenant: HOME.into(),
+        oid: "00000000-0000-0000-0000-0000000000f1".into(),
+        username: GUEST.into(),
+        name: "Vendor Engineer".into(),
+        admin: false,
+    });
+    h.fake.set_auto_consent(Some(GUEST));
+    let url = h.authorize_request(
+        &format!("openid offline_access {EWS}"),
+        Some(&pkce_challenge(VERIFIER)),
+    );
+    let res = h.http.get(url.clone()).send().await.expect("authorize");
+    assert_ne!(res.status(), StatusCode::FOUND, "no code for a stranger");
+    let page = res.text().await.expect("page");
+    assert!(page.contains("AADSTS50034"), "not a guest yet: {page}");
+
+    h.fake.add_guest(TENANT, GUEST, GUEST_OID);
+    let res = h.http.get(url).send().await.expect("authorize");
+    let params = redirect_params(res.headers());
+    let answer = h.redeem(&params["code"], EWS).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    let claims = jwt_payload(answer.json["id_token"].as_str().expect("id_token"));
+    assert_eq!(claims["tid"], TENANT, "the inviting tenant's token");
+    assert_eq!(claims["oid"], GUEST_OID, "the guest's object id there");
+    assert_eq!(claims["preferred_username"], GUEST);
+    let rt = answer.json["refresh_token"].as_str().expect("rt");
+    let refreshed = h.refresh(rt, EWS).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.json);
+    let info = h
+        .fake
+        .access_token_info(refreshed.json["access_token"].as_str().expect("at"))
+        .expect("issued");
+    assert_eq!(info.tenant, TENANT);
 }

@@ -102,8 +102,24 @@ mod tests {
         let print = fingerprint(&token);
         assert_eq!(print.len(), 32);
         assert!(print.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert!(!print.contains("secret"));
+        // Any encoding of any piece of the token would show up in these.
+        let raw = token.expose().as_bytes();
+        for window in raw.windows(4) {
+            assert!(
+                !print.contains(&hex::encode(window)),
+                "a piece of the token"
+            );
+        }
         assert_eq!(print, fingerprint(&token.clone()), "stable");
         assert_ne!(print, fingerprint(&Secret::new("another token")));
+        // Two tokens that share all but their last byte: a hash of the
+        // whole token, not of a prefix that the header would expose.
+        let sibling = Secret::new("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.secret-parT");
+        let differing = print
+            .bytes()
+            .zip(fingerprint(&sibling).bytes())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(differing > 16, "{print} avalanche: {differing} of 32");
     }
 }

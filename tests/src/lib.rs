@@ -44,6 +44,17 @@ pub fn form_token(page: &str) -> String {
 /// Declares one `#[tokio::test]` per store for an `async fn(StoreKind)`.
 #[macro_export]
 macro_rules! on_both_stores {
+    (threads: $scenario:ident => $on_file:ident, $on_secrets_manager:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $on_file() {
+            $scenario($crate::StoreKind::File).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $on_secrets_manager() {
+            $scenario($crate::StoreKind::SecretsManager).await;
+        }
+    };
     ($scenario:ident => $on_file:ident, $on_secrets_manager:ident) => {
         #[tokio::test]
         async fn $on_file() {
@@ -75,7 +86,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub identity: FakeIdentity,
     pub client_secret: String,
-    store_arg: String,
+    /// The `--store` argument the CLI gets (`file:DIR` or `aws`).
+    pub store_arg: String,
     secret_prefix: String,
     /// The signing key, and the invites and sealed cookies this test saw:
     /// secrets too, for the log-leak checks.
@@ -381,6 +393,12 @@ impl TestApp {
 
     /// `connection add` for the fake's tenant with EWS and Graph.
     pub async fn add_connection(&self, id: &str) {
+        self.add_connection_with(id, TENANT, "ews,graph").await;
+    }
+
+    /// [`TestApp::add_connection`] with another tenant (an id or a domain)
+    /// and resources.
+    pub async fn add_connection_with(&self, id: &str, tenant: &str, resources: &str) {
         let authority = self.identity.base_url().to_string();
         self.cli(
             &[
@@ -388,12 +406,12 @@ impl TestApp {
                 "add",
                 id,
                 "--tenant",
-                TENANT,
+                tenant,
                 "--client-id",
                 CLIENT_ID,
                 "--client-secret-stdin",
                 "--resources",
-                "ews,graph",
+                resources,
                 "--authority",
                 &authority,
             ],

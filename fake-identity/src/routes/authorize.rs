@@ -281,12 +281,17 @@ pub(crate) fn needed_consent(app: &FakeApp, scope: &str) -> Vec<String> {
 /// `/organizations/` any work account may sign in; an app from another
 /// tenant needs that tenant's consent first (AADSTS65001).
 fn sign_in(st: &mut state::State, req: AuthzRequest, username: &str) -> Result<Response, Reject> {
-    let record = if is_work_alias(&req.tenant) {
-        st.accounts.get(&state::key(username))
+    // Through a tenant's own endpoint, its members and its guests (B2B)
+    // sign in; through `/organizations/`, any work account, at home.
+    let tenant = st.resolve(&req.tenant).to_owned();
+    let account = if is_work_alias(&tenant) {
+        st.accounts
+            .get(&state::key(username))
+            .map(|r| r.account.clone())
     } else {
-        st.account_in(&req.tenant, username)
+        st.account_seen_in(&tenant, username)
     };
-    let Some(record) = record else {
+    let Some(account) = account else {
         return Err(Reject::page(
             50034,
             format!(
@@ -295,13 +300,15 @@ fn sign_in(st: &mut state::State, req: AuthzRequest, username: &str) -> Result<R
             ),
         ));
     };
-    let username = record.account.username.clone();
-    let user_tenant = record.account.tenant.clone();
+    let username = account.username.clone();
+    let user_tenant = account.tenant.clone();
     let app = st
         .app(&user_tenant, &req.client_id)
         .or_else(|| st.multi_tenant_app(&req.client_id));
+    let needed = app.map(|app| needed_consent(app, &req.scope));
     let consented = app
-        .is_some_and(|app| st.has_consented(&user_tenant, app, &needed_consent(app, &req.scope)));
+        .zip(needed.as_ref())
+        .is_some_and(|(app, needed)| st.has_consented(&user_tenant, app, needed));
     if !consented {
         return Err(Reject::Redirect {
             redirect: Box::new(req.redirect),
@@ -314,6 +321,14 @@ fn sign_in(st: &mut state::State, req: AuthzRequest, username: &str) -> Result<R
             ),
         });
     }
+    // Signing in is consenting, for the user, to what the request asked.
+    st.record_user_consent(
+        &user_tenant,
+        &req.client_id,
+        &username,
+        &needed.unwrap_or_default(),
+    );
+    let expires_at = st.now() + st.code_lifetime;
     let code = st.issue_code(CodeGrant {
         tenant: user_tenant,
         client_id: req.client_id,
@@ -322,7 +337,7 @@ fn sign_in(st: &mut state::State, req: AuthzRequest, username: &str) -> Result<R
         nonce: req.nonce,
         scope: req.scope,
         username: state::key(&username),
-        expires_at: SystemTime::now() + st.code_lifetime,
+        expires_at,
         redeemed: false,
     });
     let session_state = Uuid::new_v4().to_string();

@@ -13,18 +13,24 @@ use serde::Serialize;
 
 use crate::errors::{AadError, RequestCtx, ms_timestamp};
 use crate::jwt;
-use crate::model::{FakeApp, Fault};
+use crate::model::{FakeApp, Fault, GrantType};
 use crate::params::Params;
 use crate::pkce::pkce_challenge;
+use crate::routes::authorize::needed_consent;
 use crate::scopes::{ResourceScopes, Scopes};
-use crate::state::{self, Shared, is_tenant_alias, is_work_alias, key};
+use crate::state::{self, REFRESH_TOKEN_MAX_IDLE, Shared, is_tenant_alias, is_work_alias, key};
 
-/// The grant types the fake implements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Grant {
-    AuthorizationCode,
-    RefreshToken,
-    ClientCredentials,
+/// Why a token request gets no tokens: the fake's own refusal, or a fault
+/// a test injected for it (served only once the request passed every check).
+enum Refusal {
+    Error(AadError),
+    Injected(Fault),
+}
+
+impl From<AadError> for Refusal {
+    fn from(err: AadError) -> Self {
+        Self::Error(err)
+    }
 }
 
 /// A successful token response, field order as Microsoft sends it.
@@ -42,8 +48,8 @@ struct TokenResponse {
     id_token: Option<String>,
 }
 
-/// Handles one token request: counts it, applies latency and queued faults,
-/// then processes it.
+/// Handles one token request: counts it, applies latency, processes it, and
+/// answers with its tokens, its refusal, or the fault injected for it.
 pub(crate) async fn post(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
@@ -51,30 +57,25 @@ pub(crate) async fn post(
     headers: HeaderMap,
     params: Params,
 ) -> Response {
-    let (fault, latency) = {
+    let (latency, gate) = {
         let mut st = shared.lock();
         st.counters.token_requests += 1;
-        if params.get("grant_type") == Some("refresh_token")
-            && let Some(rt) = params.get("refresh_token")
-        {
-            st.counters.refresh_tokens_used.push(rt.to_owned());
+        let mut gate = None;
+        if params.get("grant_type") == Some("refresh_token") {
+            if let Some(rt) = params.get("refresh_token") {
+                st.counters.refresh_tokens_used.push(rt.to_owned());
+            }
+            gate = pass_gate(&mut st);
         }
-        let fault = st.faults.pop_front();
-        if fault.is_some() {
-            st.counters.faults_served += 1;
-        }
-        (fault, st.latency)
+        (st.latency, gate)
     };
+    if let Some(gate) = gate {
+        // A test that gates refreshes waits for all of them; if one never
+        // comes, the others are answered anyway rather than hang.
+        let _ = tokio::time::timeout(GATE_TIMEOUT, gate.wait()).await;
+    }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
-    }
-    match fault {
-        Some(Fault::Raw { status, body }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-        }
-        Some(fault) => return serve_fault(fault).await.into_response(&ctx),
-        None => {}
     }
     let result = {
         let mut st = shared.lock();
@@ -86,12 +87,50 @@ pub(crate) async fn post(
             let headers = ctx.response_headers("application/json; charset=utf-8");
             (StatusCode::OK, headers, json).into_response()
         }
-        Err(err) => err.into_response(&ctx),
+        Err(Refusal::Error(err)) => err.into_response(&ctx),
+        Err(Refusal::Injected(fault)) => serve_fault(fault, &ctx).await,
     }
 }
 
-/// Turns an injected fault into the error to answer (after hanging, for `Hang`).
-async fn serve_fault(fault: Fault) -> AadError {
+/// The longest a gated refresh waits for the others.
+const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Counts a refresh request through the gate, if one is set: the barrier
+/// it must wait on. The last one expected removes the gate.
+fn pass_gate(st: &mut state::State) -> Option<Arc<tokio::sync::Barrier>> {
+    let (barrier, still_to_come) = st.refresh_gate.as_mut()?;
+    let barrier = barrier.clone();
+    *still_to_come = still_to_come.saturating_sub(1);
+    if *still_to_come == 0 {
+        st.refresh_gate = None;
+    }
+    Some(barrier)
+}
+
+/// Answers an injected fault (after hanging, for `Hang`).
+async fn serve_fault(fault: Fault, ctx: &RequestCtx) -> Response {
+    match fault {
+        Fault::Raw { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Fault::NotJson { status, html } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            if html {
+                let page = format!(
+                    "<!DOCTYPE html><html><head><title>{status}</title></head><body><h1>{status}</h1><p>The service is unavailable. Please try again later.</p></body></html>"
+                );
+                (status, [(header::CONTENT_TYPE, "text/html")], page).into_response()
+            } else {
+                status.into_response()
+            }
+        }
+        fault => fault_error(fault).await.into_response(ctx),
+    }
+}
+
+/// Turns an injected fault into the Microsoft-shaped error to answer.
+async fn fault_error(fault: Fault) -> AadError {
     match fault {
         Fault::Aadsts {
             status,
@@ -104,24 +143,9 @@ async fn serve_fault(fault: Fault) -> AadError {
             err.suberror = suberror;
             err
         }
-        Fault::TooManyRequests { retry_after_secs } => {
-            let mut err = AadError::standard(
-                StatusCode::TOO_MANY_REQUESTS,
-                "temporarily_unavailable",
-                50196,
-            );
-            err.retry_after = Some(retry_after_secs.to_string());
-            err
-        }
-        Fault::TooManyRequestsWith { retry_after } => {
-            let mut err = AadError::standard(
-                StatusCode::TOO_MANY_REQUESTS,
-                "temporarily_unavailable",
-                50196,
-            );
-            err.retry_after = Some(retry_after);
-            err
-        }
+        Fault::TooManyRequests { retry_after_secs } => throttled(retry_after_secs.to_string()),
+        Fault::TooManyRequestsWith { retry_after } => throttled(retry_after),
+        Fault::RequestLoop => AadError::standard(StatusCode::BAD_REQUEST, "invalid_grant", 50196),
         Fault::ServerError { status } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -135,10 +159,21 @@ async fn serve_fault(fault: Fault) -> AadError {
             AadError::standard(StatusCode::GATEWAY_TIMEOUT, "server_error", 90024)
         }
         // Answered before this is reached; a 500 if it ever is.
-        Fault::Raw { .. } => {
+        Fault::Raw { .. } | Fault::NotJson { .. } => {
             AadError::standard(StatusCode::INTERNAL_SERVER_ERROR, "server_error", 50000)
         }
     }
+}
+
+/// 429 with `Retry-After`, as Entra ID throttles a client.
+fn throttled(retry_after: String) -> AadError {
+    let mut err = AadError::standard(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        90055,
+    );
+    err.retry_after = Some(retry_after);
+    err
 }
 
 /// What every grant works from: who asks, where, what, and when.
@@ -157,7 +192,7 @@ fn process(
     tenant: &str,
     headers: &HeaderMap,
     p: &Params,
-) -> Result<TokenResponse, AadError> {
+) -> Result<TokenResponse, Refusal> {
     let tenant = st.resolve(tenant).to_owned();
     let tenant = tenant.as_str();
     let grant_type = p.get("grant_type");
@@ -167,58 +202,114 @@ fn process(
     let work_alias_allowed =
         is_work_alias(tenant) && multi_tenant_client && grant_type != Some("client_credentials");
     if is_tenant_alias(tenant) && !work_alias_allowed {
-        return Err(if grant_type == Some("client_credentials") {
-            AadError::invalid_request(
-                9001023,
-                "The grant type is not supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint.",
-            )
-        } else {
-            AadError::invalid_request(
-                50194,
-                "The application is not configured as a multi-tenant application. Usage of the /common endpoint is not supported for such applications created after '10/15/2018'. Use a tenant-specific endpoint or configure the application to be multi-tenant.",
-            )
-        });
+        return Err(Refusal::Error(
+            if grant_type == Some("client_credentials") {
+                AadError::invalid_request(
+                    9001023,
+                    "The grant type is not supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint.",
+                )
+            } else {
+                AadError::invalid_request(
+                    50194,
+                    "The application is not configured as a multi-tenant application. Usage of the /common endpoint is not supported for such applications created after '10/15/2018'. Use a tenant-specific endpoint or configure the application to be multi-tenant.",
+                )
+            },
+        ));
     }
     if !work_alias_allowed && !st.knows_tenant(tenant) {
-        return Err(AadError::invalid_request(
+        return Err(Refusal::Error(AadError::invalid_request(
             90002,
             format!(
                 "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
             ),
-        ));
+        )));
     }
     let grant = match grant_type {
-        None => return Err(AadError::missing_param("grant_type")),
-        Some("authorization_code") => Grant::AuthorizationCode,
-        Some("refresh_token") => Grant::RefreshToken,
-        Some("client_credentials") => Grant::ClientCredentials,
+        None => return Err(AadError::missing_param("grant_type").into()),
+        Some("authorization_code") => GrantType::AuthorizationCode,
+        Some("refresh_token") => GrantType::RefreshToken,
+        Some("client_credentials") => GrantType::ClientCredentials,
         Some(other) => {
-            return Err(AadError::new(
+            return Err(Refusal::Error(AadError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 70003,
                 format!("The app requested an unsupported grant type '{other}'."),
-            ));
+            )));
         }
     };
-    match grant {
-        Grant::AuthorizationCode => st.counters.authorization_code_grants += 1,
-        Grant::RefreshToken => st.counters.refresh_token_grants += 1,
-        Grant::ClientCredentials => st.counters.client_credentials_grants += 1,
+    let result = run_grant(st, issuer_base, tenant, headers, p, grant);
+    if !matches!(result, Err(Refusal::Injected(_))) {
+        let counter = match grant {
+            GrantType::AuthorizationCode => &mut st.counters.authorization_code_grants,
+            GrantType::RefreshToken => &mut st.counters.refresh_token_grants,
+            GrantType::ClientCredentials => &mut st.counters.client_credentials_grants,
+        };
+        *counter += 1;
     }
+    result
+}
+
+/// Authenticates the client, then runs the grant.
+fn run_grant(
+    st: &mut state::State,
+    issuer_base: &str,
+    tenant: &str,
+    headers: &HeaderMap,
+    p: &Params,
+    grant: GrantType,
+) -> Result<TokenResponse, Refusal> {
     let app = authenticate(st, tenant, headers, p, grant)?;
     let request = GrantRequest {
         issuer_base,
         tenant,
         app: &app,
         params: p,
-        now: SystemTime::now(),
+        now: st.now(),
     };
     match grant {
-        Grant::AuthorizationCode => authorization_code(st, &request),
-        Grant::RefreshToken => refresh_token(st, &request),
-        Grant::ClientCredentials => client_credentials(st, &request),
+        GrantType::AuthorizationCode => authorization_code(st, &request),
+        GrantType::RefreshToken => refresh_token(st, &request),
+        GrantType::ClientCredentials => client_credentials(st, &request),
     }
+}
+
+/// The answer for a request that passed every check: the fault a test
+/// injected for it, if any.
+fn injected(
+    st: &mut state::State,
+    r: &GrantRequest<'_>,
+    username: &str,
+    grant: GrantType,
+) -> Result<(), Refusal> {
+    match st.take_fault(&r.app.client_id, username, grant) {
+        Some(fault) => Err(Refusal::Injected(fault)),
+        None => Ok(()),
+    }
+}
+
+/// AADSTS65001 unless `username` (or an admin for the tenant) consented to
+/// every scope `resource` needs.
+fn require_consent(
+    st: &state::State,
+    r: &GrantRequest<'_>,
+    tenant: &str,
+    username: &str,
+    resource: &ResourceScopes,
+) -> Result<(), AadError> {
+    let needed = needed_consent(r.app, &resource.joined());
+    if st.may_use(tenant, r.app, username, &needed) {
+        return Ok(());
+    }
+    let mut err = AadError::invalid_grant(
+        65001,
+        format!(
+            "The user or administrator has not consented to use the application with ID '{}'. Send an interactive authorization request for this user and resource.",
+            r.app.client_id
+        ),
+    );
+    err.suberror = Some("consent_required".into());
+    Err(err)
 }
 
 /// Client id and secret from an `Authorization: Basic` header.
@@ -272,7 +363,7 @@ fn authenticate(
     tenant: &str,
     headers: &HeaderMap,
     p: &Params,
-    grant: Grant,
+    grant: GrantType,
 ) -> Result<FakeApp, AadError> {
     let basic = basic_credentials(headers)?;
     let client_id = match (&basic, p.get("client_id")) {
@@ -308,7 +399,7 @@ fn authenticate(
                 "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
             ));
         }
-        if grant == Grant::ClientCredentials {
+        if grant == GrantType::ClientCredentials {
             return Err(AadError::invalid_client(
                 7000218,
                 crate::errors::default_message(7000218),
@@ -349,6 +440,8 @@ fn granted_scope(resource: &ResourceScopes, oidc: &[String], with_refresh: bool)
 
 /// What a delegated grant resolved to, ready for issuing.
 struct Delegated<'a> {
+    /// The tenant the user signed in to (their home, or one they are a guest of).
+    tenant: &'a str,
     username: &'a str,
     resource: ResourceScopes,
     oidc: Vec<String>,
@@ -364,13 +457,11 @@ fn issue_delegated(
     d: Delegated<'_>,
 ) -> Result<TokenResponse, AadError> {
     let (client_id, now) = (r.app.client_id.as_str(), r.now);
+    // Tokens belong to the tenant the user signed in to, whichever path (a
+    // tenant or `/organizations/`) asks for them.
     let account = st
-        .accounts
-        .get(&key(d.username))
-        .map(|r| r.account.clone())
+        .account_seen_in(d.tenant, d.username)
         .ok_or_else(|| AadError::standard(StatusCode::BAD_REQUEST, "invalid_grant", 70008))?;
-    // Tokens belong to the signed-in user's tenant, whichever path (a
-    // tenant or `/organizations/`) asked for them.
     let tenant = account.tenant.as_str();
     let access_token =
         st.issue_access_token(tenant, client_id, &account.username, &d.resource, now);
@@ -404,7 +495,7 @@ fn issue_delegated(
 fn authorization_code(
     st: &mut state::State,
     r: &GrantRequest<'_>,
-) -> Result<TokenResponse, AadError> {
+) -> Result<TokenResponse, Refusal> {
     // The PKCE verifier proves the client's session: never to be logged.
     if let Some(verifier) = r.params.get("code_verifier") {
         st.remember_secret(verifier);
@@ -418,54 +509,41 @@ fn authorization_code(
         .get("redirect_uri")
         .ok_or_else(|| AadError::missing_param("redirect_uri"))?;
     let Some(grant) = st.codes.get(code) else {
-        return Err(AadError::standard(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            70008,
-        ));
+        return Err(AadError::standard(StatusCode::BAD_REQUEST, "invalid_grant", 70008).into());
     };
     if !is_work_alias(r.tenant) && key(&grant.tenant) != key(r.tenant) {
         return Err(AadError::invalid_grant(
             700005,
             "Provided Authorization Code is intended to use against other tenant, thus rejected.",
-        ));
+        )
+        .into());
     }
     if key(&grant.client_id) != key(&r.app.client_id) {
         return Err(AadError::invalid_grant(
             70000,
             "Provided grant is invalid or malformed: the authorization code was issued to a different client.",
-        ));
+        )
+        .into());
     }
     if r.now >= grant.expires_at {
-        return Err(AadError::standard(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            70008,
-        ));
+        return Err(AadError::standard(StatusCode::BAD_REQUEST, "invalid_grant", 70008).into());
     }
     if grant.redeemed {
-        return Err(AadError::standard(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            54005,
-        ));
+        return Err(AadError::standard(StatusCode::BAD_REQUEST, "invalid_grant", 54005).into());
     }
     if grant.redirect_uri != redirect_uri {
         return Err(AadError::invalid_grant(
             70000,
             "The provided value for the 'redirect_uri' is not valid. The value must exactly match the redirect URI used to obtain the authorization code.",
-        ));
+        )
+        .into());
     }
     let verifier = r
         .params
         .get("code_verifier")
         .ok_or_else(|| AadError::missing_param("code_verifier"))?;
     if pkce_challenge(verifier) != grant.code_challenge {
-        return Err(AadError::standard(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            501481,
-        ));
+        return Err(AadError::standard(StatusCode::BAD_REQUEST, "invalid_grant", 501481).into());
     }
     let consented = Scopes::parse(&grant.scope)?;
     let (resource, asked) = match r.params.get("scope") {
@@ -484,8 +562,11 @@ fn authorization_code(
     let refresh = oidc.iter().any(|s| s == "offline_access");
     let openid = oidc.iter().any(|s| s == "openid");
     let username = grant.username.clone();
+    let user_tenant = grant.tenant.clone();
     let nonce = grant.nonce.clone();
     let consented_scope = grant.scope.clone();
+    require_consent(st, r, &user_tenant, &username, &resource)?;
+    injected(st, r, &username, GrantType::AuthorizationCode)?;
     if let Some(grant) = st.codes.get_mut(code) {
         grant.redeemed = true;
     }
@@ -493,6 +574,7 @@ fn authorization_code(
         st,
         r,
         Delegated {
+            tenant: &user_tenant,
             username: &username,
             resource,
             oidc,
@@ -501,38 +583,55 @@ fn authorization_code(
             consented_scope,
         },
     )
+    .map_err(Refusal::from)
 }
 
-/// `grant_type=refresh_token`: rotation, old tokens stay valid unless revoked.
-fn refresh_token(st: &mut state::State, r: &GrantRequest<'_>) -> Result<TokenResponse, AadError> {
+/// `grant_type=refresh_token`: rotation, old tokens stay valid unless
+/// revoked or idle for 90 days.
+fn refresh_token(st: &mut state::State, r: &GrantRequest<'_>) -> Result<TokenResponse, Refusal> {
     let rt = r
         .params
         .get("refresh_token")
         .ok_or_else(|| AadError::missing_param("refresh_token"))?;
     let Some(grant) = st.refresh_tokens.get(rt) else {
-        return Err(AadError::malformed("invalid_grant"));
+        return Err(AadError::malformed("invalid_grant").into());
     };
     if !is_work_alias(r.tenant) && key(&grant.tenant) != key(r.tenant) {
-        return Err(AadError::malformed("invalid_grant"));
+        return Err(AadError::malformed("invalid_grant").into());
     }
     if key(&grant.client_id) != key(&r.app.client_id) {
         return Err(AadError::invalid_grant(
             70000,
             "Provided grant is invalid or malformed: the refresh token was issued to a different client.",
-        ));
+        )
+        .into());
     }
     if let Some(record) = st.accounts.get(&grant.username)
         && grant.issued_seq < record.tokens_valid_from_seq
     {
         let valid_from = record.tokens_valid_from.unwrap_or(r.now);
-        return Err(AadError::invalid_grant(
+        let mut err = AadError::invalid_grant(
             50173,
             format!(
                 "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '{}' and the TokensValidFrom date (before which tokens are not valid) for this user is '{}'.",
                 ms_timestamp(grant.issued_at),
                 ms_timestamp(valid_from)
             ),
-        ));
+        );
+        err.suberror = Some("bad_token".into());
+        return Err(err.into());
+    }
+    let idle = r.now.duration_since(grant.issued_at).unwrap_or_default();
+    if idle > REFRESH_TOKEN_MAX_IDLE {
+        let mut err = AadError::invalid_grant(
+            700082,
+            format!(
+                "The refresh token has expired due to inactivity. The token was issued on {} and was inactive for 90.00:00:00.",
+                ms_timestamp(grant.issued_at)
+            ),
+        );
+        err.suberror = Some("bad_token".into());
+        return Err(err.into());
     }
     let consented = Scopes::parse(&grant.consented_scope)?;
     let (resource, asked) = match r.params.get("scope") {
@@ -543,7 +642,10 @@ fn refresh_token(st: &mut state::State, r: &GrantRequest<'_>) -> Result<TokenRes
         None => (consented.first_resource(), consented.clone()),
     };
     let username = grant.username.clone();
+    let user_tenant = grant.tenant.clone();
     let consented_scope = grant.consented_scope.clone();
+    require_consent(st, r, &user_tenant, &username, &resource)?;
+    injected(st, r, &username, GrantType::RefreshToken)?;
     if let Some(grant) = st.refresh_tokens.get_mut(rt) {
         grant.successful_redemptions += 1;
         if grant.successful_redemptions > 1 {
@@ -555,6 +657,7 @@ fn refresh_token(st: &mut state::State, r: &GrantRequest<'_>) -> Result<TokenRes
         st,
         r,
         Delegated {
+            tenant: &user_tenant,
             username: &username,
             resource,
             oidc: asked.oidc,
@@ -563,6 +666,7 @@ fn refresh_token(st: &mut state::State, r: &GrantRequest<'_>) -> Result<TokenRes
             consented_scope,
         },
     )
+    .map_err(Refusal::from)
 }
 
 /// `grant_type=client_credentials`: exactly one `{resource}/.default`, no
@@ -570,7 +674,7 @@ fn refresh_token(st: &mut state::State, r: &GrantRequest<'_>) -> Result<TokenRes
 fn client_credentials(
     st: &mut state::State,
     r: &GrantRequest<'_>,
-) -> Result<TokenResponse, AadError> {
+) -> Result<TokenResponse, Refusal> {
     let scope = r
         .params
         .get("scope")
@@ -586,9 +690,11 @@ fn client_credentials(
             format!(
                 "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
             ),
-        ));
+        )
+        .into());
     }
     let resource = Scopes::parse(scope)?.single_resource()?;
+    injected(st, r, "", GrantType::ClientCredentials)?;
     let access_token = st.issue_access_token(r.tenant, &r.app.client_id, "", &resource, r.now);
     let lifetime = st.access_token_lifetime.as_secs();
     Ok(TokenResponse {

@@ -146,6 +146,45 @@ mod tests {
     }
 
     #[test]
+    fn a_suberror_decides_when_no_code_is_known() {
+        for suberror in [
+            "bad_token",
+            "consent_required",
+            "basic_action",
+            "additional_action",
+            "message_only",
+            "user_password_expired",
+            "token_expired",
+        ] {
+            assert_eq!(
+                classify(400, "invalid_request", Some(suberror), &[9_999_999]),
+                ReconnectNeeded,
+                "{suberror}"
+            );
+        }
+        assert_eq!(
+            classify(400, "invalid_request", Some("client_mismatch"), &[]),
+            OurBug,
+            "an unknown suberror falls back on the error value"
+        );
+        assert_eq!(
+            classify(400, "invalid_grant", Some("consent_required"), &[53003]),
+            Blocked,
+            "a known code still wins"
+        );
+    }
+
+    #[test]
+    fn throttling_is_transient_in_both_of_its_forms() {
+        assert_eq!(classify(400, "invalid_grant", None, &[50196]), Transient);
+        assert_eq!(
+            classify(429, "temporarily_unavailable", None, &[90055]),
+            Transient
+        );
+        assert_eq!(classify(429, "", None, &[]), Transient);
+    }
+
+    #[test]
     fn permanent_classes_stop_retries() {
         assert!(ReconnectNeeded.is_permanent());
         assert!(AppMisconfigured.is_permanent());

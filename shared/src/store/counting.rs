@@ -13,6 +13,7 @@ struct Counts {
     puts: AtomicU64,
     deletes: AtomicU64,
     lists: AtomicU64,
+    conflicts: AtomicU64,
 }
 
 /// Calls made through a [`CountingStore`] so far.
@@ -22,6 +23,8 @@ pub struct StoreCalls {
     pub puts: u64,
     pub deletes: u64,
     pub lists: u64,
+    /// Puts refused because someone else wrote first (compare-and-swap lost).
+    pub conflicts: u64,
 }
 
 impl StoreCalls {
@@ -60,6 +63,7 @@ impl CountingStore {
             puts: self.counts.puts.load(Ordering::Relaxed),
             deletes: self.counts.deletes.load(Ordering::Relaxed),
             lists: self.counts.lists.load(Ordering::Relaxed),
+            conflicts: self.counts.conflicts.load(Ordering::Relaxed),
         }
     }
 }
@@ -79,7 +83,11 @@ impl SecretStore for CountingStore {
 
     async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version> {
         self.counts.puts.fetch_add(1, Ordering::Relaxed);
-        self.inner.put(name, value, prior).await
+        let result = self.inner.put(name, value, prior).await;
+        if matches!(result, Err(StoreError::Conflict(_))) {
+            self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     async fn delete(&self, name: &str) -> Result<(), StoreError> {

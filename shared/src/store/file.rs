@@ -278,19 +278,29 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    /// 16 writers on 4 threads all read the same version before any of
+    /// them writes (a barrier forces the interleaving): exactly one wins
+    /// the first round, the 15 others are told of the conflict, read again
+    /// and win later. Without the compare-and-swap the first round would
+    /// end on 1 with 15 updates lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writers_never_lose_an_update() {
+        const WRITERS: usize = 16;
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(FileStore::open(dir.path()).unwrap());
         store.put("counter", "0", None).await.unwrap();
-        let tasks: Vec<_> = (0..16)
+        let all_read = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
+        let tasks: Vec<_> = (0..WRITERS)
             .map(|_| {
-                let store = store.clone();
+                let (store, all_read) = (store.clone(), all_read.clone());
                 tokio::spawn(async move {
                     // Read, add one, compare-and-swap; re-read on conflict.
                     let mut conflicts = 0;
                     loop {
                         let read = store.get("counter").await.unwrap().unwrap();
+                        if conflicts == 0 {
+                            all_read.wait().await;
+                        }
                         let next = read.value.parse::<u32>().unwrap() + 1;
                         match store
                             .put("counter", &next.to_string(), Some(&read.version))
@@ -304,9 +314,19 @@ mod tests {
                 })
             })
             .collect();
+        let mut conflicts = Vec::new();
         for task in tasks {
-            task.await.unwrap();
+            conflicts.push(task.await.unwrap());
         }
+        let first_round_winners = conflicts.iter().filter(|&&c| c == 0).count();
+        assert_eq!(
+            first_round_winners, 1,
+            "one write per version: {conflicts:?}"
+        );
+        assert!(
+            conflicts.iter().sum::<u32>() >= 15,
+            "every loser saw the conflict: {conflicts:?}"
+        );
         let total = store.get("counter").await.unwrap().unwrap().value;
         assert_eq!(total, "16", "every update is counted exactly once");
     }

@@ -16,5 +16,6 @@ mod secrets_manager;
 mod self_service;
 mod serve_limits;
 mod store_quotas;
+mod strict_identity;
 mod token_read;
 mod vendor;

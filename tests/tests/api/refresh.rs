@@ -254,6 +254,51 @@ async fn a_server_error_is_retried_with_backoff_within_the_pass() {
     assert_no_secret_logged(&app.secrets(&[]));
 }
 
+/// Entra ID throttles a user's refresh with 400 AADSTS50196 (no
+/// `Retry-After`), and a gateway in front of it answers 5xx or 429 with an
+/// HTML page or nothing: each is transient, retried, and the pass succeeds.
+#[tokio::test]
+async fn loop_detection_and_gateway_pages_are_transient() {
+    let faults = [
+        Fault::RequestLoop,
+        Fault::NotJson {
+            status: 503,
+            html: true,
+        },
+        Fault::NotJson {
+            status: 502,
+            html: false,
+        },
+        Fault::NotJson {
+            status: 429,
+            html: false,
+        },
+    ];
+    let sleeper = Arc::new(RecordingSleeper::default());
+    let app = Setup::new(StoreKind::File)
+        .sleeper(sleeper.clone())
+        .spawn()
+        .await;
+    let id = app.consented("gateway").await;
+    for fault in faults {
+        let label = format!("{fault:?}");
+        app.identity.inject(fault);
+        let waits_before = sleeper.waits().len();
+        let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+        assert!(
+            matches!(outcome, Outcome::Refreshed { .. }),
+            "{label}: {outcome:?}"
+        );
+        assert_eq!(
+            sleeper.waits().len(),
+            waits_before + 1,
+            "{label}: one retry"
+        );
+        assert_eq!(app.identity.queued_faults(), 0, "{label} was served");
+        assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
+    }
+}
+
 #[tokio::test]
 async fn a_timeout_is_transient() {
     let sleeper = Arc::new(RecordingSleeper::default());
@@ -471,8 +516,11 @@ async fn another_account_is_refused_until_the_operator_resets_the_connection() {
     assert_no_secret_logged(&app.secrets(&[]));
 }
 
+/// 20 passes per connection, spawned on four worker threads: one of them
+/// refreshes each connection, the others see it busy (one broker claims a
+/// connection before redeeming), and no refresh token is redeemed twice.
 async fn concurrent_passes(kind: StoreKind) {
-    let app = Setup::new(kind).extra_accounts(3).spawn().await;
+    let app = Arc::new(Setup::new(kind).extra_accounts(3).spawn().await);
     let mut ids = Vec::new();
     for n in 0..3 {
         app.identity.set_auto_consent(Some(&booking_account(n)));
@@ -480,11 +528,27 @@ async fn concurrent_passes(kind: StoreKind) {
     }
     app.identity.set_latency(Duration::from_millis(100));
     let now = OffsetDateTime::now_utc();
-    let passes = (0..20).flat_map(|_| ids.iter().map(|id| pass(&app, id, true, now)));
-    let outcomes = futures::future::join_all(passes).await;
+    let tasks: Vec<_> = (0..20)
+        .flat_map(|_| ids.iter().cloned())
+        .map(|id| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let outcome = pass(&app, &id, true, now).await;
+                (id, outcome)
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("pass task"));
+    }
     app.identity.set_latency(Duration::ZERO);
     for (n, id) in ids.iter().enumerate() {
-        let mine: Vec<&Outcome> = outcomes.iter().skip(n).step_by(ids.len()).collect();
+        let mine: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|(of, _)| of == id)
+            .map(|(_, o)| o)
+            .collect();
         let refreshed = mine
             .iter()
             .filter(|o| matches!(o, Outcome::Refreshed { .. }))
@@ -509,7 +573,106 @@ async fn concurrent_passes(kind: StoreKind) {
     assert_no_secret_logged(&app.secrets(&[]));
 }
 
-on_both_stores!(concurrent_passes => twenty_concurrent_passes_redeem_each_refresh_token_once_on_the_file_store, twenty_concurrent_passes_redeem_each_refresh_token_once_on_secrets_manager);
+on_both_stores!(threads: concurrent_passes => twenty_concurrent_passes_redeem_each_refresh_token_once_on_the_file_store, twenty_concurrent_passes_redeem_each_refresh_token_once_on_secrets_manager);
+
+/// Separate processes share no claim: four real `roomtoken refresh --force`
+/// processes and this process's own pass all redeem the same refresh token
+/// (the fake answers none of them before all five asked, so the race after
+/// the answer always happens). The store's compare-and-swap lets exactly
+/// one rotation in; the four others lose the race, say so, and keep
+/// nothing. Entra leaves a redeemed refresh token valid, so the cost is
+/// bounded: one extra redemption per lost race, and no update lost.
+async fn separate_processes(kind: StoreKind) {
+    const PROCESSES: usize = 4;
+    let app = Setup::new(kind).isolated_prefix().spawn().await;
+    let id = app.consented("processes").await;
+    let first_rt = app
+        .grant(&id)
+        .await
+        .unwrap()
+        .refresh_token
+        .expose()
+        .to_owned();
+    // Each pass asks for two resources; the first request of each is gated.
+    app.identity.gate_refreshes(PROCESSES + 1);
+    let binary = roomtoken_tests::lambda_runtime_api::function_binary("roomtoken");
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            tokio::process::Command::new(&binary)
+                .args([
+                    "--store",
+                    &app.store_arg,
+                    "--public-url",
+                    app.url.as_str(),
+                    "--secret-prefix",
+                    app.secret_prefix(),
+                    "refresh",
+                    &id,
+                    "--force",
+                ])
+                .env("RUST_LOG", "warn")
+                .output()
+        })
+        .collect();
+    let (ours, theirs) = tokio::join!(
+        pass(&app, &id, true, OffsetDateTime::now_utc()),
+        futures::future::join_all(children)
+    );
+    let mut outcomes = vec![format!("{ours:?}")];
+    for output in theirs {
+        let output = output.expect("roomtoken refresh ran");
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{printed}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        outcomes.push(printed);
+    }
+    let won = |o: &String| o.contains("Refreshed") || o.contains("\trefreshed (");
+    let lost = |o: &String| o.contains("LostRace") || o.contains("by another process");
+    assert_eq!(
+        outcomes.iter().filter(|o| won(o)).count(),
+        1,
+        "exactly one rotation stored: {outcomes:#?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| lost(o)).count(),
+        PROCESSES,
+        "the others took the conflict path: {outcomes:#?}"
+    );
+    let counters = app.identity.counters();
+    assert_eq!(
+        counters
+            .refresh_tokens_used
+            .iter()
+            .filter(|rt| **rt == first_rt)
+            .count(),
+        PROCESSES + 1,
+        "every process redeemed the token it read"
+    );
+    assert!(
+        counters.refresh_tokens_redeemed_twice <= PROCESSES as u64,
+        "one extra redemption per lost race at most: {}",
+        counters.refresh_tokens_redeemed_twice
+    );
+    // What is held works, and is newer than what everyone started from.
+    let held = app
+        .grant(&id)
+        .await
+        .unwrap()
+        .refresh_token
+        .expose()
+        .to_owned();
+    assert_ne!(held, first_rt);
+    assert!(matches!(
+        pass(&app, &id, true, OffsetDateTime::now_utc()).await,
+        Outcome::Refreshed { .. }
+    ));
+    assert_no_secret_logged(&app.secrets(&[]));
+}
+
+on_both_stores!(threads: separate_processes => separate_processes_lose_the_race_safely_on_the_file_store, separate_processes_lose_the_race_safely_on_secrets_manager);
 
 /// Entra's access tokens live a random 60-90 minutes: after a permission
 /// change, `refresh --force` must serve the new token even when it expires

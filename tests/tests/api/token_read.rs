@@ -238,7 +238,13 @@ async fn a_matching_etag_gets_304_until_the_token_is_refreshed() {
     let age = max_age(&first);
     let body: Value = first.json().await.unwrap();
     let token = body["access_token"].as_str().unwrap().to_owned();
-    assert!(!token.contains(hex), "the ETag is not a piece of the token");
+    // The tag is a one-way digest of the whole token, computed here
+    // independently: neither the token, nor a piece of it, nor its length.
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes());
+    assert_eq!(hex, hex::encode(&digest[..16]), "the ETag is a hash");
+    for window in token.as_bytes().windows(4) {
+        assert!(!hex.contains(&hex::encode(window)), "a piece of the token");
+    }
     let expires_in = body["expires_in"].as_u64().unwrap();
     assert!(
         age <= expires_in - MARGIN && age + 5 >= expires_in - MARGIN,
