@@ -21,5 +21,8 @@ pub mod runtime;
 pub mod snapshot;
 pub mod store;
 
+#[cfg(test)]
+mod properties;
+
 pub use broker::Broker;
 pub use config::Config;

@@ -492,3 +492,7 @@ mod tests {
         assert!(!is_domain("contoso.com/x"));
     }
 }
+
+#[cfg(test)]
+#[path = "setup_properties.rs"]
+mod properties;

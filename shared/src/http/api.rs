@@ -230,6 +230,26 @@ mod tests {
     use super::*;
     use axum_extra::headers::{Header, HeaderValue as Value};
 
+    proptest::proptest! {
+        /// Any `If-None-Match` a display sends is decoded or ignored, and
+        /// compared without a panic; a header that lists the tag (alone,
+        /// weak, or among others) always matches it.
+        #[test]
+        fn any_if_none_match_is_compared_without_panic(
+            text in "[ -~]{0,120}",
+            others in "(\"[a-z0-9]{1,8}\", ){0,3}",
+        ) {
+            let tag = entity_tag("0123456789abcdef0123456789abcdef").unwrap();
+            if let Ok(value) = Value::from_str(&text)
+                && let Ok(decoded) = IfNoneMatch::decode(&mut std::iter::once(&value))
+            {
+                let _ = not_modified(Some(&decoded), &tag);
+            }
+            let listed = format!("{others}W/\"0123456789abcdef0123456789abcdef\"");
+            proptest::prop_assert!(not_modified(Some(&header(&listed)), &tag));
+        }
+    }
+
     fn header(text: &str) -> IfNoneMatch {
         let value = Value::from_str(text).unwrap();
         IfNoneMatch::decode(&mut std::iter::once(&value)).unwrap()

@@ -481,3 +481,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "oauth_properties.rs"]
+mod properties;

@@ -37,15 +37,22 @@ fn aadsts(status: u16, error: &str, code: u32) -> Fault {
     }
 }
 
-/// A permanent class: one request, the state and error recorded, no retry,
-/// and the next pass costs no token request until a human acts.
-async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, code: &str) {
+/// An app on the file store whose retry waits are recorded, not spent,
+/// with one consented connection.
+async fn consented_with_waits(prefix: &str) -> (TestApp, Arc<RecordingSleeper>, String) {
     let sleeper = Arc::new(RecordingSleeper::default());
     let app = Setup::new(StoreKind::File)
         .sleeper(sleeper.clone())
         .spawn()
         .await;
-    let id = app.consented("permanent").await;
+    let id = app.consented(prefix).await;
+    (app, sleeper, id)
+}
+
+/// A permanent class: one request, the state and error recorded, no retry,
+/// and the next pass costs no token request until a human acts.
+async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, code: &str) {
+    let (app, sleeper, id) = consented_with_waits("permanent").await;
     app.identity.inject(fault);
     let before = token_requests(&app);
     let now = OffsetDateTime::now_utc();
@@ -127,12 +134,7 @@ async fn conditional_access_blocks_the_account() {
 
 #[tokio::test]
 async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_served() {
-    let sleeper = Arc::new(RecordingSleeper::default());
-    let app = Setup::new(StoreKind::File)
-        .sleeper(sleeper.clone())
-        .spawn()
-        .await;
-    let id = app.consented("throttled").await;
+    let (app, sleeper, id) = consented_with_waits("throttled").await;
     let key = app.create_key(&id).await;
     let served = app
         .get_token(&id, Some(&key), None)
@@ -191,12 +193,7 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
 /// backoff alone decides.
 #[tokio::test]
 async fn retry_after_as_a_date_is_honoured_and_nonsense_is_ignored() {
-    let sleeper = Arc::new(RecordingSleeper::default());
-    let app = Setup::new(StoreKind::File)
-        .sleeper(sleeper.clone())
-        .spawn()
-        .await;
-    let id = app.consented("retry-after-date").await;
+    let (app, sleeper, id) = consented_with_waits("retry-after-date").await;
     let in_40_seconds =
         httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(40));
     app.identity.inject(Fault::TooManyRequestsWith {
@@ -229,12 +226,7 @@ async fn retry_after_as_a_date_is_honoured_and_nonsense_is_ignored() {
 
 #[tokio::test]
 async fn a_server_error_is_retried_with_backoff_within_the_pass() {
-    let sleeper = Arc::new(RecordingSleeper::default());
-    let app = Setup::new(StoreKind::File)
-        .sleeper(sleeper.clone())
-        .spawn()
-        .await;
-    let id = app.consented("unavailable").await;
+    let (app, sleeper, id) = consented_with_waits("unavailable").await;
     app.identity.inject(Fault::ServerError { status: 503 });
     let before = token_requests(&app);
     let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
@@ -274,12 +266,7 @@ async fn loop_detection_and_gateway_pages_are_transient() {
             html: false,
         },
     ];
-    let sleeper = Arc::new(RecordingSleeper::default());
-    let app = Setup::new(StoreKind::File)
-        .sleeper(sleeper.clone())
-        .spawn()
-        .await;
-    let id = app.consented("gateway").await;
+    let (app, sleeper, id) = consented_with_waits("gateway").await;
     for fault in faults {
         let label = format!("{fault:?}");
         app.identity.inject(fault);
@@ -323,12 +310,7 @@ async fn a_timeout_is_transient() {
 
 #[tokio::test]
 async fn a_request_we_should_never_send_fails_loudly_without_retry() {
-    let sleeper = Arc::new(RecordingSleeper::default());
-    let app = Setup::new(StoreKind::File)
-        .sleeper(sleeper.clone())
-        .spawn()
-        .await;
-    let id = app.consented("bug").await;
+    let (app, sleeper, id) = consented_with_waits("bug").await;
     app.identity.inject(aadsts(400, "invalid_scope", 70011));
     let before = token_requests(&app);
     let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
@@ -575,6 +557,11 @@ async fn concurrent_passes(kind: StoreKind) {
 
 on_both_stores!(threads: concurrent_passes => twenty_concurrent_passes_redeem_each_refresh_token_once_on_the_file_store, twenty_concurrent_passes_redeem_each_refresh_token_once_on_secrets_manager);
 
+async fn held_refresh_token(app: &TestApp, id: &str) -> String {
+    let grant = app.grant(id).await.expect("a grant");
+    grant.refresh_token.expose().to_owned()
+}
+
 /// Separate processes share no claim: four real `roomtoken refresh --force`
 /// processes and this process's own pass all redeem the same refresh token
 /// (the fake answers none of them before all five asked, so the race after
@@ -586,13 +573,7 @@ async fn separate_processes(kind: StoreKind) {
     const PROCESSES: usize = 4;
     let app = Setup::new(kind).isolated_prefix().spawn().await;
     let id = app.consented("processes").await;
-    let first_rt = app
-        .grant(&id)
-        .await
-        .unwrap()
-        .refresh_token
-        .expose()
-        .to_owned();
+    let first_rt = held_refresh_token(&app, &id).await;
     // Each pass asks for two resources; the first request of each is gated.
     app.identity.gate_refreshes(PROCESSES + 1);
     let binary = roomtoken_tests::lambda_runtime_api::function_binary("roomtoken");
@@ -657,13 +638,7 @@ async fn separate_processes(kind: StoreKind) {
         counters.refresh_tokens_redeemed_twice
     );
     // What is held works, and is newer than what everyone started from.
-    let held = app
-        .grant(&id)
-        .await
-        .unwrap()
-        .refresh_token
-        .expose()
-        .to_owned();
+    let held = held_refresh_token(&app, &id).await;
     assert_ne!(held, first_rt);
     assert!(matches!(
         pass(&app, &id, true, OffsetDateTime::now_utc()).await,
@@ -711,12 +686,7 @@ async fn a_forced_refresh_serves_the_newest_token_even_if_it_expires_sooner() {
 /// across passes, without a token request or a write meanwhile.
 #[tokio::test]
 async fn a_failing_connection_backs_off_across_passes() {
-    let sleeper = Arc::new(RecordingSleeper::default());
-    let app = Setup::new(StoreKind::File)
-        .sleeper(sleeper.clone())
-        .spawn()
-        .await;
-    let id = app.consented("backoff").await;
+    let (app, _, id) = consented_with_waits("backoff").await;
     let t0 = OffsetDateTime::now_utc();
     let minutes = |m: i64| t0 + time::Duration::minutes(m);
     let fail_next_attempt = || {
