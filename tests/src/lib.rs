@@ -598,6 +598,37 @@ impl TestApp {
         builder.send().await.expect("GET status")
     }
 
+    /// One refresh pass over connection `id` alone, at `now`: its outcome.
+    pub async fn refresh_one(
+        &self,
+        id: &str,
+        force: bool,
+        now: time::OffsetDateTime,
+    ) -> roomtoken::flows::refresh::Outcome {
+        let options = roomtoken::flows::refresh::PassOptions {
+            only: Some(roomtoken::domain::ConnectionId::parse(id).expect("connection id")),
+            force,
+        };
+        let report = roomtoken::flows::refresh::refresh_pass(&self.broker, &options, now)
+            .await
+            .expect("a refresh pass");
+        report.results[0].outcome.clone()
+    }
+
+    /// A display's read of `resource`'s token (the first resource when
+    /// `None`): answered 200 with a token the identity platform still
+    /// honours, at its own time.
+    pub async fn assert_serves_valid_token(&self, id: &str, key: &str, resource: Option<&str>) {
+        let response = self.get_token(id, Some(key), resource).await;
+        assert_eq!(response.status(), 200, "{id}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        let token = body["access_token"].as_str().expect("access_token");
+        assert!(
+            self.identity.access_token_info(token).is_some(),
+            "{id} serves a token the identity platform honours"
+        );
+    }
+
     /// Moves the broker's clock past the read cache's TTL: whatever it
     /// read before is read again from the store.
     pub fn expire_read_cache(&self) {

@@ -107,7 +107,7 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut now = start;
     let mut store_outages = 0;
-    let (mut raced, mut churned, mut checked) = (0, 0, 0);
+    let (mut raced, mut churned, mut checked, mut store_troubled) = (0, 0, 0, 0);
     let mut keys: Vec<Option<String>> = vec![None; CONNECTIONS];
     for n in 0..PASSES {
         // Fifty minutes later every hour-long token is due again.
@@ -168,6 +168,7 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
         let (report, (), ()) = tokio::join!(pass, race, key_churn);
         raced += usize::from(racer.is_some());
         churned += usize::from(churn.is_some());
+        store_troubled += usize::from(trouble.store_down);
         trouble.store_answer_lost = proxy.answers_lost() > store_lost;
         trouble.provider_answer_lost = provider_proxy.answers_lost() > provider_lost;
         match report {
@@ -223,13 +224,13 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
         provider_proxy.answers_lost()
     );
     // Each double redemption has a cause the product cannot see past: the
-    // successor was lost on the way (a lost answer, a write that failed), or
-    // another process redeemed the same token and lost the race. At most
-    // two resources' requests per cause.
+    // successor was lost on the way (a lost answer, a write that failed
+    // while the store was down or flaky), or another process redeemed the
+    // same token and lost the race. At most two resources' requests per cause.
     let causes = u64::from(proxy.answers_lost())
         + u64::from(provider_proxy.answers_lost())
         + raced as u64
-        + (store_outages as u64 + 30) * CONNECTIONS as u64;
+        + (store_troubled * CONNECTIONS) as u64;
     assert!(
         counters.refresh_tokens_redeemed_twice <= 2 * causes,
         "double redemptions bounded by their causes: {} > 2 × {causes} (seed {seed})",
@@ -249,16 +250,8 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
         let key = admin::create_key(core, id, None, OffsetDateTime::now_utc())
             .await
             .unwrap();
-        let response = app
-            .get_token(id.as_str(), Some(key.key.expose()), Some("graph"))
+        app.assert_serves_valid_token(id.as_str(), key.key.expose(), Some("graph"))
             .await;
-        assert_eq!(response.status(), 200, "{id}");
-        let body: serde_json::Value = response.json().await.unwrap();
-        let token = body["access_token"].as_str().unwrap();
-        assert!(
-            app.identity.access_token_info(token).is_some(),
-            "{id} serves a valid token"
-        );
     }
     assert_no_secret_logged(&app.secrets(&[]));
 }

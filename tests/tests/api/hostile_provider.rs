@@ -2,23 +2,12 @@
 //! absurd lifetimes, absurd waits, absurd sizes. Each is contained to its
 //! connection: the pass goes on, nothing panics, nothing is believed as is.
 
-use roomtoken::domain::{ConnectionId, FailureClass};
+use roomtoken::domain::FailureClass;
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
 use roomtoken_fake_identity::Fault;
 use roomtoken_tests::*;
 use std::sync::Arc;
 use time::OffsetDateTime;
-
-async fn pass(app: &TestApp, id: &str) -> Outcome {
-    let options = PassOptions {
-        only: Some(ConnectionId::parse(id).expect("id")),
-        force: true,
-    };
-    let report = refresh_pass(&app.broker, &options, OffsetDateTime::now_utc())
-        .await
-        .expect("pass");
-    report.results[0].outcome.clone()
-}
 
 async fn connected() -> (TestApp, String) {
     let app = Setup::new(StoreKind::File)
@@ -36,7 +25,7 @@ async fn an_eternal_token_is_believed_for_a_day_at_most() {
         status: 200,
         body: r#"{"access_token":"eyJ.hostile.token","token_type":"Bearer","expires_in":18446744073709551615}"#.into(),
     });
-    let outcome = pass(&app, &id).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     let serve = app.serve(&id).await;
     let access = serve.access.expect("tokens");
@@ -60,7 +49,7 @@ async fn an_endless_retry_after_ends_the_attempt_not_the_pass() {
     app.identity.inject(Fault::TooManyRequests {
         retry_after_secs: u64::MAX,
     });
-    let outcome = pass(&app, &id).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::Transient),
         "{outcome:?}"
@@ -77,13 +66,13 @@ async fn an_oversized_answer_is_not_read() {
             "x".repeat(70_000)
         ),
     });
-    let outcome = pass(&app, &id).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::OurBug && e.message.contains("larger than")),
         "{outcome:?}"
     );
     // The next pass, with an honest answer, is fine again.
-    let outcome = pass(&app, &id).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
 }
 

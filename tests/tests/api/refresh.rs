@@ -4,9 +4,7 @@
 
 use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass, ServeRecord, Writer};
 use roomtoken::flows::admin;
-use roomtoken::flows::refresh::{
-    Outcome, PassOptions, PassReport, ROTATION_WRITE_RETRIES, refresh_pass,
-};
+use roomtoken::flows::refresh::{Outcome, PassOptions, ROTATION_WRITE_RETRIES, refresh_pass};
 use roomtoken::store::Part;
 use roomtoken_fake_identity::Fault;
 use roomtoken_tests::failing_store::FailingStore;
@@ -14,15 +12,6 @@ use roomtoken_tests::*;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-
-async fn pass(app: &TestApp, id: &str, force: bool, now: OffsetDateTime) -> Outcome {
-    let options = PassOptions {
-        only: Some(ConnectionId::parse(id).unwrap()),
-        force,
-    };
-    let report: PassReport = refresh_pass(&app.broker, &options, now).await.unwrap();
-    report.results[0].outcome.clone()
-}
 
 fn token_requests(app: &TestApp) -> u64 {
     app.identity.counters().token_requests
@@ -56,7 +45,7 @@ async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, co
     app.identity.inject(fault);
     let before = token_requests(&app);
     let now = OffsetDateTime::now_utc();
-    let outcome = pass(&app, &id, true, now).await;
+    let outcome = app.refresh_one(&id, true, now).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == class && e.code == code),
         "{outcome:?}"
@@ -78,7 +67,10 @@ async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, co
     assert_eq!(recorded.consecutive_failures, 1);
 
     let later = now + time::Duration::hours(2);
-    assert_eq!(pass(&app, &id, false, later).await, Outcome::Skipped(state));
+    assert_eq!(
+        app.refresh_one(&id, false, later).await,
+        Outcome::Skipped(state)
+    );
     assert_eq!(
         token_requests(&app) - before,
         1,
@@ -92,7 +84,7 @@ async fn permanent(fault: Fault, state: ConnectionState, class: FailureClass, co
 
     // --force makes one attempt, which now succeeds: back to connected.
     assert!(matches!(
-        pass(&app, &id, true, later).await,
+        app.refresh_one(&id, true, later).await,
         Outcome::Refreshed { .. }
     ));
     assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
@@ -150,7 +142,7 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
         });
     }
     let before = token_requests(&app);
-    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::Transient && e.message.contains("HTTP 429")),
         "{outcome:?}"
@@ -182,7 +174,7 @@ async fn throttling_is_retried_after_retry_after_and_the_valid_token_is_still_se
     // A later pass, when the token is due, retries and recovers.
     let due = OffsetDateTime::now_utc() + time::Duration::minutes(45);
     assert!(matches!(
-        pass(&app, &id, false, due).await,
+        app.refresh_one(&id, false, due).await,
         Outcome::Refreshed { .. }
     ));
     assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
@@ -199,7 +191,7 @@ async fn retry_after_as_a_date_is_honoured_and_nonsense_is_ignored() {
     app.identity.inject(Fault::TooManyRequestsWith {
         retry_after: in_40_seconds,
     });
-    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     let waits = sleeper.waits();
     assert_eq!(waits.len(), 1, "{waits:?}");
@@ -213,7 +205,7 @@ async fn retry_after_as_a_date_is_honoured_and_nonsense_is_ignored() {
         retry_after: "soon, maybe".into(),
     });
     let later = OffsetDateTime::now_utc() + time::Duration::minutes(5);
-    let outcome = pass(&app, &id, true, later).await;
+    let outcome = app.refresh_one(&id, true, later).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     let waits = sleeper.waits();
     assert_eq!(waits.len(), 1, "retried all the same: {waits:?}");
@@ -229,7 +221,7 @@ async fn a_server_error_is_retried_with_backoff_within_the_pass() {
     let (app, sleeper, id) = consented_with_waits("unavailable").await;
     app.identity.inject(Fault::ServerError { status: 503 });
     let before = token_requests(&app);
-    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     assert_eq!(
         token_requests(&app) - before,
@@ -271,7 +263,7 @@ async fn loop_detection_and_gateway_pages_are_transient() {
         let label = format!("{fault:?}");
         app.identity.inject(fault);
         let waits_before = sleeper.waits().len();
-        let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+        let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
         assert!(
             matches!(outcome, Outcome::Refreshed { .. }),
             "{label}: {outcome:?}"
@@ -298,7 +290,7 @@ async fn a_timeout_is_transient() {
     for _ in 0..3 {
         app.identity.inject(Fault::Hang(Duration::from_secs(2)));
     }
-    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::Transient && e.code == "timeout"),
         "{outcome:?}"
@@ -313,7 +305,7 @@ async fn a_request_we_should_never_send_fails_loudly_without_retry() {
     let (app, sleeper, id) = consented_with_waits("bug").await;
     app.identity.inject(aadsts(400, "invalid_scope", 70011));
     let before = token_requests(&app);
-    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::OurBug),
         "{outcome:?}"
@@ -367,7 +359,7 @@ async fn a_rotation_the_store_failed_to_save_is_saved_again_or_recovered() {
     // One failed write: tried again at once, nothing lost.
     failing.get().unwrap().fail_puts("/grant", 0, 1);
     let now = OffsetDateTime::now_utc();
-    let outcome = pass(&app, &id, true, now).await;
+    let outcome = app.refresh_one(&id, true, now).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     let saved = app.grant(&id).await.unwrap();
     assert_eq!(Some(saved.refresh_token.expose().to_owned()), newest());
@@ -380,7 +372,7 @@ async fn a_rotation_the_store_failed_to_save_is_saved_again_or_recovered() {
         .unwrap()
         .fail_puts("/grant", 0, ROTATION_WRITE_RETRIES.len() + 1);
     let later = now + time::Duration::minutes(5);
-    let outcome = pass(&app, &id, true, later).await;
+    let outcome = app.refresh_one(&id, true, later).await;
     assert!(matches!(outcome, Outcome::StoreFailed(_)), "{outcome:?}");
     let kept = app.grant(&id).await.unwrap();
     assert_eq!(
@@ -388,7 +380,9 @@ async fn a_rotation_the_store_failed_to_save_is_saved_again_or_recovered() {
         "the stored grant is untouched"
     );
 
-    let outcome = pass(&app, &id, true, later + time::Duration::minutes(5)).await;
+    let outcome = app
+        .refresh_one(&id, true, later + time::Duration::minutes(5))
+        .await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     let recovered = app.grant(&id).await.unwrap();
     assert_eq!(Some(recovered.refresh_token.expose().to_owned()), newest());
@@ -409,7 +403,7 @@ async fn no_request_starts_that_could_end_after_the_deadline() {
     let id = app.consented("short-budget").await;
     let requests = token_requests(&app);
     let writes = app.store.calls().puts;
-    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(matches!(outcome, Outcome::Deferred), "{outcome:?}");
     assert_eq!(token_requests(&app), requests, "no request started");
     assert_eq!(app.store.calls().puts, writes, "nothing written");
@@ -462,7 +456,7 @@ async fn a_new_consent_during_a_refresh_wins() {
         "the newer consent is kept"
     );
     assert!(matches!(
-        pass(&app, &id, true, OffsetDateTime::now_utc()).await,
+        app.refresh_one(&id, true, OffsetDateTime::now_utc()).await,
         Outcome::Refreshed { .. }
     ));
     assert_eq!(app.identity.counters().refresh_tokens_redeemed_twice, 0);
@@ -515,7 +509,7 @@ async fn concurrent_passes(kind: StoreKind) {
         .map(|id| {
             let app = app.clone();
             tokio::spawn(async move {
-                let outcome = pass(&app, &id, true, now).await;
+                let outcome = app.refresh_one(&id, true, now).await;
                 (id, outcome)
             })
         })
@@ -596,7 +590,7 @@ async fn separate_processes(kind: StoreKind) {
         })
         .collect();
     let (ours, theirs) = tokio::join!(
-        pass(&app, &id, true, OffsetDateTime::now_utc()),
+        app.refresh_one(&id, true, OffsetDateTime::now_utc()),
         futures::future::join_all(children)
     );
     let mut outcomes = vec![format!("{ours:?}")];
@@ -641,7 +635,7 @@ async fn separate_processes(kind: StoreKind) {
     let held = held_refresh_token(&app, &id).await;
     assert_ne!(held, first_rt);
     assert!(matches!(
-        pass(&app, &id, true, OffsetDateTime::now_utc()).await,
+        app.refresh_one(&id, true, OffsetDateTime::now_utc()).await,
         Outcome::Refreshed { .. }
     ));
     assert_no_secret_logged(&app.secrets(&[]));
@@ -666,7 +660,7 @@ async fn a_forced_refresh_serves_the_newest_token_even_if_it_expires_sooner() {
         .unwrap();
     app.identity
         .set_access_token_lifetime(Duration::from_secs(60 * 60));
-    let outcome = pass(&app, &id, true, OffsetDateTime::now_utc()).await;
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     app.expire_read_cache();
     let second: serde_json::Value = app
@@ -695,18 +689,18 @@ async fn a_failing_connection_backs_off_across_passes() {
         }
     };
     fail_next_attempt();
-    let outcome = pass(&app, &id, true, t0).await;
+    let outcome = app.refresh_one(&id, true, t0).await;
     assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
     assert_eq!(app.status(&id).await.next_attempt_at, Some(minutes(5)));
 
     let requests = token_requests(&app);
     let puts = app.store.calls().puts;
     assert_eq!(
-        pass(&app, &id, false, minutes(2)).await,
+        app.refresh_one(&id, false, minutes(2)).await,
         Outcome::BackingOff(minutes(5))
     );
     assert_eq!(
-        pass(&app, &id, false, minutes(6)).await,
+        app.refresh_one(&id, false, minutes(6)).await,
         Outcome::NotDue,
         "the backoff is over, and the token is not due yet"
     );
@@ -715,14 +709,14 @@ async fn a_failing_connection_backs_off_across_passes() {
 
     // Due, failing again: the wait doubles.
     fail_next_attempt();
-    let outcome = pass(&app, &id, false, minutes(45)).await;
+    let outcome = app.refresh_one(&id, false, minutes(45)).await;
     assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
     assert_eq!(app.status(&id).await.next_attempt_at, Some(minutes(55)));
     assert_eq!(
-        pass(&app, &id, false, minutes(50)).await,
+        app.refresh_one(&id, false, minutes(50)).await,
         Outcome::BackingOff(minutes(55))
     );
-    let outcome = pass(&app, &id, false, minutes(56)).await;
+    let outcome = app.refresh_one(&id, false, minutes(56)).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     let status = app.status(&id).await;
     assert_eq!(status.state, ConnectionState::Connected);
@@ -748,7 +742,7 @@ async fn no_room_in_the_version_quota_means_no_token_request() {
             .unwrap();
     }
     let requests = token_requests(&app);
-    let outcome = pass(&app, &id, true, t0).await;
+    let outcome = app.refresh_one(&id, true, t0).await;
     assert_eq!(outcome, Outcome::WriteQuota(t0 + time::Duration::hours(1)));
     assert_eq!(token_requests(&app), requests, "nothing redeemed");
     let printed = app.cli(&["refresh", &id, "--force"], "").await;
@@ -756,7 +750,7 @@ async fn no_room_in_the_version_quota_means_no_token_request() {
     assert!(printed.contains("could not be refreshed"), "{printed}");
 
     let later = t0 + time::Duration::minutes(61);
-    let outcome = pass(&app, &id, true, later).await;
+    let outcome = app.refresh_one(&id, true, later).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
 }
 

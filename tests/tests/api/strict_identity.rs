@@ -2,8 +2,8 @@
 //! expire after 90 idle days or a password reset, scopes that need consent,
 //! suberrors, guest accounts and tenants named by a domain.
 
-use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass};
-use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
+use roomtoken::domain::{ConnectionState, FailureClass};
+use roomtoken::flows::refresh::Outcome;
 use roomtoken_fake_identity::{FakeAccount, Fault, FaultTarget, GrantType};
 use roomtoken_tests::*;
 use std::sync::Arc;
@@ -12,34 +12,11 @@ use time::OffsetDateTime;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-async fn pass(app: &TestApp, id: &str, force: bool, now: OffsetDateTime) -> Outcome {
-    let options = PassOptions {
-        only: Some(ConnectionId::parse(id).expect("id")),
-        force,
-    };
-    let report = refresh_pass(&app.broker, &options, now)
-        .await
-        .expect("pass");
-    report.results[0].outcome.clone()
-}
-
 /// Moves the broker's clock and the identity platform's together.
 fn advance(app: &TestApp, by: Duration) -> OffsetDateTime {
     app.clock.advance(by);
     app.identity.advance_clock(by);
     app.broker.now()
-}
-
-/// A display's read: the token it gets must be one the fake still honours.
-async fn read_is_honoured(app: &TestApp, id: &str, key: &str) {
-    let res = app.get_token(id, Some(key), None).await;
-    assert_eq!(res.status(), 200, "{id}");
-    let body: serde_json::Value = res.json().await.expect("json");
-    let token = body["access_token"].as_str().expect("access_token");
-    assert!(
-        app.identity.access_token_info(token).is_some(),
-        "the served token is valid at the identity platform's time"
-    );
 }
 
 #[tokio::test]
@@ -55,18 +32,18 @@ async fn a_grant_refreshed_on_schedule_outlives_90_days_and_one_left_idle_does_n
     let mut refreshed = 0;
     for _ in 0..200 {
         let now = advance(&app, 12 * HOUR);
-        match pass(&app, &kept, false, now).await {
+        match app.refresh_one(&kept, false, now).await {
             Outcome::Refreshed { .. } => refreshed += 1,
             other => panic!("day {:?}: {other:?}", app.identity.now()),
         }
     }
     assert_eq!(refreshed, 200, "1-hour tokens: every pass redeems");
     assert_eq!(app.status(&kept).await.state, ConnectionState::Connected);
-    read_is_honoured(&app, &kept, &key).await;
+    app.assert_serves_valid_token(&kept, &key, None).await;
     assert_eq!(app.identity.counters().refresh_tokens_redeemed_twice, 0);
 
     // The grant nobody refreshed for 100 days: Entra's own refusal.
-    let outcome = pass(&app, &idle, false, app.broker.now()).await;
+    let outcome = app.refresh_one(&idle, false, app.broker.now()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e)
             if e.class == FailureClass::ReconnectNeeded && e.code == "AADSTS700082"),
@@ -82,7 +59,7 @@ async fn a_password_reset_needs_a_reconnect_and_the_link_heals_it() {
     let app = spawn_app(StoreKind::File).await;
     let (id, key) = app.connected("reset").await;
     app.identity.revoke_account(ACCOUNT);
-    let outcome = pass(&app, &id, true, app.broker.now()).await;
+    let outcome = app.refresh_one(&id, true, app.broker.now()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e)
             if e.class == FailureClass::ReconnectNeeded && e.code == "AADSTS50173"),
@@ -99,12 +76,12 @@ async fn a_password_reset_needs_a_reconnect_and_the_link_heals_it() {
     let consent = app.consent(&id).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(matches!(
-        pass(&app, &id, true, app.broker.now()).await,
+        app.refresh_one(&id, true, app.broker.now()).await,
         Outcome::Refreshed { .. }
     ));
     assert_eq!(app.status(&id).await.state, ConnectionState::Connected);
     app.expire_read_cache();
-    read_is_honoured(&app, &id, &key).await;
+    app.assert_serves_valid_token(&id, &key, None).await;
 }
 
 #[tokio::test]
@@ -121,7 +98,7 @@ async fn a_resource_added_after_the_consent_needs_the_consent_again() {
     .await
     .expect("connection update");
 
-    let outcome = pass(&app, &id, true, app.broker.now()).await;
+    let outcome = app.refresh_one(&id, true, app.broker.now()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e)
             if e.class == FailureClass::ReconnectNeeded && e.code == "AADSTS65001"),
@@ -135,7 +112,7 @@ async fn a_resource_added_after_the_consent_needs_the_consent_again() {
     let consent = app.consent(&id).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(matches!(
-        pass(&app, &id, true, app.broker.now()).await,
+        app.refresh_one(&id, true, app.broker.now()).await,
         Outcome::Refreshed { .. }
     ));
     let key = app.create_key(&id).await;
@@ -155,7 +132,7 @@ async fn a_suberror_decides_when_the_code_is_unknown() {
         code: 9_999_999,
         suberror: Some("consent_required".into()),
     });
-    let outcome = pass(&app, &id, true, app.broker.now()).await;
+    let outcome = app.refresh_one(&id, true, app.broker.now()).await;
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.class == FailureClass::ReconnectNeeded),
         "without its suberror this is our bug: {outcome:?}"
@@ -185,12 +162,12 @@ async fn a_fault_for_one_connection_leaves_the_others_alone() {
     );
     let now = app.broker.now();
     assert!(matches!(
-        pass(&app, &ids[0], true, now).await,
+        app.refresh_one(&ids[0], true, now).await,
         Outcome::Refreshed { .. }
     ));
     assert_eq!(app.identity.queued_faults(), 1, "not the first one's");
     assert!(matches!(
-        pass(&app, &ids[1], true, now).await,
+        app.refresh_one(&ids[1], true, now).await,
         Outcome::Failed(e) if e.class == FailureClass::Blocked
     ));
     assert_eq!(app.status(&ids[0]).await.state, ConnectionState::Connected);
@@ -220,10 +197,10 @@ async fn a_guest_account_is_pinned_in_the_tenant_that_invited_it() {
         "pinned by the inviting tenant and the guest's object id there: {pinned}"
     );
     assert!(matches!(
-        pass(&app, &id, true, app.broker.now()).await,
+        app.refresh_one(&id, true, app.broker.now()).await,
         Outcome::Refreshed { .. }
     ));
-    read_is_honoured(&app, &id, &key).await;
+    app.assert_serves_valid_token(&id, &key, None).await;
 }
 
 #[tokio::test]
@@ -242,8 +219,8 @@ async fn a_tenant_named_by_its_domain_connects_and_refreshes() {
     );
     let key = app.create_key(&id).await;
     assert!(matches!(
-        pass(&app, &id, true, app.broker.now()).await,
+        app.refresh_one(&id, true, app.broker.now()).await,
         Outcome::Refreshed { .. }
     ));
-    read_is_honoured(&app, &id, &key).await;
+    app.assert_serves_valid_token(&id, &key, None).await;
 }
