@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (a Python
-# virtualenv with moto, cfn-lint and the SAM translator in the project's
+# virtualenv with moto, cfn-lint, the SAM translator and schemathesis in the project's
 # ignored .venv; Debian's chromium and chromium-driver if missing), lints the
 # SAM template, starts moto's Secrets Manager and chromedriver on free
 # loopback ports, runs formatting, lints and every Rust test, and stops what

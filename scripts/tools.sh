@@ -4,8 +4,10 @@
 VENV="${ROOMTOKEN_VENV:-$PWD/.venv}"
 
 # Versions the suite is known to pass with: moto for Secrets Manager,
-# cfn-lint and the SAM translator for infra/template.yaml.
-PYTHON_TOOLS=("moto[server]==5.2.1" "cfn-lint==1.58.0" "aws-sam-translator==1.115.0")
+# cfn-lint and the SAM translator for infra/template.yaml; schemathesis to
+# fuzz the HTTP API from its OpenAPI document.
+PYTHON_TOOLS=("moto[server]==5.2.1" "cfn-lint==1.58.0" "aws-sam-translator==1.115.0"
+  "schemathesis==4.32.5")
 
 # What scripts/build-lambdas.sh needs: cargo-lambda and the Zig it links with.
 LAMBDA_TOOLS=("cargo-lambda==1.9.2" "ziglang==0.17.1")
@@ -90,6 +92,7 @@ start_services() {
   wait_for_http "http://127.0.0.1:$driver_port/status" "chromedriver" "$SERVICE_LOGS/chromedriver.log"
 
   export ROOMTOKEN_TEST_WEBDRIVER="http://127.0.0.1:$driver_port"
+  export ROOMTOKEN_TEST_SCHEMATHESIS="$VENV/bin/schemathesis"
   export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
   export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
   export AWS_EC2_METADATA_DISABLED=true

@@ -59,6 +59,11 @@ fn not_modified(if_none_match: Option<&IfNoneMatch>, etag: &ETag) -> bool {
     if_none_match.is_some_and(|header| !header.precondition_passes(etag))
 }
 
+/// The longest `min_validity` a display may ask for: Entra ID's longest
+/// configurable access-token lifetime is one day, so a longer wish could
+/// never be met and would be answered 503 forever.
+const MAX_MIN_VALIDITY_SECS: u64 = 86_400;
+
 fn bad_request(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -83,9 +88,11 @@ pub async fn token(
     };
     let min_validity = match query.min_validity.as_deref().map(str::parse::<u64>) {
         None => None,
-        Some(Ok(seconds)) => Some(Duration::from_secs(seconds)),
-        Some(Err(_)) => {
-            return bad_request("min_validity must be a whole number of seconds.");
+        Some(Ok(seconds)) if seconds <= MAX_MIN_VALIDITY_SECS => Some(Duration::from_secs(seconds)),
+        Some(_) => {
+            return bad_request(
+                "min_validity must be a whole number of seconds, at most 86400 (no access token lives longer than a day).",
+            );
         }
     };
     let request = TokenRequest {

@@ -13,6 +13,7 @@ use crate::flows::callback::{
     CallbackError, Completed, Connected, Refused, SignInAnswer, connect_callback,
 };
 use crate::flows::start::{Redirect, StartError, Started, Step, VendorIntro, connect_start};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -112,10 +113,14 @@ pub struct StartQuery {
 pub async fn start_page(
     State(broker): State<Arc<Broker>>,
     Path(id): Path<String>,
-    Query(query): Query<StartQuery>,
+    query: Result<Query<StartQuery>, QueryRejection>,
     PageLang { lang, explicit }: PageLang,
     jar: CookieJar,
 ) -> Response {
+    // A link whose query cannot be read (an invite twice, say) was changed.
+    let Ok(Query(query)) = query else {
+        return StartError::InvalidLink.render(lang);
+    };
     let step = match query.step.as_deref() {
         Some("sign-in") => Step::SignIn,
         Some("admin-consent") => Step::AdminConsent,
@@ -293,10 +298,16 @@ pub struct CallbackQuery {
 
 pub async fn callback_page(
     State(broker): State<Arc<Broker>>,
-    Query(query): Query<CallbackQuery>,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
     PageLang { lang, .. }: PageLang,
     jar: CookieJar,
 ) -> (CookieJar, Response) {
+    // A query no sign-in sends (a field twice, say) is no answer to this
+    // browser's session: refused on a page, the session left alone.
+    let Ok(Query(query)) = query else {
+        tracing::warn!("consent callback refused: its query is not readable");
+        return (jar, CallbackError::StateMismatch.render(lang, None));
+    };
     let answer = SignInAnswer {
         state: query.state,
         code: query.code,
@@ -879,6 +890,102 @@ impl CallbackError {
             }
             Self::Broker(BrokerError::Store(e)) | Self::Store(e) => unavailable_page(&e, lang),
             Self::Broker(e) => unavailable_page(&e, lang),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::all_routes;
+    use crate::identity::OAuthClient;
+    use crate::store::{FileStore, SecretStore, StoreSpec};
+    use crate::{Broker, Config};
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    /// One `key=value` of a callback query: the fields the callback reads
+    /// (each may come twice) and others, with values encoded or raw, broken
+    /// percent escapes and invalid UTF-8 among them.
+    fn pair() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("state"),
+            Just("code"),
+            Just("error"),
+            Just("error_description"),
+            Just("admin_consent"),
+            Just("tenant"),
+            Just("invite"),
+            Just("step"),
+            Just("lang"),
+            Just("session_state"),
+            Just(""),
+        ];
+        let value = prop_oneof![
+            "[ -~]{0,40}"
+                .prop_map(|text| url::form_urlencoded::byte_serialize(text.as_bytes())
+                    .collect::<String>()),
+            Just("%3Cscript%3Ealert(1)%3C%2Fscript%3E".to_owned()),
+            Just("%".to_owned()),
+            Just("%zz".to_owned()),
+            Just("%C3%28%FF%FE".to_owned()),
+            Just("a=b=c".to_owned()),
+            "[A-Za-z0-9._~-]{0,600}",
+        ];
+        (key, value, any::<bool>()).prop_map(|(key, value, with_equals)| {
+            if with_equals || value.is_empty() {
+                format!("{key}={value}")
+            } else {
+                key.to_owned()
+            }
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever comes back to `/callback` without the browser's consent
+        /// session (no cookie, or one that is not a sealed session), and
+        /// whatever query a changed consent link has: a readable page that
+        /// refuses it, nothing in it unescaped, and nothing stored.
+        #[test]
+        fn any_browser_query_gets_a_page_and_stores_nothing(
+            pairs in proptest::collection::vec(pair(), 0..8),
+            cookie in proptest::option::of("[A-Za-z0-9_-]{0,200}"),
+            to_start in any::<bool>(),
+        ) {
+            let query = pairs.join("&");
+            let (path, refused) = if to_start { ("/connect/contoso", 403) } else { ("/callback", 400) };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (status, content_type, body, stored) = runtime.block_on(async {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let store = Arc::new(FileStore::open(dir.path()).expect("file store"));
+                let identity = Arc::new(OAuthClient::new(std::time::Duration::from_secs(1)).expect("client"));
+                let mut config = Config::new(StoreSpec::File(dir.path().to_owned()));
+                config.public_url = Some("https://api.example.com/".parse().expect("url"));
+                let broker = Arc::new(Broker::new(store.clone(), identity, config));
+                let mut request = Request::get(format!("{path}?{query}"));
+                if let Some(cookie) = &cookie {
+                    request = request.header("cookie", format!("{}={cookie}", crate::crypto::CONSENT_COOKIE));
+                }
+                let response = all_routes(broker)
+                    .oneshot(request.body(Body::empty()).expect("request"))
+                    .await
+                    .expect("infallible");
+                let status = response.status();
+                let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+                let stored = store.list("").await.expect("list");
+                (status, content_type, String::from_utf8_lossy(&body).into_owned(), stored)
+            });
+            prop_assert_eq!(status.as_u16(), refused, "{}", body);
+            prop_assert!(content_type.starts_with("text/html"), "{}", content_type);
+            prop_assert!(body.contains("<h1>"), "{}", body);
+            prop_assert!(!body.contains("<script"), "{}", body);
+            // The signing key is made on first use; nothing else may be.
+            prop_assert!(stored.iter().all(|name| name == "system/signing-key"), "{:?}", stored);
         }
     }
 }

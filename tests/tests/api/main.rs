@@ -12,6 +12,7 @@ mod openapi;
 mod pages;
 mod refresh;
 mod sam_template;
+mod schema_fuzz;
 mod secrets_manager;
 mod self_service;
 mod serve_limits;

@@ -408,14 +408,25 @@ async fn min_validity_refuses_a_token_that_expires_sooner() {
     assert_eq!(body["state"], "connected");
     assert!(body.get("access_token").is_none());
 
-    let mut url = app.url.join(&format!("v1/connections/{id}/token")).unwrap();
-    url.set_query(Some("min_validity=soon"));
-    let bad = http().get(url).bearer_auth(&key).send().await.unwrap();
-    assert_eq!(bad.status(), 400);
-    assert_eq!(
-        bad.json::<Value>().await.unwrap()["error"],
-        "invalid_request"
-    );
+    // A day is the longest a token can live: more can never be met, so it
+    // is refused as a bad query rather than answered 503 forever.
+    let a_day = app
+        .read(TokenRead {
+            min_validity: Some(86_400),
+            ..read
+        })
+        .await;
+    assert_eq!(a_day.status(), 503);
+    for unreadable in ["soon", "86401", "10415214724521832480768", "-1"] {
+        let mut url = app.url.join(&format!("v1/connections/{id}/token")).unwrap();
+        url.set_query(Some(&format!("min_validity={unreadable}")));
+        let bad = http().get(url).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(bad.status(), 400, "{unreadable}");
+        assert_eq!(
+            bad.json::<Value>().await.unwrap()["error"],
+            "invalid_request"
+        );
+    }
 }
 
 /// 10,000 reads by 100 keys of one connection, all within one TTL and the
