@@ -11,6 +11,9 @@
 //!   if it is still full, the caller loads without caching, so requests for
 //!   made-up keys cannot grow the cache or evict the keys in use.
 //! - A TTL of zero turns the cache off: every call loads.
+//! - An expired value is kept beside the entry that replaces it, until a
+//!   new load succeeds: [`TtlCache::stale`] gives it to a caller whose load
+//!   failed (stale-if-error, within a grace the caller chooses).
 //!
 //! Time is passed in by the caller (the broker's clock), never read here.
 
@@ -33,6 +36,8 @@ struct Loaded<V> {
 struct Entry<V> {
     created_at: OffsetDateTime,
     cell: OnceCell<Loaded<V>>,
+    /// The value this entry replaced once it expired, for stale-if-error.
+    previous: Option<Arc<Loaded<V>>>,
 }
 
 impl<V> Entry<V> {
@@ -89,7 +94,15 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         {
             return Some(entry.clone());
         }
-        entries.remove(key);
+        // The expired value (or the one a failed load left in place) stays
+        // beside the new entry until a load replaces it.
+        let previous = entries.remove(key).and_then(|old| match old.cell.get() {
+            Some(loaded) => Some(Arc::new(Loaded {
+                value: loaded.value.clone(),
+                expires_at: loaded.expires_at,
+            })),
+            None => old.previous.clone(),
+        });
         if entries.len() >= self.capacity {
             entries.retain(|_, entry| entry.is_live(now, self.ttl));
             if entries.len() >= self.capacity {
@@ -99,6 +112,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         let entry = Arc::new(Entry {
             created_at: now,
             cell: OnceCell::new(),
+            previous,
         });
         entries.insert(key.clone(), entry.clone());
         Some(entry)
@@ -109,6 +123,18 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         let entries = self.lock();
         let loaded = entries.get(key)?.cell.get()?;
         (now < loaded.expires_at).then(|| loaded.value.clone())
+    }
+
+    /// The last value loaded for `key` if it expired less than `grace` ago
+    /// and no load has succeeded since: what to serve when a load fails.
+    pub fn stale(&self, key: &K, now: OffsetDateTime, grace: Duration) -> Option<V> {
+        let entries = self.lock();
+        let entry = entries.get(key)?;
+        if entry.cell.get().is_some() {
+            return None;
+        }
+        let previous = entry.previous.as_ref()?;
+        (now < previous.expires_at + grace).then(|| previous.value.clone())
     }
 
     /// Forgets `key` (a load in flight still answers its waiters).
@@ -239,6 +265,47 @@ mod tests {
             .get_or_load(&"a", T0, || async { Ok::<_, &str>((7, None)) })
             .await;
         assert_eq!(v, Ok(7));
+    }
+
+    #[tokio::test]
+    async fn the_expired_value_is_there_for_a_failed_load_within_the_grace() {
+        const GRACE: Duration = Duration::from_secs(600);
+        let cache: TtlCache<&str, u32> = TtlCache::new(TTL, 8);
+        let fail = || async { Err::<(u32, Option<OffsetDateTime>), _>("store down") };
+        assert_eq!(cache.stale(&"a", T0, GRACE), None, "nothing loaded yet");
+        cache
+            .get_or_load(&"a", T0, || async { Ok::<_, &str>((1, None)) })
+            .await
+            .unwrap();
+        assert_eq!(cache.stale(&"a", T0, GRACE), None, "fresh: no stale value");
+        // The value expired at T0 + TTL; loads fail for a while.
+        for late in [TTL, TTL + GRACE - Duration::from_secs(1)] {
+            let failed = cache.get_or_load(&"a", T0 + late, fail).await;
+            assert_eq!(failed, Err("store down"));
+            assert_eq!(cache.stale(&"a", T0 + late, GRACE), Some(1), "{late:?}");
+        }
+        let after_grace = T0 + TTL + GRACE;
+        assert_eq!(
+            cache.get_or_load(&"a", after_grace, fail).await,
+            Err("store down")
+        );
+        assert_eq!(
+            cache.stale(&"a", after_grace, GRACE),
+            None,
+            "past the grace"
+        );
+        // A successful load replaces it: nothing stale until it expires.
+        let later = T0 + TTL * 3;
+        cache
+            .get_or_load(&"a", later, || async { Ok::<_, &str>((2, None)) })
+            .await
+            .unwrap();
+        assert_eq!(cache.stale(&"a", later, GRACE), None);
+        assert_eq!(
+            cache.get_or_load(&"a", later + TTL, fail).await,
+            Err("store down")
+        );
+        assert_eq!(cache.stale(&"a", later + TTL, GRACE), Some(2));
     }
 
     #[tokio::test]

@@ -7,6 +7,11 @@
 //! reads each connection at most once per TTL however many displays ask; a
 //! revoked key therefore keeps working for at most one TTL.
 //!
+//! When the store cannot be read (an outage, throttling), the last snapshot
+//! read is served for up to [`STALE_IF_ERROR`] past its TTL, as long as it
+//! has a token with time left: displays keep their token through a store
+//! blip. Nothing can be revoked or refreshed without the store either.
+//!
 //! Every read is answered with one audit log line (connection, key id,
 //! never the key, resource and outcome), written by the HTTP edge.
 
@@ -20,6 +25,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
+
+/// How long past its TTL the last snapshot read may be served while the
+/// store cannot be read.
+pub const STALE_IF_ERROR: Duration = Duration::from_secs(600);
 
 /// What a display asks for. Its `Debug` never shows the device key.
 #[derive(Default, Clone, Copy)]
@@ -192,10 +201,20 @@ async fn snapshot(
     if let Some(unknown) = broker.unknown_cache.peek(id, now) {
         return Ok(unknown);
     }
-    let snapshot = broker
+    let loaded = broker
         .read_cache
         .get_or_load(id, now, || load_snapshot(broker, id, now))
-        .await?;
+        .await;
+    let snapshot = match loaded {
+        Ok(snapshot) => snapshot,
+        Err(error) => match broker.read_cache.stale(id, now, STALE_IF_ERROR) {
+            Some(last) if last.servable_until(now).is_some() => {
+                tracing::warn!(connection = %id, error = %error, "store unreadable: serving the snapshot read last");
+                last
+            }
+            _ => return Err(error),
+        },
+    };
     if !snapshot.exists {
         broker.read_cache.remove(id);
         let remembered = snapshot.clone();

@@ -7,7 +7,7 @@
 
 use roomtoken::domain::{ConnectionId, ConnectionState};
 use roomtoken::flows::admin;
-use roomtoken::flows::read::{TokenRequest, read_token};
+use roomtoken::flows::read::{STALE_IF_ERROR, TokenRequest, read_token};
 use roomtoken::store::{Part, SecretName};
 use roomtoken_tests::*;
 use serde_json::Value;
@@ -374,6 +374,51 @@ async fn a_cached_token_is_never_served_past_its_servable_life() {
         second.json::<Value>().await.unwrap()["expires_in"],
         3_600 - 11
     );
+}
+
+/// Secrets Manager unreachable (a proxy in front of moto goes down): the
+/// token read last is served past the cache's TTL for the grace, while it
+/// has time left; then 503 `store_unavailable`; then served again.
+#[tokio::test]
+async fn a_store_outage_serves_the_token_read_last_for_a_while() {
+    let proxy = tcp_proxy::TcpProxy::before_moto().await;
+    let app = Setup::new(StoreKind::SecretsManager)
+        .aws_endpoint(proxy.url())
+        .isolated_prefix()
+        .spawn()
+        .await;
+    let (id, key) = app.connected("outage").await;
+    let first = app.get_token(&id, Some(&key), None).await;
+    assert_eq!(first.status(), 200);
+    let token = first.json::<Value>().await.unwrap()["access_token"].clone();
+
+    proxy.down();
+    app.expire_read_cache();
+    let during = app.get_token(&id, Some(&key), None).await;
+    assert_eq!(during.status(), 200, "through the outage");
+    assert_eq!(during.json::<Value>().await.unwrap()["access_token"], token);
+    assert_eq!(app.get_status(&id, Some(&key)).await.status(), 200);
+    // A key the snapshot does not know is still refused.
+    let wrong = app
+        .get_token(
+            &id,
+            Some("rtk_0123456789_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            None,
+        )
+        .await;
+    assert_eq!(wrong.status(), 401);
+
+    // Past the grace, the broker says it cannot read the store.
+    app.clock.advance(STALE_IF_ERROR);
+    let after = app.get_token(&id, Some(&key), None).await;
+    assert_eq!(after.status(), 503);
+    assert_eq!(
+        after.json::<Value>().await.unwrap()["error"],
+        "store_unavailable"
+    );
+
+    proxy.up();
+    assert_eq!(app.get_token(&id, Some(&key), None).await.status(), 200);
 }
 
 #[tokio::test]
