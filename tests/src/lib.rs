@@ -319,6 +319,37 @@ impl Setup {
     }
 }
 
+/// A fault the identity platform sends now and then and that passes: 429
+/// with a second's `Retry-After`, 503, 500, or an answer slower than the
+/// broker waits.
+pub fn transient_fault(rng: &mut impl rand::Rng) -> roomtoken_fake_identity::Fault {
+    use roomtoken_fake_identity::Fault;
+    match rng.random_range(0..4) {
+        0 => Fault::TooManyRequests {
+            retry_after_secs: 1,
+        },
+        1 => Fault::ServerError { status: 503 },
+        2 => Fault::ServerError { status: 500 },
+        _ => Fault::Hang(std::time::Duration::from_millis(600)),
+    }
+}
+
+/// A broker on Secrets Manager behind a proxy that can go down, turn flaky
+/// or lose answers, with `accounts` extra booking accounts; its waits are
+/// recorded, not slept, and a token request gives up after 300 ms.
+pub async fn behind_faulty_store(accounts: usize) -> (tcp_proxy::TcpProxy, TestApp) {
+    let proxy = tcp_proxy::TcpProxy::before_moto().await;
+    let app = Setup::new(StoreKind::SecretsManager)
+        .aws_endpoint(proxy.url())
+        .isolated_prefix()
+        .sleeper(Arc::new(RecordingSleeper::default()))
+        .http_timeout(std::time::Duration::from_millis(300))
+        .extra_accounts(accounts)
+        .spawn()
+        .await;
+    (proxy, app)
+}
+
 /// The n-th extra booking account of [`Setup::extra_accounts`].
 pub fn booking_account(n: usize) -> String {
     format!("booking-{n}@contoso.com")
@@ -831,6 +862,14 @@ pub fn capture_logs() {
             .try_init();
         buffer
     });
+}
+
+/// How many bytes of log lines this test process captured so far: memory
+/// the harness holds, not the broker.
+pub fn captured_log_bytes() -> usize {
+    LOGS.get()
+        .map(|buffer| buffer.lock().expect("log buffer").len())
+        .unwrap_or_default()
 }
 
 pub fn captured_logs() -> String {

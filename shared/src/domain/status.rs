@@ -174,6 +174,24 @@ impl Status {
         }
     }
 
+    /// While a token of the connection is still served, the next attempt
+    /// is never later than one pass's wait: backing off past the moment the
+    /// token expires would leave displays dark when one more try might have
+    /// worked. At most 4 attempts (and status writes) in a token's last 20
+    /// minutes; after it expires, [`backoff`] alone.
+    pub fn retry_while_serving(mut self, expires_at: Option<OffsetDateTime>) -> Self {
+        if let (Some(next), Some(expires_at), Some(failed_at)) = (
+            self.next_attempt_at,
+            expires_at,
+            self.last_error.as_ref().map(|e| e.at),
+        ) && self.state.serves_tokens()
+            && failed_at < expires_at
+        {
+            self.next_attempt_at = Some(next.min(failed_at + FIRST_BACKOFF));
+        }
+        self
+    }
+
     /// Whether a refresh pass may try now (backoff after failures).
     pub fn may_attempt(&self, now: OffsetDateTime) -> bool {
         self.next_attempt_at.is_none_or(|at| at <= now)
@@ -244,6 +262,30 @@ mod tests {
         }
         assert_eq!(attempts, [0, 5, 15, 35, 75, 135]);
         assert_eq!(backoff(50), MAX_BACKOFF);
+
+        // The same failures while a token is served until 12:20 (due at
+        // 12:00 with a 20-minute margin): every pass tries until it
+        // expires, then the backoff grows as before.
+        let expires_at = now + time::Duration::minutes(20);
+        let mut status = Status::connected("a", now);
+        let mut at = now;
+        let mut attempts = Vec::new();
+        while at < now + time::Duration::hours(3) {
+            if status.may_attempt(at) {
+                let failure = error(FailureClass::Transient, "HTTP 503", at);
+                status = status
+                    .after_failure(failure)
+                    .retry_while_serving(Some(expires_at));
+                attempts.push((at - now).whole_minutes());
+            }
+            at += time::Duration::minutes(5);
+        }
+        assert_eq!(attempts, [0, 5, 10, 15, 20, 80, 140]);
+        // A state that serves no token (a human must act) keeps its backoff.
+        let stopped = Status::connected("a", now)
+            .after_failure(error(FailureClass::ReconnectNeeded, "AADSTS50173", now))
+            .retry_while_serving(Some(expires_at));
+        assert_eq!(stopped.next_attempt_at, Some(now + FIRST_BACKOFF));
         let back = status.after_success(at);
         assert!(back.may_attempt(at) && back.next_attempt_at.is_none());
         assert!(status.worth_writing(&back));

@@ -208,7 +208,11 @@ async fn snapshot(
     let snapshot = match loaded {
         Ok(snapshot) => snapshot,
         Err(error) => match broker.read_cache.stale(id, now, STALE_IF_ERROR) {
-            Some(last) if last.servable_until(now).is_some() => {
+            // Only a snapshot that would serve: one that says a human must
+            // act may be out of date, and the store's 503 is the truer answer.
+            Some(last)
+                if last.status.state.serves_tokens() && last.servable_until(now).is_some() =>
+            {
                 tracing::warn!(connection = %id, error = %error, "store unreadable: serving the snapshot read last");
                 last
             }

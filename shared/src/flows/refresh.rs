@@ -454,14 +454,17 @@ impl Pass<'_> {
                 Err(error)
             }
         };
-        let transition = |status: &Status| match &result {
+        let transition = |status: &Status, served: Option<&AccessTokens>| match &result {
             Ok(()) => status.after_success(now),
-            Err(error) => status.after_failure(error.clone()),
+            Err(error) => {
+                let soonest = served.and_then(|a| a.tokens.iter().map(|t| t.expires_at).min());
+                status
+                    .after_failure(error.clone())
+                    .retry_while_serving(soonest)
+            }
         };
         let minted = (!minted.tokens.is_empty()).then_some(minted);
         let change = |record: &mut ServeRecord| {
-            let next = transition(&record.status);
-            let worth_writing = minted.is_some() || record.status.worth_writing(&next);
             if let Some(minted) = &minted {
                 let mut tokens = minted.clone();
                 if let Some(current) = &record.access {
@@ -469,6 +472,8 @@ impl Pass<'_> {
                 }
                 record.access = Some(tokens);
             }
+            let next = transition(&record.status, record.access.as_ref());
+            let worth_writing = minted.is_some() || record.status.worth_writing(&next);
             record.status = next;
             worth_writing
         };

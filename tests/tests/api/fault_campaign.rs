@@ -16,7 +16,6 @@ use roomtoken::domain::{Cloud, ConnectionId, ConnectionState, Provider, Resource
 use roomtoken::flows::admin::{self, NewConnection};
 use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
 use roomtoken::identity::OAuthClient;
-use roomtoken_fake_identity::Fault;
 use roomtoken_tests::tcp_proxy::TcpProxy;
 use roomtoken_tests::*;
 use std::sync::Arc;
@@ -25,17 +24,6 @@ use time::OffsetDateTime;
 
 const CONNECTIONS: usize = 20;
 const PASSES: usize = 200;
-
-fn transient_fault(rng: &mut StdRng) -> Fault {
-    match rng.random_range(0..4) {
-        0 => Fault::TooManyRequests {
-            retry_after_secs: 1,
-        },
-        1 => Fault::ServerError { status: 503 },
-        2 => Fault::ServerError { status: 500 },
-        _ => Fault::Hang(Duration::from_millis(600)),
-    }
-}
 
 /// What can make a pass's rotation miss the store or the provider's answer.
 #[derive(Default)]
@@ -47,15 +35,7 @@ struct Trouble {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_passes_with_faults_lose_nothing() {
-    let proxy = TcpProxy::before_moto().await;
-    let app = Setup::new(StoreKind::SecretsManager)
-        .aws_endpoint(proxy.url())
-        .isolated_prefix()
-        .sleeper(Arc::new(RecordingSleeper::default()))
-        .http_timeout(Duration::from_millis(300))
-        .extra_accounts(CONNECTIONS)
-        .spawn()
-        .await;
+    let (proxy, app) = behind_faulty_store(CONNECTIONS).await;
     let core = &app.broker;
     let fake_addr = format!(
         "{}:{}",

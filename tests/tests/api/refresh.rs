@@ -707,16 +707,26 @@ async fn a_failing_connection_backs_off_across_passes() {
     assert_eq!(token_requests(&app), requests, "no request while waiting");
     assert_eq!(app.store.calls().puts, puts, "and no write");
 
-    // Due, failing again: the wait doubles.
+    // Due, failing again while the token is still served (it expires an
+    // hour after t0): the next pass tries again, not the doubled wait.
     fail_next_attempt();
     let outcome = app.refresh_one(&id, false, minutes(45)).await;
     assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
-    assert_eq!(app.status(&id).await.next_attempt_at, Some(minutes(55)));
+    assert_eq!(app.status(&id).await.next_attempt_at, Some(minutes(50)));
     assert_eq!(
-        app.refresh_one(&id, false, minutes(50)).await,
-        Outcome::BackingOff(minutes(55))
+        app.refresh_one(&id, false, minutes(47)).await,
+        Outcome::BackingOff(minutes(50))
     );
-    let outcome = app.refresh_one(&id, false, minutes(56)).await;
+    // Once it has expired, the wait doubles again (a third failure: 20 min).
+    fail_next_attempt();
+    let outcome = app.refresh_one(&id, false, minutes(61)).await;
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    assert_eq!(app.status(&id).await.next_attempt_at, Some(minutes(81)));
+    assert_eq!(
+        app.refresh_one(&id, false, minutes(75)).await,
+        Outcome::BackingOff(minutes(81))
+    );
+    let outcome = app.refresh_one(&id, false, minutes(82)).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     let status = app.status(&id).await;
     assert_eq!(status.state, ConnectionState::Connected);
