@@ -5,8 +5,9 @@ use crate::{Cli, open_broker};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use roomtoken::Broker;
+use roomtoken::domain::status::SecretInUse;
 use roomtoken::domain::{
-    AppRegistration, Cloud, ConnectionId, Provider, Resource, Secret, VendorApp,
+    AppRegistration, Cloud, ConnectionId, ConnectionState, Provider, Resource, Secret, VendorApp,
 };
 use roomtoken::flows::admin::{self, AdminError, ConnectionUpdate, NewConnection, Onboarding};
 use roomtoken::flows::read::{StatusView, load_status_view};
@@ -40,12 +41,16 @@ pub enum AdminCommand {
     /// Set or show the deployment's multi-tenant (vendor) app.
     #[command(subcommand)]
     VendorApp(VendorAppCommand),
-    /// Show the state of one or every connection.
+    /// Show the state of one or every connection, those that need a human
+    /// first; exits with 2 when any shown does.
     Status {
         id: Option<ConnectionId>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only connections in this state (repeat for several).
+        #[arg(long, value_parser = parse_state)]
+        state: Vec<ConnectionState>,
     },
     /// Run a refresh pass now.
     Refresh {
@@ -79,7 +84,7 @@ pub struct ConnectionArgs {
     /// secret; the customer's admin consents through the link. With
     /// --tenant, only that organization can connect it.
     #[arg(long, conflicts_with_all = [
-        "client_id", "client_secret_stdin", "client_secret_file",
+        "client_id", "client_secret_stdin", "client_secret_file", "client_secret_expires",
         "authorize_url", "token_url", "scopes", "cloud", "authority",
     ])]
     pub vendor_app: bool,
@@ -87,7 +92,7 @@ pub struct ConnectionArgs {
     /// client id, secret and its expiry) in the form behind the link.
     #[arg(long, conflicts_with_all = [
         "vendor_app", "tenant", "client_id", "client_secret_stdin", "client_secret_file",
-        "authorize_url", "token_url", "scopes",
+        "client_secret_expires", "authorize_url", "token_url", "scopes",
     ])]
     pub self_service: bool,
     #[command(flatten)]
@@ -161,6 +166,10 @@ pub struct AppArgs {
     pub client_id: Option<String>,
     #[command(flatten)]
     pub secret: SecretSource,
+    /// When the client secret expires (YYYY-MM-DD, as Entra ID shows it):
+    /// the status warns from 30 days before.
+    #[arg(long, value_parser = parse_date)]
+    pub client_secret_expires: Option<time::Date>,
     /// Microsoft cloud: global, usgov or china.
     #[arg(long)]
     pub cloud: Option<Cloud>,
@@ -194,6 +203,15 @@ pub struct UpdateArgs {
     /// Forget the pinned account and its tokens; the next consent may be any account.
     #[arg(long)]
     pub reset_account: bool,
+    /// Rotate without a gap: read a second client secret from stdin. Token
+    /// requests use it first and fall back to the current one while Entra
+    /// ID refuses it (AADSTS7000215, 7000222). Give its
+    /// --client-secret-expires.
+    #[arg(long, conflicts_with_all = ["client_secret_stdin", "client_secret_file", "remove_client_secret"])]
+    pub add_client_secret_stdin: bool,
+    /// Retire the previous client secret once the new one works.
+    #[arg(long)]
+    pub remove_client_secret: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -273,7 +291,9 @@ pub async fn run(
         }
         AdminCommand::Key(command) => key(&broker, command, out, now).await,
         AdminCommand::VendorApp(command) => vendor_app(&broker, command, stdin, out).await,
-        AdminCommand::Status { id, json } => status(&broker, id.as_ref(), *json, out, now).await,
+        AdminCommand::Status { id, json, state } => {
+            status(&broker, id.as_ref(), *json, state, out, now).await
+        }
         AdminCommand::Refresh { id, force } => {
             refresh(&broker, id.as_ref(), *force, out, now).await
         }
@@ -349,6 +369,7 @@ async fn connection(
                     resources,
                     client_secret,
                     booking_account: app.booking_account.clone(),
+                    client_secret_expires: app.client_secret_expires,
                 },
                 now,
             )
@@ -376,6 +397,13 @@ async fn connection(
                 client_secret: args.app.secret.read(stdin)?,
                 booking_account: args.app.booking_account.clone(),
                 reset_account: args.reset_account,
+                client_secret_expires: args.app.client_secret_expires,
+                add_client_secret: SecretSource {
+                    client_secret_stdin: args.add_client_secret_stdin,
+                    client_secret_file: None,
+                }
+                .read(stdin)?,
+                remove_client_secret: args.remove_client_secret,
             };
             let app = admin::update_connection(broker, &id, update).await?;
             writeln!(out, "updated connection {}", app.id)?;
@@ -431,6 +459,11 @@ async fn connection(
             Ok(())
         }
     }
+}
+
+fn parse_date(text: &str) -> Result<time::Date, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text, format).map_err(|_| format!("'{text}' is not a date (YYYY-MM-DD)"))
 }
 
 /// The token endpoint behind it receives client secrets and refresh tokens.
@@ -605,12 +638,38 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// Some connections need a human: `roomtoken status` exits with 2.
+#[derive(Debug)]
+pub struct NeedsHuman(pub usize);
+
+impl std::fmt::Display for NeedsHuman {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} connection(s) need a human (see their advice)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NeedsHuman {}
+
+fn parse_state(text: &str) -> Result<ConnectionState, String> {
+    text.parse().map_err(|_| {
+        let states: Vec<&str> = <ConnectionState as strum::IntoEnumIterator>::iter()
+            .map(<&str>::from)
+            .collect();
+        format!("'{text}' is not a state: {}", states.join(", "))
+    })
+}
+
 async fn status(
     broker: &Broker,
     id: Option<&ConnectionId>,
     json: bool,
+    states: &[ConnectionState],
     out: &mut dyn Write,
-    _now: OffsetDateTime,
+    now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let ids = match id {
         Some(id) => {
@@ -621,49 +680,115 @@ async fn status(
     };
     let mut views: Vec<StatusView> = Vec::new();
     for id in &ids {
-        views.push(load_status_view(broker, id).await?);
+        let view = load_status_view(broker, id, now).await?;
+        if states.is_empty() || states.contains(&view.state) {
+            views.push(view);
+        }
     }
+    // Those a human must act on first, the most serious state first.
+    views.sort_by(|a, b| {
+        (!a.needs_human, severity(a.state), a.connection.as_str()).cmp(&(
+            !b.needs_human,
+            severity(b.state),
+            b.connection.as_str(),
+        ))
+    });
     if json {
-        let value = if id.is_some() {
-            serde_json::to_value(&views[0])?
-        } else {
-            serde_json::to_value(&views)?
+        let value = match (id, views.first()) {
+            (Some(_), Some(view)) => serde_json::to_value(view)?,
+            _ => serde_json::to_value(&views)?,
         };
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
-        return Ok(());
+    } else {
+        write_status_table(&views, out)?;
     }
-    writeln!(
-        out,
-        "{:<20} {:<19} {:<28} {:<26} {:<21} LAST ERROR",
-        "CONNECTION", "STATE", "ACCOUNT", "EXPIRES", "LAST REFRESH"
-    )?;
-    for view in &views {
-        let expires = view
-            .expires_at
+    match views.iter().filter(|v| v.needs_human).count() {
+        0 => Ok(()),
+        needing => Err(NeedsHuman(needing).into()),
+    }
+}
+
+/// The order of states in the fleet's table: the worst first.
+fn severity(state: ConnectionState) -> u8 {
+    match state {
+        ConnectionState::Blocked => 0,
+        ConnectionState::AppMisconfigured => 1,
+        ConnectionState::ReconnectRequired => 2,
+        ConnectionState::PendingConsent => 3,
+        ConnectionState::Degraded => 4,
+        ConnectionState::Connected => 5,
+    }
+}
+
+fn write_status_table(views: &[StatusView], out: &mut dyn Write) -> anyhow::Result<()> {
+    let rows: Vec<[String; 9]> = views
+        .iter()
+        .map(|view| {
+            let earliest = view
+                .expires_at
+                .values()
+                .min()
+                .map(|at| at[..at.len().min(16)].to_owned());
+            let last_error = view
+                .last_error
+                .as_ref()
+                .map(|e| format!("{} {}", e.class, printable(&e.code)));
+            let credential = view.credential_expires.as_ref().map(|date| {
+                let days = view.credential_days_left.unwrap_or_default();
+                match view.credential_in_use {
+                    Some(SecretInUse::Previous) => format!("{date} ({days}d, previous)"),
+                    _ => format!("{date} ({days}d)"),
+                }
+            });
+            let dash = |value: Option<String>| value.unwrap_or_else(|| "-".into());
+            [
+                view.connection.to_string(),
+                <&str>::from(view.mode).to_owned(),
+                <&str>::from(view.state).to_owned(),
+                printable(view.account.as_deref().unwrap_or("-")).into_owned(),
+                dash(earliest),
+                dash(view.last_refresh_at.map(|t| rfc3339(t)[..16].to_owned())),
+                dash(last_error),
+                dash(credential),
+                view.advice.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "CONNECTION",
+        "MODE",
+        "STATE",
+        "ACCOUNT",
+        "TOKEN EXPIRES",
+        "LAST REFRESH",
+        "LAST ERROR",
+        "CREDENTIAL",
+        "ADVICE",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        cells
             .iter()
-            .map(|(resource, at)| format!("{resource} {}", &at[..at.len().min(16)]))
+            .enumerate()
+            .map(|(n, cell)| {
+                if n == last {
+                    cell.to_string()
+                } else {
+                    format!("{cell:<width$}", width = widths[n])
+                }
+            })
             .collect::<Vec<_>>()
-            .join(", ");
-        let last_error = view
-            .last_error
-            .as_ref()
-            .map(|e| format!("{} {}", e.class, printable(&e.code)))
-            .unwrap_or_else(|| "-".into());
-        writeln!(
-            out,
-            "{:<20} {:<19} {:<28} {:<26} {:<21} {last_error}",
-            view.connection.as_str(),
-            <&str>::from(view.state),
-            printable(view.account.as_deref().unwrap_or("-")),
-            if expires.is_empty() {
-                "-".into()
-            } else {
-                expires
-            },
-            view.last_refresh_at
-                .map(|t| rfc3339(t)[..16].to_owned())
-                .unwrap_or_else(|| "-".into()),
-        )?;
+            .join("  ")
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
     }
     Ok(())
 }

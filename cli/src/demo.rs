@@ -127,6 +127,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             resources: Resource::presets("ews,graph", Cloud::Global)?,
             client_secret: Secret::new(client_secret.expose()),
             booking_account: None,
+            client_secret_expires: None,
         },
         now,
     )

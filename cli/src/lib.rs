@@ -6,6 +6,7 @@ mod admin;
 mod demo;
 mod serve;
 
+pub use admin::NeedsHuman;
 pub use serve::{ServeLimits, ServeOptions, serve_on};
 
 use clap::{Args, Parser, Subcommand};

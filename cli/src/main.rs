@@ -11,6 +11,11 @@ async fn main() -> std::process::ExitCode {
     let stdin = std::io::stdin();
     match run(cli, &mut stdin.lock(), &mut std::io::stdout()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `status` printed its table; the exit code is for cron and CI.
+        Err(error) if error.downcast_ref::<roomtoken_cli::NeedsHuman>().is_some() => {
+            eprintln!("{error}");
+            std::process::ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE

@@ -91,6 +91,27 @@ impl FakeIdentity {
         self.shared.lock().apps.insert(k, app);
     }
 
+    /// Adds a client secret to a registered app: both work, as in Entra ID
+    /// while a secret is rotated.
+    pub fn add_client_secret(&self, client_id: &str, secret: &str) {
+        let mut st = self.shared.lock();
+        st.removed_secrets.remove(secret);
+        st.more_secrets
+            .entry(key(client_id))
+            .or_default()
+            .push(secret.to_owned());
+    }
+
+    /// Deletes a client secret from its app: AADSTS7000215 from then on.
+    pub fn remove_client_secret(&self, secret: &str) {
+        self.shared.lock().removed_secrets.insert(secret.to_owned());
+    }
+
+    /// A client secret reaches its expiry: AADSTS7000222 from then on.
+    pub fn expire_client_secret(&self, secret: &str) {
+        self.shared.lock().expired_secrets.insert(secret.to_owned());
+    }
+
     /// Adds (or replaces) an account in its tenant; the tenant becomes known.
     pub fn add_account(&self, account: FakeAccount) {
         let mut st = self.shared.lock();

@@ -2,7 +2,7 @@
 //! counters, faults and knobs. Guarded by one mutex, never held across `.await`.
 
 use std::collections::BTreeSet;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -156,12 +156,22 @@ pub(crate) struct State {
     pub latency: Duration,
     /// Monotonic issue counter for refresh tokens and revocations.
     pub seq: u64,
+    /// An app's client secrets beside its registered one, as *Certificates
+    /// & secrets* can hold several: lower-case client id to secret values.
+    pub more_secrets: HashMap<String, Vec<String>>,
+    /// Secrets deleted from their app (AADSTS7000215 from then on).
+    pub removed_secrets: HashSet<String>,
+    /// Secrets past their expiry (AADSTS7000222).
+    pub expired_secrets: HashSet<String>,
 }
 
 impl Default for State {
     fn default() -> Self {
         Self {
             apps: HashMap::new(),
+            more_secrets: HashMap::new(),
+            removed_secrets: HashSet::new(),
+            expired_secrets: HashSet::new(),
             accounts: HashMap::new(),
             codes: HashMap::new(),
             refresh_tokens: HashMap::new(),
@@ -291,6 +301,16 @@ impl State {
     /// The app `client_id` as `tenant` sees it: registered there, or a
     /// multi-tenant app when `tenant` is a work alias or has consented to it
     /// (it has a service principal there).
+    /// Whether `secret` is one of `app`'s secrets and has not been deleted.
+    pub fn secret_of(&self, app: &FakeApp, secret: &str) -> bool {
+        let registered = secret == app.client_secret
+            || self
+                .more_secrets
+                .get(&key(&app.client_id))
+                .is_some_and(|more| more.iter().any(|s| s == secret));
+        registered && !self.removed_secrets.contains(secret)
+    }
+
     pub fn app_seen_from(&self, tenant: &str, client_id: &str) -> Option<&FakeApp> {
         self.app(tenant, client_id).or_else(|| {
             self.multi_tenant_app(client_id).filter(|_| {

@@ -4,7 +4,7 @@
 //! and reads it.
 
 use crate::cache::TtlCache;
-use crate::domain::{AccessToken, AccessTokens, ConnectionId, DeviceKeys, Secret, Status};
+use crate::domain::{AccessToken, AccessTokens, ConnectionId, DeviceKeys, Mode, Secret, Status};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,11 @@ pub struct ConnectionSnapshot {
     pub(crate) keys: DeviceKeys,
     pub(crate) access: Option<AccessTokens>,
     pub(crate) status: Status,
+    pub(crate) mode: Mode,
+    /// When the connection's client secrets expire, if known: the newest,
+    /// and the previous one during a rotation.
+    pub(crate) credential_expires: Option<time::Date>,
+    pub(crate) previous_credential_expires: Option<time::Date>,
     /// Each stored token as it is served, prepared once per load.
     served: Vec<Arc<ServedToken>>,
 }
@@ -45,7 +50,14 @@ pub struct ServedToken {
 }
 
 impl ConnectionSnapshot {
-    pub(crate) fn new(keys: DeviceKeys, access: Option<AccessTokens>, status: Status) -> Self {
+    pub(crate) fn new(record: crate::domain::ServeRecord) -> Self {
+        let crate::domain::ServeRecord {
+            app,
+            access,
+            keys,
+            status,
+            ..
+        } = record;
         let served = access
             .iter()
             .flat_map(|a| a.tokens.iter().map(move |t| (a, t)))
@@ -66,6 +78,9 @@ impl ConnectionSnapshot {
             keys,
             access,
             status,
+            mode: app.mode,
+            credential_expires: app.client_secret_expires,
+            previous_credential_expires: app.previous_client_secret_expires,
             served,
         }
     }

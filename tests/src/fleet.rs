@@ -472,6 +472,7 @@ pub async fn add_consented(
             resources: resources.clone(),
             client_secret: Secret::new(CLIENT_SECRET),
             booking_account: None,
+            client_secret_expires: None,
         },
         now,
     )

@@ -412,7 +412,16 @@ fn authenticate(
             7000218,
             crate::errors::default_message(7000218),
         )),
-        Some(candidates) if candidates.contains(&app.client_secret.as_str()) => Ok(app.clone()),
+        Some(candidates) if candidates.iter().any(|c| st.expired_secrets.contains(*c)) => {
+            Err(AadError::invalid_client(
+                7000222,
+                format!(
+                    "The provided client secret keys for app '{}' are expired. Visit the Azure portal to create new keys for your app.",
+                    app.client_id
+                ),
+            ))
+        }
+        Some(candidates) if candidates.iter().any(|c| st.secret_of(app, c)) => Ok(app.clone()),
         Some(_) => Err(AadError::invalid_client(
             7000215,
             format!(

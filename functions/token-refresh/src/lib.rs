@@ -6,9 +6,11 @@ pub mod metrics;
 
 use roomtoken::Broker;
 use roomtoken::domain::ConnectionId;
+use roomtoken::domain::status::{credential_days_left, needs_human};
 use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
 use roomtoken::store::StoreError;
 use std::collections::BTreeMap;
+use time::OffsetDateTime;
 
 /// What the scheduler sends the refresh function. EventBridge Scheduler
 /// passes its `Input` verbatim, so every field is optional and `{}` runs a
@@ -40,18 +42,32 @@ pub struct PassSummary {
     pub failed_by_class: BTreeMap<&'static str, usize>,
     /// Connections per state after the pass.
     pub states: BTreeMap<&'static str, usize>,
+    /// Connections a human must act on: their state, or a client secret
+    /// that expires within 30 days (what `roomtoken status` flags).
+    pub needing_human: usize,
+    /// Days until the earliest known client secret expiry (negative once
+    /// one has expired), if any is known.
+    pub credential_days_left: Option<i64>,
 }
 
 impl PassSummary {
-    /// The counts of a pass's report.
-    pub fn of(report: &PassReport) -> Self {
+    /// The counts of a pass's report at `now`.
+    pub fn of(report: &PassReport, now: OffsetDateTime) -> Self {
         let mut summary = PassSummary {
             connections: report.results.len(),
             ..PassSummary::default()
         };
         for result in &report.results {
+            let days_left = result
+                .credential_expires
+                .map(|date| credential_days_left(date, now));
+            if let Some(days) = days_left {
+                summary.credential_days_left =
+                    Some(summary.credential_days_left.map_or(days, |d| d.min(days)));
+            }
             if let Some(state) = result.state {
                 *summary.states.entry(state.into()).or_default() += 1;
+                summary.needing_human += usize::from(needs_human(state, days_left));
             }
             if let Outcome::Failed(error) = &result.outcome {
                 *summary
@@ -88,7 +104,7 @@ pub async fn scheduled_pass(
         force: request.force,
     };
     let report = refresh_pass(broker, &options, broker.now()).await?;
-    let summary = PassSummary::of(&report);
+    let summary = PassSummary::of(&report, broker.now());
     tracing::info!(summary = ?summary, "refresh pass done");
     Ok(summary)
 }
@@ -124,6 +140,30 @@ mod tests {
         let event = LambdaEvent::new(request, Context::default());
         let summary = handle(&broker, event).await.unwrap();
         assert_eq!(summary, PassSummary::default());
+    }
+
+    #[test]
+    fn the_summary_counts_who_needs_a_human_and_the_earliest_credential() {
+        use roomtoken::domain::ConnectionState;
+        use roomtoken::flows::refresh::ConnectionResult;
+        let now = time::macros::datetime!(2026-11-29 12:00 UTC);
+        let result = |id: &str, state, days: Option<i64>| ConnectionResult {
+            id: ConnectionId::parse(id).unwrap(),
+            outcome: Outcome::NotDue,
+            state: Some(state),
+            credential_expires: days.map(|d| now.date() + time::Duration::days(d)),
+        };
+        let report = PassReport {
+            results: vec![
+                result("fine", ConnectionState::Connected, Some(90)),
+                result("expiring", ConnectionState::Connected, Some(12)),
+                result("unknown", ConnectionState::Degraded, None),
+                result("reconnect", ConnectionState::ReconnectRequired, Some(40)),
+            ],
+        };
+        let summary = PassSummary::of(&report, now);
+        assert_eq!(summary.needing_human, 2);
+        assert_eq!(summary.credential_days_left, Some(12));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! `infra/template.yaml` watch. Nothing here talks to CloudWatch.
 //!
 //! One document per dimension set, in namespace [`NAMESPACE`]:
-//! - `FunctionName`: `Connections`, `Refreshed`, `Failed`, `StoreFailed`;
+//! - `FunctionName`: `Connections`, `Refreshed`, `Failed`, `StoreFailed`,
+//!   `Deferred`, `WriteQuota`, `NeedsHuman`; and `CredentialDaysLeft` (days
+//!   until the earliest known client secret expiry) when one is known;
 //! - `FunctionName`, `FailureClass`: `Failed`, for every class;
 //! - `FunctionName`, `State`: `Connections`, for every state after the pass.
 //!
@@ -51,6 +53,7 @@ pub fn pass_documents(summary: &PassSummary, function_name: &str, timestamp_ms: 
             "StoreFailed",
             "Deferred",
             "WriteQuota",
+            "NeedsHuman",
         ],
         json!({
             "Connections": summary.connections,
@@ -59,8 +62,20 @@ pub fn pass_documents(summary: &PassSummary, function_name: &str, timestamp_ms: 
             "StoreFailed": summary.store_failed,
             "Deferred": summary.deferred,
             "WriteQuota": summary.write_quota,
+            "NeedsHuman": summary.needing_human,
         }),
     )];
+    if let Some(days) = summary.credential_days_left {
+        // Days are no CloudWatch unit: "None". Missing when no expiry is
+        // known, which the alarm treats as not breaching.
+        let mut credential = document(
+            &["FunctionName"],
+            &["CredentialDaysLeft"],
+            json!({"CredentialDaysLeft": days}),
+        );
+        credential["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"] = json!("None");
+        documents.push(credential);
+    }
     for class in FailureClass::iter() {
         let failed = summary.failed_by_class.get(<&str>::from(class)).copied();
         documents.push(document(
@@ -124,6 +139,7 @@ mod tests {
                 ("reconnect_required", 1),
                 ("pending_consent", 1),
             ]),
+            needing_human: 2,
             ..PassSummary::default()
         }
     }
@@ -147,7 +163,7 @@ mod tests {
             json!({
                 "_aws": directive(
                     &["FunctionName"],
-                    &["Connections", "Refreshed", "Failed", "StoreFailed", "Deferred", "WriteQuota"]
+                    &["Connections", "Refreshed", "Failed", "StoreFailed", "Deferred", "WriteQuota", "NeedsHuman"]
                 ),
                 "FunctionName": "rt-token-refresh",
                 "Connections": 5,
@@ -156,7 +172,36 @@ mod tests {
                 "StoreFailed": 0,
                 "Deferred": 0,
                 "WriteQuota": 0,
+                "NeedsHuman": 2,
             })
+        );
+    }
+
+    #[test]
+    fn the_earliest_credential_expiry_is_a_metric_of_its_own_when_known() {
+        let unknown = pass_documents(&summary(), "fn", 7);
+        assert!(
+            unknown
+                .iter()
+                .all(|d| d.get("CredentialDaysLeft").is_none())
+        );
+        let known = PassSummary {
+            credential_days_left: Some(-2),
+            ..summary()
+        };
+        let documents = pass_documents(&known, "fn", 7);
+        let credential = documents
+            .iter()
+            .find(|d| d.get("CredentialDaysLeft").is_some())
+            .expect("the credential document");
+        assert_eq!(credential["CredentialDaysLeft"], -2, "expired two days ago");
+        assert_eq!(
+            credential["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+            json!([{"Name": "CredentialDaysLeft", "Unit": "None"}])
+        );
+        assert_eq!(
+            credential["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["FunctionName"]])
         );
     }
 
@@ -240,7 +285,7 @@ mod tests {
             }
             for metric in directive["Metrics"].as_array().unwrap() {
                 assert!(
-                    document[metric["Name"].as_str().unwrap()].is_u64(),
+                    document[metric["Name"].as_str().unwrap()].is_i64(),
                     "{line}"
                 );
             }

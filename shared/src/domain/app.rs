@@ -401,6 +401,13 @@ pub struct AppRegistration {
         with = "iso_date::option"
     )]
     pub client_secret_expires: Option<time::Date>,
+    /// The expiry of the previous client secret, kept during a rotation.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "iso_date::option"
+    )]
+    pub previous_client_secret_expires: Option<time::Date>,
     /// The account the displays act for, when the operator named it: the
     /// pages name it, the sign-in suggests it, and the first consent must
     /// be by it.
@@ -487,6 +494,7 @@ impl AppRegistration {
             created_at: now,
             mode: Mode::Operator,
             client_secret_expires: None,
+            previous_client_secret_expires: None,
             booking_account: None,
             offered: Vec::new(),
         })
@@ -539,6 +547,7 @@ impl AppRegistration {
             created_at: now,
             mode: Mode::SelfService,
             client_secret_expires: None,
+            previous_client_secret_expires: None,
             booking_account: None,
         })
     }

@@ -19,7 +19,12 @@ use time::OffsetDateTime;
 /// `connections/{id}/grant`
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GrantRecord {
+    /// The newest client secret: token requests use it first.
     pub client_secret: Secret,
+    /// The secret it replaced while both are valid (a rotation): tried when
+    /// the identity platform refuses the newest as invalid or expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_client_secret: Option<Secret>,
     /// The refresh token and the pinned account; `None` until the first consent.
     #[serde(default)]
     pub grant: Option<Grant>,
@@ -35,6 +40,7 @@ impl GrantRecord {
     pub fn new(client_secret: Secret) -> Self {
         Self {
             client_secret,
+            previous_client_secret: None,
             grant: None,
             completed_sessions: Vec::new(),
             writes: WriteLog::default(),
@@ -101,6 +107,15 @@ pub struct ServeRecord {
 }
 
 impl ServeRecord {
+    /// When the client secret that token requests use expires, if known:
+    /// the previous one's while a rotation still falls back to it.
+    pub fn credential_expires(&self) -> Option<time::Date> {
+        match self.status.client_secret_in_use {
+            Some(super::status::SecretInUse::Previous) => self.app.previous_client_secret_expires,
+            _ => self.app.client_secret_expires,
+        }
+    }
+
     pub fn new(app: AppRegistration) -> Self {
         Self {
             app,

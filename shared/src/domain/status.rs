@@ -20,6 +20,7 @@ use time::OffsetDateTime;
     Serialize,
     Deserialize,
     strum::EnumIter,
+    strum::EnumString,
     strum::Display,
     strum::IntoStaticStr,
 )]
@@ -110,6 +111,35 @@ pub struct Status {
     /// writing on every one.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
+    /// Which client secret the last successful token request used, once a
+    /// connection holds two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_in_use: Option<SecretInUse>,
+}
+
+/// One of the two client secrets a connection holds during a rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum SecretInUse {
+    Newest,
+    Previous,
+}
+
+/// From this many days before a client secret expires, the status says so
+/// and a human is needed (Entra ID secrets live at most 24 months).
+pub const CREDENTIAL_WARNING_DAYS: i64 = 30;
+
+/// Whole days from `now` to the day a credential expires (negative once it
+/// has expired).
+pub fn credential_days_left(expires: time::Date, now: OffsetDateTime) -> i64 {
+    (expires - now.date()).whole_days()
+}
+
+/// Whether a human must act on a connection: its state says so, or its
+/// credential expires within [`CREDENTIAL_WARNING_DAYS`].
+pub fn needs_human(state: ConnectionState, credential_days_left: Option<i64>) -> bool {
+    !state.serves_tokens() || credential_days_left.is_some_and(|d| d <= CREDENTIAL_WARNING_DAYS)
 }
 
 /// The wait after the first failure; it doubles with each further one.
@@ -137,6 +167,7 @@ impl Status {
             consecutive_failures: 0,
             changed_at: Some(now),
             next_attempt_at: None,
+            client_secret_in_use: None,
         }
     }
 
@@ -239,6 +270,29 @@ mod tests {
         assert_eq!(back.state, ConnectionState::Connected);
         assert_eq!(back.consecutive_failures, 0);
         assert_eq!(back.account.as_deref(), Some("booking@contoso.com"));
+    }
+
+    #[test]
+    fn a_credential_needs_a_human_from_thirty_days_before_it_expires() {
+        let now = datetime!(2026-11-29 23:59 UTC);
+        let days = |date| credential_days_left(date, now);
+        assert_eq!(days(time::macros::date!(2026 - 12 - 29)), 30);
+        assert_eq!(days(time::macros::date!(2026 - 11 - 29)), 0);
+        assert_eq!(days(time::macros::date!(2026 - 11 - 28)), -1);
+        let connected = ConnectionState::Connected;
+        assert!(!needs_human(connected, None));
+        assert!(!needs_human(connected, Some(31)));
+        assert!(needs_human(connected, Some(30)));
+        assert!(needs_human(connected, Some(-3)), "expired");
+        assert!(!needs_human(ConnectionState::Degraded, Some(200)));
+        for state in [
+            ConnectionState::PendingConsent,
+            ConnectionState::ReconnectRequired,
+            ConnectionState::AppMisconfigured,
+            ConnectionState::Blocked,
+        ] {
+            assert!(needs_human(state, None), "{state}");
+        }
     }
 
     #[test]

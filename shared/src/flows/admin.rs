@@ -3,6 +3,7 @@
 use crate::Broker;
 use crate::broker::BrokerError;
 use crate::domain::app::InvalidApp;
+use crate::domain::status::SecretInUse;
 use crate::domain::{
     AppRegistration, Cloud, ConnectionId, ConnectionState, DeviceKey, DeviceKeyRecord, GrantRecord,
     Mode, Provider, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
@@ -26,6 +27,16 @@ pub enum AdminError {
     LinkTtl,
     #[error("the client secret is empty")]
     EmptySecret,
+    #[error(
+        "the client secret's expiry ({0}) is not in the future: give the date Entra ID shows for the secret"
+    )]
+    SecretExpiryPast(time::Date),
+    #[error("connection '{0}' holds one client secret: there is no previous one to remove")]
+    NoPreviousSecret(ConnectionId),
+    #[error(
+        "connection '{0}' still uses its previous client secret (Entra ID refused the newest): fix the newest with `--client-secret-stdin` before removing the previous one"
+    )]
+    PreviousSecretInUse(ConnectionId),
     #[error("no vendor app is set: run `roomtoken vendor-app set` first")]
     NoVendorApp,
     #[error(
@@ -56,6 +67,19 @@ pub struct NewConnection {
     pub client_secret: Secret,
     /// The account that must sign in (any, when `None`).
     pub booking_account: Option<String>,
+    /// When the client secret expires, as Entra ID shows it.
+    pub client_secret_expires: Option<time::Date>,
+}
+
+/// A client secret's expiry must be ahead of `now`.
+fn future_expiry(
+    expires: Option<time::Date>,
+    now: OffsetDateTime,
+) -> Result<Option<time::Date>, AdminError> {
+    match expires {
+        Some(date) if date <= now.date() => Err(AdminError::SecretExpiryPast(date)),
+        other => Ok(other),
+    }
 }
 
 /// What the operator chooses for a connection whose customer registers
@@ -85,7 +109,7 @@ pub async fn add_connection(
     if new.client_secret.expose().trim().is_empty() {
         return Err(AdminError::EmptySecret);
     }
-    let app = AppRegistration::new(
+    let mut app = AppRegistration::new(
         new.id.clone(),
         new.provider,
         &new.client_id,
@@ -93,6 +117,7 @@ pub async fn add_connection(
         now,
     )?
     .for_booking_account(new.booking_account.as_deref())?;
+    app.client_secret_expires = future_expiry(new.client_secret_expires, now)?;
     create_connection(broker, app, new.client_secret, now).await
 }
 
@@ -234,6 +259,13 @@ pub struct ConnectionUpdate {
     /// Forget the pinned account and its grant: the next consent may be
     /// any account.
     pub reset_account: bool,
+    /// When the (new, or current) client secret expires.
+    pub client_secret_expires: Option<time::Date>,
+    /// A second client secret (a rotation): used first from now on; the
+    /// current one becomes the previous, tried when the new one is refused.
+    pub add_client_secret: Option<Secret>,
+    /// Retire the previous client secret.
+    pub remove_client_secret: bool,
 }
 
 pub async fn update_connection(
@@ -245,14 +277,34 @@ pub async fn update_connection(
     let repo = &broker.repo;
     let serve = serve_of(broker, id).await?;
     let mut app = serve.value.app.clone();
-    let (mode, secret_expires) = (app.mode, app.client_secret_expires);
+    let (mode, secret_expires, previous_expires) = (
+        app.mode,
+        app.client_secret_expires,
+        app.previous_client_secret_expires,
+    );
     // An empty name forgets it.
     let booking_account = update
         .booking_account
         .clone()
         .or_else(|| app.booking_account.clone());
-    let changes_app_or_secret =
-        update.provider.is_some() || update.client_id.is_some() || update.client_secret.is_some();
+    let rotates = update.add_client_secret.is_some() || update.remove_client_secret;
+    let changes_app_or_secret = update.provider.is_some()
+        || update.client_id.is_some()
+        || update.client_secret.is_some()
+        || update.client_secret_expires.is_some()
+        || rotates;
+    if update.remove_client_secret {
+        let grant = repo
+            .grant(id)
+            .await?
+            .ok_or_else(|| AdminError::NotFound(id.clone()))?;
+        if grant.value.previous_client_secret.is_none() {
+            return Err(AdminError::NoPreviousSecret(id.clone()));
+        }
+        if serve.value.status.client_secret_in_use == Some(SecretInUse::Previous) {
+            return Err(AdminError::PreviousSecretInUse(id.clone()));
+        }
+    }
     if app.is_vendor() && changes_app_or_secret {
         return Err(AdminError::VendorConnection(id.clone()));
     }
@@ -262,7 +314,11 @@ pub async fn update_connection(
     let app_changed = update.provider.is_some()
         || update.client_id.is_some()
         || update.resources.is_some()
-        || update.booking_account.is_some();
+        || update.booking_account.is_some()
+        // The expiry shown in the status belongs to the secret.
+        || update.client_secret_expires.is_some()
+        || update.client_secret.is_some()
+        || rotates;
     if let Some(provider) = update.provider {
         app.provider = provider;
     }
@@ -286,22 +342,44 @@ pub async fn update_connection(
         app
     };
     app.mode = mode;
-    // A new secret's expiry is not known (the old one's no longer applies).
-    app.client_secret_expires = secret_expires.filter(|_| update.client_secret.is_none());
+    // A new secret without its expiry: unknown (the old one's no longer
+    // applies).
+    let new_secret = update.client_secret.is_some() || update.add_client_secret.is_some();
+    app.client_secret_expires = match future_expiry(update.client_secret_expires, now)? {
+        Some(date) => Some(date),
+        None => secret_expires.filter(|_| !new_secret),
+    };
+    app.previous_client_secret_expires = if update.add_client_secret.is_some() {
+        secret_expires
+    } else if update.remove_client_secret {
+        None
+    } else {
+        previous_expires
+    };
     let app = app.for_booking_account(booking_account.as_deref())?;
-    if let Some(secret) = &update.client_secret
-        && secret.expose().trim().is_empty()
+    for secret in [&update.client_secret, &update.add_client_secret]
+        .into_iter()
+        .flatten()
     {
-        return Err(AdminError::EmptySecret);
+        if secret.expose().trim().is_empty() {
+            return Err(AdminError::EmptySecret);
+        }
     }
     // The grant first: a new secret or a forgotten account must be in place
     // before the serve secret says the connection may be tried again.
-    if update.client_secret.is_some() || update.reset_account {
+    if update.client_secret.is_some() || update.reset_account || rotates {
         let written = repo
             .update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
                 let mut record = record?;
                 if let Some(secret) = &update.client_secret {
                     record.client_secret = secret.clone();
+                }
+                if let Some(secret) = &update.add_client_secret {
+                    let current = std::mem::replace(&mut record.client_secret, secret.clone());
+                    record.previous_client_secret = Some(current);
+                }
+                if update.remove_client_secret {
+                    record.previous_client_secret = None;
                 }
                 if update.reset_account {
                     record.grant = None;
@@ -330,6 +408,10 @@ pub async fn update_connection(
             // A fixed registration deserves another attempt: leave the
             // state that made refresh passes skip this connection.
             record.status = record.status.retry_after_fix();
+        }
+        if update.add_client_secret.is_some() || update.remove_client_secret {
+            // Which secret works is known again after the next refresh.
+            record.status.client_secret_in_use = None;
         }
         Some(record)
     })

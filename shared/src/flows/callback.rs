@@ -8,6 +8,7 @@ use crate::crypto::{ConsentSession, Purpose};
 use crate::domain::Mode;
 use crate::domain::claims::{ClaimsError, IdTokenClaims};
 use crate::domain::records::room_in_both;
+use crate::domain::status::SecretInUse;
 use crate::domain::{
     AccessTokens, Account, AccountKey, ConnectionId, FailureClass, Grant, GrantRecord, Secret,
     ServeRecord, Status, Writer,
@@ -248,31 +249,52 @@ async fn complete(
         }
         None => (serve.value.app, grant.value.client_secret.clone()),
     };
+    // During a rotation, the previous secret if the identity platform
+    // refuses the newest (the code is not spent by a refused client).
+    let previous = (session.setup.is_none() && !app.is_vendor())
+        .then(|| grant.value.previous_client_secret.clone())
+        .flatten();
     let first = app
         .resource(None)
         .cloned()
         .ok_or(CallbackError::UnknownConnection)?;
     let mut scopes = vec!["openid".to_owned(), "profile".to_owned()];
     scopes.extend(first.token_request_scopes());
-    let tokens = broker
-        .identity
-        .redeem_code(
-            AppClient {
-                app: &app,
-                secret: &client_secret,
-            },
-            SignInCode {
-                code: code.expose(),
-                redirect_uri: &broker.redirect_uri()?,
-                pkce_verifier: &session.pkce_verifier,
-            },
-            &scopes,
-        )
-        .await
-        .map_err(|e| match e.class() {
-            FailureClass::ReconnectNeeded => CallbackError::CodeRejected(e),
-            _ => CallbackError::Identity(e),
-        })?;
+    let redirect_uri = broker.redirect_uri()?;
+    let redeem = |secret: Secret| {
+        let (app, scopes, redirect_uri) = (&app, &scopes, &redirect_uri);
+        let (code, verifier) = (code.expose(), &session.pkce_verifier);
+        async move {
+            let client = AppClient {
+                app,
+                secret: &secret,
+            };
+            let sign_in = SignInCode {
+                code,
+                redirect_uri,
+                pkce_verifier: verifier,
+            };
+            broker
+                .identity
+                .redeem_code(client, sign_in, scopes)
+                .await
+                .map(|tokens| (tokens, secret))
+        }
+    };
+    let rotating = previous.is_some();
+    let mut in_use = rotating.then_some(SecretInUse::Newest);
+    let redeemed = match (redeem(client_secret.clone()).await, previous) {
+        (Err(e), Some(previous)) if e.rejects_client_secret() => {
+            tracing::warn!(connection = %id, "the newest client secret was refused; trying the previous one");
+            in_use = Some(SecretInUse::Previous);
+            redeem(previous).await
+        }
+        (result, _) => result,
+    };
+    let (tokens, client_secret) = redeemed.map_err(|e| match e.class() {
+        FailureClass::ReconnectNeeded => CallbackError::CodeRejected(e),
+        _ => CallbackError::Identity(e),
+    })?;
     let id_token = tokens.id_token.as_ref().ok_or(ClaimsError::Malformed)?;
     let account = IdTokenClaims::decode(id_token.expose())?.verify(
         &app.client_id,
@@ -356,7 +378,10 @@ async fn complete(
         now,
     )
     .await?;
-    let status = Status::connected(&account.display, now);
+    let status = Status {
+        client_secret_in_use: in_use,
+        ..Status::connected(&account.display, now)
+    };
     let written = repo
         .update::<ServeRecord, _>(&id, Part::Serve, Writer::Person, now, |record| {
             let mut record = record?;

@@ -17,7 +17,10 @@
 
 use crate::Broker;
 use crate::domain::device_key::key_id;
-use crate::domain::{AccessTokens, ConnectionId, ConnectionState, KeyCheck, LastError, Status};
+use crate::domain::status::{SecretInUse, credential_days_left, needs_human};
+use crate::domain::{
+    AccessTokens, ConnectionId, ConnectionState, KeyCheck, LastError, Mode, ServeRecord, Status,
+};
 pub use crate::snapshot::{ConnectionSnapshot, MIN_SERVE_VALIDITY, ReadCache, ServedToken};
 use crate::store::StoreError;
 use serde::Serialize;
@@ -69,8 +72,12 @@ pub struct TokenReply {
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusView {
     pub connection: ConnectionId,
+    pub mode: Mode,
     pub state: ConnectionState,
-    pub advice: &'static str,
+    /// Whether a human must act: the state, or a credential that expires
+    /// within 30 days.
+    pub needs_human: bool,
+    pub advice: String,
     pub account: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub connected_at: Option<OffsetDateTime>,
@@ -79,21 +86,67 @@ pub struct StatusView {
     pub expires_at: BTreeMap<String, String>,
     pub last_error: Option<LastError>,
     pub consecutive_failures: u32,
+    /// When the client secret in use expires (`YYYY-MM-DD`), if known.
+    pub credential_expires: Option<String>,
+    /// Days until then, negative once expired.
+    pub credential_days_left: Option<i64>,
+    /// During a rotation (two client secrets): which one the last token
+    /// request used, `newest` or `previous`.
+    pub credential_in_use: Option<SecretInUse>,
 }
 
-pub fn status_view(
-    id: &ConnectionId,
-    status: &Status,
-    access: Option<&AccessTokens>,
-) -> StatusView {
+/// What the status shows of a connection, from its serve secret.
+#[derive(Clone, Copy)]
+pub struct StatusFacts<'a> {
+    pub status: &'a Status,
+    pub access: Option<&'a AccessTokens>,
+    pub mode: Mode,
+    pub credential_expires: Option<time::Date>,
+    pub previous_credential_expires: Option<time::Date>,
+}
+
+impl<'a> StatusFacts<'a> {
+    pub fn of(record: &'a ServeRecord) -> Self {
+        Self {
+            status: &record.status,
+            access: record.access.as_ref(),
+            mode: record.app.mode,
+            credential_expires: record.app.client_secret_expires,
+            previous_credential_expires: record.app.previous_client_secret_expires,
+        }
+    }
+
+    /// The expiry of the secret that token requests use.
+    fn in_use_expires(&self) -> Option<time::Date> {
+        match self.status.client_secret_in_use {
+            Some(SecretInUse::Previous) => self.previous_credential_expires,
+            _ => self.credential_expires,
+        }
+    }
+}
+
+pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTime) -> StatusView {
     let format = |t: OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     };
+    let (status, access) = (facts.status, facts.access);
+    let credential_expires = facts.in_use_expires();
+    let days_left = credential_expires.map(|date| credential_days_left(date, now));
+    let needs_human = needs_human(status.state, days_left);
+    let advice = match (credential_expires, days_left) {
+        // The state's own advice comes first when it needs a human.
+        (Some(date), Some(days)) if status.state.serves_tokens() && needs_human => {
+            credential_advice(id, date, days)
+        }
+        _ => status.state.advice().to_owned(),
+    };
     StatusView {
         connection: id.clone(),
+        mode: facts.mode,
         state: status.state,
-        advice: status.state.advice(),
+        needs_human,
+        advice,
         account: status.account.clone(),
         connected_at: status.connected_at,
         last_refresh_at: access.and_then(|a| a.tokens.iter().map(|t| t.obtained_at).max()),
@@ -107,6 +160,23 @@ pub fn status_view(
             .unwrap_or_default(),
         last_error: status.last_error.clone(),
         consecutive_failures: status.consecutive_failures,
+        credential_expires: credential_expires.map(|d| d.to_string()),
+        credential_days_left: days_left,
+        credential_in_use: status.client_secret_in_use,
+    }
+}
+
+/// `credential_expiring` (or `credential_expired`): what to do, and how.
+fn credential_advice(id: &ConnectionId, date: time::Date, days: i64) -> String {
+    let how = format!(
+        "create a new client secret for the app in Entra ID and store it with `roomtoken connection update {id} --client-secret-stdin --client-secret-expires YYYY-MM-DD`"
+    );
+    if days < 0 {
+        format!("credential_expired: the client secret expired on {date}; {how}.")
+    } else {
+        format!(
+            "credential_expiring: the client secret expires on {date} ({days} days left); before then, {how}."
+        )
     }
 }
 
@@ -175,10 +245,7 @@ async fn load_snapshot(
     now: OffsetDateTime,
 ) -> Result<(Arc<ConnectionSnapshot>, Option<OffsetDateTime>), StoreError> {
     let snapshot = match broker.repo.serve(id).await? {
-        Some(serve) => {
-            let serve = serve.value;
-            ConnectionSnapshot::new(serve.keys, serve.access, serve.status)
-        }
+        Some(serve) => ConnectionSnapshot::new(serve.value),
         None => ConnectionSnapshot::default(),
     };
     let until = snapshot.servable_until(now);
@@ -318,19 +385,37 @@ pub async fn read_status(
     now: OffsetDateTime,
 ) -> Result<StatusView, ReadError> {
     let (id, snapshot) = authenticate(broker, connection, presented_key, now).await?;
-    Ok(status_view(&id, &snapshot.status, snapshot.access.as_ref()))
+    let facts = StatusFacts {
+        status: &snapshot.status,
+        access: snapshot.access.as_ref(),
+        mode: snapshot.mode,
+        credential_expires: snapshot.credential_expires,
+        previous_credential_expires: snapshot.previous_credential_expires,
+    };
+    Ok(status_view(&id, facts, now))
 }
 
 /// The status view straight from the store (admin side, no key needed).
 pub async fn load_status_view(
     broker: &Broker,
     id: &ConnectionId,
+    now: OffsetDateTime,
 ) -> Result<StatusView, StoreError> {
     let serve = broker.repo.serve(id).await?.map(|s| s.value);
-    let (status, access) = serve
-        .map(|serve| (serve.status, serve.access))
-        .unwrap_or_default();
-    Ok(status_view(id, &status, access.as_ref()))
+    Ok(match &serve {
+        Some(record) => status_view(id, StatusFacts::of(record), now),
+        None => status_view(
+            id,
+            StatusFacts {
+                status: &Status::default(),
+                access: None,
+                mode: Mode::default(),
+                credential_expires: None,
+                previous_credential_expires: None,
+            },
+            now,
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 use super::mint::{AfterFailure, NotMinted, mint_each};
 use crate::Broker;
 use crate::domain::records::room_in_both;
+use crate::domain::status::SecretInUse;
 use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, GrantRecord,
     LastError, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
@@ -69,6 +70,8 @@ pub struct ConnectionResult {
     pub outcome: Outcome,
     /// The state after the pass; `None` when the store could not tell.
     pub state: Option<ConnectionState>,
+    /// When the connection's client secret expires, if known.
+    pub credential_expires: Option<time::Date>,
 }
 
 #[derive(Debug, Default)]
@@ -115,7 +118,7 @@ pub async fn refresh_pass(
     let margin = broker.config.refresh_margin;
 
     // One read per connection (its serve secret) tells what is due.
-    let surveyed: Vec<(ConnectionId, Result<Plan, StoreError>)> = futures::stream::iter(ids)
+    let surveyed: Vec<(ConnectionId, Result<Surveyed, StoreError>)> = futures::stream::iter(ids)
         .map(|id| async move {
             let plan = survey(broker, &id, options.force, margin, now).await;
             (id, plan)
@@ -125,11 +128,13 @@ pub async fn refresh_pass(
         .await;
     let mut results = Vec::new();
     let mut due = Vec::new();
-    for (id, plan) in surveyed {
-        match plan {
-            Ok(Plan::Done(outcome, state)) => results.push(finished(id, Ok((outcome, state)))),
-            Ok(Plan::Due { serve, urgency }) => due.push((urgency, id, serve)),
-            Err(e) => results.push(finished(id, Err(e))),
+    for (id, surveyed) in surveyed {
+        match surveyed {
+            Ok((Plan::Done(outcome, state), credential)) => {
+                results.push(finished(id, Ok((outcome, state)), credential))
+            }
+            Ok((Plan::Due { serve, urgency }, _)) => due.push((urgency, id, serve)),
+            Err(e) => results.push(finished(id, Err(e), None)),
         }
     }
     // The most urgent first: when the budget runs out, what is left has
@@ -154,8 +159,9 @@ pub async fn refresh_pass(
         .map(|(_, id, serve)| {
             let pass = &pass;
             async move {
+                let credential = serve.value.credential_expires();
                 let result = pass.refresh_due(&id, *serve).await;
-                finished(id, result)
+                finished(id, result, credential)
             }
         })
         .buffer_unordered(concurrency)
@@ -169,13 +175,19 @@ pub async fn refresh_pass(
 fn finished(
     id: ConnectionId,
     result: Result<(Outcome, ConnectionState), StoreError>,
+    credential_expires: Option<time::Date>,
 ) -> ConnectionResult {
     let (outcome, state) = match result {
         Ok((outcome, state)) => (outcome, Some(state)),
         Err(e) => (Outcome::StoreFailed(e.to_string()), None),
     };
     log_outcome(&id, &outcome);
-    ConnectionResult { id, outcome, state }
+    ConnectionResult {
+        id,
+        outcome,
+        state,
+        credential_expires,
+    }
 }
 
 fn log_outcome(id: &ConnectionId, outcome: &Outcome) {
@@ -221,6 +233,9 @@ fn jittered(margin: Duration) -> Duration {
     ))
 }
 
+/// A connection's plan, and when its client secret expires.
+type Surveyed = (Plan, Option<time::Date>);
+
 /// Decides from the serve secret alone whether a connection is due.
 async fn survey(
     broker: &Broker,
@@ -228,34 +243,40 @@ async fn survey(
     force: bool,
     margin: Duration,
     now: OffsetDateTime,
-) -> Result<Plan, StoreError> {
-    let pending = Plan::Done(Outcome::PendingConsent, ConnectionState::PendingConsent);
+) -> Result<Surveyed, StoreError> {
     let Some(serve) = broker.repo.serve(id).await? else {
-        return Ok(pending);
+        let pending = Plan::Done(Outcome::PendingConsent, ConnectionState::PendingConsent);
+        return Ok((pending, None));
     };
+    let credential = serve.value.credential_expires();
+    Ok((plan(serve, force, margin, now), credential))
+}
+
+fn plan(serve: Versioned<ServeRecord>, force: bool, margin: Duration, now: OffsetDateTime) -> Plan {
+    let pending = Plan::Done(Outcome::PendingConsent, ConnectionState::PendingConsent);
     let record = &serve.value;
     let status = &record.status;
     let Some(access) = &record.access else {
-        return Ok(pending);
+        return pending;
     };
     if status.state.is_permanent() && !force {
-        return Ok(Plan::Done(Outcome::Skipped(status.state), status.state));
+        return Plan::Done(Outcome::Skipped(status.state), status.state);
     }
     if let Some(until) = status.next_attempt_at.filter(|_| !status.may_attempt(now))
         && !force
     {
-        return Ok(Plan::Done(Outcome::BackingOff(until), status.state));
+        return Plan::Done(Outcome::BackingOff(until), status.state);
     }
     let resources = &record.app.resources;
     let due = access.is_due(resources, jittered(margin), now);
     if !due && !force {
-        return Ok(Plan::Done(Outcome::NotDue, status.state));
+        return Plan::Done(Outcome::NotDue, status.state);
     }
     let urgency = access.most_urgent(resources, now).unwrap_or(Duration::ZERO);
-    Ok(Plan::Due {
+    Plan::Due {
         serve: Box::new(serve),
         urgency,
-    })
+    }
 }
 
 /// What every refresh of a pass shares: the broker, the repository whose
@@ -286,6 +307,36 @@ impl Pass<'_> {
             .get_or_try_init(|| self.repo.vendor_app())
             .await?;
         Ok(vendor.as_ref().map(|v| v.client_secret.clone()))
+    }
+
+    /// One round of token requests with `client_secret`.
+    async fn mint_round(
+        &self,
+        id: &ConnectionId,
+        app: &AppRegistration,
+        refresh_token: Secret,
+        client_secret: &Secret,
+    ) -> crate::flows::mint::Minted {
+        let (broker, deadline) = (self.broker, self.deadline);
+        mint_each(
+            &app.resources,
+            refresh_token,
+            self.now,
+            AfterFailure::Stop,
+            |resource, refresh_token| async move {
+                redeem(
+                    broker,
+                    id,
+                    app,
+                    client_secret,
+                    &refresh_token,
+                    resource,
+                    deadline,
+                )
+                .await
+            },
+        )
+        .await
     }
 
     async fn refresh_due(
@@ -369,7 +420,7 @@ impl Pass<'_> {
         grant: Versioned<GrantRecord>,
         serve: Versioned<ServeRecord>,
     ) -> Result<(Outcome, ConnectionState), StoreError> {
-        let (broker, now) = (self.broker, self.now);
+        let now = self.now;
         let app = &serve.value.app;
         let Some(held) = &grant.value.grant else {
             return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
@@ -394,27 +445,37 @@ impl Pass<'_> {
             .await?;
             return Ok((Outcome::Failed(error), state));
         };
-        let client_secret = &client_secret;
-        // One request per resource, each with the newest refresh token.
-        let round = mint_each(
-            &app.resources,
-            held.refresh_token.clone(),
-            now,
-            AfterFailure::Stop,
-            |resource, refresh_token| async move {
-                redeem(
-                    broker,
-                    id,
-                    app,
-                    client_secret,
-                    &refresh_token,
-                    resource,
-                    self.deadline,
-                )
-                .await
-            },
-        )
-        .await;
+        // One request per resource, each with the newest refresh token;
+        // with the newest client secret, and during a rotation with the
+        // previous one when the identity platform refuses the newest.
+        let previous = (!app.is_vendor())
+            .then(|| grant.value.previous_client_secret.clone())
+            .flatten();
+        let mut round = self
+            .mint_round(id, app, held.refresh_token.clone(), &client_secret)
+            .await;
+        let mut in_use = previous.as_ref().map(|_| SecretInUse::Newest);
+        if let Some(previous) = &previous
+            && round.tokens.is_empty()
+            && round
+                .failed
+                .first()
+                .is_some_and(|(_, e)| e.rejects_client_secret())
+        {
+            tracing::warn!(connection = %id, "the newest client secret was refused; trying the previous one");
+            let retry = self
+                .mint_round(id, app, held.refresh_token.clone(), previous)
+                .await;
+            let previous_works = !retry.tokens.is_empty()
+                || retry
+                    .failed
+                    .first()
+                    .is_some_and(|(_, e)| !e.rejects_client_secret());
+            if previous_works {
+                round = retry;
+                in_use = Some(SecretInUse::Previous);
+            }
+        }
         if round.tokens.is_empty() && round.failed.is_empty() {
             // The pass's time ran out before the first request: nothing
             // was redeemed, nothing is written.
@@ -472,8 +533,13 @@ impl Pass<'_> {
                 }
                 record.access = Some(tokens);
             }
-            let next = transition(&record.status, record.access.as_ref());
-            let worth_writing = minted.is_some() || record.status.worth_writing(&next);
+            let mut next = transition(&record.status, record.access.as_ref());
+            if result.is_ok() {
+                next.client_secret_in_use = in_use;
+            }
+            let worth_writing = minted.is_some()
+                || record.status.worth_writing(&next)
+                || record.status.client_secret_in_use != next.client_secret_in_use;
             record.status = next;
             worth_writing
         };

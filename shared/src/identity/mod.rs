@@ -112,6 +112,14 @@ impl IdentityError {
         }
     }
 
+    /// Whether the identity platform refused the client secret itself, as
+    /// invalid (AADSTS7000215) or expired (AADSTS7000222): another secret of
+    /// the same app may still work.
+    pub fn rejects_client_secret(&self) -> bool {
+        let code = self.code();
+        code == "AADSTS7000215" || code == "AADSTS7000222"
+    }
+
     /// The short code an admin can quote: `AADSTS70000`, `HTTP 503`, `timeout`.
     pub fn code(&self) -> String {
         match self {

@@ -4,6 +4,7 @@
 mod browser;
 mod end_to_end;
 mod fault_campaign;
+mod fleet_status;
 mod hostile_provider;
 mod lambda_functions;
 mod lambda_http;
@@ -11,6 +12,7 @@ mod least_privilege;
 mod openapi;
 mod pages;
 mod refresh;
+mod rotation;
 mod sam_template;
 mod schema_fuzz;
 mod secrets_manager;
