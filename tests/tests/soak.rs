@@ -60,7 +60,8 @@ struct Tally {
     allowed_failures: HashMap<String, u64>,
     /// Reads that failed while a valid token existed: must stay empty.
     violations: Vec<String>,
-    /// (display, resource) → the last token served: its expiry and when.
+    /// (display, resource) → the last token served while the store was up:
+    /// its expiry and when.
     last_served: HashMap<(usize, usize), (OffsetDateTime, OffsetDateTime)>,
 }
 
@@ -147,20 +148,25 @@ async fn reader(soak: Arc<Soak>, first: usize) {
             Err(e) => (0, serde_json::json!({"error": format!("no answer: {e}")})),
         };
         let mut tally = soak.tally.lock().expect("tally");
+        let store_down = soak.store_down.load(Ordering::Relaxed);
         tally.reads += 1;
         if status == 200 {
             tally.served += 1;
-            let expires_in = body["expires_in"].as_i64().unwrap_or_default();
-            let expires_at = now + time::Duration::seconds(expires_in);
-            tally.last_served.insert((d, r), (expires_at, now));
+            // Served while the store was up: read from the store in this
+            // cycle. (While it is down, the answer may come from a snapshot
+            // read cycles ago, which is older than this moment says.)
+            if !store_down {
+                let expires_in = body["expires_in"].as_i64().unwrap_or_default();
+                let expires_at = now + time::Duration::seconds(expires_in);
+                tally.last_served.insert((d, r), (expires_at, now));
+            }
             continue;
         }
         let reason = format!("{status} {}", body["error"].as_str().unwrap_or("-"));
         let in_store = cycle.servable.get(&(d, r)).copied().unwrap_or(false);
-        let store_down = soak.store_down.load(Ordering::Relaxed);
-        // What the broker had served this display, still valid, recently
-        // enough to be in its memory for the store's outage (the read
-        // cache's stale-if-error).
+        // What the broker read from the store and served this display,
+        // still valid, recently enough to be in its memory for the store's
+        // outage (the read cache's stale-if-error counts from the read).
         let known = tally
             .last_served
             .get(&(d, r))
