@@ -5,9 +5,10 @@ VENV="${ROOMTOKEN_VENV:-$PWD/.venv}"
 
 # Versions the suite is known to pass with: moto for Secrets Manager,
 # cfn-lint and the SAM translator for infra/template.yaml; schemathesis to
-# fuzz the HTTP API from its OpenAPI document.
+# fuzz the HTTP API from its OpenAPI document; standardwebhooks for the test
+# receiver that verifies every notification (tests/webhook_receiver.py).
 PYTHON_TOOLS=("moto[server]==5.2.1" "cfn-lint==1.58.0" "aws-sam-translator==1.115.0"
-  "schemathesis==4.32.5")
+  "schemathesis==4.32.5" "standardwebhooks==1.1.0")
 
 # What scripts/build-lambdas.sh needs: cargo-lambda and the Zig it links with.
 LAMBDA_TOOLS=("cargo-lambda==1.9.2" "ziglang==0.17.1")
@@ -73,8 +74,9 @@ ensure_chromium() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
-# Starts moto (Secrets Manager) and chromedriver on free loopback ports,
-# exports what the tests read, and stops both when the calling script exits.
+# Starts moto (Secrets Manager), chromedriver and the webhook receiver on
+# free loopback ports, exports what the tests read, and stops them when the
+# calling script exits.
 start_services() {
   SERVICE_PIDS=()
   SERVICE_LOGS=$(mktemp -d -t roomtoken-services.XXXXXX)
@@ -91,7 +93,14 @@ start_services() {
   SERVICE_PIDS+=($!)
   wait_for_http "http://127.0.0.1:$driver_port/status" "chromedriver" "$SERVICE_LOGS/chromedriver.log"
 
+  local receiver_port
+  receiver_port=$(free_port)
+  "$VENV/bin/python" tests/webhook_receiver.py "$receiver_port" >"$SERVICE_LOGS/webhook-receiver.log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  wait_for_http "http://127.0.0.1:$receiver_port/health" "webhook receiver" "$SERVICE_LOGS/webhook-receiver.log"
+
   export ROOMTOKEN_TEST_WEBDRIVER="http://127.0.0.1:$driver_port"
+  export ROOMTOKEN_TEST_WEBHOOK_RECEIVER="http://127.0.0.1:$receiver_port"
   export ROOMTOKEN_TEST_SCHEMATHESIS="$VENV/bin/schemathesis"
   export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
   export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1

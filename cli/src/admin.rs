@@ -5,6 +5,7 @@ use crate::{Cli, open_broker};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use roomtoken::Broker;
+use roomtoken::domain::notify::WebhookSecret;
 use roomtoken::domain::status::SecretInUse;
 use roomtoken::domain::{
     AppRegistration, Cloud, ConnectionId, ConnectionState, Provider, Resource, Secret, VendorApp,
@@ -41,6 +42,10 @@ pub enum AdminCommand {
     /// Set or show the deployment's multi-tenant (vendor) app.
     #[command(subcommand)]
     VendorApp(VendorAppCommand),
+    /// Set the secret that signs the notifications sent to
+    /// ROOMTOKEN_WEBHOOK_URL (Standard Webhooks).
+    #[command(subcommand)]
+    WebhookSecret(WebhookSecretCommand),
     /// Show the state of one or every connection, those that need a human
     /// first; exits with 2 when any shown does.
     Status {
@@ -131,6 +136,16 @@ impl SecretSource {
         }
         Ok(Some(Secret::new(text)))
     }
+}
+
+/// The webhook signing secret, stored as the system secret
+/// `system/webhook-secret` (ROOMTOKEN_WEBHOOK_SECRET, where set, wins).
+#[derive(Subcommand, Debug)]
+pub enum WebhookSecretCommand {
+    /// Store a new random secret and print it, once, for the receiver.
+    Generate,
+    /// Store the secret given on stdin (`whsec_` and base64).
+    Set,
 }
 
 /// The deployment's multi-tenant app.
@@ -291,6 +306,7 @@ pub async fn run(
         }
         AdminCommand::Key(command) => key(&broker, command, out, now).await,
         AdminCommand::VendorApp(command) => vendor_app(&broker, command, stdin, out).await,
+        AdminCommand::WebhookSecret(command) => webhook_secret(&broker, command, stdin, out).await,
         AdminCommand::Status { id, json, state } => {
             status(&broker, id.as_ref(), *json, state, out, now).await
         }
@@ -503,6 +519,35 @@ fn resource_names(app: &AppRegistration) -> String {
         .map(|r| r.name.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+async fn webhook_secret(
+    broker: &Broker,
+    command: &WebhookSecretCommand,
+    stdin: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let secret = match command {
+        WebhookSecretCommand::Generate => WebhookSecret::generate(),
+        WebhookSecretCommand::Set => {
+            let mut text = String::new();
+            stdin.read_line(&mut text)?;
+            WebhookSecret::parse(&text)?
+        }
+    };
+    broker.repo.set_webhook_secret(&secret).await?;
+    if let WebhookSecretCommand::Generate = command {
+        writeln!(out, "{}", secret.expose())?;
+        eprintln!(
+            "webhook secret stored; give the line above to the receiver (it is not shown again)"
+        );
+    } else {
+        writeln!(out, "webhook secret stored")?;
+    }
+    if broker.config.webhook_url.is_none() {
+        eprintln!("note: ROOMTOKEN_WEBHOOK_URL is not set here, so nothing is sent yet");
+    }
+    Ok(())
 }
 
 async fn vendor_app(

@@ -10,10 +10,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::clock::{Sleeper, TokioSleeper};
 use crate::config::Config;
 use crate::crypto::{SigningKeys, generate_signing_key};
+use crate::domain::notify::WebhookSecret;
 use crate::domain::{ConnectionId, Secret};
 use crate::identity::{IdentityError, IdentityProvider, OAuthClient};
 use crate::snapshot::ReadCache;
 use crate::store::{Repository, SecretName, SecretStore, StoreError};
+use crate::webhook::{HttpWebhookSender, WebhookSender};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use time::OffsetDateTime;
@@ -25,6 +27,8 @@ pub struct Broker {
     pub identity: Arc<dyn IdentityProvider>,
     pub config: Config,
     pub sleeper: Arc<dyn Sleeper>,
+    /// Sends the notifications of `config.webhook_url`.
+    pub webhooks: Arc<dyn WebhookSender>,
     clock: Arc<dyn Clock>,
     /// What token-read read from the store, kept `config.read_cache_ttl`.
     pub(crate) read_cache: ReadCache,
@@ -36,7 +40,13 @@ pub struct Broker {
     /// the same process leaves them alone instead of redeeming the same
     /// refresh token again.
     refreshing: Mutex<HashSet<ConnectionId>>,
+    /// Notifications this process delivered whose outbox entry is not yet
+    /// written down (the quota was kept for refreshes), newest last.
+    delivered: Mutex<std::collections::VecDeque<String>>,
 }
+
+/// Delivered notifications remembered at once, at most.
+const DELIVERED_CAPACITY: usize = 4_096;
 
 /// This process's claim on refreshing one connection, given back on drop.
 pub struct RefreshClaim<'a> {
@@ -73,6 +83,7 @@ impl Broker {
         Self {
             repo: Repository::new(store),
             identity,
+            webhooks: Arc::new(HttpWebhookSender::new(config.webhook_timeout)),
             config,
             sleeper: Arc::new(TokioSleeper),
             clock: Arc::new(SystemClock),
@@ -80,6 +91,7 @@ impl Broker {
             unknown_cache,
             keys: OnceCell::new(),
             refreshing: Mutex::new(HashSet::new()),
+            delivered: Mutex::default(),
         }
     }
 
@@ -115,6 +127,50 @@ impl Broker {
 
     pub fn now(&self) -> OffsetDateTime {
         self.clock.now()
+    }
+
+    /// Whether this process delivered notification `id` already.
+    pub(crate) fn was_delivered(&self, id: &str) -> bool {
+        let delivered = self
+            .delivered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        delivered.iter().any(|d| d == id)
+    }
+
+    pub(crate) fn remember_delivered(&self, ids: &[String]) {
+        let mut delivered = self
+            .delivered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for id in ids {
+            if !delivered.contains(id) {
+                delivered.push_back(id.clone());
+            }
+        }
+        let excess = delivered.len().saturating_sub(DELIVERED_CAPACITY);
+        delivered.drain(..excess);
+    }
+
+    pub(crate) fn forget_delivered(&self, ids: &[String]) {
+        let mut delivered = self
+            .delivered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        delivered.retain(|d| !ids.contains(d));
+    }
+
+    /// Whether changes of state are queued for the operator's webhook.
+    pub fn notifies(&self) -> bool {
+        self.config.webhook_url.is_some()
+    }
+
+    /// The webhook signing secret: the environment's, else the stored one.
+    pub async fn webhook_secret(&self) -> Result<Option<WebhookSecret>, StoreError> {
+        if let Some(secret) = &self.config.webhook_secret {
+            return Ok(Some(secret.clone()));
+        }
+        self.repo.webhook_secret().await
     }
 
     /// The clock the broker reads, for the parts that pace themselves.

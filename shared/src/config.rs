@@ -1,6 +1,7 @@
 //! Configuration shared by every entry point, read from the environment
 //! (which the SAM template sets) with the defaults of DESIGN.md.
 
+use crate::domain::notify::{BadWebhookSecret, WebhookSecret};
 use crate::domain::retry::RetryPolicy;
 use crate::store::StoreSpec;
 use std::time::Duration;
@@ -32,6 +33,13 @@ pub struct Config {
     /// Write calls per second a refresh pass may send to the store; `None`:
     /// unpaced (the file store's default).
     pub write_budget: Option<u32>,
+    /// Where changes of state are sent (Standard Webhooks); `None`: not sent.
+    pub webhook_url: Option<Url>,
+    /// The webhook signing secret from the environment; without it, the
+    /// system secret `system/webhook-secret` (`roomtoken webhook-secret`).
+    pub webhook_secret: Option<WebhookSecret>,
+    /// Timeout of one delivery to the webhook.
+    pub webhook_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +54,12 @@ pub enum ConfigError {
     Duration(&'static str, humantime::DurationError),
     #[error("ROOMTOKEN_REFRESH_CONCURRENCY must be a number from 1 to 256")]
     Concurrency,
+    #[error(
+        "ROOMTOKEN_WEBHOOK_URL must be an absolute https URL, for example https://ops.example.com/roomtoken (http only on loopback)"
+    )]
+    WebhookUrl,
+    #[error("ROOMTOKEN_WEBHOOK_SECRET: {0}")]
+    WebhookSecret(BadWebhookSecret),
     #[error(
         "ROOMTOKEN_WRITE_BUDGET must be a number of write calls per second from 1 to 1000, or 'off'"
     )]
@@ -66,6 +80,9 @@ impl Config {
             kms_key_id: None,
             read_cache_ttl: Duration::from_secs(60),
             write_budget: default_write_budget(&store),
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_timeout: Duration::from_secs(5),
             store,
         }
     }
@@ -115,6 +132,17 @@ impl Config {
             config.write_budget = parse_write_budget(&budget)?;
         }
         config.kms_key_id = get("ROOMTOKEN_KMS_KEY_ID");
+        if let Some(url) = get("ROOMTOKEN_WEBHOOK_URL") {
+            config.webhook_url = Some(parse_webhook_url(&url)?);
+        }
+        if let Some(secret) = get("ROOMTOKEN_WEBHOOK_SECRET") {
+            config.webhook_secret =
+                Some(WebhookSecret::parse(&secret).map_err(ConfigError::WebhookSecret)?);
+        }
+        if let Some(timeout) = get("ROOMTOKEN_WEBHOOK_TIMEOUT") {
+            config.webhook_timeout = humantime::parse_duration(&timeout)
+                .map_err(|e| ConfigError::Duration("ROOMTOKEN_WEBHOOK_TIMEOUT", e))?;
+        }
         Ok(config)
     }
 
@@ -157,6 +185,15 @@ pub fn parse_public_url(text: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// The webhook's URL: https, or http on loopback (the notifications name
+/// connections, accounts and errors).
+pub fn parse_webhook_url(text: &str) -> Result<Url, ConfigError> {
+    let url: Url = text.trim().parse().map_err(|_| ConfigError::WebhookUrl)?;
+    crate::domain::app::require_secure(&url, "the webhook URL")
+        .map_err(|_| ConfigError::WebhookUrl)?;
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +218,8 @@ mod tests {
             ("ROOMTOKEN_SECRET_PREFIX", "rt-prod/"),
             ("ROOMTOKEN_READ_CACHE_TTL", "0s"),
             ("ROOMTOKEN_WRITE_BUDGET", "5"),
+            ("ROOMTOKEN_WEBHOOK_URL", "https://ops.example.com/hooks"),
+            ("ROOMTOKEN_WEBHOOK_TIMEOUT", "2s"),
         ]
         .into();
         let config = Config::from_lookup(StoreSpec::File(".roomtoken".into()), |k| {
@@ -192,6 +231,11 @@ mod tests {
         assert_eq!(config.secret_prefix, "rt-prod/");
         assert_eq!(config.read_cache_ttl, Duration::ZERO);
         assert_eq!(config.write_budget, Some(5));
+        assert_eq!(config.webhook_timeout, Duration::from_secs(2));
+        assert_eq!(
+            config.webhook_url.map(String::from).as_deref(),
+            Some("https://ops.example.com/hooks")
+        );
         assert_eq!(
             config.public_url.unwrap().host_str(),
             Some("tokens.example.com")
@@ -224,5 +268,11 @@ mod tests {
         assert!(bad("ROOMTOKEN_REFRESH_MARGIN", "soon").contains("ROOMTOKEN_REFRESH_MARGIN"));
         assert!(bad("ROOMTOKEN_READ_CACHE_TTL", "30").contains("ROOMTOKEN_READ_CACHE_TTL"));
         assert!(bad("ROOMTOKEN_WRITE_BUDGET", "0").contains("ROOMTOKEN_WRITE_BUDGET"));
+        assert!(bad("ROOMTOKEN_WEBHOOK_URL", "http://ops.example.com").contains("https"));
+        let secret = bad("ROOMTOKEN_WEBHOOK_SECRET", "hunter2hunter2");
+        assert!(
+            secret.contains("whsec_") && !secret.contains("hunter2"),
+            "{secret}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! - [`store`]: the secret-store port with the file and Secrets Manager adapters.
 //! - [`flows`]: the four use cases (connect start, callback, refresh pass, token read).
 //! - [`http`]: the axum routes that the Lambda functions and `roomtoken serve` share.
+//! - [`webhook`]: the port that sends the operator's notifications, and its HTTP adapter.
 
 pub mod broker;
 pub mod cache;
@@ -20,6 +21,7 @@ pub mod pacer;
 pub mod runtime;
 pub mod snapshot;
 pub mod store;
+pub mod webhook;
 
 #[cfg(test)]
 mod properties;

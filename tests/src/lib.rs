@@ -13,6 +13,7 @@ pub mod failing_store;
 pub mod fleet;
 pub mod tcp_proxy;
 pub mod vendor;
+pub mod webhook;
 
 use roomtoken::clock::{ManualClock, Sleeper};
 use roomtoken::identity::OAuthClient;

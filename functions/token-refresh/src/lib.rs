@@ -7,6 +7,7 @@ pub mod metrics;
 use roomtoken::Broker;
 use roomtoken::domain::ConnectionId;
 use roomtoken::domain::status::{credential_days_left, needs_human};
+use roomtoken::flows::notify::DeliveryReport;
 use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
 use roomtoken::store::StoreError;
 use std::collections::BTreeMap;
@@ -48,6 +49,8 @@ pub struct PassSummary {
     /// Days until the earliest known client secret expiry (negative once
     /// one has expired), if any is known.
     pub credential_days_left: Option<i64>,
+    /// What was sent to the operator's webhook after the refreshes.
+    pub notifications: DeliveryReport,
 }
 
 impl PassSummary {
@@ -55,6 +58,7 @@ impl PassSummary {
     pub fn of(report: &PassReport, now: OffsetDateTime) -> Self {
         let mut summary = PassSummary {
             connections: report.results.len(),
+            notifications: report.notifications.clone(),
             ..PassSummary::default()
         };
         for result in &report.results {
@@ -151,9 +155,11 @@ mod tests {
             id: ConnectionId::parse(id).unwrap(),
             outcome: Outcome::NotDue,
             state: Some(state),
+            status: None,
             credential_expires: days.map(|d| now.date() + time::Duration::days(d)),
         };
         let report = PassReport {
+            notifications: Default::default(),
             results: vec![
                 result("fine", ConnectionState::Connected, Some(90)),
                 result("expiring", ConnectionState::Connected, Some(12)),

@@ -7,7 +7,9 @@
 //!   `Deferred`, `WriteQuota`, `NeedsHuman`; and `CredentialDaysLeft` (days
 //!   until the earliest known client secret expiry) when one is known;
 //! - `FunctionName`, `FailureClass`: `Failed`, for every class;
-//! - `FunctionName`, `State`: `Connections`, for every state after the pass.
+//! - `FunctionName`, `State`: `Connections`, for every state after the pass;
+//! - `FunctionName`: `NotificationsDelivered`, `NotificationsFailed`,
+//!   `NotificationsDropped` (given up), `NotificationsWaiting` (in outboxes).
 //!
 //! Classes and states without connections are sent as 0, so that graphs and
 //! alarms see a value every pass rather than missing data.
@@ -92,6 +94,22 @@ pub fn pass_documents(summary: &PassSummary, function_name: &str, timestamp_ms: 
             json!({"State": state, "Connections": connections.unwrap_or(0)}),
         ));
     }
+    let sent = &summary.notifications;
+    documents.push(document(
+        &["FunctionName"],
+        &[
+            "NotificationsDelivered",
+            "NotificationsFailed",
+            "NotificationsDropped",
+            "NotificationsWaiting",
+        ],
+        json!({
+            "NotificationsDelivered": sent.delivered,
+            "NotificationsFailed": sent.failed,
+            "NotificationsDropped": sent.dropped,
+            "NotificationsWaiting": sent.waiting,
+        }),
+    ));
     documents
 }
 
@@ -241,7 +259,7 @@ mod tests {
     #[test]
     fn connections_are_counted_per_state_with_zeros() {
         let documents = pass_documents(&summary(), "rt-token-refresh", 1_764_000_000_000);
-        assert_eq!(documents.len(), 1 + 5 + 6);
+        assert_eq!(documents.len(), 1 + 5 + 6 + 1);
         assert_eq!(
             documents[6],
             json!({
@@ -251,7 +269,7 @@ mod tests {
                 "Connections": 1,
             })
         );
-        let per_state: BTreeMap<&str, u64> = documents[6..]
+        let per_state: BTreeMap<&str, u64> = documents[6..12]
             .iter()
             .map(|d| {
                 (
@@ -290,6 +308,18 @@ mod tests {
                 );
             }
         }
-        assert_eq!(lines.lines().count(), 12);
+        assert_eq!(lines.lines().count(), 13);
+    }
+
+    #[test]
+    fn notifications_are_counted_every_pass() {
+        let mut summary = summary();
+        summary.notifications.delivered = 3;
+        summary.notifications.dropped = 1;
+        let documents = pass_documents(&summary, "fn", 7);
+        let last = documents.last().unwrap();
+        assert_eq!(last["NotificationsDelivered"], 3);
+        assert_eq!(last["NotificationsDropped"], 1);
+        assert_eq!(last["NotificationsFailed"], 0);
     }
 }

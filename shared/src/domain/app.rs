@@ -441,7 +441,7 @@ pub enum Mode {
 }
 
 // `2027-05-31`, as the form's date field sends it.
-time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
+time::serde::format_description!(pub(crate) iso_date, Date, "[year]-[month]-[day]");
 
 /// What a customer admin entered in a self-service connection's setup form,
 /// checked: it travels in the sealed consent cookie until the callback

@@ -8,6 +8,7 @@ pub mod connection_id;
 pub mod device_key;
 pub mod failure;
 pub mod grant;
+pub mod notify;
 pub mod records;
 pub mod retry;
 pub mod secret;

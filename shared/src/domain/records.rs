@@ -184,6 +184,9 @@ pub enum Writer {
 pub const MAX_PRODUCT_VERSIONS_PER_HOUR: usize = 6;
 pub const MAX_VERSIONS_PER_DAY: usize = 90;
 pub const MAX_PERSON_VERSIONS_PER_DAY: usize = 50;
+/// Writes of the product's hourly quota that notifications never take: a
+/// refresh (two attempts, or one and a failure) always finds room.
+pub const RESERVED_FOR_REFRESH: usize = 2;
 
 /// When a secret was written in the last 24 hours, and by whom (Unix
 /// seconds, oldest first). Every writer appends to it in the write itself,
@@ -251,6 +254,15 @@ impl WriteLog {
         limits.into_iter().flatten().max()
     }
 
+    /// Whether the product may make a write that can wait (a notification's
+    /// bookkeeping) and still leave [`RESERVED_FOR_REFRESH`] writes of this
+    /// hour's quota for the refreshes that cannot.
+    pub fn spare_for_product(&self, now: OffsetDateTime) -> bool {
+        let reserve = RESERVED_FOR_REFRESH;
+        recent(&self.product, HOUR, now).len() + reserve < MAX_PRODUCT_VERSIONS_PER_HOUR
+            && recent(&self.all(), DAY, now).len() + reserve < MAX_VERSIONS_PER_DAY
+    }
+
     /// Records a write at `now` and forgets what is older than a day.
     pub fn record(&mut self, writer: Writer, now: OffsetDateTime) {
         let since = now.unix_timestamp() - DAY;
@@ -271,6 +283,30 @@ pub fn format_utc(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC)
         .format(&format)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+#[cfg(test)]
+mod spare_room_tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn notifications_leave_two_writes_an_hour_to_refreshes() {
+        let now = datetime!(2026-11-29 12:00 UTC);
+        let mut log = WriteLog::default();
+        let mut spare = 0;
+        while log.spare_for_product(now) {
+            log.record(Writer::Product, now);
+            spare += 1;
+        }
+        assert_eq!(spare, MAX_PRODUCT_VERSIONS_PER_HOUR - RESERVED_FOR_REFRESH);
+        assert_eq!(
+            log.room_for(Writer::Product, now),
+            None,
+            "a refresh still fits"
+        );
+        assert!(log.spare_for_product(now + time::Duration::hours(1)));
+    }
 }
 
 #[cfg(test)]

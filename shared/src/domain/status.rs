@@ -5,6 +5,7 @@
 //! returns to `connected`.
 
 use super::FailureClass;
+use super::notify::{CredentialWarned, Notification};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -115,6 +116,13 @@ pub struct Status {
     /// connection holds two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_in_use: Option<SecretInUse>,
+    /// Notifications not yet delivered to the operator's webhook, oldest
+    /// first (bounded: [`super::notify::MAX_OUTBOX`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<Notification>,
+    /// The last credential-expiry warning sent, so that each is sent once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_warned: Option<CredentialWarned>,
 }
 
 /// One of the two client secrets a connection holds during a rotation.
@@ -168,6 +176,18 @@ impl Status {
             changed_at: Some(now),
             next_attempt_at: None,
             client_secret_in_use: None,
+            outbox: Vec::new(),
+            credential_warned: None,
+        }
+    }
+
+    /// This status replaced by `next` (a new consent): what is still owed
+    /// to the operator (undelivered notifications, warnings sent) stays.
+    pub fn replaced_by(&self, next: Status) -> Status {
+        Status {
+            outbox: self.outbox.clone(),
+            credential_warned: self.credential_warned,
+            ..next
         }
     }
 

@@ -392,7 +392,11 @@ async fn complete(
                 record.app = app.clone();
             }
             record.access = Some(access.clone());
-            record.status = status.clone();
+            let before = record.status.state;
+            record.status = record.status.replaced_by(status.clone());
+            if broker.notifies() {
+                record.status.note_change(&id, before, now);
+            }
             Some(record)
         })
         .await?;

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod callback;
 mod mint;
+pub mod notify;
 pub mod read;
 pub mod refresh;
 pub mod setup;

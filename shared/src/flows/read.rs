@@ -167,7 +167,7 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
 }
 
 /// `credential_expiring` (or `credential_expired`): what to do, and how.
-fn credential_advice(id: &ConnectionId, date: time::Date, days: i64) -> String {
+pub(crate) fn credential_advice(id: &ConnectionId, date: time::Date, days: i64) -> String {
     let how = format!(
         "create a new client secret for the app in Entra ID and store it with `roomtoken connection update {id} --client-secret-stdin --client-secret-expires YYYY-MM-DD`"
     );

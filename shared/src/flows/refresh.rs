@@ -21,6 +21,7 @@
 //!   exactly one grant.
 
 use super::mint::{AfterFailure, NotMinted, mint_each};
+use super::notify::DeliveryReport;
 use crate::Broker;
 use crate::domain::records::room_in_both;
 use crate::domain::status::SecretInUse;
@@ -70,6 +71,9 @@ pub struct ConnectionResult {
     pub outcome: Outcome,
     /// The state after the pass; `None` when the store could not tell.
     pub state: Option<ConnectionState>,
+    /// The whole status after the pass (its outbox of notifications), when
+    /// the store could tell.
+    pub status: Option<Status>,
     /// When the connection's client secret expires, if known.
     pub credential_expires: Option<time::Date>,
 }
@@ -77,6 +81,8 @@ pub struct ConnectionResult {
 #[derive(Debug, Default)]
 pub struct PassReport {
     pub results: Vec<ConnectionResult>,
+    /// The notifications sent to the operator's webhook after the refreshes.
+    pub notifications: DeliveryReport,
 }
 
 impl PassReport {
@@ -96,7 +102,7 @@ pub struct PassOptions {
 
 /// What the survey of a pass decided for one connection.
 enum Plan {
-    Done(Outcome, ConnectionState),
+    Done(Outcome, Box<Status>),
     Due {
         serve: Box<Versioned<ServeRecord>>,
         /// Least time left of any of its tokens.
@@ -131,7 +137,7 @@ pub async fn refresh_pass(
     for (id, surveyed) in surveyed {
         match surveyed {
             Ok((Plan::Done(outcome, state), credential)) => {
-                results.push(finished(id, Ok((outcome, state)), credential))
+                results.push(finished(id, Ok((outcome, *state)), credential))
             }
             Ok((Plan::Due { serve, urgency }, _)) => due.push((urgency, id, serve)),
             Err(e) => results.push(finished(id, Err(e), None)),
@@ -169,23 +175,29 @@ pub async fn refresh_pass(
         .await;
     results.extend(refreshed);
     results.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(PassReport { results })
+    // Only now, with every refresh stored: a slow receiver delays none.
+    let notifications = super::notify::deliver(broker, &paced, &results, now, deadline).await;
+    Ok(PassReport {
+        results,
+        notifications,
+    })
 }
 
 fn finished(
     id: ConnectionId,
-    result: Result<(Outcome, ConnectionState), StoreError>,
+    result: Result<(Outcome, Status), StoreError>,
     credential_expires: Option<time::Date>,
 ) -> ConnectionResult {
-    let (outcome, state) = match result {
-        Ok((outcome, state)) => (outcome, Some(state)),
+    let (outcome, status) = match result {
+        Ok((outcome, status)) => (outcome, Some(status)),
         Err(e) => (Outcome::StoreFailed(e.to_string()), None),
     };
     log_outcome(&id, &outcome);
     ConnectionResult {
         id,
         outcome,
-        state,
+        state: status.as_ref().map(|s| s.state),
+        status,
         credential_expires,
     }
 }
@@ -245,7 +257,7 @@ async fn survey(
     now: OffsetDateTime,
 ) -> Result<Surveyed, StoreError> {
     let Some(serve) = broker.repo.serve(id).await? else {
-        let pending = Plan::Done(Outcome::PendingConsent, ConnectionState::PendingConsent);
+        let pending = Plan::Done(Outcome::PendingConsent, Box::default());
         return Ok((pending, None));
     };
     let credential = serve.value.credential_expires();
@@ -253,24 +265,24 @@ async fn survey(
 }
 
 fn plan(serve: Versioned<ServeRecord>, force: bool, margin: Duration, now: OffsetDateTime) -> Plan {
-    let pending = Plan::Done(Outcome::PendingConsent, ConnectionState::PendingConsent);
     let record = &serve.value;
+    let pending = Plan::Done(Outcome::PendingConsent, Box::new(record.status.clone()));
     let status = &record.status;
     let Some(access) = &record.access else {
         return pending;
     };
     if status.state.is_permanent() && !force {
-        return Plan::Done(Outcome::Skipped(status.state), status.state);
+        return Plan::Done(Outcome::Skipped(status.state), Box::new(status.clone()));
     }
     if let Some(until) = status.next_attempt_at.filter(|_| !status.may_attempt(now))
         && !force
     {
-        return Plan::Done(Outcome::BackingOff(until), status.state);
+        return Plan::Done(Outcome::BackingOff(until), Box::new(status.clone()));
     }
     let resources = &record.app.resources;
     let due = access.is_due(resources, jittered(margin), now);
     if !due && !force {
-        return Plan::Done(Outcome::NotDue, status.state);
+        return Plan::Done(Outcome::NotDue, Box::new(status.clone()));
     }
     let urgency = access.most_urgent(resources, now).unwrap_or(Duration::ZERO);
     Plan::Due {
@@ -343,17 +355,17 @@ impl Pass<'_> {
         &self,
         id: &ConnectionId,
         serve: Versioned<ServeRecord>,
-    ) -> Result<(Outcome, ConnectionState), StoreError> {
+    ) -> Result<(Outcome, Status), StoreError> {
         let (broker, now) = (self.broker, self.now);
-        let state = serve.value.status.state;
+        let state = serve.value.status.clone();
         let Some(_claim) = broker.claim_refresh(id) else {
             return Ok((Outcome::Busy, state));
         };
         let Some(grant) = self.repo.grant(id).await? else {
-            return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
+            return Ok((Outcome::PendingConsent, state));
         };
         if grant.value.grant.is_none() {
-            return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
+            return Ok((Outcome::PendingConsent, state));
         }
         // Room in both secrets' version quota, before anything is redeemed.
         if let Some(until) = room_in_both(&grant.value, &serve.value, Writer::Product, now) {
@@ -419,11 +431,11 @@ impl Pass<'_> {
         id: &ConnectionId,
         grant: Versioned<GrantRecord>,
         serve: Versioned<ServeRecord>,
-    ) -> Result<(Outcome, ConnectionState), StoreError> {
+    ) -> Result<(Outcome, Status), StoreError> {
         let now = self.now;
         let app = &serve.value.app;
         let Some(held) = &grant.value.grant else {
-            return Ok((Outcome::PendingConsent, ConnectionState::PendingConsent));
+            return Ok((Outcome::PendingConsent, serve.value.status));
         };
         let Some(client_secret) = self.client_secret(app, &grant.value).await? else {
             // Nothing redeemed, nothing lost; only the operator can fix it
@@ -436,8 +448,12 @@ impl Pass<'_> {
                 correlation_id: None,
                 at: now,
             };
+            let notifies = self.broker.notifies();
             let state = write_serve(self.repo, id, serve, now, |record| {
-                let next = record.status.after_failure(error.clone());
+                let mut next = record.status.after_failure(error.clone());
+                if notifies {
+                    next.note_change(id, record.status.state, now);
+                }
                 let worth_writing = record.status.worth_writing(&next);
                 record.status = next;
                 worth_writing
@@ -479,7 +495,7 @@ impl Pass<'_> {
         if round.tokens.is_empty() && round.failed.is_empty() {
             // The pass's time ran out before the first request: nothing
             // was redeemed, nothing is written.
-            return Ok((Outcome::Deferred, serve.value.status.state));
+            return Ok((Outcome::Deferred, serve.value.status));
         }
         let refresh_token = round.refresh_token;
         let failure = round.failed.into_iter().next().map(|(_, e)| e);
@@ -500,7 +516,7 @@ impl Pass<'_> {
             match self.store_rotation(id, &rotated, &grant.version).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict(_)) => {
-                    return Ok((Outcome::LostRace, serve.value.status.state));
+                    return Ok((Outcome::LostRace, serve.value.status));
                 }
                 Err(e) => return Err(e),
             }
@@ -525,6 +541,7 @@ impl Pass<'_> {
             }
         };
         let minted = (!minted.tokens.is_empty()).then_some(minted);
+        let notifies = self.broker.notifies();
         let change = |record: &mut ServeRecord| {
             if let Some(minted) = &minted {
                 let mut tokens = minted.clone();
@@ -536,6 +553,9 @@ impl Pass<'_> {
             let mut next = transition(&record.status, record.access.as_ref());
             if result.is_ok() {
                 next.client_secret_in_use = in_use;
+            }
+            if notifies {
+                next.note_change(id, record.status.state, now);
             }
             let worth_writing = minted.is_some()
                 || record.status.worth_writing(&next)
@@ -560,17 +580,17 @@ impl Pass<'_> {
 /// Applies `change` to the serve secret and writes it when `change` says
 /// it is worth a write: first over the version read at the start of the
 /// pass, and only after a conflict (a key or a consent written meanwhile)
-/// over a fresh read. Returns the state written (or that would have been).
+/// over a fresh read. Returns the status written (or that would have been).
 async fn write_serve(
     repo: &Repository,
     id: &ConnectionId,
     read: Versioned<ServeRecord>,
     now: OffsetDateTime,
     change: impl Fn(&mut ServeRecord) -> bool,
-) -> Result<ConnectionState, StoreError> {
+) -> Result<Status, StoreError> {
     let mut record = read.value;
     if !change(&mut record) {
-        return Ok(record.status.state);
+        return Ok(record.status);
     }
     match repo
         .write(
@@ -583,19 +603,19 @@ async fn write_serve(
         )
         .await
     {
-        Ok(_) => return Ok(record.status.state),
+        Ok(_) => return Ok(record.status),
         Err(StoreError::Conflict(_)) => {}
         Err(e) => return Err(e),
     }
-    let mut state = record.status.state;
+    let mut status = record.status;
     repo.update::<ServeRecord, _>(id, Part::Serve, Writer::Product, now, |current| {
         let mut current = current?;
         let worth = change(&mut current);
-        state = current.status.state;
+        status = current.status.clone();
         worth.then_some(current)
     })
     .await?;
-    Ok(state)
+    Ok(status)
 }
 
 /// The waits between attempts to store a rotated refresh token (3.5 s in

@@ -1,10 +1,11 @@
 //! Typed access to the two stored secrets of a connection.
 
 use super::{SecretStore, StoreError, Version};
+use crate::domain::notify::WebhookSecret;
 use crate::domain::records::Logged;
-use crate::domain::{ConnectionId, GrantRecord, ServeRecord, VendorApp, Writer};
-use serde::Serialize;
+use crate::domain::{ConnectionId, GrantRecord, Secret, ServeRecord, VendorApp, Writer};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -40,9 +41,21 @@ impl SecretName {
         Self("system/vendor-app".into())
     }
 
+    /// The operator's webhook signing secret (`roomtoken webhook-secret`).
+    pub fn webhook_secret() -> Self {
+        Self("system/webhook-secret".into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `system/webhook-secret`: JSON like every record, so that a later field
+/// (a second secret during a rotation) reads back.
+#[derive(Serialize, Deserialize)]
+struct StoredWebhookSecret {
+    secret: Secret,
 }
 
 #[derive(Clone, Debug)]
@@ -115,6 +128,32 @@ impl Repository {
         let name = SecretName::vendor_app();
         let current = self.load::<serde_json::Value>(&name).await?;
         self.save(&name, app, current.as_ref().map(|c| &c.version))
+            .await
+            .map(drop)
+    }
+
+    /// The stored webhook signing secret, if one was set.
+    pub async fn webhook_secret(&self) -> Result<Option<WebhookSecret>, StoreError> {
+        let name = SecretName::webhook_secret();
+        let Some(stored) = self.load::<StoredWebhookSecret>(&name).await? else {
+            return Ok(None);
+        };
+        WebhookSecret::parse(stored.value.secret.expose())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                name: name.as_str().to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Sets (or replaces) the webhook signing secret.
+    pub async fn set_webhook_secret(&self, secret: &WebhookSecret) -> Result<(), StoreError> {
+        let name = SecretName::webhook_secret();
+        let current = self.load::<serde_json::Value>(&name).await?;
+        let stored = StoredWebhookSecret {
+            secret: Secret::new(secret.expose()),
+        };
+        self.save(&name, &stored, current.as_ref().map(|c| &c.version))
             .await
             .map(drop)
     }

@@ -98,10 +98,12 @@ async fn token_refresh_pass(kind: StoreKind) {
         .collect();
     assert_eq!(
         metrics.len(),
-        12,
+        13,
         "one EMF document per dimension set:\n{}",
         output.stdout
     );
+    let notifications = metrics.last().expect("the notifications document");
+    assert_eq!(notifications["NotificationsDelivered"], 0, "no webhook set");
     assert_eq!(metrics[0]["FunctionName"], FUNCTION_NAME);
     assert_eq!(metrics[0]["Refreshed"], 1);
     assert_eq!(metrics[0]["Failed"], 0);

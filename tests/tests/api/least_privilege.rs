@@ -23,7 +23,7 @@ const STAR_ONLY_ACTIONS: [&str; 3] = [
 /// connection's (`grant`, `serve`).
 fn path(part: &str) -> String {
     match part {
-        "signing-key" | "vendor-app" => format!("system/{part}"),
+        "signing-key" | "vendor-app" | "webhook-secret" => format!("system/{part}"),
         _ => format!("connections/*/{part}"),
     }
 }
@@ -152,7 +152,8 @@ fn token_refresh_lists_connections_and_replaces_both_connection_secrets() {
         &["kms:Decrypt", "kms:GenerateDataKey"],
     );
     expected.push("secretsmanager:ListSecrets @ *".into());
-    expected.extend(reads(&["grant", "serve", "vendor-app"]));
+    // The webhook's signing key, to send the notifications of a pass.
+    expected.extend(reads(&["grant", "serve", "vendor-app", "webhook-secret"]));
     expected.extend(on_secrets(&[PUT, STAGE], &["grant", "serve"]));
     assert_exactly(&template, "TokenRefreshFunction", expected);
 }

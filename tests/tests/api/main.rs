@@ -9,6 +9,7 @@ mod hostile_provider;
 mod lambda_functions;
 mod lambda_http;
 mod least_privilege;
+mod notifications;
 mod openapi;
 mod pages;
 mod refresh;
