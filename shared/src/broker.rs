@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::crypto::{SigningKeys, generate_signing_key};
 use crate::domain::notify::WebhookSecret;
 use crate::domain::{ConnectionId, Secret};
+use crate::http::read_metrics::ReadMetrics;
 use crate::identity::{IdentityError, IdentityProvider, OAuthClient};
 use crate::snapshot::ReadCache;
 use crate::store::{Repository, SecretName, SecretStore, StoreError};
@@ -29,6 +30,8 @@ pub struct Broker {
     pub sleeper: Arc<dyn Sleeper>,
     /// Sends the notifications of `config.webhook_url`.
     pub webhooks: Arc<dyn WebhookSender>,
+    /// token-read's counts, printed as EMF under Lambda.
+    pub read_metrics: ReadMetrics,
     clock: Arc<dyn Clock>,
     /// What token-read read from the store, kept `config.read_cache_ttl`.
     pub(crate) read_cache: ReadCache,
@@ -84,6 +87,7 @@ impl Broker {
             repo: Repository::new(store),
             identity,
             webhooks: Arc::new(HttpWebhookSender::new(config.webhook_timeout)),
+            read_metrics: ReadMetrics::default(),
             config,
             sleeper: Arc::new(TokioSleeper),
             clock: Arc::new(SystemClock),
@@ -112,6 +116,12 @@ impl Broker {
                 broker: self,
                 id: id.clone(),
             })
+    }
+
+    /// The same broker counting token reads for EMF (Lambda functions).
+    pub fn with_read_metrics(mut self, metrics: ReadMetrics) -> Self {
+        self.read_metrics = metrics;
+        self
     }
 
     pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {

@@ -40,6 +40,8 @@ pub struct Config {
     pub webhook_secret: Option<WebhookSecret>,
     /// Timeout of one delivery to the webhook.
     pub webhook_timeout: Duration,
+    /// How often token-read prints its counts (EMF, Lambda only).
+    pub read_metrics_every: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +85,7 @@ impl Config {
             webhook_url: None,
             webhook_secret: None,
             webhook_timeout: Duration::from_secs(5),
+            read_metrics_every: Duration::from_secs(60),
             store,
         }
     }
@@ -138,6 +141,10 @@ impl Config {
         if let Some(secret) = get("ROOMTOKEN_WEBHOOK_SECRET") {
             config.webhook_secret =
                 Some(WebhookSecret::parse(&secret).map_err(ConfigError::WebhookSecret)?);
+        }
+        if let Some(every) = get("ROOMTOKEN_READ_METRICS_EVERY") {
+            config.read_metrics_every = humantime::parse_duration(&every)
+                .map_err(|e| ConfigError::Duration("ROOMTOKEN_READ_METRICS_EVERY", e))?;
         }
         if let Some(timeout) = get("ROOMTOKEN_WEBHOOK_TIMEOUT") {
             config.webhook_timeout = humantime::parse_duration(&timeout)

@@ -1,6 +1,7 @@
 //! The display-facing JSON API, as described by `shared/openapi.json`.
 
 use super::audit::{self, RequestOrigin};
+use super::read_metrics::ReadOutcome;
 use crate::Broker;
 use crate::flows::read::{ReadError, TokenReply, TokenRequest, read_status, read_token};
 use axum::Json;
@@ -90,6 +91,9 @@ pub async fn token(
         None => None,
         Some(Ok(seconds)) if seconds <= MAX_MIN_VALIDITY_SECS => Some(Duration::from_secs(seconds)),
         Some(_) => {
+            broker
+                .read_metrics
+                .record(ReadOutcome::BadRequest, std::time::Instant::now());
             return bad_request(
                 "min_validity must be a whole number of seconds, at most 86400 (no access token lives longer than a day).",
             );
@@ -101,18 +105,35 @@ pub async fn token(
         resource: query.resource.as_deref(),
         min_validity,
     };
-    match read_token(&broker, request, broker.now()).await {
+    let (response, outcome) = match read_token(&broker, request, broker.now()).await {
         Ok(reply) => {
             let if_none_match = if_none_match.as_ref().map(|TypedHeader(h)| h);
             let (response, not_modified) = token_response(&reply, if_none_match);
             audit::token_served(&origin, &request, &reply, not_modified);
-            response
+            let outcome = if not_modified {
+                ReadOutcome::NotModified
+            } else {
+                ReadOutcome::Served
+            };
+            (response, outcome)
         }
         Err(e) => {
             audit::token_refused(&origin, &request, &e);
-            e.into_response()
+            let outcome = match &e {
+                ReadError::Unauthorized(_) => ReadOutcome::Unauthorized,
+                ReadError::NotServing { state, .. }
+                | ReadError::InsufficientValidity { state, .. } => ReadOutcome::Unavailable(*state),
+                ReadError::UnknownResource(_) => ReadOutcome::BadRequest,
+                ReadError::Store(_) => ReadOutcome::StoreError,
+            };
+            (e.into_response(), outcome)
         }
-    }
+    };
+    broker
+        .read_metrics
+        .record(outcome, std::time::Instant::now());
+    broker.read_metrics.print_due();
+    response
 }
 
 /// 200 with the token, or 304 when the display already has it; both carry

@@ -5,6 +5,7 @@ mod api;
 mod audit;
 mod lang;
 mod pages;
+pub mod read_metrics;
 mod setup;
 
 use crate::Broker;

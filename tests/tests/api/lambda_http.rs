@@ -66,6 +66,8 @@ impl Function {
                 // The most verbose level the template offers: still no
                 // secret in the output.
                 ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+                // token-read's counts after every read, not once a minute.
+                ("ROOMTOKEN_READ_METRICS_EVERY", "0s"),
             ],
         )
         .expect("spawn function");
@@ -200,6 +202,28 @@ async fn consent_and_token_read_run_as_lambda_functions() {
         .unwrap_or_else(|| panic!("an audit line with the request id: {read_output}"));
     assert_eq!(audit["fields"]["message"], "token read", "{audit}");
     assert_eq!(audit["span"]["source_ip"], "198.51.100.7", "{audit}");
+    // Its metrics (EMF): the reads per outcome, summed over the windows.
+    let counted = |metric: &str| -> u64 {
+        read_output
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| {
+                line.get("_aws").is_some() && line["FunctionName"] == "rt-test-token-read"
+            })
+            .filter_map(|line| line[metric].as_u64())
+            .sum()
+    };
+    assert_eq!(
+        [
+            counted("Reads"),
+            counted("Served"),
+            counted("NotModified"),
+            counted("Unauthorized"),
+            counted("Unavailable"),
+        ],
+        [4, 2, 1, 1, 0],
+        "{read_output}"
+    );
 
     let mut printed = read_output;
     for function in [start, callback] {
