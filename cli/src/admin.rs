@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use roomtoken::Broker;
 use roomtoken::domain::notify::WebhookSecret;
-use roomtoken::domain::status::SecretInUse;
+use roomtoken::domain::status::{SecretInUse, credential_days_left};
 use roomtoken::domain::{
     AppRegistration, Cloud, ConnectionId, ConnectionState, Provider, Resource, Secret, VendorApp,
 };
@@ -163,6 +163,10 @@ pub struct VendorAppArgs {
     pub client_id: String,
     #[command(flatten)]
     pub secret: SecretSource,
+    /// When the client secret expires (YYYY-MM-DD, as Entra ID shows it):
+    /// every vendor connection warns from 30 days before.
+    #[arg(long, value_parser = parse_date)]
+    pub client_secret_expires: Option<time::Date>,
     /// Microsoft cloud: global, usgov or china.
     #[arg(long)]
     pub cloud: Option<Cloud>,
@@ -564,6 +568,7 @@ async fn vendor_app(
             let vendor = VendorApp {
                 client_id: args.client_id.trim().to_owned(),
                 client_secret,
+                client_secret_expires: args.client_secret_expires,
                 cloud: args.cloud.unwrap_or_default(),
                 authority: args.authority.clone(),
             };
@@ -587,6 +592,26 @@ async fn vendor_app(
             writeln!(out, "client id:     {}", vendor.client_id)?;
             writeln!(out, "cloud:         {:?}", vendor.cloud)?;
             writeln!(out, "client secret: stored (never shown)")?;
+            match vendor.client_secret_expires {
+                Some(date) => {
+                    let days = credential_days_left(date, broker.now());
+                    writeln!(out, "expires:       {date} ({days} days left)")?;
+                }
+                None => writeln!(
+                    out,
+                    "expires:       unknown (set it with --client-secret-expires)"
+                )?,
+            }
+            match vendor.client_secret_expires {
+                Some(date) => {
+                    let days = credential_days_left(date, broker.now());
+                    writeln!(out, "expires:       {date} ({days} days left)")?;
+                }
+                None => writeln!(
+                    out,
+                    "expires:       unknown (set it with --client-secret-expires)"
+                )?,
+            }
             Ok(())
         }
     }

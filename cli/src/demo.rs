@@ -140,6 +140,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         &VendorApp {
             client_id: VENDOR_CLIENT_ID.into(),
             client_secret: Secret::new(vendor_secret.expose()),
+            client_secret_expires: None,
             cloud: Cloud::Global,
             authority: Some(identity.base_url()),
         },

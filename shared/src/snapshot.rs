@@ -28,10 +28,9 @@ pub struct ConnectionSnapshot {
     pub(crate) access: Option<AccessTokens>,
     pub(crate) status: Status,
     pub(crate) mode: Mode,
-    /// When the connection's client secrets expire, if known: the newest,
-    /// and the previous one during a rotation.
+    /// When the client secret that token requests use expires, if known
+    /// ([`crate::domain::ServeRecord::credential_expires`]).
     pub(crate) credential_expires: Option<time::Date>,
-    pub(crate) previous_credential_expires: Option<time::Date>,
     /// Each stored token as it is served, prepared once per load.
     served: Vec<Arc<ServedToken>>,
 }
@@ -51,6 +50,7 @@ pub struct ServedToken {
 
 impl ConnectionSnapshot {
     pub(crate) fn new(record: crate::domain::ServeRecord) -> Self {
+        let credential_expires = record.credential_expires();
         let crate::domain::ServeRecord {
             app,
             access,
@@ -79,8 +79,7 @@ impl ConnectionSnapshot {
             access,
             status,
             mode: app.mode,
-            credential_expires: app.client_secret_expires,
-            previous_credential_expires: app.previous_client_secret_expires,
+            credential_expires,
             served,
         }
     }

@@ -464,6 +464,14 @@ pub struct AppSetup {
 pub struct VendorApp {
     pub client_id: String,
     pub client_secret: Secret,
+    /// When its client secret expires, as Entra ID shows it: every vendor
+    /// connection carries it as its own credential's expiry.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "iso_date::option"
+    )]
+    pub client_secret_expires: Option<time::Date>,
     #[serde(default)]
     pub cloud: Cloud,
     /// Replaces the cloud's login origin (the demo and the tests).

@@ -146,6 +146,7 @@ pub async fn add_vendor_connection(
     let mut app = AppRegistration::new(id, provider, &vendor.client_id, resources, now)?
         .for_booking_account(onboarding.booking_account)?;
     app.mode = Mode::Vendor;
+    app.client_secret_expires = vendor.client_secret_expires;
     // The grant holds no secret: the vendor app's is read where it is used.
     create_connection(broker, app, Secret::new(""), now).await
 }
@@ -170,8 +171,11 @@ pub async fn add_self_service_connection(
 
 /// Stores the vendor app (`roomtoken vendor-app set`), then gives its
 /// connections that a wrong, expired or missing secret stopped
-/// (`app_misconfigured`) another attempt. Returns how many.
+/// (`app_misconfigured`) another attempt (returns how many), and every
+/// vendor connection its secret's expiry (the status, the warnings and
+/// token-read see it there: token-read may not read the vendor app).
 pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<usize, AdminError> {
+    future_expiry(vendor.client_secret_expires, broker.now())?;
     if vendor.client_id.trim().is_empty() {
         return Err(InvalidApp::ClientId.into());
     }
@@ -198,18 +202,27 @@ pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<usize
         let stopped = |record: &ServeRecord| {
             record.app.is_vendor() && record.status.state == ConnectionState::AppMisconfigured
         };
-        if !stopped(&serve.value) {
+        let outdated = |record: &ServeRecord| {
+            record.app.is_vendor()
+                && record.app.client_secret_expires != vendor.client_secret_expires
+        };
+        if !stopped(&serve.value) && !outdated(&serve.value) {
             continue;
         }
-        let written = broker
+        let mut was_stopped = false;
+        broker
             .repo
             .update::<ServeRecord, _>(&id, Part::Serve, Writer::Person, now, |record| {
-                let mut record = record.filter(stopped)?;
-                record.status = record.status.retry_after_fix();
+                let mut record = record.filter(|r| stopped(r) || outdated(r))?;
+                was_stopped = stopped(&record);
+                if was_stopped {
+                    record.status = record.status.retry_after_fix();
+                }
+                record.app.client_secret_expires = vendor.client_secret_expires;
                 Some(record)
             })
             .await?;
-        retried += usize::from(written.is_some());
+        retried += usize::from(was_stopped);
     }
     Ok(retried)
 }

@@ -101,8 +101,8 @@ pub struct StatusFacts<'a> {
     pub status: &'a Status,
     pub access: Option<&'a AccessTokens>,
     pub mode: Mode,
+    /// The expiry of the client secret that token requests use.
     pub credential_expires: Option<time::Date>,
-    pub previous_credential_expires: Option<time::Date>,
 }
 
 impl<'a> StatusFacts<'a> {
@@ -111,16 +111,7 @@ impl<'a> StatusFacts<'a> {
             status: &record.status,
             access: record.access.as_ref(),
             mode: record.app.mode,
-            credential_expires: record.app.client_secret_expires,
-            previous_credential_expires: record.app.previous_client_secret_expires,
-        }
-    }
-
-    /// The expiry of the secret that token requests use.
-    fn in_use_expires(&self) -> Option<time::Date> {
-        match self.status.client_secret_in_use {
-            Some(SecretInUse::Previous) => self.previous_credential_expires,
-            _ => self.credential_expires,
+            credential_expires: record.credential_expires(),
         }
     }
 }
@@ -131,13 +122,13 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
             .unwrap_or_default()
     };
     let (status, access) = (facts.status, facts.access);
-    let credential_expires = facts.in_use_expires();
+    let credential_expires = facts.credential_expires;
     let days_left = credential_expires.map(|date| credential_days_left(date, now));
     let needs_human = needs_human(status.state, days_left);
     let advice = match (credential_expires, days_left) {
         // The state's own advice comes first when it needs a human.
         (Some(date), Some(days)) if status.state.serves_tokens() && needs_human => {
-            credential_advice(id, date, days)
+            credential_advice(id, facts.mode, date, days)
         }
         _ => status.state.advice().to_owned(),
     };
@@ -167,10 +158,18 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
 }
 
 /// `credential_expiring` (or `credential_expired`): what to do, and how.
-pub(crate) fn credential_advice(id: &ConnectionId, date: time::Date, days: i64) -> String {
-    let how = format!(
-        "create a new client secret for the app in Entra ID and store it with `roomtoken connection update {id} --client-secret-stdin --client-secret-expires YYYY-MM-DD`"
-    );
+pub(crate) fn credential_advice(
+    id: &ConnectionId,
+    mode: Mode,
+    date: time::Date,
+    days: i64,
+) -> String {
+    let how = match mode {
+        Mode::Vendor => "create a new client secret for the vendor app in Entra ID and store it with `roomtoken vendor-app set --client-id ID --client-secret-stdin --client-secret-expires YYYY-MM-DD` (every vendor connection uses it)".to_owned(),
+        _ => format!(
+            "create a new client secret for the app in Entra ID and add it with `roomtoken connection update {id} --add-client-secret-stdin --client-secret-expires YYYY-MM-DD` (the old one keeps working until it is used)"
+        ),
+    };
     if days < 0 {
         format!("credential_expired: the client secret expired on {date}; {how}.")
     } else {
@@ -390,7 +389,6 @@ pub async fn read_status(
         access: snapshot.access.as_ref(),
         mode: snapshot.mode,
         credential_expires: snapshot.credential_expires,
-        previous_credential_expires: snapshot.previous_credential_expires,
     };
     Ok(status_view(&id, facts, now))
 }
@@ -411,7 +409,6 @@ pub async fn load_status_view(
                 access: None,
                 mode: Mode::default(),
                 credential_expires: None,
-                previous_credential_expires: None,
             },
             now,
         ),

@@ -27,7 +27,7 @@ use crate::domain::records::room_in_both;
 use crate::domain::status::SecretInUse;
 use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, GrantRecord,
-    LastError, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
+    LastError, Mode, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
 use crate::identity::{AppClient, TokenSet};
 use crate::pacer::{PacedStore, Pacer};
@@ -76,6 +76,8 @@ pub struct ConnectionResult {
     pub status: Option<Status>,
     /// When the connection's client secret expires, if known.
     pub credential_expires: Option<time::Date>,
+    /// Whose client secret that is: the connection's, or the vendor app's.
+    pub mode: Mode,
 }
 
 #[derive(Debug, Default)]
@@ -140,7 +142,7 @@ pub async fn refresh_pass(
                 results.push(finished(id, Ok((outcome, *state)), credential))
             }
             Ok((Plan::Due { serve, urgency }, _)) => due.push((urgency, id, serve)),
-            Err(e) => results.push(finished(id, Err(e), None)),
+            Err(e) => results.push(finished(id, Err(e), Credential::default())),
         }
     }
     // The most urgent first: when the budget runs out, what is left has
@@ -165,7 +167,7 @@ pub async fn refresh_pass(
         .map(|(_, id, serve)| {
             let pass = &pass;
             async move {
-                let credential = serve.value.credential_expires();
+                let credential = Credential::of(&serve.value);
                 let result = pass.refresh_due(&id, *serve).await;
                 finished(id, result, credential)
             }
@@ -186,7 +188,7 @@ pub async fn refresh_pass(
 fn finished(
     id: ConnectionId,
     result: Result<(Outcome, Status), StoreError>,
-    credential_expires: Option<time::Date>,
+    credential: Credential,
 ) -> ConnectionResult {
     let (outcome, status) = match result {
         Ok((outcome, status)) => (outcome, Some(status)),
@@ -198,7 +200,24 @@ fn finished(
         outcome,
         state: status.as_ref().map(|s| s.state),
         status,
-        credential_expires,
+        credential_expires: credential.expires,
+        mode: credential.mode,
+    }
+}
+
+/// A connection's client secret expiry, and whose secret it is.
+#[derive(Clone, Copy, Debug, Default)]
+struct Credential {
+    expires: Option<time::Date>,
+    mode: Mode,
+}
+
+impl Credential {
+    fn of(record: &ServeRecord) -> Self {
+        Self {
+            expires: record.credential_expires(),
+            mode: record.app.mode,
+        }
     }
 }
 
@@ -246,7 +265,7 @@ fn jittered(margin: Duration) -> Duration {
 }
 
 /// A connection's plan, and when its client secret expires.
-type Surveyed = (Plan, Option<time::Date>);
+type Surveyed = (Plan, Credential);
 
 /// Decides from the serve secret alone whether a connection is due.
 async fn survey(
@@ -258,9 +277,9 @@ async fn survey(
 ) -> Result<Surveyed, StoreError> {
     let Some(serve) = broker.repo.serve(id).await? else {
         let pending = Plan::Done(Outcome::PendingConsent, Box::default());
-        return Ok((pending, None));
+        return Ok((pending, Credential::default()));
     };
-    let credential = serve.value.credential_expires();
+    let credential = Credential::of(&serve.value);
     Ok((plan(serve, force, margin, now), credential))
 }
 

@@ -391,3 +391,71 @@ async fn another_organization_cannot_take_a_connected_vendor_link() {
     let after = app.grant(&id).await.expect("still a grant");
     assert_eq!(after.account, before.account);
 }
+
+/// The vendor app's client secret has an expiry like any other: `vendor-app
+/// set --client-secret-expires` gives it to every vendor connection (and to
+/// those added later), whose status then warns from 30 days before and
+/// tells the operator to renew it in one place.
+#[tokio::test]
+async fn the_vendor_apps_secret_expiry_reaches_every_vendor_connection() {
+    let app = spawn_app(StoreKind::File).await;
+    let (first, vendor_secret) = vendor_connection(&app).await;
+    let authority = app.identity.base_url().to_string();
+    let set_with_expiry = |date: String| {
+        let args = [
+            "vendor-app",
+            "set",
+            "--client-id",
+            VENDOR_CLIENT,
+            "--client-secret-stdin",
+            "--authority",
+            &authority,
+            "--client-secret-expires",
+            &date,
+        ]
+        .map(str::to_owned);
+        let app = &app;
+        let secret = vendor_secret.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            app.cli(&args, &secret).await
+        }
+    };
+    let past = set_with_expiry(date_in(-1))
+        .await
+        .expect_err("an expiry in the past");
+    assert!(past.contains(&date_in(-1)), "{past}");
+    set_with_expiry(date_in(20)).await.expect("vendor-app set");
+    let shown = app.cli(&["vendor-app", "show"], "").await.expect("show");
+    assert!(
+        shown.contains(&format!("{} (20 days left)", date_in(20))),
+        "{shown}"
+    );
+    let second = unique_id("vendor-later");
+    app.cli(&["connection", "add", &second, "--vendor-app"], "")
+        .await
+        .expect("connection add --vendor-app");
+    admin_consents(&app).await;
+    let sign_in = format!("{}&step=sign-in", app.link(&first).await);
+    assert_eq!(app.consent_at(&sign_in).await.status, 200);
+    for id in [&first, &second] {
+        let printed = app
+            .cli(&["status", id, "--json"], "")
+            .await
+            .expect("status");
+        let view: serde_json::Value = serde_json::from_str(&printed).expect("json");
+        assert_eq!(view["credential_expires"], date_in(20), "{id}: {view}");
+        assert_eq!(view["credential_days_left"], 20, "{id}");
+        assert_eq!(view["needs_human"], true, "{id}");
+        if id == &second {
+            continue; // not consented yet: its state's advice comes first
+        }
+        let advice = view["advice"].as_str().unwrap_or_default();
+        assert!(
+            advice.starts_with("credential_expiring")
+                && advice.contains("roomtoken vendor-app set"),
+            "{id}: {advice}"
+        );
+    }
+    assert!(!shown.contains(&vendor_secret));
+}
