@@ -427,6 +427,20 @@ async fn connection(
             };
             let app = admin::update_connection(broker, &id, update).await?;
             writeln!(out, "updated connection {}", app.id)?;
+            let added: Vec<&str> = app
+                .resources
+                .iter()
+                .filter(|r| !current.resources.iter().any(|c| c.name == r.name))
+                .map(|r| r.name.as_str())
+                .collect();
+            let state = load_status_view(broker, &id, broker.now()).await?.state;
+            if !added.is_empty() && state != ConnectionState::PendingConsent {
+                let added = added.join(", ");
+                writeln!(
+                    out,
+                    "note: the booking account consented before {added} was added. Unless the customer's admin granted it for the organization, Entra ID refuses those tokens (AADSTS65001) and the next refresh stops the connection as reconnect_required: send the consent link again now (`roomtoken link {id}`)."
+                )?;
+            }
             Ok(())
         }
         ConnectionCommand::List => {

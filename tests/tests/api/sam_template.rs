@@ -170,6 +170,12 @@ fn every_function_gets_the_configuration_of_the_design() {
                 {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}]}),
             "{function}"
         );
+        // Notifications: the callback queues, the refresh pass sends.
+        assert_eq!(
+            env["ROOMTOKEN_WEBHOOK_URL"],
+            json!({"Fn::If": ["HasWebhookUrl", {"Ref": "WebhookUrl"}, {"Ref": "AWS::NoValue"}]}),
+            "{function}"
+        );
         let logging = template.function_logging(function);
         assert_eq!(logging["LogFormat"], "JSON", "{function}");
         assert_eq!(logging["ApplicationLogLevel"], json!({"Ref": "LogLevel"}));
@@ -193,6 +199,10 @@ fn every_function_gets_the_configuration_of_the_design() {
 
     // The parameters' defaults are what the code takes.
     let parameters = &template.root()["Parameters"];
+    assert_eq!(
+        parameters["WebhookUrl"]["Default"], "",
+        "no webhook unless asked"
+    );
     let with_defaults = Config::from_lookup(StoreSpec::Aws, |name| match name {
         "ROOMTOKEN_SECRET_PREFIX" => parameters["SecretPrefix"]["Default"]
             .as_str()

@@ -91,12 +91,17 @@ async fn a_resource_added_after_the_consent_needs_the_consent_again() {
     app.add_connection_with(&id, TENANT, "ews").await;
     let consent = app.consent(&id).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
-    app.cli(
-        &["connection", "update", &id, "--resources", "ews,graph"],
-        "",
-    )
-    .await
-    .expect("connection update");
+    let updated = app
+        .cli(
+            &["connection", "update", &id, "--resources", "ews,graph"],
+            "",
+        )
+        .await
+        .expect("connection update");
+    assert!(
+        updated.contains("AADSTS65001") && updated.contains(&format!("roomtoken link {id}")),
+        "the operator is told before the displays go dark: {updated}"
+    );
 
     let outcome = app.refresh_one(&id, true, app.broker.now()).await;
     assert!(
