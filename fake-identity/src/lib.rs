@@ -13,6 +13,7 @@
 //! `error_uri`, optional `suberror`). Faults can be queued with
 //! [`FakeIdentity::inject`].
 
+mod assertion;
 mod errors;
 mod jwt;
 mod model;
@@ -105,6 +106,24 @@ impl FakeIdentity {
     /// Deletes a client secret from its app: AADSTS7000215 from then on.
     pub fn remove_client_secret(&self, secret: &str) {
         self.shared.lock().removed_secrets.insert(secret.to_owned());
+    }
+
+    /// Uploads a certificate (PEM) to the app `client_id`: client assertions
+    /// signed with its key authenticate the app from then on.
+    pub fn add_certificate(&self, client_id: &str, cert_pem: &str) -> Result<(), String> {
+        let certificate = assertion::RegisteredCertificate::from_pem(cert_pem)?;
+        self.shared
+            .lock()
+            .certificates
+            .entry(key(client_id))
+            .or_default()
+            .push(certificate);
+        Ok(())
+    }
+
+    /// Deletes every certificate of the app `client_id`.
+    pub fn remove_certificates(&self, client_id: &str) {
+        self.shared.lock().certificates.remove(&key(client_id));
     }
 
     /// A client secret reaches its expiry: AADSTS7000222 from then on.

@@ -163,6 +163,11 @@ pub(crate) struct State {
     pub removed_secrets: HashSet<String>,
     /// Secrets past their expiry (AADSTS7000222).
     pub expired_secrets: HashSet<String>,
+    /// Certificates uploaded per app, keyed by lower-case client id.
+    pub certificates: HashMap<String, Vec<crate::assertion::RegisteredCertificate>>,
+    /// Client assertion ids already used, with when each may be forgotten
+    /// (Unix seconds: its expiry plus the clock skew).
+    pub used_jtis: HashMap<String, i64>,
 }
 
 impl Default for State {
@@ -172,6 +177,8 @@ impl Default for State {
             more_secrets: HashMap::new(),
             removed_secrets: HashSet::new(),
             expired_secrets: HashSet::new(),
+            certificates: HashMap::new(),
+            used_jtis: HashMap::new(),
             accounts: HashMap::new(),
             codes: HashMap::new(),
             refresh_tokens: HashMap::new(),
@@ -292,6 +299,20 @@ impl State {
     }
 
     /// A multi-tenant app registered (in its home tenant) as `client_id`.
+    /// The certificates registered for `client_id`.
+    pub fn certificates_of(&self, client_id: &str) -> Vec<crate::assertion::RegisteredCertificate> {
+        self.certificates
+            .get(&key(client_id))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Records a client assertion's `jti`; `false` when it was used before.
+    pub fn spend_jti(&mut self, jti: &str, keep_until: i64, now: i64) -> bool {
+        self.used_jtis.retain(|_, until| *until >= now);
+        self.used_jtis.insert(jti.to_owned(), keep_until).is_none()
+    }
+
     pub fn multi_tenant_app(&self, client_id: &str) -> Option<&FakeApp> {
         self.apps
             .values()

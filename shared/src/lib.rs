@@ -10,6 +10,7 @@
 
 pub mod broker;
 pub mod cache;
+pub mod certificate;
 pub mod clock;
 pub mod config;
 pub mod crypto;

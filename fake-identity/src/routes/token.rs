@@ -79,7 +79,15 @@ pub(crate) async fn post(
     }
     let result = {
         let mut st = shared.lock();
-        process(&mut st, shared.base_str(), &tenant, &headers, &params)
+        let audience = shared.endpoint(&tenant, "token").to_string();
+        process(
+            &mut st,
+            shared.base_str(),
+            &tenant,
+            &audience,
+            &headers,
+            &params,
+        )
     };
     match result {
         Ok(body) => {
@@ -190,6 +198,7 @@ fn process(
     st: &mut state::State,
     issuer_base: &str,
     tenant: &str,
+    audience: &str,
     headers: &HeaderMap,
     p: &Params,
 ) -> Result<TokenResponse, Refusal> {
@@ -238,7 +247,7 @@ fn process(
             )));
         }
     };
-    let result = run_grant(st, issuer_base, tenant, headers, p, grant);
+    let result = run_grant(st, issuer_base, tenant, audience, headers, p, grant);
     if !matches!(result, Err(Refusal::Injected(_))) {
         let counter = match grant {
             GrantType::AuthorizationCode => &mut st.counters.authorization_code_grants,
@@ -255,11 +264,12 @@ fn run_grant(
     st: &mut state::State,
     issuer_base: &str,
     tenant: &str,
+    audience: &str,
     headers: &HeaderMap,
     p: &Params,
     grant: GrantType,
 ) -> Result<TokenResponse, Refusal> {
-    let app = authenticate(st, tenant, headers, p, grant)?;
+    let app = authenticate(st, tenant, audience, headers, p, grant)?;
     let request = GrantRequest {
         issuer_base,
         tenant,
@@ -356,11 +366,13 @@ fn form_decode(s: &str) -> String {
         .into_owned()
 }
 
-/// Client authentication: `client_secret_post` or HTTP Basic; public clients
-/// (empty registered secret) must not send a secret.
+/// Client authentication: a client assertion (`private_key_jwt`),
+/// `client_secret_post` or HTTP Basic; public clients (empty registered
+/// secret) must not send a secret.
 fn authenticate(
-    st: &state::State,
+    st: &mut state::State,
     tenant: &str,
+    audience: &str,
     headers: &HeaderMap,
     p: &Params,
     grant: GrantType,
@@ -377,7 +389,18 @@ fn authenticate(
         (None, Some(form)) => form.to_owned(),
         (None, None) => return Err(AadError::missing_param("client_id")),
     };
-    let Some(app) = st.app_seen_from(tenant, &client_id) else {
+    let Some(app) = st.app_seen_from(tenant, &client_id).cloned() else {
+        if grant == GrantType::ClientCredentials && st.multi_tenant_app(&client_id).is_some() {
+            // Known, but nobody in this tenant granted it: no service principal.
+            return Err(AadError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_client",
+                7000229,
+                format!(
+                    "The client application {client_id} is missing service principal in the tenant {tenant}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119"
+                ),
+            ));
+        }
         return Err(AadError::new(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
@@ -387,6 +410,29 @@ fn authenticate(
             ),
         ));
     };
+    if p.get("client_assertion_type").is_some() || p.get("client_assertion").is_some() {
+        if basic.is_some() || p.get("client_secret").is_some() {
+            return Err(AadError::invalid_request(
+                90023,
+                "A client secret and a client assertion were both presented: use one.",
+            ));
+        }
+        if p.get("client_assertion_type") != Some(crate::assertion::ASSERTION_TYPE) {
+            return Err(AadError::invalid_request(
+                50027,
+                format!(
+                    "client_assertion_type must be '{}'.",
+                    crate::assertion::ASSERTION_TYPE
+                ),
+            ));
+        }
+        let assertion = p
+            .get("client_assertion")
+            .ok_or_else(|| AadError::missing_param("client_assertion"))?;
+        crate::assertion::verify(st, &app, assertion, audience)?;
+        return Ok(app);
+    }
+    let app = &app;
     let presented: Option<Vec<&str>> = match (&basic, p.get("client_secret")) {
         (Some(b), _) => Some(b.secrets.iter().map(String::as_str).collect()),
         (None, Some(secret)) => Some(vec![secret]),

@@ -265,10 +265,7 @@ async fn complete(
         let (app, scopes, redirect_uri) = (&app, &scopes, &redirect_uri);
         let (code, verifier) = (code.expose(), &session.pkce_verifier);
         async move {
-            let client = AppClient {
-                app,
-                secret: &secret,
-            };
+            let client = AppClient::with_secret(app, &secret);
             let sign_in = SignInCode {
                 code,
                 redirect_uri,
@@ -339,10 +336,7 @@ async fn complete(
         resources: app.resources.iter().map(|r| r.name.clone()).collect(),
         tokens: vec![access_token(&first, &tokens, now)],
     };
-    let client = AppClient {
-        app: &app,
-        secret: &client_secret,
-    };
+    let client = AppClient::with_secret(&app, &client_secret);
     let minted = mint_each(
         app.resources.iter().skip(1),
         refresh_token,

@@ -668,10 +668,7 @@ async fn redeem(
         let error = match broker
             .identity
             .refresh(
-                AppClient {
-                    app,
-                    secret: client_secret,
-                },
+                AppClient::with_secret(app, client_secret),
                 refresh_token,
                 &scopes,
             )

@@ -5,6 +5,7 @@ mod oauth;
 
 pub use oauth::{AuthorizeRequest, OAuthClient, admin_consent_url, authorize_url};
 
+use crate::certificate::CertificateKey;
 use crate::domain::failure::classify;
 use crate::domain::{AppRegistration, Cloud, FailureClass, LastError, Provider, Secret};
 use async_trait::async_trait;
@@ -159,11 +160,30 @@ impl IdentityError {
     }
 }
 
-/// Who asks the token endpoint: the app registration and its secret.
+/// Who asks the token endpoint: the app registration and its credential.
 #[derive(Clone, Copy)]
 pub struct AppClient<'a> {
     pub app: &'a AppRegistration,
-    pub secret: &'a Secret,
+    pub credential: ClientCredential<'a>,
+}
+
+/// How an app proves who it is at the token endpoint.
+#[derive(Clone, Copy, Debug)]
+pub enum ClientCredential<'a> {
+    /// `client_secret_post`.
+    Secret(&'a Secret),
+    /// `private_key_jwt`: a client assertion signed with the certificate's
+    /// key, made for each request.
+    Certificate(&'a CertificateKey),
+}
+
+impl<'a> AppClient<'a> {
+    pub fn with_secret(app: &'a AppRegistration, secret: &'a Secret) -> Self {
+        Self {
+            app,
+            credential: ClientCredential::Secret(secret),
+        }
+    }
 }
 
 /// An authorization code, with what binds it to our sign-in request.
@@ -200,6 +220,14 @@ pub trait IdentityProvider: Send + Sync {
         client: AppClient<'_>,
         refresh_token: &Secret,
         scopes: &[String],
+    ) -> Result<TokenSet, IdentityError>;
+
+    /// An app-only token for one resource (`{resource}/.default`), with the
+    /// client credentials grant: no user, no refresh token.
+    async fn client_credentials(
+        &self,
+        client: AppClient<'_>,
+        scope: &str,
     ) -> Result<TokenSet, IdentityError>;
 
     /// Reads the discovery document of a Microsoft provider's tenant (a

@@ -6,8 +6,10 @@
 //! would try to read them as an OAuth error body.
 
 use super::{
-    AppClient, IdentityError, IdentityProvider, ProviderError, SignInCode, TenantInfo, TokenSet,
+    AppClient, ClientCredential, IdentityError, IdentityProvider, ProviderError, SignInCode,
+    TenantInfo, TokenSet,
 };
+use crate::certificate::ASSERTION_TYPE;
 use crate::crypto::random_token;
 use crate::domain::app::is_guid;
 use crate::domain::{AppRegistration, Cloud, Provider, Secret};
@@ -187,12 +189,43 @@ impl OAuthClient {
     }
 
     fn token_client(client: AppClient<'_>) -> TokenClient {
-        oauth2::Client::new(ClientId::new(client.app.client_id.clone()))
-            .set_client_secret(ClientSecret::new(client.secret.expose().to_owned()))
+        let token_client = oauth2::Client::new(ClientId::new(client.app.client_id.clone()))
             .set_token_uri(TokenUrl::from_url(client.app.provider.token_url()))
             // client_secret_post: what Entra ID documents first, and what
-            // every RFC 6749 server must accept besides Basic.
-            .set_auth_type(AuthType::RequestBody)
+            // every RFC 6749 server must accept besides Basic. With a
+            // certificate, the client id alone goes in the body, beside the
+            // assertion.
+            .set_auth_type(AuthType::RequestBody);
+        match client.credential {
+            ClientCredential::Secret(secret) => {
+                token_client.set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+            }
+            ClientCredential::Certificate(_) => token_client,
+        }
+    }
+
+    /// The body fields of a client assertion (RFC 7523 2.2), made now for
+    /// this request's token endpoint; none for a client secret.
+    fn assertion_fields(
+        client: AppClient<'_>,
+    ) -> Result<Vec<(&'static str, String)>, IdentityError> {
+        let ClientCredential::Certificate(key) = client.credential else {
+            return Ok(Vec::new());
+        };
+        let audience = client.app.provider.token_url();
+        // The wall clock: the identity platform checks the assertion's
+        // times against its own.
+        let assertion = key
+            .client_assertion(
+                &client.app.client_id,
+                audience.as_str(),
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| IdentityError::Protocol(e.to_string()))?;
+        Ok(vec![
+            ("client_assertion_type", ASSERTION_TYPE.to_owned()),
+            ("client_assertion", assertion.expose().to_owned()),
+        ])
     }
 }
 
@@ -311,6 +344,18 @@ fn into_token_set(body: TokenEndpointResponse) -> TokenSet {
     }
 }
 
+/// Any of oauth2's token requests with the client's assertion fields (none
+/// for a client secret); returns early with the error if none can be made.
+macro_rules! with_assertion {
+    ($request:expr, $client:expr) => {{
+        let mut request = $request;
+        for (name, value) in Self::assertion_fields($client)? {
+            request = request.add_extra_param(name, value);
+        }
+        request
+    }};
+}
+
 #[async_trait]
 impl IdentityProvider for OAuthClient {
     async fn redeem_code(
@@ -322,12 +367,14 @@ impl IdentityProvider for OAuthClient {
         let http = self.http.clone();
         let transport = move |request| send(http.clone(), request);
         let verifier = PkceCodeVerifier::new(sign_in.pkce_verifier.expose().to_owned());
-        Self::token_client(client)
-            .set_redirect_uri(RedirectUrl::from_url(sign_in.redirect_uri.clone()))
+        let token_client = Self::token_client(client)
+            .set_redirect_uri(RedirectUrl::from_url(sign_in.redirect_uri.clone()));
+        let request = token_client
             .exchange_code(AuthorizationCode::new(sign_in.code.to_owned()))
             .set_pkce_verifier(verifier)
             // RFC 6749 has no scope here; Entra ID takes one resource's scopes.
-            .add_extra_param("scope", scopes.join(" "))
+            .add_extra_param("scope", scopes.join(" "));
+        with_assertion!(request, client)
             .request_async(&transport)
             .await
             .map(into_token_set)
@@ -343,9 +390,29 @@ impl IdentityProvider for OAuthClient {
         let http = self.http.clone();
         let transport = move |request| send(http.clone(), request);
         let refresh_token = RefreshToken::new(refresh_token.expose().to_owned());
-        Self::token_client(client)
+        let token_client = Self::token_client(client);
+        let request = token_client
             .exchange_refresh_token(&refresh_token)
-            .add_scopes(scopes.iter().cloned().map(Scope::new))
+            .add_scopes(scopes.iter().cloned().map(Scope::new));
+        with_assertion!(request, client)
+            .request_async(&transport)
+            .await
+            .map(into_token_set)
+            .map_err(into_identity_error)
+    }
+
+    async fn client_credentials(
+        &self,
+        client: AppClient<'_>,
+        scope: &str,
+    ) -> Result<TokenSet, IdentityError> {
+        let http = self.http.clone();
+        let transport = move |request| send(http.clone(), request);
+        let token_client = Self::token_client(client);
+        let request = token_client
+            .exchange_client_credentials()
+            .add_scope(Scope::new(scope.to_owned()));
+        with_assertion!(request, client)
             .request_async(&transport)
             .await
             .map(into_token_set)

@@ -2,6 +2,7 @@
 //! nine). Each module is a suite of its own; the harness is in `src/`.
 
 mod browser;
+mod certificates;
 mod end_to_end;
 mod fault_campaign;
 mod fleet_status;

@@ -1,0 +1,259 @@
+//! Certificate credentials (issue 14, first slice): the product makes an
+//! RSA key and a self-signed certificate, signs client assertions with it,
+//! and the fake identity platform verifies them for real (signature
+//! against the uploaded certificate, `aud`, `iss` = `sub`, time range,
+//! `jti` never reused, the certificate's own expiry), as strict as Entra
+//! ID. App-only tokens (client credentials) go to tenants that granted the
+//! app only.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use roomtoken::certificate::{ASSERTION_TYPE, AssertionClaims, CertificateKey};
+use roomtoken::domain::{AppRegistration, FailureClass};
+use roomtoken::identity::{AppClient, ClientCredential, IdentityProvider, OAuthClient};
+use roomtoken_tests::vendor::{VENDOR_CLIENT, register_vendor_app};
+use roomtoken_tests::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+const GRAPH: &str = "https://graph.microsoft.com/.default";
+
+/// RSA keys take a moment to make: two for the whole suite.
+fn keys() -> &'static (CertificateKey, CertificateKey) {
+    static KEYS: OnceLock<(CertificateKey, CertificateKey)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let now = OffsetDateTime::now_utc();
+        (
+            CertificateKey::generate("roomtoken registered", 365, now).expect("key"),
+            CertificateKey::generate("roomtoken other", 365, now).expect("key"),
+        )
+    })
+}
+
+/// An app registration of the harness's app, pointing at the fake.
+async fn registration(app: &TestApp) -> AppRegistration {
+    let id = unique_id("cert");
+    app.add_connection(&id).await;
+    app.serve(&id).await.app
+}
+
+/// A token request with `assertion`: the status and the error code.
+async fn token_request(app: &TestApp, client_id: &str, assertion: &str) -> (u16, Value) {
+    let response = http()
+        .post(app.identity.token_url(TENANT))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("scope", GRAPH),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", assertion),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json body"))
+}
+
+fn code(body: &Value) -> u64 {
+    body["error_codes"][0].as_u64().unwrap_or_default()
+}
+
+/// An assertion made by hand: `claims`, signed by `signer`, its header
+/// naming `named`'s certificate.
+fn forged(signer: &CertificateKey, named: &CertificateKey, claims: &AssertionClaims) -> String {
+    let der = pem_der(named.certificate_pem());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
+    header.x5t_s256 = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(&der)));
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(signer.private_key_pem().expose().as_bytes())
+        .expect("key");
+    jsonwebtoken::encode(&header, claims, &key).expect("signed")
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("PEM body")
+}
+
+fn claims(app: &TestApp, nbf: i64, exp: i64) -> AssertionClaims {
+    AssertionClaims {
+        aud: app.identity.token_url(TENANT).to_string(),
+        iss: CLIENT_ID.into(),
+        sub: CLIENT_ID.into(),
+        jti: uuid::Uuid::new_v4().to_string(),
+        nbf,
+        iat: nbf,
+        exp,
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_authenticates_the_app_and_every_bad_assertion_is_refused() {
+    let app = spawn_app(StoreKind::File).await;
+    let (registered, other) = keys();
+    app.identity
+        .add_certificate(CLIENT_ID, registered.certificate_pem())
+        .expect("upload");
+    let registration = registration(&app).await;
+
+    // The product's adapter: an app-only Graph token, no secret sent.
+    let client = OAuthClient::new(Duration::from_secs(5)).expect("client");
+    let tokens = client
+        .client_credentials(
+            AppClient {
+                app: &registration,
+                credential: ClientCredential::Certificate(registered),
+            },
+            GRAPH,
+        )
+        .await
+        .expect("an app-only token");
+    assert!(
+        app.identity
+            .access_token_info(tokens.access_token.expose())
+            .is_some()
+    );
+    assert!(
+        tokens.refresh_token.is_none(),
+        "client credentials have none"
+    );
+
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let audience = app.identity.token_url(TENANT).to_string();
+    // One assertion, one request: the same jti again is refused.
+    let once = registered
+        .client_assertion(CLIENT_ID, &audience, OffsetDateTime::now_utc())
+        .expect("assertion");
+    assert_eq!(token_request(&app, CLIENT_ID, once.expose()).await.0, 200);
+    let (status, replayed) = token_request(&app, CLIENT_ID, once.expose()).await;
+    assert_eq!((status, code(&replayed)), (401, 700027), "{replayed}");
+    assert!(
+        replayed["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("jti")
+    );
+
+    let refusals = [
+        (
+            "signed by another key, naming the registered certificate",
+            forged(other, registered, &claims(&app, now, now + 300)),
+            700027,
+        ),
+        (
+            "another key's own certificate, never uploaded",
+            forged(other, other, &claims(&app, now, now + 300)),
+            700027,
+        ),
+        (
+            "expired a quarter of an hour ago",
+            forged(
+                registered,
+                registered,
+                &claims(&app, now - 1_200, now - 900),
+            ),
+            700024,
+        ),
+        (
+            "valid for an hour",
+            forged(registered, registered, &claims(&app, now, now + 3_600)),
+            700024,
+        ),
+        (
+            "for another tenant's token endpoint",
+            forged(
+                registered,
+                registered,
+                &AssertionClaims {
+                    aud: app.identity.token_url("organizations").to_string(),
+                    ..claims(&app, now, now + 300)
+                },
+            ),
+            700027,
+        ),
+        (
+            "issued for another client",
+            forged(
+                registered,
+                registered,
+                &AssertionClaims {
+                    iss: VENDOR_CLIENT.into(),
+                    ..claims(&app, now, now + 300)
+                },
+            ),
+            700027,
+        ),
+    ];
+    for (what, assertion, expected) in refusals {
+        let (status, body) = token_request(&app, CLIENT_ID, &assertion).await;
+        assert_eq!((status, code(&body)), (401, expected), "{what}: {body}");
+        assert_eq!(body["error"], "invalid_client", "{what}");
+    }
+    assert_no_secret_logged(&[registered.private_key_pem().expose().to_owned()]);
+}
+
+#[tokio::test]
+async fn an_expired_certificate_stops_the_app_as_misconfigured() {
+    let app = spawn_app(StoreKind::File).await;
+    let now = OffsetDateTime::now_utc();
+    let short = CertificateKey::generate("one day", 1, now).expect("key");
+    app.identity
+        .add_certificate(CLIENT_ID, short.certificate_pem())
+        .expect("upload");
+    let registration = registration(&app).await;
+    app.identity.advance_clock(Duration::from_secs(2 * 86_400));
+    let client = OAuthClient::new(Duration::from_secs(5)).expect("client");
+    let error = client
+        .client_credentials(
+            AppClient {
+                app: &registration,
+                credential: ClientCredential::Certificate(&short),
+            },
+            GRAPH,
+        )
+        .await
+        .expect_err("an expired certificate");
+    assert_eq!(error.code(), "AADSTS700027");
+    assert_eq!(error.class(), FailureClass::AppMisconfigured);
+    assert!(error.to_string().contains("expired"), "{error}");
+}
+
+#[tokio::test]
+async fn app_only_tokens_need_the_tenants_grant() {
+    let app = spawn_app(StoreKind::File).await;
+    let vendor_secret = unique_id("vendor-secret");
+    register_vendor_app(&app, &vendor_secret);
+    let request = |client_id: &'static str, secret: String| {
+        let url = app.identity.token_url(TENANT);
+        async move {
+            let response = http()
+                .post(url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id),
+                    ("client_secret", secret.as_str()),
+                    ("scope", GRAPH),
+                ])
+                .send()
+                .await
+                .expect("token request");
+            let body: Value = response.json().await.expect("json");
+            code(&body)
+        }
+    };
+    assert_eq!(
+        request(VENDOR_CLIENT, vendor_secret.clone()).await,
+        7000229,
+        "the multi-tenant app has no service principal in a tenant that never granted it"
+    );
+    assert_eq!(
+        request("00000000-0000-4000-8000-00000000dead", vendor_secret).await,
+        700016,
+        "an app unknown everywhere"
+    );
+}
