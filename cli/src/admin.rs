@@ -5,6 +5,7 @@ use crate::{Cli, open_broker};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use roomtoken::Broker;
+use roomtoken::certificate::CertificateKey;
 use roomtoken::domain::notify::WebhookSecret;
 use roomtoken::domain::status::{SecretInUse, credential_days_left};
 use roomtoken::domain::{
@@ -91,6 +92,7 @@ pub struct ConnectionArgs {
     #[arg(long, conflicts_with_all = [
         "client_id", "client_secret_stdin", "client_secret_file", "client_secret_expires",
         "authorize_url", "token_url", "scopes", "cloud", "authority",
+        "certificate_file", "generate_certificate",
     ])]
     pub vendor_app: bool,
     /// The customer's admin fills in their own app registration (tenant,
@@ -98,10 +100,84 @@ pub struct ConnectionArgs {
     #[arg(long, conflicts_with_all = [
         "vendor_app", "tenant", "client_id", "client_secret_stdin", "client_secret_file",
         "client_secret_expires", "authorize_url", "token_url", "scopes",
+        "certificate_file", "generate_certificate",
     ])]
     pub self_service: bool,
     #[command(flatten)]
     pub app: AppArgs,
+}
+
+/// A certificate instead of a client secret (`private_key_jwt`): read from
+/// a PEM file, or made here with its key kept in the grant secret only.
+#[derive(Args, Debug, Default)]
+pub struct CertificateSource {
+    /// A PEM file with the private key (PKCS#8, RSA) and its certificate.
+    #[arg(long, conflicts_with_all = [
+        "client_secret_stdin", "client_secret_file", "generate_certificate",
+    ])]
+    pub certificate_file: Option<PathBuf>,
+    /// Make a new RSA key and a self-signed certificate; the key stays in
+    /// the grant secret, the certificate is printed (PEM) for upload to the
+    /// app registration (Certificates & secrets > Certificates).
+    #[arg(long, conflicts_with_all = ["client_secret_stdin", "client_secret_file"])]
+    pub generate_certificate: bool,
+    /// How long a generated certificate is valid, in days (at most 1095).
+    #[arg(long, default_value_t = 365)]
+    pub certificate_days: u32,
+    /// Also write the generated certificate (public, PEM) to this file.
+    #[arg(long, requires = "generate_certificate")]
+    pub certificate_out: Option<PathBuf>,
+}
+
+impl CertificateSource {
+    /// The certificate, or `None` when none was asked for.
+    fn read(
+        &self,
+        id: &ConnectionId,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Option<CertificateKey>> {
+        if self.generate_certificate {
+            let name = format!("roomtoken {id}");
+            return Ok(Some(CertificateKey::generate(
+                &name,
+                self.certificate_days,
+                now,
+            )?));
+        }
+        let Some(path) = &self.certificate_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Some(CertificateKey::from_pem(&text, &text)?))
+    }
+
+    /// Prints a generated certificate for upload (and writes it to
+    /// `--certificate-out`); a certificate read from a file is the
+    /// operator's own and already uploaded.
+    fn print(&self, key: &CertificateKey, out: &mut dyn Write) -> anyhow::Result<()> {
+        let info = key.info()?;
+        writeln!(
+            out,
+            "certificate thumbprint {} (SHA-1), valid until {}",
+            info.thumbprint_sha1_hex,
+            info.not_after.date()
+        )?;
+        if !self.generate_certificate {
+            return Ok(());
+        }
+        if let Some(path) = &self.certificate_out {
+            std::fs::write(path, key.certificate_pem())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            writeln!(out, "certificate written to {}", path.display())?;
+        }
+        writeln!(
+            out,
+            "upload this certificate to the app registration (Certificates & secrets > Certificates); the private key never leaves the grant secret:"
+        )?;
+        write!(out, "{}", key.certificate_pem())?;
+        Ok(())
+    }
 }
 
 /// Where a client secret comes from: never an argument.
@@ -189,6 +265,8 @@ pub struct AppArgs {
     /// the status warns from 30 days before.
     #[arg(long, value_parser = parse_date)]
     pub client_secret_expires: Option<time::Date>,
+    #[command(flatten)]
+    pub certificate: CertificateSource,
     /// Microsoft cloud: global, usgov or china.
     #[arg(long)]
     pub cloud: Option<Cloud>,
@@ -370,9 +448,14 @@ async fn connection(
             let provider = provider(app)?
                 .context("give --tenant (Entra ID) or --authorize-url and --token-url (any OAuth 2.0 server)")?;
             let client_id = app.client_id.clone().context("give --client-id")?;
-            let client_secret = app.secret.read(stdin)?.context(
-                "give the client secret on stdin with --client-secret-stdin (never as an argument)",
-            )?;
+            let certificate = app.certificate.read(&id, now)?;
+            let client_secret = match app.secret.read(stdin)? {
+                Some(secret) => secret,
+                None if certificate.is_some() => Secret::new(""),
+                None => bail!(
+                    "give the client secret on stdin with --client-secret-stdin (never as an argument), or a certificate (--certificate-file, --generate-certificate)"
+                ),
+            };
             let resources = match resources(app, provider.cloud(), provider.is_microsoft())? {
                 Some(resources) => resources,
                 None if provider.is_microsoft() => {
@@ -390,11 +473,16 @@ async fn connection(
                     client_secret,
                     booking_account: app.booking_account.clone(),
                     client_secret_expires: app.client_secret_expires,
+                    certificate: certificate.clone(),
                 },
                 now,
             )
             .await?;
+            let source = &args.app.certificate;
             writeln!(out, "added connection {}", app.id)?;
+            if let Some(key) = &certificate {
+                source.print(key, out)?;
+            }
             if let Ok(redirect) = broker.redirect_uri() {
                 writeln!(out, "redirect URI to register in the app: {redirect}")?;
             }
@@ -424,9 +512,14 @@ async fn connection(
                 }
                 .read(stdin)?,
                 remove_client_secret: args.remove_client_secret,
+                certificate: args.app.certificate.read(&id, now)?,
             };
+            let certificate = update.certificate.clone();
             let app = admin::update_connection(broker, &id, update).await?;
             writeln!(out, "updated connection {}", app.id)?;
+            if let Some(key) = &certificate {
+                args.app.certificate.print(key, out)?;
+            }
             let added: Vec<&str> = app
                 .resources
                 .iter()
@@ -478,6 +571,14 @@ async fn connection(
                 writeln!(
                     out,
                     "client secret: none yet (the customer's admin enters it in the form behind the link)"
+                )?;
+                return Ok(());
+            }
+            if let Some(certificate) = &app.certificate {
+                writeln!(
+                    out,
+                    "certificate: thumbprint {} (SHA-1), expires {} (its key is stored, never shown)",
+                    certificate.thumbprint_sha1, certificate.expires
                 )?;
                 return Ok(());
             }

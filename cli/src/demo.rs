@@ -128,6 +128,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             client_secret: Secret::new(client_secret.expose()),
             booking_account: None,
             client_secret_expires: None,
+            certificate: None,
         },
         now,
     )

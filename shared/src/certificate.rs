@@ -150,6 +150,16 @@ impl CertificateKey {
         &self.key_pem
     }
 
+    /// What the serve secret keeps of it.
+    pub fn reference(&self) -> Result<crate::domain::CertificateRef, CertificateError> {
+        let info = self.info()?;
+        Ok(crate::domain::CertificateRef {
+            thumbprint: info.thumbprint_s256,
+            thumbprint_sha1: info.thumbprint_sha1_hex,
+            expires: info.not_after.date(),
+        })
+    }
+
     pub fn info(&self) -> Result<CertificateInfo, CertificateError> {
         let der = cert_der(&self.cert_pem)?;
         let (_, parsed) = x509_parser::parse_x509_certificate(&der)

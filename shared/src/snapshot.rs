@@ -28,6 +28,7 @@ pub struct ConnectionSnapshot {
     pub(crate) access: Option<AccessTokens>,
     pub(crate) status: Status,
     pub(crate) mode: Mode,
+    pub(crate) credential_kind: crate::domain::CredentialKind,
     /// When the client secret that token requests use expires, if known
     /// ([`crate::domain::ServeRecord::credential_expires`]).
     pub(crate) credential_expires: Option<time::Date>,
@@ -79,6 +80,7 @@ impl ConnectionSnapshot {
             access,
             status,
             mode: app.mode,
+            credential_kind: app.credential_kind(),
             credential_expires,
             served,
         }

@@ -473,6 +473,7 @@ pub async fn add_consented(
             client_secret: Secret::new(CLIENT_SECRET),
             booking_account: None,
             client_secret_expires: None,
+            certificate: None,
         },
         now,
     )

@@ -157,7 +157,7 @@ mod tests {
             state: Some(state),
             status: None,
             credential_expires: days.map(|d| now.date() + time::Duration::days(d)),
-            mode: Default::default(),
+            credential_kind: Default::default(),
         };
         let report = PassReport {
             notifications: Default::default(),

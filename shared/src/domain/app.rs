@@ -408,6 +408,10 @@ pub struct AppRegistration {
         with = "iso_date::option"
     )]
     pub previous_client_secret_expires: Option<time::Date>,
+    /// The certificate that authenticates token requests instead of a
+    /// client secret (its key is in the grant secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateRef>,
     /// The account the displays act for, when the operator named it: the
     /// pages name it, the sign-in suggests it, and the first consent must
     /// be by it.
@@ -458,6 +462,44 @@ pub struct AppSetup {
     pub resources: Vec<String>,
 }
 
+/// What a connection's token requests authenticate with, as far as a
+/// human must renew it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// The connection's own client secret(s).
+    #[default]
+    ClientSecret,
+    /// The deployment's vendor app's client secret.
+    VendorApp,
+    /// The connection's certificate.
+    Certificate,
+}
+
+impl AppRegistration {
+    pub fn credential_kind(&self) -> CredentialKind {
+        if self.is_vendor() {
+            CredentialKind::VendorApp
+        } else if self.certificate.is_some() {
+            CredentialKind::Certificate
+        } else {
+            CredentialKind::ClientSecret
+        }
+    }
+}
+
+/// What the public side knows of a connection's certificate: which one,
+/// and until when (certificates carry their own expiry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateRef {
+    /// `x5t#S256`, as the assertions name it.
+    pub thumbprint: String,
+    /// The SHA-1 thumbprint, as the Entra admin center lists it.
+    pub thumbprint_sha1: String,
+    #[serde(with = "iso_date")]
+    pub expires: time::Date,
+}
+
 /// The deployment's multi-tenant app ("accounts in any organizational
 /// directory"), stored as `system/vendor-app` by `roomtoken vendor-app set`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -503,6 +545,7 @@ impl AppRegistration {
             mode: Mode::Operator,
             client_secret_expires: None,
             previous_client_secret_expires: None,
+            certificate: None,
             booking_account: None,
             offered: Vec::new(),
         })
@@ -556,6 +599,7 @@ impl AppRegistration {
             mode: Mode::SelfService,
             client_secret_expires: None,
             previous_client_secret_expires: None,
+            certificate: None,
             booking_account: None,
         })
     }

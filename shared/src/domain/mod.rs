@@ -15,7 +15,10 @@ pub mod secret;
 pub mod status;
 
 pub use access::{AccessToken, AccessTokens};
-pub use app::{AppRegistration, AppSetup, Cloud, Mode, Provider, Resource, VendorApp};
+pub use app::{
+    AppRegistration, AppSetup, CertificateRef, Cloud, CredentialKind, Mode, Provider, Resource,
+    VendorApp,
+};
 pub use connection_id::ConnectionId;
 pub use device_key::{DeviceKey, DeviceKeyRecord, DeviceKeys, KeyCheck};
 pub use failure::FailureClass;

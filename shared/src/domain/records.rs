@@ -25,6 +25,10 @@ pub struct GrantRecord {
     /// the identity platform refuses the newest as invalid or expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_client_secret: Option<Secret>,
+    /// The key and certificate that authenticate token requests instead of
+    /// the client secrets, when the operator gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<crate::certificate::CertificateKey>,
     /// The refresh token and the pinned account; `None` until the first consent.
     #[serde(default)]
     pub grant: Option<Grant>,
@@ -41,6 +45,7 @@ impl GrantRecord {
         Self {
             client_secret,
             previous_client_secret: None,
+            certificate: None,
             grant: None,
             completed_sessions: Vec::new(),
             writes: WriteLog::default(),
@@ -107,9 +112,13 @@ pub struct ServeRecord {
 }
 
 impl ServeRecord {
-    /// When the client secret that token requests use expires, if known:
-    /// the previous one's while a rotation still falls back to it.
+    /// When the credential that token requests use expires, if known: the
+    /// certificate's, or the client secret's (the previous one's while a
+    /// rotation still falls back to it).
     pub fn credential_expires(&self) -> Option<time::Date> {
+        if let Some(certificate) = &self.app.certificate {
+            return Some(certificate.expires);
+        }
         match self.status.client_secret_in_use {
             Some(super::status::SecretInUse::Previous) => self.app.previous_client_secret_expires,
             _ => self.app.client_secret_expires,

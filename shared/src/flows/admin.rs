@@ -2,11 +2,13 @@
 
 use crate::Broker;
 use crate::broker::BrokerError;
+use crate::certificate::CertificateKey;
 use crate::domain::app::InvalidApp;
 use crate::domain::status::SecretInUse;
 use crate::domain::{
-    AppRegistration, Cloud, ConnectionId, ConnectionState, DeviceKey, DeviceKeyRecord, GrantRecord,
-    Mode, Provider, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
+    AppRegistration, CertificateRef, Cloud, ConnectionId, ConnectionState, DeviceKey,
+    DeviceKeyRecord, GrantRecord, Mode, Provider, Resource, Secret, ServeRecord, Status, VendorApp,
+    Writer,
 };
 use crate::store::{Part, StoreError, Versioned};
 use std::time::Duration;
@@ -53,6 +55,12 @@ pub enum AdminError {
     VendorAppChanged,
     #[error(transparent)]
     Invalid(#[from] InvalidApp),
+    #[error(
+        "the certificate expired on {0}: make a new one (--generate-certificate) or give a valid one"
+    )]
+    CertificateExpired(time::Date),
+    #[error(transparent)]
+    Certificate(#[from] crate::certificate::CertificateError),
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error(transparent)]
@@ -69,6 +77,9 @@ pub struct NewConnection {
     pub booking_account: Option<String>,
     /// When the client secret expires, as Entra ID shows it.
     pub client_secret_expires: Option<time::Date>,
+    /// A certificate that authenticates token requests instead of the
+    /// client secret (which may then be empty).
+    pub certificate: Option<CertificateKey>,
 }
 
 /// A client secret's expiry must be ahead of `now`.
@@ -106,7 +117,7 @@ pub async fn add_connection(
     new: NewConnection,
     now: OffsetDateTime,
 ) -> Result<AppRegistration, AdminError> {
-    if new.client_secret.expose().trim().is_empty() {
+    if new.client_secret.expose().trim().is_empty() && new.certificate.is_none() {
         return Err(AdminError::EmptySecret);
     }
     let mut app = AppRegistration::new(
@@ -118,7 +129,24 @@ pub async fn add_connection(
     )?
     .for_booking_account(new.booking_account.as_deref())?;
     app.client_secret_expires = future_expiry(new.client_secret_expires, now)?;
-    create_connection(broker, app, new.client_secret, now).await
+    let mut grant = GrantRecord::new(new.client_secret);
+    if let Some(certificate) = new.certificate {
+        app.certificate = Some(certificate_ref(&certificate, now)?);
+        grant.certificate = Some(certificate);
+    }
+    create_connection(broker, app, grant, now).await
+}
+
+/// What the serve secret shows of a certificate, which must still be valid.
+fn certificate_ref(
+    certificate: &CertificateKey,
+    now: OffsetDateTime,
+) -> Result<CertificateRef, AdminError> {
+    let reference = certificate.reference()?;
+    if reference.expires <= now.date() {
+        return Err(AdminError::CertificateExpired(reference.expires));
+    }
+    Ok(reference)
 }
 
 /// Adds a connection that uses the deployment's vendor app: no tenant and
@@ -148,7 +176,7 @@ pub async fn add_vendor_connection(
     app.mode = Mode::Vendor;
     app.client_secret_expires = vendor.client_secret_expires;
     // The grant holds no secret: the vendor app's is read where it is used.
-    create_connection(broker, app, Secret::new(""), now).await
+    create_connection(broker, app, GrantRecord::new(Secret::new("")), now).await
 }
 
 /// Adds a self-service connection: the customer admin fills in the app
@@ -166,7 +194,7 @@ pub async fn add_self_service_connection(
     let app = AppRegistration::awaiting_setup(id, cloud, authority, resources, now)?
         .for_booking_account(onboarding.booking_account)?;
     // The grant holds no secret until the form's is stored with the grant.
-    create_connection(broker, app, Secret::new(""), now).await
+    create_connection(broker, app, GrantRecord::new(Secret::new("")), now).await
 }
 
 /// Stores the vendor app (`roomtoken vendor-app set`), then gives its
@@ -231,7 +259,7 @@ pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<usize
 async fn create_connection(
     broker: &Broker,
     app: AppRegistration,
-    client_secret: Secret,
+    new_grant: GrantRecord,
     now: OffsetDateTime,
 ) -> Result<AppRegistration, AdminError> {
     let repo = &broker.repo;
@@ -244,7 +272,7 @@ async fn create_connection(
     // Both secrets exist from here on: on AWS, a role scoped to `name-??????`
     // is denied (not told "not found") for a name that does not exist.
     let created = async {
-        let mut grant = GrantRecord::new(client_secret);
+        let mut grant = new_grant;
         repo.write(&app.id, Part::Grant, &mut grant, None, Writer::Person, now)
             .await?;
         let mut serve = ServeRecord::new(app.clone());
@@ -279,6 +307,9 @@ pub struct ConnectionUpdate {
     pub add_client_secret: Option<Secret>,
     /// Retire the previous client secret.
     pub remove_client_secret: bool,
+    /// Authenticate with this certificate from now on (instead of the
+    /// client secret, or of the certificate before).
+    pub certificate: Option<CertificateKey>,
 }
 
 pub async fn update_connection(
@@ -290,11 +321,16 @@ pub async fn update_connection(
     let repo = &broker.repo;
     let serve = serve_of(broker, id).await?;
     let mut app = serve.value.app.clone();
-    let (mode, secret_expires, previous_expires) = (
+    let (mode, secret_expires, previous_expires, certificate) = (
         app.mode,
         app.client_secret_expires,
         app.previous_client_secret_expires,
+        app.certificate.clone(),
     );
+    let new_certificate = match &update.certificate {
+        Some(key) => Some(certificate_ref(key, now)?),
+        None => None,
+    };
     // An empty name forgets it.
     let booking_account = update
         .booking_account
@@ -303,6 +339,7 @@ pub async fn update_connection(
     let rotates = update.add_client_secret.is_some() || update.remove_client_secret;
     let changes_app_or_secret = update.provider.is_some()
         || update.client_id.is_some()
+        || update.certificate.is_some()
         || update.client_secret.is_some()
         || update.client_secret_expires.is_some()
         || rotates;
@@ -331,6 +368,7 @@ pub async fn update_connection(
         // The expiry shown in the status belongs to the secret.
         || update.client_secret_expires.is_some()
         || update.client_secret.is_some()
+        || update.certificate.is_some()
         || rotates;
     if let Some(provider) = update.provider {
         app.provider = provider;
@@ -355,6 +393,7 @@ pub async fn update_connection(
         app
     };
     app.mode = mode;
+    app.certificate = new_certificate.or(certificate);
     // A new secret without its expiry: unknown (the old one's no longer
     // applies).
     let new_secret = update.client_secret.is_some() || update.add_client_secret.is_some();
@@ -380,7 +419,11 @@ pub async fn update_connection(
     }
     // The grant first: a new secret or a forgotten account must be in place
     // before the serve secret says the connection may be tried again.
-    if update.client_secret.is_some() || update.reset_account || rotates {
+    if update.client_secret.is_some()
+        || update.certificate.is_some()
+        || update.reset_account
+        || rotates
+    {
         let written = repo
             .update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
                 let mut record = record?;
@@ -393,6 +436,9 @@ pub async fn update_connection(
                 }
                 if update.remove_client_secret {
                     record.previous_client_secret = None;
+                }
+                if let Some(certificate) = &update.certificate {
+                    record.certificate = Some(certificate.clone());
                 }
                 if update.reset_account {
                     record.grant = None;

@@ -1,7 +1,7 @@
 //! connect-callback: the code becomes tokens, the account is pinned, the
 //! grant is stored, and the admin is told who is connected.
 
-use super::mint::{AfterFailure, NotMinted, access_token, mint_each};
+use super::mint::{AfterFailure, NotMinted, access_token, mint_each, own_credential};
 use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::{ConsentSession, Purpose};
@@ -13,7 +13,7 @@ use crate::domain::{
     AccessTokens, Account, AccountKey, ConnectionId, FailureClass, Grant, GrantRecord, Secret,
     ServeRecord, Status, Writer,
 };
-use crate::identity::{AppClient, IdentityError, SignInCode};
+use crate::identity::{AppClient, Credential, IdentityError, SignInCode};
 use crate::store::{Part, StoreError, Versioned};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -232,28 +232,31 @@ async fn complete(
     }
     // A self-service form's values are the app from now on, if the sign-in
     // succeeds; until then nothing of them is stored.
-    let (app, client_secret) = match &session.setup {
+    let (app, credential) = match &session.setup {
         Some(setup) if serve.value.app.mode == Mode::SelfService => (
             serve
                 .value
                 .app
                 .with_setup(setup)
                 .map_err(|_| CallbackError::UnknownConnection)?,
-            setup.client_secret.clone(),
+            Credential::Secret(setup.client_secret.clone()),
         ),
         Some(_) => return Err(CallbackError::UnknownConnection),
         None if serve.value.app.is_vendor() => {
             let vendor = repo.vendor_app().await?;
             let secret = vendor.ok_or(CallbackError::NoVendorApp)?.client_secret;
-            (serve.value.app, secret)
+            (serve.value.app, Credential::Secret(secret))
         }
-        None => (serve.value.app, grant.value.client_secret.clone()),
+        None => (serve.value.app, own_credential(&grant.value)),
     };
     // During a rotation, the previous secret if the identity platform
     // refuses the newest (the code is not spent by a refused client).
-    let previous = (session.setup.is_none() && !app.is_vendor())
-        .then(|| grant.value.previous_client_secret.clone())
-        .flatten();
+    let previous = (session.setup.is_none()
+        && !app.is_vendor()
+        && matches!(credential, Credential::Secret(_)))
+    .then(|| grant.value.previous_client_secret.clone())
+    .flatten()
+    .map(Credential::Secret);
     let first = app
         .resource(None)
         .cloned()
@@ -261,11 +264,11 @@ async fn complete(
     let mut scopes = vec!["openid".to_owned(), "profile".to_owned()];
     scopes.extend(first.token_request_scopes());
     let redirect_uri = broker.redirect_uri()?;
-    let redeem = |secret: Secret| {
+    let redeem = |credential: Credential| {
         let (app, scopes, redirect_uri) = (&app, &scopes, &redirect_uri);
         let (code, verifier) = (code.expose(), &session.pkce_verifier);
         async move {
-            let client = AppClient::with_secret(app, &secret);
+            let client = AppClient::new(app, &credential);
             let sign_in = SignInCode {
                 code,
                 redirect_uri,
@@ -275,12 +278,12 @@ async fn complete(
                 .identity
                 .redeem_code(client, sign_in, scopes)
                 .await
-                .map(|tokens| (tokens, secret))
+                .map(|tokens| (tokens, credential))
         }
     };
     let rotating = previous.is_some();
     let mut in_use = rotating.then_some(SecretInUse::Newest);
-    let redeemed = match (redeem(client_secret.clone()).await, previous) {
+    let redeemed = match (redeem(credential.clone()).await, previous) {
         (Err(e), Some(previous)) if e.rejects_client_secret() => {
             tracing::warn!(connection = %id, "the newest client secret was refused; trying the previous one");
             in_use = Some(SecretInUse::Previous);
@@ -288,7 +291,7 @@ async fn complete(
         }
         (result, _) => result,
     };
-    let (tokens, client_secret) = redeemed.map_err(|e| match e.class() {
+    let (tokens, credential) = redeemed.map_err(|e| match e.class() {
         FailureClass::ReconnectNeeded => CallbackError::CodeRejected(e),
         _ => CallbackError::Identity(e),
     })?;
@@ -336,7 +339,7 @@ async fn complete(
         resources: app.resources.iter().map(|r| r.name.clone()).collect(),
         tokens: vec![access_token(&first, &tokens, now)],
     };
-    let client = AppClient::with_secret(&app, &client_secret);
+    let client = AppClient::new(&app, &credential);
     let minted = mint_each(
         app.resources.iter().skip(1),
         refresh_token,
@@ -361,7 +364,7 @@ async fn complete(
     }
     let refresh_token = minted.refresh_token;
 
-    let new_secret = session.setup.as_ref().map(|_| client_secret.clone());
+    let new_secret = session.setup.as_ref().map(|s| s.client_secret.clone());
     store_grant(
         broker,
         &id,

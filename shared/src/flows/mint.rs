@@ -99,3 +99,13 @@ pub(crate) fn access_token(
         obtained_at: now,
     }
 }
+
+/// The credential a connection's own token requests use: its certificate
+/// when it has one, else its newest client secret.
+pub(crate) fn own_credential(grant: &crate::domain::GrantRecord) -> crate::identity::Credential {
+    use crate::identity::Credential;
+    match &grant.certificate {
+        Some(key) => Credential::Certificate(key.clone()),
+        None => Credential::Secret(grant.client_secret.clone()),
+    }
+}

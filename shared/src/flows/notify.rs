@@ -20,7 +20,7 @@ use crate::domain::notify::{
     Attempt, CredentialWarned, Event, Notification, RETRY_WAITS, WebhookSecret,
     credential_warning_due,
 };
-use crate::domain::{ConnectionId, Mode, ServeRecord, Status, Writer};
+use crate::domain::{ConnectionId, CredentialKind, ServeRecord, Status, Writer};
 use crate::flows::refresh::ConnectionResult;
 use crate::store::{Part, Repository};
 use futures::StreamExt;
@@ -77,9 +77,9 @@ pub(crate) async fn deliver(
         let Some(status) = &result.status else {
             continue;
         };
-        let warning = result
-            .credential_expires
-            .and_then(|expires| credential_warning(&result.id, result.mode, status, expires, now));
+        let warning = result.credential_expires.and_then(|expires| {
+            credential_warning(&result.id, result.credential_kind, status, expires, now)
+        });
         let due = status.due_notifications(now);
         if due.is_empty() && warning.is_none() {
             report.waiting += status.outbox.len();
@@ -147,14 +147,14 @@ pub(crate) async fn deliver(
 /// `expires`, with the marker that it was sent.
 fn credential_warning(
     id: &ConnectionId,
-    mode: Mode,
+    kind: CredentialKind,
     status: &Status,
     expires: time::Date,
     now: OffsetDateTime,
 ) -> Option<(CredentialWarned, Notification)> {
     let days = credential_warning_due(status.credential_warned, expires, now)?;
     let left = crate::domain::status::credential_days_left(expires, now);
-    let advice = super::read::credential_advice(id, mode, expires, left);
+    let advice = super::read::credential_advice(id, kind, expires, left);
     let event = Event::credential_expiring(id, status, expires, advice, now);
     let notification = Notification::credential_warning(id, event, expires, days);
     Some((CredentialWarned { expires, days }, notification))

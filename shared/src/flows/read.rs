@@ -16,6 +16,7 @@
 //! never the key, resource and outcome), written by the HTTP edge.
 
 use crate::Broker;
+use crate::domain::CredentialKind;
 use crate::domain::device_key::key_id;
 use crate::domain::status::{SecretInUse, credential_days_left, needs_human};
 use crate::domain::{
@@ -101,6 +102,7 @@ pub struct StatusFacts<'a> {
     pub status: &'a Status,
     pub access: Option<&'a AccessTokens>,
     pub mode: Mode,
+    pub credential_kind: CredentialKind,
     /// The expiry of the client secret that token requests use.
     pub credential_expires: Option<time::Date>,
 }
@@ -111,6 +113,7 @@ impl<'a> StatusFacts<'a> {
             status: &record.status,
             access: record.access.as_ref(),
             mode: record.app.mode,
+            credential_kind: record.app.credential_kind(),
             credential_expires: record.credential_expires(),
         }
     }
@@ -128,7 +131,14 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
     let advice = match (credential_expires, days_left) {
         // The state's own advice comes first when it needs a human.
         (Some(date), Some(days)) if status.state.serves_tokens() && needs_human => {
-            credential_advice(id, facts.mode, date, days)
+            credential_advice(id, facts.credential_kind, date, days)
+        }
+        _ if status.state == ConnectionState::AppMisconfigured
+            && facts.credential_kind == CredentialKind::Certificate =>
+        {
+            format!(
+                "The operator must fix the app registration or its certificate (expired, or not uploaded to the app): `roomtoken connection update {id} --generate-certificate` makes a new one to upload."
+            )
         }
         _ => status.state.advice().to_owned(),
     };
@@ -160,21 +170,24 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
 /// `credential_expiring` (or `credential_expired`): what to do, and how.
 pub(crate) fn credential_advice(
     id: &ConnectionId,
-    mode: Mode,
+    kind: CredentialKind,
     date: time::Date,
     days: i64,
 ) -> String {
-    let how = match mode {
-        Mode::Vendor => "create a new client secret for the vendor app in Entra ID and store it with `roomtoken vendor-app set --client-id ID --client-secret-stdin --client-secret-expires YYYY-MM-DD` (every vendor connection uses it)".to_owned(),
-        _ => format!(
+    let (what, how) = match kind {
+        CredentialKind::VendorApp => ("the vendor app's client secret", "create a new client secret for the vendor app in Entra ID and store it with `roomtoken vendor-app set --client-id ID --client-secret-stdin --client-secret-expires YYYY-MM-DD` (every vendor connection uses it)".to_owned()),
+        CredentialKind::Certificate => ("the certificate", format!(
+            "make a new one with `roomtoken connection update {id} --generate-certificate` and upload the certificate it prints to the app registration"
+        )),
+        CredentialKind::ClientSecret => ("the client secret", format!(
             "create a new client secret for the app in Entra ID and add it with `roomtoken connection update {id} --add-client-secret-stdin --client-secret-expires YYYY-MM-DD` (the old one keeps working until it is used)"
-        ),
+        )),
     };
     if days < 0 {
-        format!("credential_expired: the client secret expired on {date}; {how}.")
+        format!("credential_expired: {what} expired on {date}; {how}.")
     } else {
         format!(
-            "credential_expiring: the client secret expires on {date} ({days} days left); before then, {how}."
+            "credential_expiring: {what} expires on {date} ({days} days left); before then, {how}."
         )
     }
 }
@@ -388,6 +401,7 @@ pub async fn read_status(
         status: &snapshot.status,
         access: snapshot.access.as_ref(),
         mode: snapshot.mode,
+        credential_kind: snapshot.credential_kind,
         credential_expires: snapshot.credential_expires,
     };
     Ok(status_view(&id, facts, now))
@@ -408,6 +422,7 @@ pub async fn load_status_view(
                 status: &Status::default(),
                 access: None,
                 mode: Mode::default(),
+                credential_kind: CredentialKind::default(),
                 credential_expires: None,
             },
             now,

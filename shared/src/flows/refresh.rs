@@ -20,16 +20,16 @@
 //!   token; Entra ID keeps the old one valid, and the compare-and-swap keeps
 //!   exactly one grant.
 
-use super::mint::{AfterFailure, NotMinted, mint_each};
+use super::mint::{AfterFailure, NotMinted, mint_each, own_credential};
 use super::notify::DeliveryReport;
 use crate::Broker;
 use crate::domain::records::room_in_both;
 use crate::domain::status::SecretInUse;
 use crate::domain::{
-    AccessTokens, AppRegistration, ConnectionId, ConnectionState, FailureClass, GrantRecord,
-    LastError, Mode, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
+    AccessTokens, AppRegistration, ConnectionId, ConnectionState, CredentialKind, FailureClass,
+    GrantRecord, LastError, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
-use crate::identity::{AppClient, TokenSet};
+use crate::identity::{AppClient, Credential, TokenSet};
 use crate::pacer::{PacedStore, Pacer};
 use crate::store::{Part, Repository, StoreError, Versioned};
 use futures::StreamExt;
@@ -76,8 +76,9 @@ pub struct ConnectionResult {
     pub status: Option<Status>,
     /// When the connection's client secret expires, if known.
     pub credential_expires: Option<time::Date>,
-    /// Whose client secret that is: the connection's, or the vendor app's.
-    pub mode: Mode,
+    /// What that credential is: the connection's secret or certificate,
+    /// or the vendor app's secret.
+    pub credential_kind: CredentialKind,
 }
 
 #[derive(Debug, Default)]
@@ -142,7 +143,7 @@ pub async fn refresh_pass(
                 results.push(finished(id, Ok((outcome, *state)), credential))
             }
             Ok((Plan::Due { serve, urgency }, _)) => due.push((urgency, id, serve)),
-            Err(e) => results.push(finished(id, Err(e), Credential::default())),
+            Err(e) => results.push(finished(id, Err(e), CredentialFacts::default())),
         }
     }
     // The most urgent first: when the budget runs out, what is left has
@@ -167,7 +168,7 @@ pub async fn refresh_pass(
         .map(|(_, id, serve)| {
             let pass = &pass;
             async move {
-                let credential = Credential::of(&serve.value);
+                let credential = CredentialFacts::of(&serve.value);
                 let result = pass.refresh_due(&id, *serve).await;
                 finished(id, result, credential)
             }
@@ -188,7 +189,7 @@ pub async fn refresh_pass(
 fn finished(
     id: ConnectionId,
     result: Result<(Outcome, Status), StoreError>,
-    credential: Credential,
+    credential: CredentialFacts,
 ) -> ConnectionResult {
     let (outcome, status) = match result {
         Ok((outcome, status)) => (outcome, Some(status)),
@@ -201,22 +202,22 @@ fn finished(
         state: status.as_ref().map(|s| s.state),
         status,
         credential_expires: credential.expires,
-        mode: credential.mode,
+        credential_kind: credential.kind,
     }
 }
 
 /// A connection's client secret expiry, and whose secret it is.
 #[derive(Clone, Copy, Debug, Default)]
-struct Credential {
+struct CredentialFacts {
     expires: Option<time::Date>,
-    mode: Mode,
+    kind: CredentialKind,
 }
 
-impl Credential {
+impl CredentialFacts {
     fn of(record: &ServeRecord) -> Self {
         Self {
             expires: record.credential_expires(),
-            mode: record.app.mode,
+            kind: record.app.credential_kind(),
         }
     }
 }
@@ -265,7 +266,7 @@ fn jittered(margin: Duration) -> Duration {
 }
 
 /// A connection's plan, and when its client secret expires.
-type Surveyed = (Plan, Credential);
+type Surveyed = (Plan, CredentialFacts);
 
 /// Decides from the serve secret alone whether a connection is due.
 async fn survey(
@@ -277,9 +278,9 @@ async fn survey(
 ) -> Result<Surveyed, StoreError> {
     let Some(serve) = broker.repo.serve(id).await? else {
         let pending = Plan::Done(Outcome::PendingConsent, Box::default());
-        return Ok((pending, Credential::default()));
+        return Ok((pending, CredentialFacts::default()));
     };
-    let credential = Credential::of(&serve.value);
+    let credential = CredentialFacts::of(&serve.value);
     Ok((plan(serve, force, margin, now), credential))
 }
 
@@ -323,30 +324,33 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// The client secret `app` presents: its own, from the grant, or the
-    /// deployment's vendor app's (`None` when no vendor app is set).
-    async fn client_secret(
+    /// The credential `app` presents: its own certificate or client secret,
+    /// from the grant, or the deployment's vendor app's secret (`None` when
+    /// no vendor app is set).
+    async fn credential(
         &self,
         app: &AppRegistration,
         grant: &GrantRecord,
-    ) -> Result<Option<Secret>, StoreError> {
+    ) -> Result<Option<Credential>, StoreError> {
         if !app.is_vendor() {
-            return Ok(Some(grant.client_secret.clone()));
+            return Ok(Some(own_credential(grant)));
         }
         let vendor = self
             .vendor_app
             .get_or_try_init(|| self.repo.vendor_app())
             .await?;
-        Ok(vendor.as_ref().map(|v| v.client_secret.clone()))
+        Ok(vendor
+            .as_ref()
+            .map(|v| Credential::Secret(v.client_secret.clone())))
     }
 
-    /// One round of token requests with `client_secret`.
+    /// One round of token requests with `credential`.
     async fn mint_round(
         &self,
         id: &ConnectionId,
         app: &AppRegistration,
         refresh_token: Secret,
-        client_secret: &Secret,
+        credential: &Credential,
     ) -> crate::flows::mint::Minted {
         let (broker, deadline) = (self.broker, self.deadline);
         mint_each(
@@ -359,7 +363,7 @@ impl Pass<'_> {
                     broker,
                     id,
                     app,
-                    client_secret,
+                    credential,
                     &refresh_token,
                     resource,
                     deadline,
@@ -456,7 +460,7 @@ impl Pass<'_> {
         let Some(held) = &grant.value.grant else {
             return Ok((Outcome::PendingConsent, serve.value.status));
         };
-        let Some(client_secret) = self.client_secret(app, &grant.value).await? else {
+        let Some(credential) = self.credential(app, &grant.value).await? else {
             // Nothing redeemed, nothing lost; only the operator can fix it
             // (`vendor-app set` gives such connections another attempt).
             let error = LastError {
@@ -483,11 +487,12 @@ impl Pass<'_> {
         // One request per resource, each with the newest refresh token;
         // with the newest client secret, and during a rotation with the
         // previous one when the identity platform refuses the newest.
-        let previous = (!app.is_vendor())
+        let previous = (!app.is_vendor() && matches!(credential, Credential::Secret(_)))
             .then(|| grant.value.previous_client_secret.clone())
-            .flatten();
+            .flatten()
+            .map(Credential::Secret);
         let mut round = self
-            .mint_round(id, app, held.refresh_token.clone(), &client_secret)
+            .mint_round(id, app, held.refresh_token.clone(), &credential)
             .await;
         let mut in_use = previous.as_ref().map(|_| SecretInUse::Newest);
         if let Some(previous) = &previous
@@ -651,7 +656,7 @@ async fn redeem(
     broker: &Broker,
     id: &ConnectionId,
     app: &AppRegistration,
-    client_secret: &Secret,
+    credential: &Credential,
     refresh_token: &Secret,
     resource: &Resource,
     deadline: OffsetDateTime,
@@ -667,11 +672,7 @@ async fn redeem(
     loop {
         let error = match broker
             .identity
-            .refresh(
-                AppClient::with_secret(app, client_secret),
-                refresh_token,
-                &scopes,
-            )
+            .refresh(AppClient::new(app, credential), refresh_token, &scopes)
             .await
         {
             Ok(tokens) => return Ok(tokens),

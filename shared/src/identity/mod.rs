@@ -178,10 +178,26 @@ pub enum ClientCredential<'a> {
 }
 
 impl<'a> AppClient<'a> {
-    pub fn with_secret(app: &'a AppRegistration, secret: &'a Secret) -> Self {
+    pub fn new(app: &'a AppRegistration, credential: &'a Credential) -> Self {
         Self {
             app,
-            credential: ClientCredential::Secret(secret),
+            credential: credential.as_client(),
+        }
+    }
+}
+
+/// An app's credential, owned: what a flow picks before it asks.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    Secret(Secret),
+    Certificate(CertificateKey),
+}
+
+impl Credential {
+    pub fn as_client(&self) -> ClientCredential<'_> {
+        match self {
+            Self::Secret(secret) => ClientCredential::Secret(secret),
+            Self::Certificate(key) => ClientCredential::Certificate(key),
         }
     }
 }

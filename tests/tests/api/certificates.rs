@@ -257,3 +257,233 @@ async fn app_only_tokens_need_the_tenants_grant() {
         "an app unknown everywhere"
     );
 }
+
+/// The PEM certificate block in `text`.
+fn printed_certificate(text: &str) -> String {
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .unwrap_or_else(|| panic!("a certificate in: {text}"));
+    let end = text.find("-----END CERTIFICATE-----").expect("its end") + 25;
+    format!("{}\n", &text[start..end])
+}
+
+/// A delegated connection that authenticates with a certificate made by
+/// `connection add --generate-certificate`: the app's client secret is
+/// deleted at Microsoft, so only assertions can work.
+async fn delegated_connection_with_a_certificate(kind: StoreKind) {
+    let app = spawn_app(kind).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_file = dir.path().join("uploaded.pem");
+    let id = unique_id("cert");
+    let authority = app.identity.base_url().to_string();
+    let added = app
+        .cli(
+            &[
+                "connection",
+                "add",
+                &id,
+                "--tenant",
+                TENANT,
+                "--client-id",
+                CLIENT_ID,
+                "--resources",
+                "ews,graph",
+                "--authority",
+                &authority,
+                "--generate-certificate",
+                "--certificate-days",
+                "90",
+                "--certificate-out",
+                out_file.to_str().expect("path"),
+            ],
+            "",
+        )
+        .await
+        .expect("connection add --generate-certificate");
+    let certificate = printed_certificate(&added);
+    assert_eq!(
+        std::fs::read_to_string(&out_file).expect("written"),
+        certificate
+    );
+    app.identity
+        .add_certificate(CLIENT_ID, &certificate)
+        .expect("upload");
+    app.identity.remove_client_secret(&app.client_secret);
+
+    let consent = app.consent(&id).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    let outcome = app.refresh_one(&id, true, app.broker.now()).await;
+    assert!(
+        matches!(
+            outcome,
+            roomtoken::flows::refresh::Outcome::Refreshed { .. }
+        ),
+        "{outcome:?}"
+    );
+    let key = app.create_key(&id).await;
+    app.expire_read_cache();
+    app.assert_serves_valid_token(&id, &key, Some("graph"))
+        .await;
+
+    let status = app
+        .cli(&["status", &id, "--json"], "")
+        .await
+        .expect("status");
+    let view: Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(view["credential_expires"], date_in(90), "{view}");
+    assert_eq!(view["state"], "connected");
+    let shown = app
+        .cli(&["connection", "show", &id], "")
+        .await
+        .expect("show");
+    assert!(shown.contains("certificate: thumbprint"), "{shown}");
+
+    let private_key = app
+        .broker
+        .repo
+        .grant(&roomtoken::domain::ConnectionId::parse(&id).expect("id"))
+        .await
+        .expect("store")
+        .expect("grant")
+        .value
+        .certificate
+        .expect("the key is in the grant secret")
+        .private_key_pem()
+        .expose()
+        .to_owned();
+    let mut secrets = app.secrets(&[&key]);
+    secrets.push(private_key.clone());
+    for (place, text) in [
+        ("connection add", &added),
+        ("status", &status),
+        ("connection show", &shown),
+        ("the consent page", &consent.body),
+    ] {
+        assert_no_secret_in(text, place, &secrets);
+    }
+    // The serve secret holds access tokens by design, never the key.
+    let serve = serde_json::to_string(&app.serve(&id).await).expect("serve json");
+    assert_no_secret_in(&serve, "the serve secret", &[private_key]);
+    assert_no_secret_logged(&secrets);
+}
+
+#[tokio::test]
+async fn a_delegated_connection_authenticates_with_a_certificate_on_the_file_store() {
+    delegated_connection_with_a_certificate(StoreKind::File).await;
+}
+
+#[tokio::test]
+async fn a_delegated_connection_authenticates_with_a_certificate_on_secrets_manager() {
+    delegated_connection_with_a_certificate(StoreKind::SecretsManager).await;
+}
+
+/// The operator's own key and certificate (`--certificate-file`); then a new
+/// one (`connection update --generate-certificate`) replaces it; and when the
+/// certificate expires the connection stops as `app_misconfigured` with
+/// advice that names the certificate.
+#[tokio::test]
+async fn a_certificate_from_a_file_is_replaced_and_its_expiry_is_advised() {
+    let app = spawn_app(StoreKind::File).await;
+    let (registered, _) = keys();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("key-and-certificate.pem");
+    std::fs::write(
+        &file,
+        format!(
+            "{}{}",
+            registered.private_key_pem().expose(),
+            registered.certificate_pem()
+        ),
+    )
+    .expect("write");
+    app.identity
+        .add_certificate(CLIENT_ID, registered.certificate_pem())
+        .expect("upload");
+    app.identity.remove_client_secret(&app.client_secret);
+    let id = unique_id("cert-file");
+    let authority = app.identity.base_url().to_string();
+    let added = app
+        .cli(
+            &[
+                "connection",
+                "add",
+                &id,
+                "--tenant",
+                TENANT,
+                "--client-id",
+                CLIENT_ID,
+                "--authority",
+                &authority,
+                "--certificate-file",
+                file.to_str().expect("path"),
+            ],
+            "",
+        )
+        .await
+        .expect("connection add --certificate-file");
+    assert!(
+        !added.contains("BEGIN CERTIFICATE"),
+        "the operator's own: {added}"
+    );
+    assert_eq!(app.consent(&id).await.status, 200);
+
+    // A new certificate, valid a day; uploaded; the old one deleted.
+    let updated = app
+        .cli(
+            &[
+                "connection",
+                "update",
+                &id,
+                "--generate-certificate",
+                "--certificate-days",
+                "1",
+            ],
+            "",
+        )
+        .await
+        .expect("connection update --generate-certificate");
+    app.identity.remove_certificates(CLIENT_ID);
+    app.identity
+        .add_certificate(CLIENT_ID, &printed_certificate(&updated))
+        .expect("upload");
+    let outcome = app.refresh_one(&id, true, app.broker.now()).await;
+    assert!(
+        matches!(
+            outcome,
+            roomtoken::flows::refresh::Outcome::Refreshed { .. }
+        ),
+        "{outcome:?}"
+    );
+    let status = app
+        .cli(&["status", &id, "--json"], "")
+        .await
+        .expect("status");
+    let view: Value = serde_json::from_str(&status).expect("json");
+    assert!(
+        view["advice"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("credential_expiring: the certificate")),
+        "{view}"
+    );
+
+    // Two days later at Microsoft: the certificate has expired.
+    app.identity.advance_clock(Duration::from_secs(2 * 86_400));
+    let outcome = app.refresh_one(&id, true, app.broker.now()).await;
+    assert!(
+        matches!(&outcome, roomtoken::flows::refresh::Outcome::Failed(e)
+            if e.code == "AADSTS700027" && e.class == FailureClass::AppMisconfigured),
+        "{outcome:?}"
+    );
+    let status = app
+        .cli(&["status", &id, "--json"], "")
+        .await
+        .expect("status");
+    let view: Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(view["state"], "app_misconfigured");
+    assert!(
+        view["advice"]
+            .as_str()
+            .is_some_and(|a| a.contains("certificate")),
+        "{view}"
+    );
+}

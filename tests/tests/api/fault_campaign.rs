@@ -69,6 +69,7 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
             client_secret: Secret::new(app.client_secret.clone()),
             booking_account: None,
             client_secret_expires: None,
+            certificate: None,
         };
         admin::add_connection(core, new, start).await.unwrap();
         app.identity.set_auto_consent(Some(&booking_account(n)));
