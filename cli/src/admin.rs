@@ -136,10 +136,18 @@ impl CertificateSource {
         id: &ConnectionId,
         now: OffsetDateTime,
     ) -> anyhow::Result<Option<CertificateKey>> {
+        self.read_named(&format!("roomtoken {id}"), now)
+    }
+
+    /// The same, a generated one with the subject `name`.
+    fn read_named(
+        &self,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Option<CertificateKey>> {
         if self.generate_certificate {
-            let name = format!("roomtoken {id}");
             return Ok(Some(CertificateKey::generate(
-                &name,
+                name,
                 self.certificate_days,
                 now,
             )?));
@@ -227,8 +235,9 @@ pub enum WebhookSecretCommand {
 /// The deployment's multi-tenant app.
 #[derive(Subcommand, Debug)]
 pub enum VendorAppCommand {
-    /// Store the vendor app: its client id, and its secret from stdin or a file.
-    Set(VendorAppArgs),
+    /// Store the vendor app: its client id, and its secret from stdin or a
+    /// file, or a certificate.
+    Set(Box<VendorAppArgs>),
     /// Show the vendor app (never its secret).
     Show,
 }
@@ -243,6 +252,8 @@ pub struct VendorAppArgs {
     /// every vendor connection warns from 30 days before.
     #[arg(long, value_parser = parse_date)]
     pub client_secret_expires: Option<time::Date>,
+    #[command(flatten)]
+    pub certificate: CertificateSource,
     /// Microsoft cloud: global, usgov or china.
     #[arg(long)]
     pub cloud: Option<Cloud>,
@@ -677,18 +688,29 @@ async fn vendor_app(
 ) -> anyhow::Result<()> {
     match command {
         VendorAppCommand::Set(args) => {
-            let client_secret = args.secret.read(stdin)?.context(
-                "give the client secret on stdin with --client-secret-stdin (never as an argument)",
-            )?;
+            let certificate = args
+                .certificate
+                .read_named("roomtoken vendor app", broker.now())?;
+            let client_secret = match args.secret.read(stdin)? {
+                Some(secret) => secret,
+                None if certificate.is_some() => Secret::new(""),
+                None => bail!(
+                    "give the client secret on stdin with --client-secret-stdin (never as an argument), or a certificate (--certificate-file, --generate-certificate)"
+                ),
+            };
             let vendor = VendorApp {
                 client_id: args.client_id.trim().to_owned(),
                 client_secret,
                 client_secret_expires: args.client_secret_expires,
+                certificate: certificate.clone(),
                 cloud: args.cloud.unwrap_or_default(),
                 authority: args.authority.clone(),
             };
             let retried = admin::set_vendor_app(broker, &vendor).await?;
             writeln!(out, "vendor app set: client id {}", vendor.client_id)?;
+            if let Some(key) = &certificate {
+                args.certificate.print(key, out)?;
+            }
             if retried > 0 {
                 writeln!(
                     out,
@@ -706,8 +728,16 @@ async fn vendor_app(
             )?;
             writeln!(out, "client id:     {}", vendor.client_id)?;
             writeln!(out, "cloud:         {:?}", vendor.cloud)?;
-            writeln!(out, "client secret: stored (never shown)")?;
-            match vendor.client_secret_expires {
+            if let Some(Ok(certificate)) = vendor.certificate.as_ref().map(|k| k.reference()) {
+                writeln!(
+                    out,
+                    "certificate:   thumbprint {} (SHA-1), its key stored (never shown)",
+                    certificate.thumbprint_sha1
+                )?;
+            } else {
+                writeln!(out, "client secret: stored (never shown)")?;
+            }
+            match vendor.credential_expires() {
                 Some(date) => {
                     let days = credential_days_left(date, broker.now());
                     writeln!(out, "expires:       {date} ({days} days left)")?;

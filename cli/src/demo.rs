@@ -142,6 +142,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             client_id: VENDOR_CLIENT_ID.into(),
             client_secret: Secret::new(vendor_secret.expose()),
             client_secret_expires: None,
+            certificate: None,
             cloud: Cloud::Global,
             authority: Some(identity.base_url()),
         },

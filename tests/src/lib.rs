@@ -352,6 +352,15 @@ pub async fn behind_faulty_store(accounts: usize) -> (tcp_proxy::TcpProxy, TestA
 }
 
 /// Today's date `days` from now, as the CLI and the status write it.
+/// The PEM certificate block a command printed (`--generate-certificate`).
+pub fn printed_certificate(text: &str) -> String {
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .unwrap_or_else(|| panic!("a certificate in: {text}"));
+    let end = text.find("-----END CERTIFICATE-----").expect("its end") + 25;
+    format!("{}\n", &text[start..end])
+}
+
 pub fn date_in(days: i64) -> String {
     (time::OffsetDateTime::now_utc().date() + time::Duration::days(days)).to_string()
 }

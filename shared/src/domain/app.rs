@@ -476,6 +476,17 @@ pub enum CredentialKind {
     Certificate,
 }
 
+impl VendorApp {
+    /// When the credential its token requests use expires: the
+    /// certificate's, or the client secret's as the operator gave it.
+    pub fn credential_expires(&self) -> Option<time::Date> {
+        match &self.certificate {
+            Some(key) => key.reference().ok().map(|r| r.expires),
+            None => self.client_secret_expires,
+        }
+    }
+}
+
 impl AppRegistration {
     pub fn credential_kind(&self) -> CredentialKind {
         if self.is_vendor() {
@@ -514,6 +525,10 @@ pub struct VendorApp {
         with = "iso_date::option"
     )]
     pub client_secret_expires: Option<time::Date>,
+    /// A certificate that authenticates its token requests instead of the
+    /// client secret (which may then be empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<crate::certificate::CertificateKey>,
     #[serde(default)]
     pub cloud: Cloud,
     /// Replaces the cloud's login origin (the demo and the tests).

@@ -166,6 +166,7 @@ pub async fn add_vendor_connection(
         .vendor_app()
         .await?
         .ok_or(AdminError::NoVendorApp)?;
+    let expires = vendor.credential_expires();
     let resources = Resource::presets(onboarding.resources(), vendor.cloud)?;
     let provider = match tenant {
         None => Provider::vendor(vendor.cloud, vendor.authority.clone()),
@@ -174,7 +175,7 @@ pub async fn add_vendor_connection(
     let mut app = AppRegistration::new(id, provider, &vendor.client_id, resources, now)?
         .for_booking_account(onboarding.booking_account)?;
     app.mode = Mode::Vendor;
-    app.client_secret_expires = vendor.client_secret_expires;
+    app.client_secret_expires = expires;
     // The grant holds no secret: the vendor app's is read where it is used.
     create_connection(broker, app, GrantRecord::new(Secret::new("")), now).await
 }
@@ -204,12 +205,16 @@ pub async fn add_self_service_connection(
 /// token-read see it there: token-read may not read the vendor app).
 pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<usize, AdminError> {
     future_expiry(vendor.client_secret_expires, broker.now())?;
+    if let Some(certificate) = &vendor.certificate {
+        certificate_ref(certificate, broker.now())?;
+    }
     if vendor.client_id.trim().is_empty() {
         return Err(InvalidApp::ClientId.into());
     }
-    if vendor.client_secret.expose().trim().is_empty() {
+    if vendor.client_secret.expose().trim().is_empty() && vendor.certificate.is_none() {
         return Err(AdminError::EmptySecret);
     }
+    let expires = vendor.credential_expires();
     if let Some(current) = broker.repo.vendor_app().await?
         && (current.client_id != vendor.client_id
             || current.cloud != vendor.cloud
@@ -231,8 +236,7 @@ pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<usize
             record.app.is_vendor() && record.status.state == ConnectionState::AppMisconfigured
         };
         let outdated = |record: &ServeRecord| {
-            record.app.is_vendor()
-                && record.app.client_secret_expires != vendor.client_secret_expires
+            record.app.is_vendor() && record.app.client_secret_expires != expires
         };
         if !stopped(&serve.value) && !outdated(&serve.value) {
             continue;
@@ -246,7 +250,7 @@ pub async fn set_vendor_app(broker: &Broker, vendor: &VendorApp) -> Result<usize
                 if was_stopped {
                     record.status = record.status.retry_after_fix();
                 }
-                record.app.client_secret_expires = vendor.client_secret_expires;
+                record.app.client_secret_expires = expires;
                 Some(record)
             })
             .await?;

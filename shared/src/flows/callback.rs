@@ -1,7 +1,9 @@
 //! connect-callback: the code becomes tokens, the account is pinned, the
 //! grant is stored, and the admin is told who is connected.
 
-use super::mint::{AfterFailure, NotMinted, access_token, mint_each, own_credential};
+use super::mint::{
+    AfterFailure, NotMinted, access_token, mint_each, own_credential, vendor_credential,
+};
 use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::{ConsentSession, Purpose};
@@ -244,8 +246,8 @@ async fn complete(
         Some(_) => return Err(CallbackError::UnknownConnection),
         None if serve.value.app.is_vendor() => {
             let vendor = repo.vendor_app().await?;
-            let secret = vendor.ok_or(CallbackError::NoVendorApp)?.client_secret;
-            (serve.value.app, Credential::Secret(secret))
+            let vendor = vendor.ok_or(CallbackError::NoVendorApp)?;
+            (serve.value.app, vendor_credential(&vendor))
         }
         None => (serve.value.app, own_credential(&grant.value)),
     };

@@ -109,3 +109,13 @@ pub(crate) fn own_credential(grant: &crate::domain::GrantRecord) -> crate::ident
         None => Credential::Secret(grant.client_secret.clone()),
     }
 }
+
+/// The credential of the deployment's vendor app: its certificate when it
+/// has one, else its client secret.
+pub(crate) fn vendor_credential(vendor: &crate::domain::VendorApp) -> crate::identity::Credential {
+    use crate::identity::Credential;
+    match &vendor.certificate {
+        Some(key) => Credential::Certificate(key.clone()),
+        None => Credential::Secret(vendor.client_secret.clone()),
+    }
+}

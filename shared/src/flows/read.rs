@@ -175,7 +175,7 @@ pub(crate) fn credential_advice(
     days: i64,
 ) -> String {
     let (what, how) = match kind {
-        CredentialKind::VendorApp => ("the vendor app's client secret", "create a new client secret for the vendor app in Entra ID and store it with `roomtoken vendor-app set --client-id ID --client-secret-stdin --client-secret-expires YYYY-MM-DD` (every vendor connection uses it)".to_owned()),
+        CredentialKind::VendorApp => ("the vendor app's credential", "renew it for the vendor app and store it with `roomtoken vendor-app set --client-id ID` and `--client-secret-stdin --client-secret-expires YYYY-MM-DD` (a new client secret) or `--generate-certificate` (every vendor connection uses it)".to_owned()),
         CredentialKind::Certificate => ("the certificate", format!(
             "make a new one with `roomtoken connection update {id} --generate-certificate` and upload the certificate it prints to the app registration"
         )),

@@ -20,7 +20,7 @@
 //!   token; Entra ID keeps the old one valid, and the compare-and-swap keeps
 //!   exactly one grant.
 
-use super::mint::{AfterFailure, NotMinted, mint_each, own_credential};
+use super::mint::{AfterFailure, NotMinted, mint_each, own_credential, vendor_credential};
 use super::notify::DeliveryReport;
 use crate::Broker;
 use crate::domain::records::room_in_both;
@@ -339,9 +339,7 @@ impl Pass<'_> {
             .vendor_app
             .get_or_try_init(|| self.repo.vendor_app())
             .await?;
-        Ok(vendor
-            .as_ref()
-            .map(|v| Credential::Secret(v.client_secret.clone())))
+        Ok(vendor.as_ref().map(vendor_credential))
     }
 
     /// One round of token requests with `credential`.

@@ -258,15 +258,6 @@ async fn app_only_tokens_need_the_tenants_grant() {
     );
 }
 
-/// The PEM certificate block in `text`.
-fn printed_certificate(text: &str) -> String {
-    let start = text
-        .find("-----BEGIN CERTIFICATE-----")
-        .unwrap_or_else(|| panic!("a certificate in: {text}"));
-    let end = text.find("-----END CERTIFICATE-----").expect("its end") + 25;
-    format!("{}\n", &text[start..end])
-}
-
 /// A delegated connection that authenticates with a certificate made by
 /// `connection add --generate-certificate`: the app's client secret is
 /// deleted at Microsoft, so only assertions can work.

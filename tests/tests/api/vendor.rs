@@ -459,3 +459,65 @@ async fn the_vendor_apps_secret_expiry_reaches_every_vendor_connection() {
     }
     assert!(!shown.contains(&vendor_secret));
 }
+
+/// The vendor app authenticates with a certificate made by `vendor-app set
+/// --generate-certificate`: its client secret never reaches the broker, and
+/// every vendor connection consents and refreshes with assertions.
+#[tokio::test]
+async fn the_vendor_app_can_authenticate_with_a_certificate() {
+    let app = spawn_app(StoreKind::File).await;
+    register_vendor_app(&app, &unique_id("never-given"));
+    app.identity
+        .add_account(roomtoken_fake_identity::FakeAccount {
+            tenant: TENANT.into(),
+            oid: "0000ad01-0000-4000-8000-000000000000".into(),
+            username: ADMIN.into(),
+            name: "Contoso admin".into(),
+            admin: true,
+        });
+    let authority = app.identity.base_url().to_string();
+    let printed = app
+        .cli(
+            &[
+                "vendor-app",
+                "set",
+                "--client-id",
+                VENDOR_CLIENT,
+                "--authority",
+                &authority,
+                "--generate-certificate",
+                "--certificate-days",
+                "200",
+            ],
+            "",
+        )
+        .await
+        .expect("vendor-app set --generate-certificate");
+    app.identity
+        .add_certificate(VENDOR_CLIENT, &printed_certificate(&printed))
+        .expect("upload");
+    let shown = app.cli(&["vendor-app", "show"], "").await.expect("show");
+    assert!(
+        shown.contains("certificate:") && shown.contains("(200 days left)"),
+        "{shown}"
+    );
+    assert!(!shown.contains("PRIVATE KEY") && !printed.contains("PRIVATE KEY"));
+
+    let id = unique_id("vendor-cert");
+    app.cli(&["connection", "add", &id, "--vendor-app"], "")
+        .await
+        .expect("connection add --vendor-app");
+    admin_consents(&app).await;
+    let sign_in = format!("{}&step=sign-in", app.link(&id).await);
+    let consent = app.consent_at(&sign_in).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    let connection = ConnectionId::parse(&id).expect("id");
+    let outcome = refresh(&app, &connection).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    let printed = app
+        .cli(&["status", &id, "--json"], "")
+        .await
+        .expect("status");
+    let view: serde_json::Value = serde_json::from_str(&printed).expect("json");
+    assert_eq!(view["credential_expires"], date_in(200), "{view}");
+}
