@@ -9,7 +9,7 @@ use roomtoken::certificate::CertificateKey;
 use roomtoken::domain::notify::WebhookSecret;
 use roomtoken::domain::status::{SecretInUse, credential_days_left};
 use roomtoken::domain::{
-    AppRegistration, Cloud, ConnectionId, ConnectionState, Provider, Resource, Secret, VendorApp,
+    AppRegistration, Mode, Cloud, ConnectionId, ConnectionState, Provider, Resource, Secret, VendorApp,
 };
 use roomtoken::flows::admin::{self, AdminError, ConnectionUpdate, NewConnection, Onboarding};
 use roomtoken::flows::read::{StatusView, load_status_view};
@@ -103,6 +103,14 @@ pub struct ConnectionArgs {
         "certificate_file", "generate_certificate",
     ])]
     pub self_service: bool,
+    /// App-only (client credentials): the link leads the customer's admin
+    /// through Microsoft's admin consent, nobody signs in, and the app's
+    /// own tokens are served (`--resources`: graph, the default, and ews).
+    /// Best with a certificate.
+    #[arg(long, conflicts_with_all = [
+        "vendor_app", "self_service", "authorize_url", "token_url", "scopes", "booking_account",
+    ])]
+    pub app_only: bool,
     #[command(flatten)]
     pub app: AppArgs,
 }
@@ -468,6 +476,10 @@ async fn connection(
                 ),
             };
             let resources = match resources(app, provider.cloud(), provider.is_microsoft())? {
+                _ if args.app_only => Resource::app_only_presets(
+                    app.resources.as_deref().unwrap_or("graph"),
+                    provider.cloud(),
+                )?,
                 Some(resources) => resources,
                 None if provider.is_microsoft() => {
                     Resource::presets("ews,graph", provider.cloud())?
@@ -485,6 +497,7 @@ async fn connection(
                     booking_account: app.booking_account.clone(),
                     client_secret_expires: app.client_secret_expires,
                     certificate: certificate.clone(),
+                    app_only: args.app_only,
                 },
                 now,
             )
@@ -509,8 +522,15 @@ async fn connection(
             let current = admin::get_connection(broker, &id).await?;
             let provider = provider(&args.app)?;
             let effective = provider.clone().unwrap_or_else(|| current.provider.clone());
+            let resources = match &args.app.resources {
+                // App-only tokens take each resource's `.default` scope.
+                Some(names) if current.mode == Mode::AppOnly => {
+                    Some(Resource::app_only_presets(names, effective.cloud())?)
+                }
+                _ => resources(&args.app, effective.cloud(), effective.is_microsoft())?,
+            };
             let update = ConnectionUpdate {
-                resources: resources(&args.app, effective.cloud(), effective.is_microsoft())?,
+                resources,
                 provider,
                 client_id: args.app.client_id.clone(),
                 client_secret: args.app.secret.read(stdin)?,
@@ -538,7 +558,10 @@ async fn connection(
                 .map(|r| r.name.as_str())
                 .collect();
             let state = load_status_view(broker, &id, broker.now()).await?.state;
-            if !added.is_empty() && state != ConnectionState::PendingConsent {
+            if !added.is_empty()
+                && state != ConnectionState::PendingConsent
+                && current.mode != Mode::AppOnly
+            {
                 let added = added.join(", ");
                 writeln!(
                     out,

@@ -129,6 +129,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             booking_account: None,
             client_secret_expires: None,
             certificate: None,
+            app_only: false,
         },
         now,
     )

@@ -474,6 +474,7 @@ pub async fn add_consented(
             booking_account: None,
             client_secret_expires: None,
             certificate: None,
+            app_only: false,
         },
         now,
     )

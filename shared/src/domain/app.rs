@@ -336,6 +336,21 @@ impl Resource {
         }
     }
 
+    /// A resource for app-only tokens: its `.default` scope, which takes
+    /// whatever the app was granted (Graph application permissions, or
+    /// RBAC for Applications in Exchange).
+    pub fn app_only_presets(names: &str, cloud: Cloud) -> Result<Vec<Self>, InvalidApp> {
+        let mut resources = Self::presets(names, cloud)?;
+        for resource in &mut resources {
+            let origin = match resource.name.as_str() {
+                "ews" => cloud.ews_origin(),
+                _ => cloud.graph_origin(),
+            };
+            resource.scopes = vec![format!("{origin}/.default")];
+        }
+        Ok(resources)
+    }
+
     /// Parses `ews,graph` into the presets for a cloud.
     pub fn presets(names: &str, cloud: Cloud) -> Result<Vec<Self>, InvalidApp> {
         let resources = names
@@ -442,6 +457,10 @@ pub enum Mode {
     /// `system/vendor-app` (one secret for every such connection), and the
     /// first sign-in goes through `/organizations/`.
     Vendor,
+    /// App-only (client credentials): the customer's admin grants the app
+    /// through Microsoft's admin-consent page, nobody signs in, and every
+    /// token is minted with the app's own credential.
+    AppOnly,
 }
 
 // `2027-05-31`, as the form's date field sends it.

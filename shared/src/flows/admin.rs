@@ -56,6 +56,10 @@ pub enum AdminError {
     #[error(transparent)]
     Invalid(#[from] InvalidApp),
     #[error(
+        "app-only connections are for Entra ID tenants (--tenant): client credentials at another server are not supported"
+    )]
+    AppOnlyNeedsEntra,
+    #[error(
         "the certificate expired on {0}: make a new one (--generate-certificate) or give a valid one"
     )]
     CertificateExpired(time::Date),
@@ -80,6 +84,9 @@ pub struct NewConnection {
     /// A certificate that authenticates token requests instead of the
     /// client secret (which may then be empty).
     pub certificate: Option<CertificateKey>,
+    /// App-only: tokens of the app itself (client credentials) once the
+    /// customer's admin granted it; `resources` hold `.default` scopes.
+    pub app_only: bool,
 }
 
 /// A client secret's expiry must be ahead of `now`.
@@ -129,6 +136,12 @@ pub async fn add_connection(
     )?
     .for_booking_account(new.booking_account.as_deref())?;
     app.client_secret_expires = future_expiry(new.client_secret_expires, now)?;
+    if new.app_only {
+        if !app.provider.is_microsoft() {
+            return Err(AdminError::AppOnlyNeedsEntra);
+        }
+        app.mode = Mode::AppOnly;
+    }
     let mut grant = GrantRecord::new(new.client_secret);
     if let Some(certificate) = new.certificate {
         app.certificate = Some(certificate_ref(&certificate, now)?);

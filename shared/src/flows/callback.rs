@@ -180,6 +180,11 @@ async fn complete(
         if !granted {
             return Err(CallbackError::MissingCode);
         }
+        if session.mode == Mode::AppOnly {
+            // The answer's tenant is only a hint: a first app-only token
+            // for the connection's own tenant proves the grant.
+            return app_only_consented(broker, &id, now).await;
+        }
         // Nothing is stored: the answer's tenant is only a hint; the
         // sign-in that follows proves which tenant it is.
         tracing::info!(connection = %id, "admin consent granted");
@@ -406,6 +411,73 @@ async fn complete(
     Ok(Completed::Connected(Connected {
         connection: id,
         account: account.display,
+        expires_at: access.earliest_expiry().unwrap_or(now),
+        resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
+        pending_resources,
+    }))
+}
+
+/// What an app-only connection's status and tokens name as their account:
+/// no person signs in.
+pub const APP_ONLY_ACCOUNT: &str = "app-only";
+
+/// An app-only connection whose admin consent came back: one client
+/// credentials token per resource, minted for the connection's own tenant
+/// with its own credential, proves the grant; they are stored and served.
+async fn app_only_consented(
+    broker: &Broker,
+    id: &ConnectionId,
+    now: OffsetDateTime,
+) -> Result<Completed, CallbackError> {
+    let repo = &broker.repo;
+    let (grant, serve) = tokio::try_join!(repo.grant(id), repo.serve(id))?;
+    let (Some(grant), Some(serve)) = (grant, serve) else {
+        return Err(CallbackError::UnknownConnection);
+    };
+    let app = serve.value.app;
+    let credential = own_credential(&grant.value);
+    let mut access = AccessTokens {
+        account: APP_ONLY_ACCOUNT.into(),
+        resources: app.resources.iter().map(|r| r.name.clone()).collect(),
+        tokens: Vec::new(),
+    };
+    let mut pending_resources = Vec::new();
+    for resource in &app.resources {
+        let scope = resource.scopes.join(" ");
+        match broker
+            .identity
+            .client_credentials(AppClient::new(&app, &credential), &scope)
+            .await
+        {
+            Ok(tokens) => access.put(access_token(resource, &tokens, now)),
+            // Nothing proves the grant: say why, store nothing.
+            Err(e) if access.tokens.is_empty() => return Err(CallbackError::Identity(e)),
+            Err(e) => {
+                tracing::warn!(connection = %id, resource = %resource.name, error = %e, "first app-only token for this resource failed; the refresh pass will retry");
+                pending_resources.push(resource.name.clone());
+            }
+        }
+    }
+    let status = Status::connected(APP_ONLY_ACCOUNT, now);
+    let written = repo
+        .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
+            let mut record = record?;
+            record.access = Some(access.clone());
+            let before = record.status.state;
+            record.status = record.status.replaced_by(status.clone());
+            if broker.notifies() {
+                record.status.note_change(id, before, now);
+            }
+            Some(record)
+        })
+        .await?;
+    if written.is_none() {
+        return Err(CallbackError::UnknownConnection);
+    }
+    tracing::info!(connection = %id, "connected app-only: the admin consent is proven by a first token");
+    Ok(Completed::Connected(Connected {
+        connection: id.clone(),
+        account: APP_ONLY_ACCOUNT.into(),
         expires_at: access.earliest_expiry().unwrap_or(now),
         resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
         pending_resources,

@@ -133,6 +133,9 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
         (Some(date), Some(days)) if status.state.serves_tokens() && needs_human => {
             credential_advice(id, facts.credential_kind, date, days)
         }
+        _ if status.state == ConnectionState::PendingConsent && facts.mode == Mode::AppOnly => {
+            "The customer's admin has not granted the app yet: send them the consent link (nobody signs in).".to_owned()
+        }
         _ if status.state == ConnectionState::AppMisconfigured
             && facts.credential_kind == CredentialKind::Certificate =>
         {

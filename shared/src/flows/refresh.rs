@@ -27,8 +27,9 @@ use crate::domain::records::room_in_both;
 use crate::domain::status::SecretInUse;
 use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, ConnectionState, CredentialKind, FailureClass,
-    GrantRecord, LastError, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
+    GrantRecord, LastError, Mode, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
+use crate::flows::callback::APP_ONLY_ACCOUNT;
 use crate::identity::{AppClient, Credential, TokenSet};
 use crate::pacer::{PacedStore, Pacer};
 use crate::store::{Part, Repository, StoreError, Versioned};
@@ -385,7 +386,8 @@ impl Pass<'_> {
         let Some(grant) = self.repo.grant(id).await? else {
             return Ok((Outcome::PendingConsent, state));
         };
-        if grant.value.grant.is_none() {
+        // An app-only connection has no grant: its consent is the admin's.
+        if grant.value.grant.is_none() && serve.value.app.mode != Mode::AppOnly {
             return Ok((Outcome::PendingConsent, state));
         }
         // Room in both secrets' version quota, before anything is redeemed.
@@ -455,9 +457,12 @@ impl Pass<'_> {
     ) -> Result<(Outcome, Status), StoreError> {
         let now = self.now;
         let app = &serve.value.app;
-        let Some(held) = &grant.value.grant else {
+        let held = grant.value.grant.as_ref();
+        if held.is_none() && app.mode != Mode::AppOnly {
             return Ok((Outcome::PendingConsent, serve.value.status));
-        };
+        }
+        // App-only tokens come from the app's credential alone.
+        let refresh_token = held.map_or_else(|| Secret::new(""), |h| h.refresh_token.clone());
         let Some(credential) = self.credential(app, &grant.value).await? else {
             // Nothing redeemed, nothing lost; only the operator can fix it
             // (`vendor-app set` gives such connections another attempt).
@@ -490,7 +495,7 @@ impl Pass<'_> {
             .flatten()
             .map(Credential::Secret);
         let mut round = self
-            .mint_round(id, app, held.refresh_token.clone(), &credential)
+            .mint_round(id, app, refresh_token.clone(), &credential)
             .await;
         let mut in_use = previous.as_ref().map(|_| SecretInUse::Newest);
         if let Some(previous) = &previous
@@ -502,7 +507,7 @@ impl Pass<'_> {
         {
             tracing::warn!(connection = %id, "the newest client secret was refused; trying the previous one");
             let retry = self
-                .mint_round(id, app, held.refresh_token.clone(), previous)
+                .mint_round(id, app, refresh_token.clone(), previous)
                 .await;
             let previous_works = !retry.tokens.is_empty()
                 || retry
@@ -522,7 +527,10 @@ impl Pass<'_> {
         let refresh_token = round.refresh_token;
         let failure = round.failed.into_iter().next().map(|(_, e)| e);
         let mut minted = AccessTokens {
-            account: held.account.display.clone(),
+            account: held.map_or_else(
+                || APP_ONLY_ACCOUNT.to_owned(),
+                |h| h.account.display.clone(),
+            ),
             resources: app.resources.iter().map(|r| r.name.clone()).collect(),
             tokens: Vec::new(),
         };
@@ -530,7 +538,9 @@ impl Pass<'_> {
             minted.put(token);
         }
 
-        if !minted.tokens.is_empty() {
+        if let Some(held) = held
+            && !minted.tokens.is_empty()
+        {
             // The rotation first: a refresh token the provider handed out is
             // never left only in memory while anything else is written.
             let mut rotated = grant.value.clone();
@@ -648,6 +658,27 @@ pub const ROTATION_WRITE_RETRIES: [Duration; 3] = [
     Duration::from_millis(2_250),
 ];
 
+/// One token for `resource`: redeemed from the refresh token, or for an
+/// app-only connection with client credentials (its `.default` scope).
+async fn request_token(
+    broker: &Broker,
+    app: &AppRegistration,
+    credential: &Credential,
+    refresh_token: &Secret,
+    resource: &Resource,
+) -> Result<TokenSet, crate::identity::IdentityError> {
+    let client = AppClient::new(app, credential);
+    if app.mode == Mode::AppOnly {
+        let scope = resource.scopes.join(" ");
+        return broker.identity.client_credentials(client, &scope).await;
+    }
+    let scopes = resource.token_request_scopes();
+    broker
+        .identity
+        .refresh(client, refresh_token, &scopes)
+        .await
+}
+
 /// One token request, retried with backoff while the failure is transient
 /// and the pass budget allows.
 async fn redeem(
@@ -659,7 +690,6 @@ async fn redeem(
     resource: &Resource,
     deadline: OffsetDateTime,
 ) -> Result<TokenSet, NotMinted> {
-    let scopes = resource.token_request_scopes();
     // A request may take the HTTP timeout: none starts that could end
     // after the pass's deadline.
     let request_time = broker.config.http_timeout;
@@ -668,11 +698,7 @@ async fn redeem(
     }
     let mut failed_attempts = 0;
     loop {
-        let error = match broker
-            .identity
-            .refresh(AppClient::new(app, credential), refresh_token, &scopes)
-            .await
-        {
+        let error = match request_token(broker, app, credential, refresh_token, resource).await {
             Ok(tokens) => return Ok(tokens),
             Err(error) => error,
         };

@@ -187,7 +187,8 @@ pub async fn connect_start(
             account: serve.status.account.clone(),
             booking_account: app.booking_account.clone(),
         })),
-        (Mode::Vendor, Step::AdminConsent) => {
+        // App-only: nobody signs in; the admin's grant is the consent.
+        (Mode::Vendor, Step::AdminConsent) | (Mode::AppOnly, _) => {
             let redirect_uri = broker.redirect_uri()?;
             let state = random_token();
             let location =

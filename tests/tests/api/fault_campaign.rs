@@ -70,6 +70,7 @@ async fn two_hundred_passes_with_faults_lose_nothing() {
             booking_account: None,
             client_secret_expires: None,
             certificate: None,
+            app_only: false,
         };
         admin::add_connection(core, new, start).await.unwrap();
         app.identity.set_auto_consent(Some(&booking_account(n)));

@@ -1,6 +1,7 @@
 //! Every integration test, compiled as one binary (one link instead of
 //! nine). Each module is a suite of its own; the harness is in `src/`.
 
+mod app_only;
 mod browser;
 mod certificates;
 mod end_to_end;

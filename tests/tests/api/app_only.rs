@@ -1,0 +1,204 @@
+//! App-only connections (issue 14, item 1): `connection add --app-only`
+//! with a certificate; the link leads the customer's admin through
+//! Microsoft's admin consent (nobody signs in); the callback proves the
+//! grant with a first client-credentials token for the connection's own
+//! tenant; displays are served the app's tokens, and the refresh pass mints
+//! new ones before the old ones are due, with no refresh token anywhere.
+
+use roomtoken::flows::refresh::Outcome;
+use roomtoken_fake_identity::FakeAccount;
+use roomtoken_tests::vendor::ADMIN;
+use roomtoken_tests::*;
+use serde_json::Value;
+use std::time::Duration;
+
+async fn app_only_path(kind: StoreKind) {
+    let app = spawn_app(kind).await;
+    app.identity.add_account(FakeAccount {
+        tenant: TENANT.into(),
+        oid: "0000ad01-0000-4000-8000-000000000000".into(),
+        username: ADMIN.into(),
+        name: "Contoso admin".into(),
+        admin: true,
+    });
+    let id = unique_id("app-only");
+    let authority = app.identity.base_url().to_string();
+    let added = app
+        .cli(
+            &[
+                "connection",
+                "add",
+                &id,
+                "--app-only",
+                "--tenant",
+                TENANT,
+                "--client-id",
+                CLIENT_ID,
+                "--resources",
+                "graph,ews",
+                "--authority",
+                &authority,
+                "--generate-certificate",
+            ],
+            "",
+        )
+        .await
+        .expect("connection add --app-only");
+    app.identity
+        .add_certificate(CLIENT_ID, &printed_certificate(&added))
+        .expect("upload");
+    app.identity.remove_client_secret(&app.client_secret);
+
+    // Before the grant: the link's admin refuses, nothing is stored.
+    let link = app.link(&id).await;
+    let start = http().get(&link).send().await.expect("GET link");
+    assert_eq!(start.status(), 302);
+    let to = location(&start);
+    assert!(
+        to.path().ends_with(&format!("{TENANT}/v2.0/adminconsent")),
+        "straight to Microsoft's admin consent: {to}"
+    );
+    assert!(
+        to.query()
+            .unwrap_or_default()
+            .contains("graph.microsoft.com%2F.default"),
+        "{to}"
+    );
+
+    app.identity.set_auto_admin_consent(Some(ADMIN));
+    let consent = app.consent_at(&link).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains("app-only"), "{}", consent.body);
+
+    let status = app
+        .cli(&["status", &id, "--json"], "")
+        .await
+        .expect("status");
+    let view: Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(view["mode"], "app_only", "{view}");
+    assert_eq!(view["state"], "connected");
+    assert!(app.grant(&id).await.is_none(), "no refresh token, no grant");
+
+    let key = app.create_key(&id).await;
+    let read = app.get_token(&id, Some(&key), Some("graph")).await;
+    assert_eq!(read.status(), 200);
+    let body: Value = read.json().await.expect("json");
+    let first = body["access_token"].as_str().expect("token").to_owned();
+    let issued = app.identity.access_token_info(&first).expect("honoured");
+    assert_eq!(issued.username, "", "an app-only token, no user");
+    assert_eq!(issued.resource, "https://graph.microsoft.com");
+    assert!(
+        app.get_token(&id, Some(&key), Some("ews"))
+            .await
+            .status()
+            .is_success()
+    );
+
+    // Due 50 minutes later (tokens live an hour, the margin is 20 min).
+    // (Only the broker's clock moves: assertions carry the wall clock's
+    // time, which the identity platform checks against its own.)
+    let later = app.broker.now() + Duration::from_secs(50 * 60);
+    app.clock.advance_to(later);
+    let outcome = app.refresh_one(&id, false, later).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    app.expire_read_cache();
+    let again = app.get_token(&id, Some(&key), Some("graph")).await;
+    let body: Value = again.json().await.expect("json");
+    assert_ne!(
+        body["access_token"].as_str(),
+        Some(first.as_str()),
+        "a new token"
+    );
+    assert!(app.grant(&id).await.is_none());
+    assert_eq!(
+        app.identity.counters().refresh_token_grants,
+        0,
+        "no refresh token was ever redeemed"
+    );
+
+    let private_key = app
+        .broker
+        .repo
+        .grant(&roomtoken::domain::ConnectionId::parse(&id).expect("id"))
+        .await
+        .expect("store")
+        .expect("grant record")
+        .value
+        .certificate
+        .expect("the key")
+        .private_key_pem()
+        .expose()
+        .to_owned();
+    let mut secrets = app.secrets(&[&key]);
+    secrets.push(private_key);
+    assert_no_secret_in(&consent.body, "the callback page", &secrets);
+    assert_no_secret_in(&status, "status", &secrets);
+    assert_no_secret_logged(&secrets);
+}
+
+#[tokio::test]
+async fn an_app_only_connection_is_granted_served_and_refreshed_on_the_file_store() {
+    app_only_path(StoreKind::File).await;
+}
+
+#[tokio::test]
+async fn an_app_only_connection_is_granted_served_and_refreshed_on_secrets_manager() {
+    app_only_path(StoreKind::SecretsManager).await;
+}
+
+/// An admin consent that comes back for a tenant that never granted a
+/// multi-tenant app, or a refused one: nothing is stored.
+#[tokio::test]
+async fn a_refused_admin_consent_stores_nothing() {
+    let app = spawn_app(StoreKind::File).await;
+    let id = unique_id("app-only");
+    let authority = app.identity.base_url().to_string();
+    app.cli(
+        &[
+            "connection",
+            "add",
+            &id,
+            "--app-only",
+            "--tenant",
+            TENANT,
+            "--client-id",
+            CLIENT_ID,
+            "--authority",
+            &authority,
+            "--client-secret-stdin",
+        ],
+        &app.client_secret,
+    )
+    .await
+    .expect("connection add --app-only with a secret");
+    // The admin declines at Microsoft.
+    let link = app.link(&id).await;
+    let start = http().get(&link).send().await.expect("GET link");
+    let cookie = cookies_set(&start);
+    let to = location(&start);
+    let state = to
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
+    let mut back = app.url.join("callback").expect("callback");
+    back.query_pairs_mut()
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", "AADSTS65004: User declined to consent")
+        .append_pair("state", &state);
+    let refused = http()
+        .get(back)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(refused.status(), 400, "declined");
+    let page = refused.text().await.expect("page");
+    assert!(page.contains("The app was not granted"), "{page}");
+    let status = app.status(&id).await;
+    assert_eq!(
+        status.state,
+        roomtoken::domain::ConnectionState::PendingConsent
+    );
+    assert!(app.serve(&id).await.access.is_none());
+}
