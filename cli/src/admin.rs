@@ -9,7 +9,8 @@ use roomtoken::certificate::CertificateKey;
 use roomtoken::domain::notify::WebhookSecret;
 use roomtoken::domain::status::{SecretInUse, credential_days_left};
 use roomtoken::domain::{
-    AppRegistration, Mode, Cloud, ConnectionId, ConnectionState, Provider, Resource, Secret, VendorApp,
+    AppRegistration, Cloud, ConnectionId, ConnectionState, Mode, Provider, Resource, Secret,
+    VendorApp,
 };
 use roomtoken::flows::admin::{self, AdminError, ConnectionUpdate, NewConnection, Onboarding};
 use roomtoken::flows::read::{StatusView, load_status_view};
@@ -761,16 +762,6 @@ async fn vendor_app(
                 writeln!(out, "client secret: stored (never shown)")?;
             }
             match vendor.credential_expires() {
-                Some(date) => {
-                    let days = credential_days_left(date, broker.now());
-                    writeln!(out, "expires:       {date} ({days} days left)")?;
-                }
-                None => writeln!(
-                    out,
-                    "expires:       unknown (set it with --client-secret-expires)"
-                )?,
-            }
-            match vendor.client_secret_expires {
                 Some(date) => {
                     let days = credential_days_left(date, broker.now());
                     writeln!(out, "expires:       {date} ({days} days left)")?;

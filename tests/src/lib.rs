@@ -458,26 +458,51 @@ impl TestApp {
     /// [`TestApp::add_connection`] with another tenant (an id or a domain)
     /// and resources.
     pub async fn add_connection_with(&self, id: &str, tenant: &str, resources: &str) {
+        let args = ["--client-secret-stdin", "--resources", resources];
+        self.add_in(tenant, id, &args, &self.client_secret)
+            .await
+            .expect("connection add");
+    }
+
+    /// `connection add ID --tenant TENANT --client-id CLIENT_ID` at the
+    /// fake's sign-in origin, with `args` (the credential, the mode): its
+    /// output or its error.
+    pub async fn add_with(&self, id: &str, args: &[&str], stdin: &str) -> Result<String, String> {
+        self.add_in(TENANT, id, args, stdin).await
+    }
+
+    async fn add_in(
+        &self,
+        tenant: &str,
+        id: &str,
+        args: &[&str],
+        stdin: &str,
+    ) -> Result<String, String> {
         let authority = self.identity.base_url().to_string();
-        self.cli(
-            &[
-                "connection",
-                "add",
-                id,
-                "--tenant",
-                tenant,
-                "--client-id",
-                CLIENT_ID,
-                "--client-secret-stdin",
-                "--resources",
-                resources,
-                "--authority",
-                &authority,
-            ],
-            &self.client_secret,
-        )
-        .await
-        .expect("connection add");
+        let mut all = vec![
+            "connection",
+            "add",
+            id,
+            "--tenant",
+            tenant,
+            "--client-id",
+            CLIENT_ID,
+            "--authority",
+            &authority,
+        ];
+        all.extend_from_slice(args);
+        self.cli(&all, stdin).await
+    }
+
+    /// The private key (PEM) of a connection's certificate, as stored in
+    /// its grant secret: what must never appear anywhere else.
+    pub async fn certificate_private_key(&self, id: &str) -> String {
+        let id = roomtoken::domain::ConnectionId::parse(id).expect("connection id");
+        let grant = self.broker.repo.grant(&id).await.expect("store");
+        let certificate = grant
+            .and_then(|g| g.value.certificate)
+            .expect("a certificate in the grant secret");
+        certificate.private_key_pem().expose().to_owned()
     }
 
     /// `connection add ID --self-service` against the fake's sign-in

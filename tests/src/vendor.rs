@@ -52,10 +52,8 @@ pub fn register_vendor_app(app: &TestApp, secret: &str) {
     });
 }
 
-/// The vendor's app in the fake, the vendor app set, one vendor connection.
-pub async fn vendor_connection(app: &TestApp) -> (String, String) {
-    let vendor_secret = format!("vendor-secret-{}", unique_id("v"));
-    register_vendor_app(app, &vendor_secret);
+/// The customer's administrator ([`ADMIN`]) in the fake's tenant.
+pub fn add_admin(app: &TestApp) {
     app.identity.add_account(FakeAccount {
         tenant: TENANT.into(),
         oid: "0000ad01-0000-4000-8000-000000000000".into(),
@@ -63,6 +61,13 @@ pub async fn vendor_connection(app: &TestApp) -> (String, String) {
         name: "Contoso admin".into(),
         admin: true,
     });
+}
+
+/// The vendor's app in the fake, the vendor app set, one vendor connection.
+pub async fn vendor_connection(app: &TestApp) -> (String, String) {
+    let vendor_secret = format!("vendor-secret-{}", unique_id("v"));
+    register_vendor_app(app, &vendor_secret);
+    add_admin(app);
     let printed = set_vendor_app(app, VENDOR_CLIENT, &vendor_secret)
         .await
         .expect("vendor-app set");

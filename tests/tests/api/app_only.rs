@@ -6,42 +6,23 @@
 //! new ones before the old ones are due, with no refresh token anywhere.
 
 use roomtoken::flows::refresh::Outcome;
-use roomtoken_fake_identity::FakeAccount;
-use roomtoken_tests::vendor::ADMIN;
+use roomtoken_tests::vendor::{ADMIN, add_admin};
 use roomtoken_tests::*;
 use serde_json::Value;
 use std::time::Duration;
 
 async fn app_only_path(kind: StoreKind) {
     let app = spawn_app(kind).await;
-    app.identity.add_account(FakeAccount {
-        tenant: TENANT.into(),
-        oid: "0000ad01-0000-4000-8000-000000000000".into(),
-        username: ADMIN.into(),
-        name: "Contoso admin".into(),
-        admin: true,
-    });
+    add_admin(&app);
     let id = unique_id("app-only");
-    let authority = app.identity.base_url().to_string();
+    let args = [
+        "--app-only",
+        "--resources",
+        "graph,ews",
+        "--generate-certificate",
+    ];
     let added = app
-        .cli(
-            &[
-                "connection",
-                "add",
-                &id,
-                "--app-only",
-                "--tenant",
-                TENANT,
-                "--client-id",
-                CLIENT_ID,
-                "--resources",
-                "graph,ews",
-                "--authority",
-                &authority,
-                "--generate-certificate",
-            ],
-            "",
-        )
+        .add_with(&id, &args, "")
         .await
         .expect("connection add --app-only");
     app.identity
@@ -116,21 +97,8 @@ async fn app_only_path(kind: StoreKind) {
         "no refresh token was ever redeemed"
     );
 
-    let private_key = app
-        .broker
-        .repo
-        .grant(&roomtoken::domain::ConnectionId::parse(&id).expect("id"))
-        .await
-        .expect("store")
-        .expect("grant record")
-        .value
-        .certificate
-        .expect("the key")
-        .private_key_pem()
-        .expose()
-        .to_owned();
     let mut secrets = app.secrets(&[&key]);
-    secrets.push(private_key);
+    secrets.push(app.certificate_private_key(&id).await);
     assert_no_secret_in(&consent.body, "the callback page", &secrets);
     assert_no_secret_in(&status, "status", &secrets);
     assert_no_secret_logged(&secrets);
@@ -152,25 +120,10 @@ async fn an_app_only_connection_is_granted_served_and_refreshed_on_secrets_manag
 async fn a_refused_admin_consent_stores_nothing() {
     let app = spawn_app(StoreKind::File).await;
     let id = unique_id("app-only");
-    let authority = app.identity.base_url().to_string();
-    app.cli(
-        &[
-            "connection",
-            "add",
-            &id,
-            "--app-only",
-            "--tenant",
-            TENANT,
-            "--client-id",
-            CLIENT_ID,
-            "--authority",
-            &authority,
-            "--client-secret-stdin",
-        ],
-        &app.client_secret,
-    )
-    .await
-    .expect("connection add --app-only with a secret");
+    let args = ["--app-only", "--client-secret-stdin"];
+    app.add_with(&id, &args, &app.client_secret)
+        .await
+        .expect("connection add --app-only with a secret");
     // The admin declines at Microsoft.
     let link = app.link(&id).await;
     let start = http().get(&link).send().await.expect("GET link");

@@ -266,29 +266,17 @@ async fn delegated_connection_with_a_certificate(kind: StoreKind) {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_file = dir.path().join("uploaded.pem");
     let id = unique_id("cert");
-    let authority = app.identity.base_url().to_string();
+    let args = [
+        "--resources",
+        "ews,graph",
+        "--generate-certificate",
+        "--certificate-days",
+        "90",
+        "--certificate-out",
+        out_file.to_str().expect("path"),
+    ];
     let added = app
-        .cli(
-            &[
-                "connection",
-                "add",
-                &id,
-                "--tenant",
-                TENANT,
-                "--client-id",
-                CLIENT_ID,
-                "--resources",
-                "ews,graph",
-                "--authority",
-                &authority,
-                "--generate-certificate",
-                "--certificate-days",
-                "90",
-                "--certificate-out",
-                out_file.to_str().expect("path"),
-            ],
-            "",
-        )
+        .add_with(&id, &args, "")
         .await
         .expect("connection add --generate-certificate");
     let certificate = printed_certificate(&added);
@@ -329,19 +317,7 @@ async fn delegated_connection_with_a_certificate(kind: StoreKind) {
         .expect("show");
     assert!(shown.contains("certificate: thumbprint"), "{shown}");
 
-    let private_key = app
-        .broker
-        .repo
-        .grant(&roomtoken::domain::ConnectionId::parse(&id).expect("id"))
-        .await
-        .expect("store")
-        .expect("grant")
-        .value
-        .certificate
-        .expect("the key is in the grant secret")
-        .private_key_pem()
-        .expose()
-        .to_owned();
+    let private_key = app.certificate_private_key(&id).await;
     let mut secrets = app.secrets(&[&key]);
     secrets.push(private_key.clone());
     for (place, text) in [
@@ -392,24 +368,9 @@ async fn a_certificate_from_a_file_is_replaced_and_its_expiry_is_advised() {
         .expect("upload");
     app.identity.remove_client_secret(&app.client_secret);
     let id = unique_id("cert-file");
-    let authority = app.identity.base_url().to_string();
+    let args = ["--certificate-file", file.to_str().expect("path")];
     let added = app
-        .cli(
-            &[
-                "connection",
-                "add",
-                &id,
-                "--tenant",
-                TENANT,
-                "--client-id",
-                CLIENT_ID,
-                "--authority",
-                &authority,
-                "--certificate-file",
-                file.to_str().expect("path"),
-            ],
-            "",
-        )
+        .add_with(&id, &args, "")
         .await
         .expect("connection add --certificate-file");
     assert!(

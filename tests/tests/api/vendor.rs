@@ -431,6 +431,7 @@ async fn the_vendor_apps_secret_expiry_reaches_every_vendor_connection() {
         shown.contains(&format!("{} (20 days left)", date_in(20))),
         "{shown}"
     );
+    assert_eq!(shown.matches("expires:").count(), 1, "{shown}");
     let second = unique_id("vendor-later");
     app.cli(&["connection", "add", &second, "--vendor-app"], "")
         .await
@@ -467,14 +468,7 @@ async fn the_vendor_apps_secret_expiry_reaches_every_vendor_connection() {
 async fn the_vendor_app_can_authenticate_with_a_certificate() {
     let app = spawn_app(StoreKind::File).await;
     register_vendor_app(&app, &unique_id("never-given"));
-    app.identity
-        .add_account(roomtoken_fake_identity::FakeAccount {
-            tenant: TENANT.into(),
-            oid: "0000ad01-0000-4000-8000-000000000000".into(),
-            username: ADMIN.into(),
-            name: "Contoso admin".into(),
-            admin: true,
-        });
+    add_admin(&app);
     let authority = app.identity.base_url().to_string();
     let printed = app
         .cli(
