@@ -145,7 +145,10 @@ pub(crate) fn verify(
             "Client assertion is not within its valid time range: it has no nbf or exp.",
         ));
     };
-    let at = secs(now);
+    // Assertions carry the signer's wall-clock time, which Entra ID checks
+    // against its own: the real time, whatever the tests did to the
+    // fake's clock (which still decides the certificate's expiry).
+    let at = secs(SystemTime::now());
     let skew = SKEW.as_secs() as i64;
     if exp + skew < at || nbf - skew > at || exp - nbf > MAX_LIFETIME {
         return Err(AadError::invalid_client(

@@ -117,7 +117,8 @@ impl CertificateKey {
     /// A key and certificate given as PEM (one file may hold both: each is
     /// found by its label), checked to belong together.
     pub fn from_pem(key_pem: &str, cert_pem: &str) -> Result<Self, CertificateError> {
-        let key = rcgen::KeyPair::from_pem(key_pem).map_err(|_| CertificateError::Key)?;
+        let key_block = pem_block(key_pem, "PRIVATE KEY").ok_or(CertificateError::Key)?;
+        let key = rcgen::KeyPair::from_pem(&key_block).map_err(|_| CertificateError::Key)?;
         let cert_block = pem_block(cert_pem, "CERTIFICATE")
             .ok_or_else(|| CertificateError::Certificate("no CERTIFICATE block".into()))?;
         let der = cert_der(&cert_block)?;
@@ -263,6 +264,13 @@ mod tests {
         );
         let again = CertificateKey::from_pem(&both, &both).unwrap();
         assert_eq!(again.info().unwrap(), info);
+        let reversed = format!(
+            "{}{}",
+            key.certificate_pem(),
+            key.private_key_pem().expose()
+        );
+        let again = CertificateKey::from_pem(&reversed, &reversed).unwrap();
+        assert_eq!(again.info().unwrap(), info, "the certificate first");
         assert!(matches!(
             CertificateKey::generate("x", 0, OffsetDateTime::now_utc()),
             Err(CertificateError::Validity)

@@ -280,11 +280,13 @@ impl Status {
         self.outbox.drain(..excess).map(|n| n.id).collect()
     }
 
-    /// The notifications a delivery may try at `now`, oldest first.
+    /// The notifications a delivery may try at `now`, oldest first: those
+    /// before the first one still waiting for its retry, so that a receiver
+    /// never hears of a change before the one that preceded it.
     pub fn due_notifications(&self, now: OffsetDateTime) -> Vec<Notification> {
         self.outbox
             .iter()
-            .filter(|n| n.is_due(now))
+            .take_while(|n| n.is_due(now))
             .cloned()
             .collect()
     }
@@ -507,6 +509,24 @@ mod tests {
         }
         assert_eq!(tries, [0, 5, 35, 155, 455, 1055, 1655]);
         assert!(status.outbox.is_empty(), "given up after the last retry");
+    }
+
+    #[test]
+    fn nothing_overtakes_a_notification_waiting_for_its_retry() {
+        let now = datetime!(2026-11-29 12:00 UTC);
+        let id = ConnectionId::parse("contoso").unwrap();
+        let mut status = Status::connected("a", now);
+        status.note_change(&id, ConnectionState::PendingConsent, now);
+        status.state = ConnectionState::Degraded;
+        status.note_change(&id, ConnectionState::Connected, now);
+        assert_eq!(status.outbox.len(), 2);
+        let first = status.outbox[0].id.clone();
+        status.after_attempts(&[(first, Attempt::Failed)], now);
+        assert!(
+            status.due_notifications(now).is_empty(),
+            "the second waits for the first"
+        );
+        assert_eq!(status.due_notifications(now + RETRY_WAITS[0]).len(), 2);
     }
 
     #[test]

@@ -183,7 +183,7 @@ async fn complete(
         if session.mode == Mode::AppOnly {
             // The answer's tenant is only a hint: a first app-only token
             // for the connection's own tenant proves the grant.
-            return app_only_consented(broker, &id, now).await;
+            return app_only_consented(broker, session, now).await;
         }
         // Nothing is stored: the answer's tenant is only a hint; the
         // sign-in that follows proves which tenant it is.
@@ -219,24 +219,7 @@ async fn complete(
     let (Some(grant), Some(serve)) = (grant, serve) else {
         return Err(CallbackError::UnknownConnection);
     };
-    // A sign-in started from a link revoked since (`link --revoke-all`,
-    // `--reset-account`) does not complete.
-    let generation = session
-        .invite
-        .as_deref()
-        .and_then(crate::crypto::invite_generation);
-    if generation.is_some_and(|g| g != serve.value.link_generation) {
-        return Err(CallbackError::LinkRevoked);
-    }
-    // A session serves one consent: a replayed answer never reaches the provider.
-    if grant.value.completed(&session.state) {
-        return Err(CallbackError::SessionUsed);
-    }
-    // A consent writes both secrets: make sure both have room first, before
-    // a code is redeemed for tokens that could not be stored.
-    if let Some(retry_at) = room_in_both(&grant.value, &serve.value, Writer::Person, now) {
-        return Err(CallbackError::TooManyChanges { retry_at });
-    }
+    may_complete(session, &grant.value, &serve.value, now)?;
     // A self-service form's values are the app from now on, if the sign-in
     // succeeds; until then nothing of them is stored.
     let (app, credential) = match &session.setup {
@@ -426,14 +409,19 @@ pub const APP_ONLY_ACCOUNT: &str = "app-only";
 /// with its own credential, proves the grant; they are stored and served.
 async fn app_only_consented(
     broker: &Broker,
-    id: &ConnectionId,
+    session: &ConsentSession,
     now: OffsetDateTime,
 ) -> Result<Completed, CallbackError> {
+    let id = &session.connection;
     let repo = &broker.repo;
     let (grant, serve) = tokio::try_join!(repo.grant(id), repo.serve(id))?;
     let (Some(grant), Some(serve)) = (grant, serve) else {
         return Err(CallbackError::UnknownConnection);
     };
+    if serve.value.app.mode != Mode::AppOnly {
+        return Err(CallbackError::UnknownConnection);
+    }
+    may_complete(session, &grant.value, &serve.value, now)?;
     let app = serve.value.app;
     let credential = own_credential(&grant.value);
     let mut access = AccessTokens {
@@ -458,6 +446,14 @@ async fn app_only_consented(
             }
         }
     }
+    // The session is spent (a replayed answer mints nothing), then the
+    // tokens are stored.
+    repo.update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
+        let mut record = record?;
+        record.complete_session(&session.state, session.expires_at, now);
+        Some(record)
+    })
+    .await?;
     let status = Status::connected(APP_ONLY_ACCOUNT, now);
     let written = repo
         .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
@@ -482,6 +478,33 @@ async fn app_only_consented(
         resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
         pending_resources,
     }))
+}
+
+/// Whether an authentic session may still complete: its link was not
+/// revoked since (`link --revoke-all`, `--reset-account`), it was not used
+/// already (a replayed answer never reaches the provider), and both secrets
+/// have room in their version quota for the writes a consent makes, before
+/// anything is redeemed for tokens that could not be stored.
+fn may_complete(
+    session: &ConsentSession,
+    grant: &GrantRecord,
+    serve: &ServeRecord,
+    now: OffsetDateTime,
+) -> Result<(), CallbackError> {
+    let generation = session
+        .invite
+        .as_deref()
+        .and_then(crate::crypto::invite_generation);
+    if generation.is_some_and(|g| g != serve.link_generation) {
+        return Err(CallbackError::LinkRevoked);
+    }
+    if grant.completed(&session.state) {
+        return Err(CallbackError::SessionUsed);
+    }
+    if let Some(retry_at) = room_in_both(grant, serve, Writer::Person, now) {
+        return Err(CallbackError::TooManyChanges { retry_at });
+    }
+    Ok(())
 }
 
 /// Stores the new grant (with a self-service form's client secret) and

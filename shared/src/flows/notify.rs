@@ -249,15 +249,30 @@ impl Delivery<'_> {
                         return None;
                     }
                     let status = &mut record.status;
-                    let mut dropped = Vec::new();
+                    // The attempts first: what was delivered leaves room.
+                    let mut change = status.after_attempts(attempts, self.now);
                     if let Some((warned, notification)) = &work.warning
                         && status.credential_warned != Some(*warned)
                     {
                         status.credential_warned = Some(*warned);
-                        dropped = status.enqueue(notification.clone());
+                        let attempt = attempts
+                            .iter()
+                            .find(|(id, _)| id == &notification.id)
+                            .map(|(_, a)| *a);
+                        match attempt {
+                            // Delivered in this pass: recorded, not queued.
+                            Some(Attempt::Delivered) => change.delivered += 1,
+                            Some(Attempt::Failed) => {
+                                let mut queued = notification.clone();
+                                queued.attempts = 1;
+                                queued.next_attempt_at = Some(self.now + RETRY_WAITS[0]);
+                                change.failed += 1;
+                                change.dropped.extend(status.enqueue(queued));
+                            }
+                            None => change.dropped.extend(status.enqueue(notification.clone())),
+                        }
                     }
-                    let change = status.after_attempts(attempts, self.now);
-                    dropped.extend(change.dropped);
+                    let dropped = change.dropped;
                     report = DeliveryReport {
                         delivered: change.delivered,
                         failed: change.failed,

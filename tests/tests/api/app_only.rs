@@ -51,6 +51,17 @@ async fn app_only_path(kind: StoreKind) {
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(consent.body.contains("app-only"), "{}", consent.body);
 
+    // The same answer again (a replay, or the back button) mints nothing.
+    let minted = app.identity.counters().client_credentials_grants;
+    let replayed = http()
+        .get(consent.callback.clone())
+        .header("cookie", &consent.cookie)
+        .send()
+        .await
+        .expect("callback again");
+    assert!(replayed.status().is_client_error(), "{}", replayed.status());
+    assert_eq!(app.identity.counters().client_credentials_grants, minted);
+
     let status = app
         .cli(&["status", &id, "--json"], "")
         .await
