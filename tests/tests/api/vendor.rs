@@ -464,9 +464,9 @@ async fn the_vendor_apps_secret_expiry_reaches_every_vendor_connection() {
 /// The vendor app authenticates with a certificate made by `vendor-app set
 /// --generate-certificate`: its client secret never reaches the broker, and
 /// every vendor connection consents and refreshes with assertions.
-#[tokio::test]
-async fn the_vendor_app_can_authenticate_with_a_certificate() {
-    let app = spawn_app(StoreKind::File).await;
+async fn vendor_app_with_a_certificate(kind: StoreKind) {
+    // Its own prefix: the vendor app (a system secret) is this test's.
+    let app = Setup::new(kind).isolated_prefix().spawn().await;
     register_vendor_app(&app, &unique_id("never-given"));
     add_admin(&app);
     let authority = app.identity.base_url().to_string();
@@ -514,4 +514,14 @@ async fn the_vendor_app_can_authenticate_with_a_certificate() {
         .expect("status");
     let view: serde_json::Value = serde_json::from_str(&printed).expect("json");
     assert_eq!(view["credential_expires"], date_in(200), "{view}");
+}
+
+#[tokio::test]
+async fn the_vendor_app_can_authenticate_with_a_certificate_on_the_file_store() {
+    vendor_app_with_a_certificate(StoreKind::File).await;
+}
+
+#[tokio::test]
+async fn the_vendor_app_can_authenticate_with_a_certificate_on_secrets_manager() {
+    vendor_app_with_a_certificate(StoreKind::SecretsManager).await;
 }
