@@ -2,7 +2,8 @@
 //! grant is stored, and the admin is told who is connected.
 
 use super::mint::{
-    AfterFailure, NotMinted, access_token, mint_each, own_credential, vendor_credential,
+    AfterFailure, NotMinted, access_token, mint_each, own_credential, request_token,
+    vendor_credential,
 };
 use crate::Broker;
 use crate::broker::BrokerError;
@@ -431,12 +432,8 @@ async fn app_only_consented(
     };
     let mut pending_resources = Vec::new();
     for resource in &app.resources {
-        let scope = resource.scopes.join(" ");
-        match broker
-            .identity
-            .client_credentials(AppClient::new(&app, &credential), &scope)
-            .await
-        {
+        let no_refresh_token = Secret::new("");
+        match request_token(broker, &app, &credential, &no_refresh_token, resource).await {
             Ok(tokens) => access.put(access_token(resource, &tokens, now)),
             // Nothing proves the grant: say why, store nothing.
             Err(e) if access.tokens.is_empty() => return Err(CallbackError::Identity(e)),

@@ -119,3 +119,24 @@ pub(crate) fn vendor_credential(vendor: &crate::domain::VendorApp) -> crate::ide
         None => Credential::Secret(vendor.client_secret.clone()),
     }
 }
+
+/// One token for `resource`: redeemed from the refresh token, or for an
+/// app-only connection with client credentials (its `.default` scope).
+pub(crate) async fn request_token(
+    broker: &crate::Broker,
+    app: &crate::domain::AppRegistration,
+    credential: &crate::identity::Credential,
+    refresh_token: &crate::domain::Secret,
+    resource: &crate::domain::Resource,
+) -> Result<crate::identity::TokenSet, crate::identity::IdentityError> {
+    let client = crate::identity::AppClient::new(app, credential);
+    if app.mode == crate::domain::Mode::AppOnly {
+        let scope = resource.scopes.join(" ");
+        return broker.identity.client_credentials(client, &scope).await;
+    }
+    let scopes = resource.token_request_scopes();
+    broker
+        .identity
+        .refresh(client, refresh_token, &scopes)
+        .await
+}

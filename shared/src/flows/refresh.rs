@@ -20,7 +20,9 @@
 //!   token; Entra ID keeps the old one valid, and the compare-and-swap keeps
 //!   exactly one grant.
 
-use super::mint::{AfterFailure, NotMinted, mint_each, own_credential, vendor_credential};
+use super::mint::{
+    AfterFailure, NotMinted, mint_each, own_credential, request_token, vendor_credential,
+};
 use super::notify::DeliveryReport;
 use crate::Broker;
 use crate::domain::records::room_in_both;
@@ -30,7 +32,7 @@ use crate::domain::{
     GrantRecord, LastError, Mode, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
 use crate::flows::callback::APP_ONLY_ACCOUNT;
-use crate::identity::{AppClient, Credential, TokenSet};
+use crate::identity::{Credential, TokenSet};
 use crate::pacer::{PacedStore, Pacer};
 use crate::store::{Part, Repository, StoreError, Versioned};
 use futures::StreamExt;
@@ -657,27 +659,6 @@ pub const ROTATION_WRITE_RETRIES: [Duration; 3] = [
     Duration::from_secs(1),
     Duration::from_millis(2_250),
 ];
-
-/// One token for `resource`: redeemed from the refresh token, or for an
-/// app-only connection with client credentials (its `.default` scope).
-async fn request_token(
-    broker: &Broker,
-    app: &AppRegistration,
-    credential: &Credential,
-    refresh_token: &Secret,
-    resource: &Resource,
-) -> Result<TokenSet, crate::identity::IdentityError> {
-    let client = AppClient::new(app, credential);
-    if app.mode == Mode::AppOnly {
-        let scope = resource.scopes.join(" ");
-        return broker.identity.client_credentials(client, &scope).await;
-    }
-    let scopes = resource.token_request_scopes();
-    broker
-        .identity
-        .refresh(client, refresh_token, &scopes)
-        .await
-}
 
 /// One token request, retried with backoff while the failure is transient
 /// and the pass budget allows.

@@ -164,42 +164,23 @@ impl IdentityError {
 #[derive(Clone, Copy)]
 pub struct AppClient<'a> {
     pub app: &'a AppRegistration,
-    pub credential: ClientCredential<'a>,
-}
-
-/// How an app proves who it is at the token endpoint.
-#[derive(Clone, Copy, Debug)]
-pub enum ClientCredential<'a> {
-    /// `client_secret_post`.
-    Secret(&'a Secret),
-    /// `private_key_jwt`: a client assertion signed with the certificate's
-    /// key, made for each request.
-    Certificate(&'a CertificateKey),
+    pub credential: &'a Credential,
 }
 
 impl<'a> AppClient<'a> {
     pub fn new(app: &'a AppRegistration, credential: &'a Credential) -> Self {
-        Self {
-            app,
-            credential: credential.as_client(),
-        }
+        Self { app, credential }
     }
 }
 
-/// An app's credential, owned: what a flow picks before it asks.
+/// How an app proves who it is at the token endpoint.
 #[derive(Clone, Debug)]
 pub enum Credential {
+    /// `client_secret_post`.
     Secret(Secret),
+    /// `private_key_jwt`: a client assertion signed with the certificate's
+    /// key, made for each request.
     Certificate(CertificateKey),
-}
-
-impl Credential {
-    pub fn as_client(&self) -> ClientCredential<'_> {
-        match self {
-            Self::Secret(secret) => ClientCredential::Secret(secret),
-            Self::Certificate(key) => ClientCredential::Certificate(key),
-        }
-    }
 }
 
 /// An authorization code, with what binds it to our sign-in request.

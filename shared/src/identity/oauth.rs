@@ -6,8 +6,8 @@
 //! would try to read them as an OAuth error body.
 
 use super::{
-    AppClient, ClientCredential, IdentityError, IdentityProvider, ProviderError, SignInCode,
-    TenantInfo, TokenSet,
+    AppClient, Credential, IdentityError, IdentityProvider, ProviderError, SignInCode, TenantInfo,
+    TokenSet,
 };
 use crate::certificate::ASSERTION_TYPE;
 use crate::crypto::random_token;
@@ -197,10 +197,10 @@ impl OAuthClient {
             // assertion.
             .set_auth_type(AuthType::RequestBody);
         match client.credential {
-            ClientCredential::Secret(secret) => {
+            Credential::Secret(secret) => {
                 token_client.set_client_secret(ClientSecret::new(secret.expose().to_owned()))
             }
-            ClientCredential::Certificate(_) => token_client,
+            Credential::Certificate(_) => token_client,
         }
     }
 
@@ -209,7 +209,7 @@ impl OAuthClient {
     fn assertion_fields(
         client: AppClient<'_>,
     ) -> Result<Vec<(&'static str, String)>, IdentityError> {
-        let ClientCredential::Certificate(key) = client.credential else {
+        let Credential::Certificate(key) = client.credential else {
             return Ok(Vec::new());
         };
         let audience = client.app.provider.token_url();

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use roomtoken::certificate::{ASSERTION_TYPE, AssertionClaims, CertificateKey};
 use roomtoken::domain::{AppRegistration, FailureClass};
-use roomtoken::identity::{AppClient, ClientCredential, IdentityProvider, OAuthClient};
+use roomtoken::identity::{AppClient, Credential, IdentityProvider, OAuthClient};
 use roomtoken_tests::vendor::{VENDOR_CLIENT, register_vendor_app};
 use roomtoken_tests::*;
 use serde_json::Value;
@@ -105,10 +105,7 @@ async fn a_certificate_authenticates_the_app_and_every_bad_assertion_is_refused(
     let client = OAuthClient::new(Duration::from_secs(5)).expect("client");
     let tokens = client
         .client_credentials(
-            AppClient {
-                app: &registration,
-                credential: ClientCredential::Certificate(registered),
-            },
+            AppClient::new(&registration, &Credential::Certificate(registered.clone())),
             GRAPH,
         )
         .await
@@ -210,10 +207,7 @@ async fn an_expired_certificate_stops_the_app_as_misconfigured() {
     let client = OAuthClient::new(Duration::from_secs(5)).expect("client");
     let error = client
         .client_credentials(
-            AppClient {
-                app: &registration,
-                credential: ClientCredential::Certificate(&short),
-            },
+            AppClient::new(&registration, &Credential::Certificate(short.clone())),
             GRAPH,
         )
         .await
