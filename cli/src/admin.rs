@@ -9,8 +9,7 @@ use roomtoken::certificate::CertificateKey;
 use roomtoken::domain::notify::WebhookSecret;
 use roomtoken::domain::status::{SecretInUse, credential_days_left};
 use roomtoken::domain::{
-    AppRegistration, Cloud, ConnectionId, ConnectionState, Mode, Provider, Resource, Secret,
-    VendorApp,
+    AppRegistration, Cloud, ConnectionId, ConnectionState, Provider, Resource, Secret, VendorApp,
 };
 use roomtoken::flows::admin::{self, AdminError, ConnectionUpdate, NewConnection, Onboarding};
 use roomtoken::flows::read::{StatusView, load_status_view};
@@ -89,7 +88,8 @@ pub struct ConnectionArgs {
     pub id: ConnectionId,
     /// Use the deployment's vendor app (`roomtoken vendor-app set`): no
     /// secret; the customer's admin consents through the link. With
-    /// --tenant, only that organization can connect it.
+    /// --tenant, only that organization can connect it; with --app-only,
+    /// --tenant is required.
     #[arg(long, conflicts_with_all = [
         "client_id", "client_secret_stdin", "client_secret_file", "client_secret_expires",
         "authorize_url", "token_url", "scopes", "cloud", "authority",
@@ -107,9 +107,10 @@ pub struct ConnectionArgs {
     /// App-only (client credentials): the link leads the customer's admin
     /// through Microsoft's admin consent, nobody signs in, and the app's
     /// own tokens are served (`--resources`: graph, the default, and ews).
-    /// Best with a certificate.
+    /// Best with a certificate. With --vendor-app, the vendor app's tokens
+    /// in the customer's tenant (--tenant required).
     #[arg(long, conflicts_with_all = [
-        "vendor_app", "self_service", "authorize_url", "token_url", "scopes", "booking_account",
+        "self_service", "authorize_url", "token_url", "scopes", "booking_account",
     ])]
     pub app_only: bool,
     #[command(flatten)]
@@ -436,6 +437,15 @@ async fn connection(
                 now,
             )
             .await?;
+            if app.is_app_only() {
+                writeln!(out, "added connection {} (vendor app, app-only)", app.id)?;
+                writeln!(
+                    out,
+                    "next: roomtoken link {}  (the customer's admin grants the vendor app's application permissions; nobody signs in. Exchange Online then needs RBAC for Applications over the rooms: see the README's admin guide)",
+                    app.id
+                )?;
+                return Ok(());
+            }
             writeln!(out, "added connection {} (vendor app)", app.id)?;
             writeln!(
                 out,
@@ -525,7 +535,7 @@ async fn connection(
             let effective = provider.clone().unwrap_or_else(|| current.provider.clone());
             let resources = match &args.app.resources {
                 // App-only tokens take each resource's `.default` scope.
-                Some(names) if current.mode == Mode::AppOnly => {
+                Some(names) if current.is_app_only() => {
                     Some(Resource::app_only_presets(names, effective.cloud())?)
                 }
                 _ => resources(&args.app, effective.cloud(), effective.is_microsoft())?,
@@ -561,7 +571,7 @@ async fn connection(
             let state = load_status_view(broker, &id, broker.now()).await?.state;
             if !added.is_empty()
                 && state != ConnectionState::PendingConsent
-                && current.mode != Mode::AppOnly
+                && !current.is_app_only()
             {
                 let added = added.join(", ");
                 writeln!(
@@ -647,6 +657,7 @@ fn onboarding(args: &ConnectionArgs) -> Onboarding<'_> {
     Onboarding {
         resources: args.app.resources.as_deref(),
         booking_account: args.app.booking_account.as_deref(),
+        app_only: args.app_only,
     }
 }
 

@@ -154,6 +154,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let onboarding = admin::Onboarding {
         resources: None,
         booking_account: Some(ACCOUNT),
+        app_only: false,
     };
     admin::add_vendor_connection(&broker, vendor_id.clone(), None, onboarding, now).await?;
     let vendor_key =

@@ -203,6 +203,16 @@ impl FakeIdentity {
             .unwrap_or_default()
     }
 
+    /// The customer's admin deletes the app's enterprise application
+    /// (service principal) from `tenant`: every consent given there is
+    /// gone, and client credentials there answer AADSTS7000229.
+    pub fn remove_service_principal(&self, tenant: &str, client_id: &str) {
+        self.shared
+            .lock()
+            .consents
+            .remove(&(key(tenant), key(client_id)));
+    }
+
     /// Access token lifetime (default 3600 s), reflected in `expires_in`.
     pub fn set_access_token_lifetime(&self, d: Duration) {
         self.shared.lock().access_token_lifetime = d;

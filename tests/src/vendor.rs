@@ -37,6 +37,45 @@ pub async fn set_vendor_app(
     .await
 }
 
+/// `roomtoken vendor-app set --generate-certificate`, valid `days`, and
+/// the certificate it printed uploaded to the vendor's app in the fake
+/// (whose client secret nobody is given); returns what was printed.
+pub async fn set_vendor_app_with_certificate(app: &TestApp, days: u32) -> String {
+    register_vendor_app(app, &unique_id("never-given"));
+    let authority = app.identity.base_url().to_string();
+    let days = days.to_string();
+    let printed = app
+        .cli(
+            &[
+                "vendor-app",
+                "set",
+                "--client-id",
+                VENDOR_CLIENT,
+                "--authority",
+                &authority,
+                "--generate-certificate",
+                "--certificate-days",
+                &days,
+            ],
+            "",
+        )
+        .await
+        .expect("vendor-app set --generate-certificate");
+    app.identity
+        .add_certificate(VENDOR_CLIENT, &crate::printed_certificate(&printed))
+        .expect("upload");
+    printed
+}
+
+/// The vendor app's private key (its certificate's), as stored.
+pub async fn vendor_private_key(app: &TestApp) -> String {
+    let vendor = app.broker.repo.vendor_app().await.expect("store");
+    let certificate = vendor
+        .and_then(|v| v.certificate)
+        .expect("a vendor app with a certificate");
+    certificate.private_key_pem().expose().to_owned()
+}
+
 /// The vendor's multi-tenant app in the fake (registered again: its secret
 /// replaced), with the permissions of the EWS and Graph presets.
 pub fn register_vendor_app(app: &TestApp, secret: &str) {

@@ -461,6 +461,24 @@ pub enum Mode {
     /// through Microsoft's admin-consent page, nobody signs in, and every
     /// token is minted with the app's own credential.
     AppOnly,
+    /// App-only with the deployment's vendor app: the customer's admin
+    /// grants the vendor app's application permissions in the one tenant the
+    /// operator named, and every token is minted there with the vendor
+    /// app's credential.
+    VendorAppOnly,
+}
+
+impl Mode {
+    /// Whether token requests use the deployment's vendor app.
+    pub fn is_vendor(self) -> bool {
+        matches!(self, Self::Vendor | Self::VendorAppOnly)
+    }
+
+    /// Whether tokens are minted with client credentials (no sign-in, no
+    /// refresh token, no grant).
+    pub fn is_app_only(self) -> bool {
+        matches!(self, Self::AppOnly | Self::VendorAppOnly)
+    }
 }
 
 // `2027-05-31`, as the form's date field sends it.
@@ -679,7 +697,11 @@ impl AppRegistration {
     }
 
     pub fn is_vendor(&self) -> bool {
-        self.mode == Mode::Vendor
+        self.mode.is_vendor()
+    }
+
+    pub fn is_app_only(&self) -> bool {
+        self.mode.is_app_only()
     }
 
     /// Scopes of the authorize request: every resource at once (one consent),

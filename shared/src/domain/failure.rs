@@ -42,8 +42,11 @@ impl FailureClass {
 }
 
 const TRANSIENT: &[u32] = &[50033, 90006, 90024, 90033, 90090, 50087, 90055, 50196];
+// 7000229: the app has no service principal in the tenant (never granted
+// there, or its enterprise app was deleted): the customer's admin must
+// consent again, through the link.
 const RECONNECT: &[u32] = &[
-    70008, 700082, 50173, 70043, 50076, 50079, 50158, 65001, 50055, 54005, 700005,
+    70008, 700082, 50173, 70043, 50076, 50079, 50158, 65001, 50055, 54005, 700005, 7000229,
 ];
 const MISCONFIGURED: &[u32] = &[
     7000215, 7000222, 7000218, 700027, 50012, 700016, 700011, 90002, 50011, 65005, 650056, 650057,
@@ -125,6 +128,11 @@ mod tests {
             AppMisconfigured
         );
         assert_eq!(classify(400, "invalid_scope", None, &[700022]), OurBug);
+        assert_eq!(
+            classify(400, "invalid_client", None, &[7000229]),
+            ReconnectNeeded,
+            "a tenant that no longer grants the app must consent again"
+        );
     }
 
     #[test]

@@ -60,6 +60,12 @@ pub enum AdminError {
     )]
     AppOnlyNeedsEntra,
     #[error(
+        "an app-only vendor connection needs the customer's tenant (--tenant, its id or a verified domain): Microsoft's admin-consent answer names its tenant only as a hint, so the tenant cannot be learned from it"
+    )]
+    VendorAppOnlyNeedsTenant,
+    #[error("an app-only connection has no booking account: nobody signs in")]
+    AppOnlyHasNoAccount,
+    #[error(
         "the certificate expired on {0}: make a new one (--generate-certificate) or give a valid one"
     )]
     CertificateExpired(time::Date),
@@ -108,11 +114,19 @@ pub struct Onboarding<'a> {
     pub resources: Option<&'a str>,
     /// The account that must sign in (any, when `None`).
     pub booking_account: Option<&'a str>,
+    /// App-only (vendor connections): the vendor app's own tokens in the
+    /// customer's tenant once its admin granted them; nobody signs in.
+    pub app_only: bool,
 }
 
 impl Onboarding<'_> {
-    fn resources(&self) -> &str {
-        self.resources.unwrap_or("ews,graph")
+    /// The resources, in `cloud`: delegated presets (`ews,graph` by
+    /// default), or app-only `.default` ones (`graph` by default).
+    fn resources(&self, cloud: Cloud) -> Result<Vec<Resource>, InvalidApp> {
+        match (self.app_only, self.resources) {
+            (true, names) => Resource::app_only_presets(names.unwrap_or("graph"), cloud),
+            (false, names) => Resource::presets(names.unwrap_or("ews,graph"), cloud),
+        }
     }
 }
 
@@ -180,14 +194,26 @@ pub async fn add_vendor_connection(
         .await?
         .ok_or(AdminError::NoVendorApp)?;
     let expires = vendor.credential_expires();
-    let resources = Resource::presets(onboarding.resources(), vendor.cloud)?;
-    let provider = match tenant {
-        None => Provider::vendor(vendor.cloud, vendor.authority.clone()),
-        Some(tenant) => Provider::microsoft(tenant, vendor.cloud)?.in_authority(vendor.authority),
+    let resources = onboarding.resources(vendor.cloud)?;
+    let provider = match (tenant, onboarding.app_only) {
+        (Some(tenant), _) => {
+            Provider::microsoft(tenant, vendor.cloud)?.in_authority(vendor.authority)
+        }
+        // An admin consent's answer names its tenant only as a hint: an
+        // app-only connection must know its tenant before anyone consents.
+        (None, true) => return Err(AdminError::VendorAppOnlyNeedsTenant),
+        (None, false) => Provider::vendor(vendor.cloud, vendor.authority.clone()),
     };
+    if onboarding.app_only && onboarding.booking_account.is_some() {
+        return Err(AdminError::AppOnlyHasNoAccount);
+    }
     let mut app = AppRegistration::new(id, provider, &vendor.client_id, resources, now)?
         .for_booking_account(onboarding.booking_account)?;
-    app.mode = Mode::Vendor;
+    app.mode = if onboarding.app_only {
+        Mode::VendorAppOnly
+    } else {
+        Mode::Vendor
+    };
     app.client_secret_expires = expires;
     // The grant holds no secret: the vendor app's is read where it is used.
     create_connection(broker, app, GrantRecord::new(Secret::new("")), now).await
@@ -204,7 +230,7 @@ pub async fn add_self_service_connection(
     onboarding: Onboarding<'_>,
     now: OffsetDateTime,
 ) -> Result<AppRegistration, AdminError> {
-    let resources = Resource::presets(onboarding.resources(), cloud)?;
+    let resources = onboarding.resources(cloud)?;
     let app = AppRegistration::awaiting_setup(id, cloud, authority, resources, now)?
         .for_booking_account(onboarding.booking_account)?;
     // The grant holds no secret until the form's is stored with the grant.

@@ -181,7 +181,7 @@ async fn complete(
         if !granted {
             return Err(CallbackError::MissingCode);
         }
-        if session.mode == Mode::AppOnly {
+        if session.mode.is_app_only() {
             // The answer's tenant is only a hint: a first app-only token
             // for the connection's own tenant proves the grant.
             return app_only_consented(broker, session, now).await;
@@ -407,7 +407,10 @@ pub const APP_ONLY_ACCOUNT: &str = "app-only";
 
 /// An app-only connection whose admin consent came back: one client
 /// credentials token per resource, minted for the connection's own tenant
-/// with its own credential, proves the grant; they are stored and served.
+/// with its own credential (or the vendor app's), proves the grant; they
+/// are stored and served. The answer's `tenant` is never used: a token
+/// minted there would prove only that someone in that tenant once granted
+/// the app, not that the link's admin did.
 async fn app_only_consented(
     broker: &Broker,
     session: &ConsentSession,
@@ -419,12 +422,17 @@ async fn app_only_consented(
     let (Some(grant), Some(serve)) = (grant, serve) else {
         return Err(CallbackError::UnknownConnection);
     };
-    if serve.value.app.mode != Mode::AppOnly {
+    if !serve.value.app.is_app_only() {
         return Err(CallbackError::UnknownConnection);
     }
     may_complete(session, &grant.value, &serve.value, now)?;
     let app = serve.value.app;
-    let credential = own_credential(&grant.value);
+    let credential = if app.is_vendor() {
+        let vendor = repo.vendor_app().await?;
+        vendor_credential(&vendor.ok_or(CallbackError::NoVendorApp)?)
+    } else {
+        own_credential(&grant.value)
+    };
     let mut access = AccessTokens {
         account: APP_ONLY_ACCOUNT.into(),
         resources: app.resources.iter().map(|r| r.name.clone()).collect(),

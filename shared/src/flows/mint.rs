@@ -130,7 +130,7 @@ pub(crate) async fn request_token(
     resource: &crate::domain::Resource,
 ) -> Result<crate::identity::TokenSet, crate::identity::IdentityError> {
     let client = crate::identity::AppClient::new(app, credential);
-    if app.mode == crate::domain::Mode::AppOnly {
+    if app.is_app_only() {
         let scope = resource.scopes.join(" ");
         return broker.identity.client_credentials(client, &scope).await;
     }

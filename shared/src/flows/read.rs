@@ -133,8 +133,12 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
         (Some(date), Some(days)) if status.state.serves_tokens() && needs_human => {
             credential_advice(id, facts.credential_kind, date, days)
         }
-        _ if status.state == ConnectionState::PendingConsent && facts.mode == Mode::AppOnly => {
+        _ if status.state == ConnectionState::PendingConsent && facts.mode.is_app_only() => {
             "The customer's admin has not granted the app yet: send them the consent link (nobody signs in).".to_owned()
+        }
+        // AADSTS7000229: the app's service principal is gone from the tenant.
+        _ if status.state == ConnectionState::ReconnectRequired && facts.mode.is_app_only() => {
+            "The customer's tenant no longer grants the app (its enterprise application was removed, or the consent revoked): the customer's admin must open the consent link and grant it again.".to_owned()
         }
         _ if status.state == ConnectionState::AppMisconfigured
             && facts.credential_kind == CredentialKind::Certificate =>

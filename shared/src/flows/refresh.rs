@@ -29,7 +29,7 @@ use crate::domain::records::room_in_both;
 use crate::domain::status::SecretInUse;
 use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, ConnectionState, CredentialKind, FailureClass,
-    GrantRecord, LastError, Mode, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
+    GrantRecord, LastError, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
 use crate::flows::callback::APP_ONLY_ACCOUNT;
 use crate::identity::{Credential, TokenSet};
@@ -389,7 +389,7 @@ impl Pass<'_> {
             return Ok((Outcome::PendingConsent, state));
         };
         // An app-only connection has no grant: its consent is the admin's.
-        if grant.value.grant.is_none() && serve.value.app.mode != Mode::AppOnly {
+        if grant.value.grant.is_none() && !serve.value.app.is_app_only() {
             return Ok((Outcome::PendingConsent, state));
         }
         // Room in both secrets' version quota, before anything is redeemed.
@@ -460,7 +460,7 @@ impl Pass<'_> {
         let now = self.now;
         let app = &serve.value.app;
         let held = grant.value.grant.as_ref();
-        if held.is_none() && app.mode != Mode::AppOnly {
+        if held.is_none() && !app.is_app_only() {
             return Ok((Outcome::PendingConsent, serve.value.status));
         }
         // App-only tokens come from the app's credential alone.

@@ -188,7 +188,7 @@ pub async fn connect_start(
             booking_account: app.booking_account.clone(),
         })),
         // App-only: nobody signs in; the admin's grant is the consent.
-        (Mode::Vendor, Step::AdminConsent) | (Mode::AppOnly, _) => {
+        (Mode::Vendor, Step::AdminConsent) | (Mode::AppOnly | Mode::VendorAppOnly, _) => {
             let redirect_uri = broker.redirect_uri()?;
             let state = random_token();
             let location =

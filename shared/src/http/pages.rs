@@ -398,6 +398,10 @@ fn aadsts_meaning(code: &str, lang: Lang) -> Option<&'static str> {
             "the app is not in this organization (wrong tenant, or not granted there)",
             "l’application n’existe pas dans cette organisation (mauvais locataire, ou pas autorisée)",
         ),
+        "7000229" => t(
+            "this organization has not granted the app (it has no enterprise application for it): its administrator must grant it",
+            "cette organisation n’a pas autorisé l’application (elle n’en a pas d’application d’entreprise) : son administrateur doit l’autoriser",
+        ),
         "90002" => t(
             "this tenant does not exist in this Microsoft cloud",
             "ce locataire n’existe pas dans ce cloud Microsoft",

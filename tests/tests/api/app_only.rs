@@ -5,8 +5,12 @@
 //! tenant; displays are served the app's tokens, and the refresh pass mints
 //! new ones before the old ones are due, with no refresh token anywhere.
 
+use roomtoken::domain::FailureClass;
 use roomtoken::flows::refresh::Outcome;
-use roomtoken_tests::vendor::{ADMIN, add_admin};
+use roomtoken_tests::vendor::{
+    ADMIN, VENDOR_CLIENT, VENDOR_TENANT, add_admin, set_vendor_app_with_certificate,
+    vendor_private_key,
+};
 use roomtoken_tests::*;
 use serde_json::Value;
 use std::time::Duration;
@@ -166,3 +170,173 @@ async fn a_refused_admin_consent_stores_nothing() {
     );
     assert!(app.serve(&id).await.access.is_none());
 }
+
+/// A forged admin-consent answer (`admin_consent=True` with a tenant the
+/// attacker chose) for `link`'s session: what the callback page says.
+async fn forged_admin_consent(app: &TestApp, link: &str, tenant: &str) -> (u16, String) {
+    let start = http().get(link).send().await.expect("GET link");
+    let cookie = cookies_set(&start);
+    let state = location(&start)
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
+    let mut back = app.url.join("callback").expect("callback");
+    back.query_pairs_mut()
+        .append_pair("admin_consent", "True")
+        .append_pair("tenant", tenant)
+        .append_pair("state", &state);
+    let answer = http()
+        .get(back)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("callback");
+    let status = answer.status().as_u16();
+    (status, answer.text().await.expect("page"))
+}
+
+/// `connection add --app-only --vendor-app --tenant`: the vendor app's own
+/// tokens in one customer tenant, authenticated with the vendor app's
+/// certificate; granted through the link's admin consent, refreshed, and
+/// stopped (`reconnect_required`) when the customer deletes the enterprise
+/// app, until its admin grants it again.
+async fn vendor_app_only_path(kind: StoreKind) {
+    // Its own prefix: the vendor app (a system secret) is this test's.
+    let app = Setup::new(kind).isolated_prefix().spawn().await;
+    add_admin(&app);
+    set_vendor_app_with_certificate(&app, 200).await;
+    let id = unique_id("vendor-app-only");
+
+    let refused = app
+        .cli(
+            &["connection", "add", &id, "--vendor-app", "--app-only"],
+            "",
+        )
+        .await
+        .expect_err("no tenant");
+    assert!(refused.contains("--tenant"), "{refused}");
+    let args = [
+        "connection",
+        "add",
+        &id,
+        "--vendor-app",
+        "--app-only",
+        "--tenant",
+        TENANT,
+        "--resources",
+        "graph,ews",
+    ];
+    let added = app.cli(&args, "").await.expect("connection add");
+    assert!(added.contains("(vendor app, app-only)"), "{added}");
+    assert!(added.contains("RBAC for Applications"), "{added}");
+
+    let link = app.link(&id).await;
+    let start = http().get(&link).send().await.expect("GET link");
+    let to = location(&start);
+    assert!(
+        to.path().ends_with(&format!("{TENANT}/v2.0/adminconsent")),
+        "the named tenant's admin consent: {to}"
+    );
+    assert!(
+        to.query_pairs()
+            .any(|(k, v)| k == "client_id" && v == VENDOR_CLIENT),
+        "{to}"
+    );
+
+    // An answer naming a tenant that granted the vendor app (its own) is
+    // not trusted: the token is asked for in the connection's tenant,
+    // which has not granted it yet (AADSTS7000229); nothing is stored.
+    let (status, page) = forged_admin_consent(&app, &link, VENDOR_TENANT).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("AADSTS7000229"), "{page}");
+    assert!(page.contains("has not granted the app"), "{page}");
+    assert!(app.serve(&id).await.access.is_none());
+
+    app.identity.set_auto_admin_consent(Some(ADMIN));
+    let consent = app.consent_at(&link).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    let status = app
+        .cli(&["status", &id, "--json"], "")
+        .await
+        .expect("status");
+    let view: Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(view["mode"], "vendor_app_only", "{view}");
+    assert_eq!(view["state"], "connected");
+    assert_eq!(
+        view["credential_expires"],
+        date_in(200),
+        "the vendor app's certificate"
+    );
+    assert!(app.grant(&id).await.is_none(), "no refresh token, no grant");
+
+    let key = app.create_key(&id).await;
+    let read = app.get_token(&id, Some(&key), Some("graph")).await;
+    assert_eq!(read.status(), 200);
+    let body: Value = read.json().await.expect("json");
+    let first = body["access_token"].as_str().expect("token").to_owned();
+    let issued = app.identity.access_token_info(&first).expect("honoured");
+    assert_eq!(
+        (
+            issued.username.as_str(),
+            issued.client_id.as_str(),
+            issued.tenant.as_str()
+        ),
+        ("", VENDOR_CLIENT, TENANT),
+        "the vendor app's own token, in the customer's tenant"
+    );
+
+    let mut later = app.broker.now() + Duration::from_secs(50 * 60);
+    app.clock.advance_to(later);
+    let outcome = app.refresh_one(&id, false, later).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+
+    // The customer deletes the enterprise app: nothing can mint any more,
+    // and only their admin can change that.
+    app.identity.remove_service_principal(TENANT, VENDOR_CLIENT);
+    later += Duration::from_secs(50 * 60);
+    app.clock.advance_to(later);
+    let outcome = app.refresh_one(&id, false, later).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed(e)
+            if e.code == "AADSTS7000229" && e.class == FailureClass::ReconnectNeeded),
+        "{outcome:?}"
+    );
+    let view: Value = serde_json::from_str(
+        &app.cli(&["status", &id, "--json"], "")
+            .await
+            .expect("status"),
+    )
+    .expect("json");
+    assert_eq!(view["state"], "reconnect_required", "{view}");
+    assert!(
+        view["advice"]
+            .as_str()
+            .is_some_and(|a| a.contains("admin must open the consent link")),
+        "{view}"
+    );
+
+    // The same link, granted again: connected.
+    let again = app.consent_at(&link).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(
+        app.status(&id).await.state,
+        roomtoken::domain::ConnectionState::Connected
+    );
+    assert_eq!(app.identity.counters().refresh_token_grants, 0);
+
+    let mut secrets = app.secrets(&[&key]);
+    secrets.push(vendor_private_key(&app).await);
+    assert_no_secret_in(&consent.body, "the callback page", &secrets);
+    // The refused page links back to the link's own step (its invite).
+    let not_the_link: Vec<String> = secrets
+        .iter()
+        .filter(|s| !link.contains(s.as_str()))
+        .cloned()
+        .collect();
+    assert_no_secret_in(&page, "the refused page", &not_the_link);
+    assert_no_secret_in(&status, "status", &secrets);
+    assert_no_secret_logged(&secrets);
+}
+
+on_both_stores!(vendor_app_only_path => a_vendor_app_only_connection_is_granted_refreshed_and_stopped_on_the_file_store, a_vendor_app_only_connection_is_granted_refreshed_and_stopped_on_secrets_manager);

@@ -467,29 +467,8 @@ async fn the_vendor_apps_secret_expiry_reaches_every_vendor_connection() {
 async fn vendor_app_with_a_certificate(kind: StoreKind) {
     // Its own prefix: the vendor app (a system secret) is this test's.
     let app = Setup::new(kind).isolated_prefix().spawn().await;
-    register_vendor_app(&app, &unique_id("never-given"));
     add_admin(&app);
-    let authority = app.identity.base_url().to_string();
-    let printed = app
-        .cli(
-            &[
-                "vendor-app",
-                "set",
-                "--client-id",
-                VENDOR_CLIENT,
-                "--authority",
-                &authority,
-                "--generate-certificate",
-                "--certificate-days",
-                "200",
-            ],
-            "",
-        )
-        .await
-        .expect("vendor-app set --generate-certificate");
-    app.identity
-        .add_certificate(VENDOR_CLIENT, &printed_certificate(&printed))
-        .expect("upload");
+    let printed = set_vendor_app_with_certificate(&app, 200).await;
     let shown = app.cli(&["vendor-app", "show"], "").await.expect("show");
     assert!(
         shown.contains("certificate:") && shown.contains("(200 days left)"),
