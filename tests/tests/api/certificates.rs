@@ -256,8 +256,9 @@ async fn app_only_tokens_need_the_tenants_grant() {
 /// `connection add --generate-certificate`: the app's client secret is
 /// deleted at Microsoft, so only assertions can work.
 async fn delegated_connection_with_a_certificate(kind: StoreKind) {
-    let app = spawn_app(kind).await;
     let dir = tempfile::tempdir().expect("temp dir");
+    let store_dir = dir.path().join("store");
+    let app = Setup::new(kind).store_dir(store_dir.clone()).spawn().await;
     let out_file = dir.path().join("uploaded.pem");
     let id = unique_id("cert");
     let args = [
@@ -324,8 +325,50 @@ async fn delegated_connection_with_a_certificate(kind: StoreKind) {
     }
     // The serve secret holds access tokens by design, never the key.
     let serve = serde_json::to_string(&app.serve(&id).await).expect("serve json");
-    assert_no_secret_in(&serve, "the serve secret", &[private_key]);
+    assert_no_secret_in(
+        &serve,
+        "the serve secret",
+        std::slice::from_ref(&private_key),
+    );
     assert_no_secret_logged(&secrets);
+    if kind == StoreKind::File {
+        key_only_in_the_grant_file(&store_dir, &id, &private_key);
+    }
+}
+
+/// On the file store the private key is in one file, the connection's
+/// grant, readable by its owner only (0600, in a 0700 directory).
+fn key_only_in_the_grant_file(store: &std::path::Path, id: &str, private_key: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let connection = store.join("connections").join(id);
+    let grant = connection.join("grant.json");
+    assert_eq!(mode(&grant), 0o600, "{}", grant.display());
+    assert_eq!(mode(&connection), 0o700, "{}", connection.display());
+    // A line of the key's base64 body: the same in any JSON around it.
+    let body_line = private_key
+        .lines()
+        .find(|line| line.len() >= 64 && !line.starts_with("-----"))
+        .expect("a PEM body line");
+    let mut holding = Vec::new();
+    let mut dirs = vec![store.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if std::fs::read_to_string(&path).is_ok_and(|text| text.contains(body_line)) {
+                holding.push(path);
+            }
+        }
+    }
+    assert_eq!(holding, vec![grant], "the key is in the grant file only");
 }
 
 #[tokio::test]
