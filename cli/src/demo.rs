@@ -162,6 +162,18 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let vendor_link =
         admin::consent_link(&broker, &vendor_id, now + time::Duration::days(1)).await?;
 
+    // App-only with the vendor app, in the customer's tenant: the admin
+    // grants, nobody signs in.
+    let rooms_id = ConnectionId::parse("demo-rooms")?;
+    let app_only = admin::Onboarding {
+        resources: Some("graph"),
+        booking_account: None,
+        app_only: true,
+    };
+    admin::add_vendor_connection(&broker, rooms_id.clone(), Some(TENANT), app_only, now).await?;
+    let rooms_key = admin::create_key(&broker, &rooms_id, Some("demo display".into()), now).await?;
+    let rooms_link = admin::consent_link(&broker, &rooms_id, now + time::Duration::days(1)).await?;
+
     let self_id = ConnectionId::parse("demo-self")?;
     admin::add_self_service_connection(
         &broker,
@@ -194,10 +206,14 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
          client secret {self_secret} (simulated), expiry {expires},\n\
          then sign in as {ACCOUNT}.\n   {self_link}\n   \
          curl -s -H 'Authorization: Bearer {self_key}' {public_url}v1/connections/demo-self/token\n\n\
+         App-only mode (the vendor app's own Graph token, nobody signs in): open this link and\n\
+         grant as {ADMIN}; the token names no user.\n   {rooms_link}\n   \
+         curl -s -H 'Authorization: Bearer {rooms_key}' {public_url}v1/connections/demo-rooms/token\n\n\
          Tokens are refreshed every 5 minutes when due. Everything is forgotten when you stop (Ctrl-C).\n",
         key = key.key.expose(),
         vendor_key = vendor_key.key.expose(),
         self_key = self_key.key.expose(),
+        rooms_key = rooms_key.key.expose(),
         self_secret = self_service_secret.expose(),
     );
     // The broker keeps serving even if whoever started it stopped reading.

@@ -4,7 +4,7 @@
 //! here does I/O: `crate::webhook` sends, `crate::flows::notify` delivers.
 
 use super::status::{CREDENTIAL_WARNING_DAYS, credential_days_left};
-use super::{ConnectionId, ConnectionState, FailureClass, Status};
+use super::{ConnectionId, ConnectionState, FailureClass, Mode, Status};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
@@ -98,9 +98,11 @@ pub struct EventData {
 }
 
 impl Event {
-    /// The notification of a state change, from the status after it.
+    /// The notification of a state change, from the status after it, of
+    /// a connection onboarded in `mode` (the advice depends on it).
     pub fn state_change(
         id: &ConnectionId,
+        mode: Mode,
         old: ConnectionState,
         new: &Status,
         now: OffsetDateTime,
@@ -122,7 +124,7 @@ impl Event {
                 class: error.map(|e| e.class),
                 code: error.map(|e| e.code.clone()),
                 message: error.map(|e| e.message.clone()),
-                advice: new.state.advice().to_owned(),
+                advice: new.state.advice_for(mode).to_owned(),
                 credential_expires: None,
                 days_left: None,
             },
@@ -266,8 +268,14 @@ pub fn credential_warning_due(
 impl Status {
     /// Queues the notification of a change from `old` to this status, if
     /// the change is worth one.
-    pub fn note_change(&mut self, id: &ConnectionId, old: ConnectionState, now: OffsetDateTime) {
-        if let Some(event) = Event::state_change(id, old, self, now) {
+    pub fn note_change(
+        &mut self,
+        id: &ConnectionId,
+        mode: Mode,
+        old: ConnectionState,
+        now: OffsetDateTime,
+    ) {
+        if let Some(event) = Event::state_change(id, mode, old, self, now) {
             self.enqueue(Notification::new(event));
         }
     }
@@ -467,13 +475,22 @@ mod tests {
             at: now,
         };
         let mut failed = Status::connected("room@contoso.com", now).after_failure(error);
-        failed.note_change(&id, ConnectionState::Connected, now);
+        let mut app_only = failed.clone();
+        failed.note_change(&id, Mode::Operator, ConnectionState::Connected, now);
         let event = &failed.outbox[0].event;
         assert_eq!(event.kind, EventType::ReconnectRequired);
+        assert!(event.data.advice.contains("booking account"));
+        // Nobody signs in to an app-only connection: its admin grants again.
+        app_only.note_change(&id, Mode::VendorAppOnly, ConnectionState::Connected, now);
+        let advice = &app_only.outbox[0].event.data.advice;
+        assert!(
+            advice.contains("admin must open the consent link"),
+            "{advice}"
+        );
         assert_eq!(event.data.code.as_deref(), Some("AADSTS50173"));
         assert_eq!(event.data.class, Some(FailureClass::ReconnectNeeded));
         let mut back = failed.after_success(now);
-        back.note_change(&id, ConnectionState::ReconnectRequired, now);
+        back.note_change(&id, Mode::Operator, ConnectionState::ReconnectRequired, now);
         assert_eq!(back.outbox.len(), 2, "the first still waits");
         let recovered = &back.outbox[1].event;
         assert_eq!(recovered.kind, EventType::Recovered);
@@ -491,7 +508,7 @@ mod tests {
         let now = datetime!(2026-11-29 12:00 UTC);
         let id = ConnectionId::parse("contoso").unwrap();
         let mut status = Status::connected("a", now);
-        status.note_change(&id, ConnectionState::PendingConsent, now);
+        status.note_change(&id, Mode::Operator, ConnectionState::PendingConsent, now);
         let msg = status.outbox[0].id.clone();
         let mut at = now;
         let mut tries = Vec::new();
@@ -516,9 +533,9 @@ mod tests {
         let now = datetime!(2026-11-29 12:00 UTC);
         let id = ConnectionId::parse("contoso").unwrap();
         let mut status = Status::connected("a", now);
-        status.note_change(&id, ConnectionState::PendingConsent, now);
+        status.note_change(&id, Mode::Operator, ConnectionState::PendingConsent, now);
         status.state = ConnectionState::Degraded;
-        status.note_change(&id, ConnectionState::Connected, now);
+        status.note_change(&id, Mode::Operator, ConnectionState::Connected, now);
         assert_eq!(status.outbox.len(), 2);
         let first = status.outbox[0].id.clone();
         status.after_attempts(&[(first, Attempt::Failed)], now);
@@ -535,7 +552,7 @@ mod tests {
         let id = ConnectionId::parse("contoso").unwrap();
         let mut status = Status::connected("a", now);
         for _ in 0..MAX_OUTBOX + 3 {
-            status.note_change(&id, ConnectionState::Degraded, now);
+            status.note_change(&id, Mode::Operator, ConnectionState::Degraded, now);
         }
         assert_eq!(status.outbox.len(), MAX_OUTBOX);
         let first = status.outbox[0].id.clone();

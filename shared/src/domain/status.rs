@@ -74,6 +74,21 @@ impl ConnectionState {
         }
     }
 
+    /// [`Self::advice`] for a connection onboarded in `mode`: an app-only
+    /// connection has nobody to sign in, only an admin to grant the app.
+    pub fn advice_for(self, mode: super::Mode) -> &'static str {
+        match self {
+            Self::PendingConsent if mode.is_app_only() => {
+                "The customer's admin has not granted the app yet: send them the consent link (nobody signs in)."
+            }
+            // AADSTS7000229: the app's service principal is gone from the tenant.
+            Self::ReconnectRequired if mode.is_app_only() => {
+                "The customer's tenant no longer grants the app (its enterprise application was removed, or the consent revoked): the customer's admin must open the consent link and grant it again."
+            }
+            _ => self.advice(),
+        }
+    }
+
     fn after_failure(class: FailureClass) -> Self {
         match class {
             FailureClass::Transient | FailureClass::OurBug => Self::Degraded,

@@ -66,6 +66,12 @@ pub enum AdminError {
     #[error("an app-only connection has no booking account: nobody signs in")]
     AppOnlyHasNoAccount,
     #[error(
+        "the tenant's id could not be found from its domain ({0}): give the tenant id (a GUID) with --tenant"
+    )]
+    TenantNotResolved(String),
+    #[error("a self-service connection cannot be app-only")]
+    SelfServiceAppOnly,
+    #[error(
         "the certificate expired on {0}: make a new one (--generate-certificate) or give a valid one"
     )]
     CertificateExpired(time::Date),
@@ -207,6 +213,24 @@ pub async fn add_vendor_connection(
     if onboarding.app_only && onboarding.booking_account.is_some() {
         return Err(AdminError::AppOnlyHasNoAccount);
     }
+    // No sign-in will ever pin the tenant id: a domain is resolved now, so
+    // that tokens never follow the domain to another tenant.
+    let provider = if onboarding.app_only && provider.expected_tenant_id().is_none() {
+        let info = broker
+            .identity
+            .discover_tenant(&provider)
+            .await
+            .map_err(|e| AdminError::TenantNotResolved(e.to_string()))?;
+        if info.cloud != Some(vendor.cloud) {
+            return Err(AdminError::TenantNotResolved(format!(
+                "the tenant is not in the vendor app's cloud ({:?})",
+                vendor.cloud
+            )));
+        }
+        provider.in_tenant(&info.tenant_id)
+    } else {
+        provider
+    };
     let mut app = AppRegistration::new(id, provider, &vendor.client_id, resources, now)?
         .for_booking_account(onboarding.booking_account)?;
     app.mode = if onboarding.app_only {
@@ -230,6 +254,9 @@ pub async fn add_self_service_connection(
     onboarding: Onboarding<'_>,
     now: OffsetDateTime,
 ) -> Result<AppRegistration, AdminError> {
+    if onboarding.app_only {
+        return Err(AdminError::SelfServiceAppOnly);
+    }
     let resources = onboarding.resources(cloud)?;
     let app = AppRegistration::awaiting_setup(id, cloud, authority, resources, now)?
         .for_booking_account(onboarding.booking_account)?;
@@ -319,6 +346,10 @@ async fn create_connection(
         repo.write(&app.id, Part::Grant, &mut grant, None, Writer::Person, now)
             .await?;
         let mut serve = ServeRecord::new(app.clone());
+        // A random first generation: links and sign-ins of an earlier
+        // connection with this id (removed, then added again, perhaps for
+        // another customer) do not match this one.
+        serve.link_generation = rand::random();
         repo.write(&app.id, Part::Serve, &mut serve, None, Writer::Person, now)
             .await
     };
@@ -400,6 +431,14 @@ pub async fn update_connection(
     }
     if app.is_vendor() && changes_app_or_secret {
         return Err(AdminError::VendorConnection(id.clone()));
+    }
+    if app.is_app_only()
+        && update
+            .booking_account
+            .as_deref()
+            .is_some_and(|upn| !upn.trim().is_empty())
+    {
+        return Err(AdminError::AppOnlyHasNoAccount);
     }
     if !app.is_set_up() && changes_app_or_secret {
         return Err(AdminError::AwaitingSetup(id.clone()));

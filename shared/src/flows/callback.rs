@@ -221,6 +221,10 @@ async fn complete(
         return Err(CallbackError::UnknownConnection);
     };
     may_complete(session, &grant.value, &serve.value, now)?;
+    // A sign-in started for another kind of connection under this id.
+    if serve.value.app.mode != session.mode {
+        return Err(CallbackError::UnknownConnection);
+    }
     // A self-service form's values are the app from now on, if the sign-in
     // succeeds; until then nothing of them is stored.
     let (app, credential) = match &session.setup {
@@ -283,7 +287,9 @@ async fn complete(
         (result, _) => result,
     };
     let (tokens, credential) = redeemed.map_err(|e| match e.class() {
-        FailureClass::ReconnectNeeded => CallbackError::CodeRejected(e),
+        FailureClass::ReconnectNeeded if !e.no_service_principal() => {
+            CallbackError::CodeRejected(e)
+        }
         _ => CallbackError::Identity(e),
     })?;
     let id_token = tokens.id_token.as_ref().ok_or(ClaimsError::Malformed)?;
@@ -383,7 +389,7 @@ async fn complete(
             let before = record.status.state;
             record.status = record.status.replaced_by(status.clone());
             if broker.notifies() {
-                record.status.note_change(&id, before, now);
+                record.status.note_change(&id, record.app.mode, before, now);
             }
             Some(record)
         })
@@ -422,7 +428,8 @@ async fn app_only_consented(
     let (Some(grant), Some(serve)) = (grant, serve) else {
         return Err(CallbackError::UnknownConnection);
     };
-    if !serve.value.app.is_app_only() {
+    // `session.mode` is app-only: the connection must still be.
+    if serve.value.app.mode != session.mode {
         return Err(CallbackError::UnknownConnection);
     }
     may_complete(session, &grant.value, &serve.value, now)?;
@@ -440,8 +447,8 @@ async fn app_only_consented(
     };
     let mut pending_resources = Vec::new();
     for resource in &app.resources {
-        let no_refresh_token = Secret::new("");
-        match request_token(broker, &app, &credential, &no_refresh_token, resource).await {
+        let first = access.tokens.is_empty() && pending_resources.is_empty();
+        match first_app_only_token(broker, &app, &credential, resource, first).await {
             Ok(tokens) => access.put(access_token(resource, &tokens, now)),
             // Nothing proves the grant: say why, store nothing.
             Err(e) if access.tokens.is_empty() => return Err(CallbackError::Identity(e)),
@@ -467,7 +474,7 @@ async fn app_only_consented(
             let before = record.status.state;
             record.status = record.status.replaced_by(status.clone());
             if broker.notifies() {
-                record.status.note_change(id, before, now);
+                record.status.note_change(id, record.app.mode, before, now);
             }
             Some(record)
         })
@@ -483,6 +490,40 @@ async fn app_only_consented(
         resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
         pending_resources,
     }))
+}
+
+/// How long the first app-only token waits, after each AADSTS7000229, for
+/// the service principal the admin's grant just made: Entra ID creates it
+/// within seconds, and a request at once can miss it.
+pub const GRANT_REPLICATION_WAITS: [std::time::Duration; 3] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+];
+
+/// One client-credentials token for `resource`; the `first` of a consent
+/// is asked again while the tenant seems not to know the app yet.
+async fn first_app_only_token(
+    broker: &Broker,
+    app: &crate::domain::AppRegistration,
+    credential: &Credential,
+    resource: &crate::domain::Resource,
+    first: bool,
+) -> Result<crate::identity::TokenSet, IdentityError> {
+    let no_refresh_token = Secret::new("");
+    let mut waits = GRANT_REPLICATION_WAITS.iter().filter(|_| first);
+    loop {
+        match request_token(broker, app, credential, &no_refresh_token, resource).await {
+            Err(e) if e.no_service_principal() => {
+                let Some(wait) = waits.next() else {
+                    return Err(e);
+                };
+                tracing::info!(connection = %app.id, wait_ms = wait.as_millis() as u64, "the tenant does not know the app yet; asking again");
+                broker.sleeper.sleep(*wait).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Whether an authentic session may still complete: its link was not

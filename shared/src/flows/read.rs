@@ -133,13 +133,6 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
         (Some(date), Some(days)) if status.state.serves_tokens() && needs_human => {
             credential_advice(id, facts.credential_kind, date, days)
         }
-        _ if status.state == ConnectionState::PendingConsent && facts.mode.is_app_only() => {
-            "The customer's admin has not granted the app yet: send them the consent link (nobody signs in).".to_owned()
-        }
-        // AADSTS7000229: the app's service principal is gone from the tenant.
-        _ if status.state == ConnectionState::ReconnectRequired && facts.mode.is_app_only() => {
-            "The customer's tenant no longer grants the app (its enterprise application was removed, or the consent revoked): the customer's admin must open the consent link and grant it again.".to_owned()
-        }
         _ if status.state == ConnectionState::AppMisconfigured
             && facts.credential_kind == CredentialKind::Certificate =>
         {
@@ -147,7 +140,7 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
                 "The operator must fix the app registration or its certificate (expired, or not uploaded to the app): `roomtoken connection update {id} --generate-certificate` makes a new one to upload."
             )
         }
-        _ => status.state.advice().to_owned(),
+        _ => status.state.advice_for(facts.mode).to_owned(),
     };
     StatusView {
         connection: id.clone(),

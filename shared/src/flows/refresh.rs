@@ -480,7 +480,7 @@ impl Pass<'_> {
             let state = write_serve(self.repo, id, serve, now, |record| {
                 let mut next = record.status.after_failure(error.clone());
                 if notifies {
-                    next.note_change(id, record.status.state, now);
+                    next.note_change(id, record.app.mode, record.status.state, now);
                 }
                 let worth_writing = record.status.worth_writing(&next);
                 record.status = next;
@@ -589,7 +589,7 @@ impl Pass<'_> {
                 next.client_secret_in_use = in_use;
             }
             if notifies {
-                next.note_change(id, record.status.state, now);
+                next.note_change(id, record.app.mode, record.status.state, now);
             }
             let worth_writing = minted.is_some()
                 || record.status.worth_writing(&next)

@@ -551,16 +551,24 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
     let until = format_utc(connected.expires_at);
     let resources = connected.resources.join(", ");
     let pending = connected.pending_resources.join(", ");
+    let app_only = connected.account == crate::flows::callback::APP_ONLY_ACCOUNT;
     page(
         StatusCode::OK,
         lang,
         lang.pick("Connected", "Connecté"),
         match lang {
             Lang::En => html! {
-                p {
-                    "Connected as " strong { (connected.account) }
-                    ". The access token is valid until " (until)
-                    " and is refreshed automatically from now on."
+                @if app_only {
+                    p {
+                        "Connected " strong { "app-only" } ": the displays receive the app's own tokens, and nobody signs in. The access token is valid until " (until)
+                        " and is refreshed automatically from now on."
+                    }
+                } @else {
+                    p {
+                        "Connected as " strong { (connected.account) }
+                        ". The access token is valid until " (until)
+                        " and is refreshed automatically from now on."
+                    }
                 }
                 p { "Resources: " (resources) "." }
                 @if !pending.is_empty() {
@@ -569,10 +577,17 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
                 p { "What next: nothing. Displays with a device key now receive tokens; you can close this window." }
             },
             Lang::Fr => html! {
-                p {
-                    "Connecté en tant que " strong { (connected.account) }
-                    ". Le jeton d’accès est valide jusqu’au " (until)
-                    " et sera désormais renouvelé automatiquement."
+                @if app_only {
+                    p {
+                        "Connecté " strong { "app-only" } " : les écrans reçoivent les jetons propres à l’application, et personne ne se connecte. Le jeton d’accès est valide jusqu’au " (until)
+                        " et sera désormais renouvelé automatiquement."
+                    }
+                } @else {
+                    p {
+                        "Connecté en tant que " strong { (connected.account) }
+                        ". Le jeton d’accès est valide jusqu’au " (until)
+                        " et sera désormais renouvelé automatiquement."
+                    }
                 }
                 p { "Ressources : " (resources) "." }
                 @if !pending.is_empty() {
@@ -850,8 +865,8 @@ impl CallbackError {
                     FailureClass::ReconnectNeeded => (
                         StatusCode::BAD_REQUEST,
                         t(
-                            "The sign-in has to be done again.",
-                            "La connexion doit être refaite.",
+                            "The sign-in, or the administrator's grant, has to be done again.",
+                            "La connexion, ou l’autorisation de l’administrateur, doit être refaite.",
                         ),
                     ),
                     FailureClass::OurBug => (

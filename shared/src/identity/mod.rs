@@ -116,6 +116,12 @@ impl IdentityError {
     /// Whether the identity platform refused the client secret itself, as
     /// invalid (AADSTS7000215) or expired (AADSTS7000222): another secret of
     /// the same app may still work.
+    /// AADSTS7000229: the app has no service principal in the tenant (not
+    /// granted there, or not yet replicated right after the grant).
+    pub fn no_service_principal(&self) -> bool {
+        self.code() == "AADSTS7000229"
+    }
+
     pub fn rejects_client_secret(&self) -> bool {
         let code = self.code();
         code == "AADSTS7000215" || code == "AADSTS7000222"

@@ -5,7 +5,8 @@
 //! tenant; displays are served the app's tokens, and the refresh pass mints
 //! new ones before the old ones are due, with no refresh token anywhere.
 
-use roomtoken::domain::FailureClass;
+use roomtoken::domain::{FailureClass, Provider};
+use roomtoken::flows::callback::GRANT_REPLICATION_WAITS;
 use roomtoken::flows::refresh::Outcome;
 use roomtoken_tests::vendor::{
     ADMIN, VENDOR_CLIENT, VENDOR_TENANT, add_admin, set_vendor_app_with_certificate,
@@ -13,6 +14,7 @@ use roomtoken_tests::vendor::{
 };
 use roomtoken_tests::*;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 async fn app_only_path(kind: StoreKind) {
@@ -203,7 +205,12 @@ async fn forged_admin_consent(app: &TestApp, link: &str, tenant: &str) -> (u16, 
 /// app, until its admin grants it again.
 async fn vendor_app_only_path(kind: StoreKind) {
     // Its own prefix: the vendor app (a system secret) is this test's.
-    let app = Setup::new(kind).isolated_prefix().spawn().await;
+    let sleeper = Arc::new(RecordingSleeper::default());
+    let app = Setup::new(kind)
+        .isolated_prefix()
+        .sleeper(sleeper.clone())
+        .spawn()
+        .await;
     add_admin(&app);
     set_vendor_app_with_certificate(&app, 200).await;
     let id = unique_id("vendor-app-only");
@@ -216,6 +223,9 @@ async fn vendor_app_only_path(kind: StoreKind) {
         .await
         .expect_err("no tenant");
     assert!(refused.contains("--tenant"), "{refused}");
+    // Named by a domain: resolved to the tenant id now, since no sign-in
+    // will ever pin it.
+    app.identity.add_domain(TENANT, "contoso-rooms.com");
     let args = [
         "connection",
         "add",
@@ -223,13 +233,31 @@ async fn vendor_app_only_path(kind: StoreKind) {
         "--vendor-app",
         "--app-only",
         "--tenant",
-        TENANT,
+        "contoso-rooms.com",
         "--resources",
         "graph,ews",
     ];
     let added = app.cli(&args, "").await.expect("connection add");
     assert!(added.contains("(vendor app, app-only)"), "{added}");
-    assert!(added.contains("RBAC for Applications"), "{added}");
+    assert!(
+        matches!(&app.serve(&id).await.app.provider,
+            Provider::Microsoft { tenant, .. } if tenant == TENANT),
+        "the tenant id, not the domain"
+    );
+    let refused = app
+        .cli(
+            &[
+                "connection",
+                "update",
+                &id,
+                "--booking-account",
+                "room@contoso.com",
+            ],
+            "",
+        )
+        .await
+        .expect_err("nobody signs in");
+    assert!(refused.contains("no booking account"), "{refused}");
 
     let link = app.link(&id).await;
     let start = http().get(&link).send().await.expect("GET link");
@@ -247,11 +275,14 @@ async fn vendor_app_only_path(kind: StoreKind) {
     // An answer naming a tenant that granted the vendor app (its own) is
     // not trusted: the token is asked for in the connection's tenant,
     // which has not granted it yet (AADSTS7000229); nothing is stored.
+    // (Asked again after 1, 2 and 4 s, as for a grant just made.)
     let (status, page) = forged_admin_consent(&app, &link, VENDOR_TENANT).await;
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("AADSTS7000229"), "{page}");
     assert!(page.contains("has not granted the app"), "{page}");
+    assert!(page.contains("the administrator's grant"), "{page}");
     assert!(app.serve(&id).await.access.is_none());
+    assert_eq!(sleeper.waits(), GRANT_REPLICATION_WAITS.to_vec());
 
     app.identity.set_auto_admin_consent(Some(ADMIN));
     let consent = app.consent_at(&link).await;
@@ -290,6 +321,13 @@ async fn vendor_app_only_path(kind: StoreKind) {
     app.clock.advance_to(later);
     let outcome = app.refresh_one(&id, false, later).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    app.expire_read_cache();
+    let read = app.get_token(&id, Some(&key), Some("graph")).await;
+    let body: Value = read.json().await.expect("json");
+    let second = body["access_token"].as_str().expect("token");
+    assert_ne!(second, first);
+    let issued = app.identity.access_token_info(second).expect("honoured");
+    assert_eq!(issued.tenant, TENANT, "refreshed in the same tenant");
 
     // The customer deletes the enterprise app: nothing can mint any more,
     // and only their admin can change that.

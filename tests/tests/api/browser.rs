@@ -192,6 +192,8 @@ struct DemoOutput {
     vendor_key: String,
     self_link: String,
     self_key: String,
+    rooms_link: String,
+    rooms_key: String,
     /// What the demo tells the admin to type into the self-service form.
     self_client_id: String,
     self_secret: String,
@@ -206,6 +208,7 @@ async fn read_instructions(stdout: tokio::process::ChildStdout) -> DemoOutput {
     let mut self_client_id = None;
     let (mut vendor_link, mut vendor_key) = (None, None);
     let (mut self_link, mut self_key, mut self_form) = (None, None, None);
+    let (mut rooms_link, mut rooms_key) = (None, None);
     while let Some(line) = lines.next_line().await.expect("demo stdout") {
         let line = line.trim();
         if line.starts_with("http") && line.contains("/connect/demo-self?invite=") {
@@ -230,12 +233,17 @@ async fn read_instructions(stdout: tokio::process::ChildStdout) -> DemoOutput {
         if line.starts_with("http") && line.contains("/connect/demo-vendor?invite=") {
             vendor_link = Some(line.to_owned());
         }
+        if line.starts_with("http") && line.contains("/connect/demo-rooms?invite=") {
+            rooms_link = Some(line.to_owned());
+        }
         if let Some(rest) = line.strip_prefix("curl -s -H 'Authorization: Bearer ") {
             let (k, url) = rest.split_once("' ").expect("curl line shape");
             if url.contains("demo-vendor") {
                 vendor_key = Some(k.to_owned());
             } else if url.contains("demo-self") {
                 self_key = Some(k.to_owned());
+            } else if url.contains("demo-rooms") {
+                rooms_key = Some(k.to_owned());
             } else {
                 key = Some(k.to_owned());
                 base = Some(url.split("v1/").next().expect("url").to_owned());
@@ -254,6 +262,8 @@ async fn read_instructions(stdout: tokio::process::ChildStdout) -> DemoOutput {
         vendor_key: vendor_key.expect("the demo printed a vendor device key"),
         self_link: self_link.expect("the demo printed a self-service link"),
         self_key: self_key.expect("the demo printed a self-service device key"),
+        rooms_link: rooms_link.expect("the demo printed an app-only link"),
+        rooms_key: rooms_key.expect("the demo printed an app-only device key"),
         self_client_id: self_client_id.expect("the demo printed the app's client id"),
         self_secret: self_form
             .clone()
@@ -365,6 +375,16 @@ async fn a_browser_connects_the_demo_and_a_display_reads_a_token() {
         .await;
     browser.expect_heading("Vos écrans sont configurés").await;
     browser.snap("11-self-service-status-fr").await;
+
+    // App-only: straight to the admin's grant; nobody signs in.
+    browser.goto(&demo_output.rooms_link).await;
+    browser.snap("12-app-only-admin-consent").await;
+    browser
+        .click(Locator::Id("accept-admin@contoso.example"))
+        .await;
+    let page = browser.expect_heading("Connected").await;
+    assert!(page.contains("app-only"), "{page}");
+    browser.snap("13-app-only-connected").await;
     browser.close().await;
 
     let read = |path: &str, key: &str| {
@@ -379,6 +399,14 @@ async fn a_browser_connects_the_demo_and_a_display_reads_a_token() {
     let self_service = read("demo-self/token", &demo_output.self_key).await;
     assert_eq!(self_service.status(), 200);
     let self_token = access_token(self_service).await;
+    let rooms = read("demo-rooms/token", &demo_output.rooms_key).await;
+    assert_eq!(rooms.status(), 200);
+    let rooms_body: Value = rooms.json().await.expect("json");
+    assert_eq!(rooms_body["account"], "app-only", "{rooms_body}");
+    let rooms_token = rooms_body["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned();
     let response = read("demo/token?resource=graph", &demo_output.key).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
@@ -401,15 +429,18 @@ async fn a_browser_connects_the_demo_and_a_display_reads_a_token() {
         token,
         vendor_token,
         self_token,
+        rooms_token,
         demo_output.key.clone(),
         demo_output.vendor_key.clone(),
         demo_output.self_key.clone(),
+        demo_output.rooms_key.clone(),
         demo_output.self_secret.clone(),
     ];
     for link in [
         &demo_output.link,
         &demo_output.vendor_link,
         &demo_output.self_link,
+        &demo_output.rooms_link,
     ] {
         let link: url::Url = link.parse().expect("a link");
         secrets.extend(
@@ -418,6 +449,6 @@ async fn a_browser_connects_the_demo_and_a_display_reads_a_token() {
                 .map(|(_, invite)| invite.into_owned()),
         );
     }
-    assert_eq!(secrets.len(), 10, "three invites");
+    assert_eq!(secrets.len(), 13, "four invites");
     assert_no_secret_in(&logs, "the demo's log", &secrets);
 }

@@ -433,6 +433,22 @@ async fn old_links_are_revoked_and_links_run_out() {
         "a link made after it works"
     );
 
+    // A connection removed and added again under the same id: the old
+    // connection's links and sign-ins under way are not its.
+    let old_link = app.link(&id).await;
+    let under_way = http().get(&old_link).send().await.expect("GET link");
+    assert_eq!(under_way.status(), 302);
+    app.cli(&["connection", "remove", &id], "")
+        .await
+        .expect("remove");
+    app.add_connection(&id).await;
+    let refused = http().get(&old_link).send().await.expect("GET old link");
+    assert_eq!(refused.status(), 410, "the removed connection's link");
+    let late = app.through_sign_in(under_way).await;
+    assert_eq!(late.status, 410, "{}", late.body);
+    assert!(app.grant(&id).await.is_none(), "nothing stored");
+    assert_eq!(app.consent(&id).await.status, 200, "its own link works");
+
     // A sign-in under way when its link is revoked does not complete.
     let link = app.link(&id).await;
     let started = http().get(&link).send().await.expect("GET link");
