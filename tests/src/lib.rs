@@ -634,6 +634,27 @@ impl TestApp {
         }
     }
 
+    /// `roomtoken status ID --json`: what it printed, and parsed.
+    pub async fn status_json(&self, id: &str) -> (String, serde_json::Value) {
+        let printed = self
+            .cli(&["status", id, "--json"], "")
+            .await
+            .expect("status --json");
+        let view = serde_json::from_str(&printed).expect("status JSON");
+        (printed, view)
+    }
+
+    /// The access token a display with `key` is served (200) for `resource`.
+    pub async fn served_token(&self, id: &str, key: &str, resource: Option<&str>) -> String {
+        let read = self.get_token(id, Some(key), resource).await;
+        assert_eq!(read.status(), 200, "a token is served");
+        let body: serde_json::Value = read.json().await.expect("token JSON");
+        body["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned()
+    }
+
     pub async fn get_token(
         &self,
         id: &str,

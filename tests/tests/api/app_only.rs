@@ -68,20 +68,13 @@ async fn app_only_path(kind: StoreKind) {
     assert!(replayed.status().is_client_error(), "{}", replayed.status());
     assert_eq!(app.identity.counters().client_credentials_grants, minted);
 
-    let status = app
-        .cli(&["status", &id, "--json"], "")
-        .await
-        .expect("status");
-    let view: Value = serde_json::from_str(&status).expect("json");
+    let (status, view) = app.status_json(&id).await;
     assert_eq!(view["mode"], "app_only", "{view}");
     assert_eq!(view["state"], "connected");
     assert!(app.grant(&id).await.is_none(), "no refresh token, no grant");
 
     let key = app.create_key(&id).await;
-    let read = app.get_token(&id, Some(&key), Some("graph")).await;
-    assert_eq!(read.status(), 200);
-    let body: Value = read.json().await.expect("json");
-    let first = body["access_token"].as_str().expect("token").to_owned();
+    let first = app.served_token(&id, &key, Some("graph")).await;
     let issued = app.identity.access_token_info(&first).expect("honoured");
     assert_eq!(issued.username, "", "an app-only token, no user");
     assert_eq!(issued.resource, "https://graph.microsoft.com");
@@ -143,27 +136,12 @@ async fn a_refused_admin_consent_stores_nothing() {
         .expect("connection add --app-only with a secret");
     // The admin declines at Microsoft.
     let link = app.link(&id).await;
-    let start = http().get(&link).send().await.expect("GET link");
-    let cookie = cookies_set(&start);
-    let to = location(&start);
-    let state = to
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .expect("state");
-    let mut back = app.url.join("callback").expect("callback");
-    back.query_pairs_mut()
-        .append_pair("error", "access_denied")
-        .append_pair("error_description", "AADSTS65004: User declined to consent")
-        .append_pair("state", &state);
-    let refused = http()
-        .get(back)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("callback");
-    assert_eq!(refused.status(), 400, "declined");
-    let page = refused.text().await.expect("page");
+    let declined = [
+        ("error", "access_denied"),
+        ("error_description", "AADSTS65004: User declined to consent"),
+    ];
+    let (status, page) = admin_consent_answer(&app, &link, &declined).await;
+    assert_eq!(status, 400, "declined");
     assert!(page.contains("The app was not granted"), "{page}");
     let status = app.status(&id).await;
     assert_eq!(
@@ -173,9 +151,9 @@ async fn a_refused_admin_consent_stores_nothing() {
     assert!(app.serve(&id).await.access.is_none());
 }
 
-/// A forged admin-consent answer (`admin_consent=True` with a tenant the
-/// attacker chose) for `link`'s session: what the callback page says.
-async fn forged_admin_consent(app: &TestApp, link: &str, tenant: &str) -> (u16, String) {
+/// What the callback page says to `answer` (Microsoft's, or a forged
+/// one), given for the session `link` started.
+async fn admin_consent_answer(app: &TestApp, link: &str, answer: &[(&str, &str)]) -> (u16, String) {
     let start = http().get(link).send().await.expect("GET link");
     let cookie = cookies_set(&start);
     let state = location(&start)
@@ -185,17 +163,16 @@ async fn forged_admin_consent(app: &TestApp, link: &str, tenant: &str) -> (u16, 
         .expect("state");
     let mut back = app.url.join("callback").expect("callback");
     back.query_pairs_mut()
-        .append_pair("admin_consent", "True")
-        .append_pair("tenant", tenant)
+        .extend_pairs(answer)
         .append_pair("state", &state);
-    let answer = http()
+    let response = http()
         .get(back)
         .header("cookie", &cookie)
         .send()
         .await
         .expect("callback");
-    let status = answer.status().as_u16();
-    (status, answer.text().await.expect("page"))
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("page"))
 }
 
 /// `connection add --app-only --vendor-app --tenant`: the vendor app's own
@@ -276,7 +253,8 @@ async fn vendor_app_only_path(kind: StoreKind) {
     // not trusted: the token is asked for in the connection's tenant,
     // which has not granted it yet (AADSTS7000229); nothing is stored.
     // (Asked again after 1, 2 and 4 s, as for a grant just made.)
-    let (status, page) = forged_admin_consent(&app, &link, VENDOR_TENANT).await;
+    let forged = [("admin_consent", "True"), ("tenant", VENDOR_TENANT)];
+    let (status, page) = admin_consent_answer(&app, &link, &forged).await;
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("AADSTS7000229"), "{page}");
     assert!(page.contains("has not granted the app"), "{page}");
@@ -287,11 +265,7 @@ async fn vendor_app_only_path(kind: StoreKind) {
     app.identity.set_auto_admin_consent(Some(ADMIN));
     let consent = app.consent_at(&link).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
-    let status = app
-        .cli(&["status", &id, "--json"], "")
-        .await
-        .expect("status");
-    let view: Value = serde_json::from_str(&status).expect("json");
+    let (status, view) = app.status_json(&id).await;
     assert_eq!(view["mode"], "vendor_app_only", "{view}");
     assert_eq!(view["state"], "connected");
     assert_eq!(
@@ -302,10 +276,7 @@ async fn vendor_app_only_path(kind: StoreKind) {
     assert!(app.grant(&id).await.is_none(), "no refresh token, no grant");
 
     let key = app.create_key(&id).await;
-    let read = app.get_token(&id, Some(&key), Some("graph")).await;
-    assert_eq!(read.status(), 200);
-    let body: Value = read.json().await.expect("json");
-    let first = body["access_token"].as_str().expect("token").to_owned();
+    let first = app.served_token(&id, &key, Some("graph")).await;
     let issued = app.identity.access_token_info(&first).expect("honoured");
     assert_eq!(
         (
@@ -322,11 +293,9 @@ async fn vendor_app_only_path(kind: StoreKind) {
     let outcome = app.refresh_one(&id, false, later).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
     app.expire_read_cache();
-    let read = app.get_token(&id, Some(&key), Some("graph")).await;
-    let body: Value = read.json().await.expect("json");
-    let second = body["access_token"].as_str().expect("token");
+    let second = app.served_token(&id, &key, Some("graph")).await;
     assert_ne!(second, first);
-    let issued = app.identity.access_token_info(second).expect("honoured");
+    let issued = app.identity.access_token_info(&second).expect("honoured");
     assert_eq!(issued.tenant, TENANT, "refreshed in the same tenant");
 
     // The customer deletes the enterprise app: nothing can mint any more,
@@ -340,12 +309,7 @@ async fn vendor_app_only_path(kind: StoreKind) {
             if e.code == "AADSTS7000229" && e.class == FailureClass::ReconnectNeeded),
         "{outcome:?}"
     );
-    let view: Value = serde_json::from_str(
-        &app.cli(&["status", &id, "--json"], "")
-            .await
-            .expect("status"),
-    )
-    .expect("json");
+    let (_, view) = app.status_json(&id).await;
     assert_eq!(view["state"], "reconnect_required", "{view}");
     assert!(
         view["advice"]

@@ -299,11 +299,7 @@ async fn delegated_connection_with_a_certificate(kind: StoreKind) {
     app.assert_serves_valid_token(&id, &key, Some("graph"))
         .await;
 
-    let status = app
-        .cli(&["status", &id, "--json"], "")
-        .await
-        .expect("status");
-    let view: Value = serde_json::from_str(&status).expect("json");
+    let (status, view) = app.status_json(&id).await;
     assert_eq!(view["credential_expires"], date_in(90), "{view}");
     assert_eq!(view["state"], "connected");
     let shown = app
@@ -443,11 +439,7 @@ async fn a_certificate_from_a_file_is_replaced_and_its_expiry_is_advised() {
         ),
         "{outcome:?}"
     );
-    let status = app
-        .cli(&["status", &id, "--json"], "")
-        .await
-        .expect("status");
-    let view: Value = serde_json::from_str(&status).expect("json");
+    let (_, view) = app.status_json(&id).await;
     assert!(
         view["advice"]
             .as_str()
@@ -463,11 +455,7 @@ async fn a_certificate_from_a_file_is_replaced_and_its_expiry_is_advised() {
             if e.code == "AADSTS700027" && e.class == FailureClass::AppMisconfigured),
         "{outcome:?}"
     );
-    let status = app
-        .cli(&["status", &id, "--json"], "")
-        .await
-        .expect("status");
-    let view: Value = serde_json::from_str(&status).expect("json");
+    let (_, view) = app.status_json(&id).await;
     assert_eq!(view["state"], "app_misconfigured");
     assert!(
         view["advice"]

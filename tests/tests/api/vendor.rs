@@ -487,11 +487,7 @@ async fn vendor_app_with_a_certificate(kind: StoreKind) {
     let connection = ConnectionId::parse(&id).expect("id");
     let outcome = refresh(&app, &connection).await;
     assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
-    let printed = app
-        .cli(&["status", &id, "--json"], "")
-        .await
-        .expect("status");
-    let view: serde_json::Value = serde_json::from_str(&printed).expect("json");
+    let (_, view) = app.status_json(&id).await;
     assert_eq!(view["credential_expires"], date_in(200), "{view}");
 }
 
