@@ -43,8 +43,10 @@ impl RetryPolicy {
             .base_delay
             .saturating_mul(1 << exponent)
             .min(self.max_delay);
-        // "Equal jitter": at least half the backoff, at most all of it.
-        let jittered = backoff.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0));
+        // At least the backoff (Microsoft: from 5 s), at most half again.
+        let jittered = backoff
+            .mul_f64(1.0 + 0.5 * unit.clamp(0.0, 1.0))
+            .min(self.max_delay);
         let delay = jittered.max(retry_after.unwrap_or(Duration::ZERO));
         (delay <= self.max_delay).then_some(delay)
     }
@@ -57,12 +59,16 @@ mod tests {
     #[test]
     fn backs_off_exponentially_with_jitter() {
         let policy = RetryPolicy::default();
-        assert_eq!(policy.delay(1, None, 1.0), Some(Duration::from_secs(5)));
+        assert_eq!(
+            policy.delay(1, None, 1.0),
+            Some(Duration::from_millis(7_500))
+        );
         assert_eq!(
             policy.delay(1, None, 0.0),
-            Some(Duration::from_millis(2_500))
+            Some(Duration::from_secs(5)),
+            "never sooner than 5 s"
         );
-        assert_eq!(policy.delay(2, None, 1.0), Some(Duration::from_secs(10)));
+        assert_eq!(policy.delay(2, None, 1.0), Some(Duration::from_secs(15)));
         assert_eq!(policy.delay(3, None, 1.0), None, "three attempts in all");
         assert_eq!(policy.delay(0, None, 1.0), None);
     }

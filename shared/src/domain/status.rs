@@ -258,6 +258,15 @@ impl Status {
         self
     }
 
+    /// No attempt before `at` (a provider's `Retry-After`), whatever the
+    /// backoff or a token still served would allow.
+    pub fn not_before(mut self, at: Option<OffsetDateTime>) -> Self {
+        if let Some(at) = at {
+            self.next_attempt_at = Some(self.next_attempt_at.map_or(at, |next| next.max(at)));
+        }
+        self
+    }
+
     /// Whether a refresh pass may try now (backoff after failures).
     pub fn may_attempt(&self, now: OffsetDateTime) -> bool {
         self.next_attempt_at.is_none_or(|at| at <= now)

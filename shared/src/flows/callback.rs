@@ -303,11 +303,13 @@ async fn complete(
         .refresh_token
         .clone()
         .ok_or(CallbackError::NoRefreshToken)?;
-    // A vendor connection signed in through `/organizations/`: from now on
-    // every request goes to the signed-in tenant (and a later consent from
-    // another tenant fails the `tid` check).
+    // A vendor connection signed in through `/organizations/`, or one whose
+    // tenant was given as a domain: from now on every request goes to the
+    // signed-in tenant's id (and a later consent from another tenant fails
+    // the `tid` check).
     let mut app = app;
-    if let (AccountKey::Microsoft { tid, .. }, true) = (&account.key, app.is_vendor()) {
+    let pins_tenant = app.provider.is_microsoft() && app.provider.expected_tenant_id().is_none();
+    if let (AccountKey::Microsoft { tid, .. }, true) = (&account.key, pins_tenant) {
         // The tenant goes into every later URL and is the check on later
         // sign-ins: only a tenant id (a GUID) is pinned.
         if !crate::domain::app::is_guid(tid) {
@@ -379,7 +381,7 @@ async fn complete(
     let written = repo
         .update::<ServeRecord, _>(&id, Part::Serve, Writer::Person, now, |record| {
             let mut record = record?;
-            if app.is_vendor() {
+            if pins_tenant {
                 record.app.provider = app.provider.clone();
             }
             if session.setup.is_some() {

@@ -555,6 +555,15 @@ impl Pass<'_> {
                 Err(e) => return Err(e),
             }
         }
+        // A `Retry-After` too long to wait within the pass is honoured by
+        // the next attempt (at most an hour: a provider's absurd wait must
+        // not stop a connection for good).
+        let not_before = failure
+            .as_ref()
+            .and_then(|e| e.retry_after())
+            .map(|wait| wait.min(MAX_RETRY_AFTER))
+            .and_then(|wait| time::Duration::try_from(wait).ok())
+            .map(|wait| now + wait);
         let result = match failure {
             None => Ok(()),
             Some(e) => {
@@ -572,6 +581,7 @@ impl Pass<'_> {
                 status
                     .after_failure(error.clone())
                     .retry_while_serving(soonest)
+                    .not_before(not_before)
             }
         };
         let minted = (!minted.tokens.is_empty()).then_some(minted);
@@ -651,6 +661,9 @@ async fn write_serve(
     .await?;
     Ok(status)
 }
+
+/// The longest `Retry-After` the next attempt waits for.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
 
 /// The waits between attempts to store a rotated refresh token (3.5 s in
 /// all: the template's Timeout leaves room for them after the budget).

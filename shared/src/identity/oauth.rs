@@ -314,8 +314,13 @@ fn into_identity_error(error: RequestTokenError<Transport, ErrorBody>) -> Identi
         RequestTokenError::Request(too_large @ Transport::TooLarge) => {
             IdentityError::Protocol(too_large.to_string())
         }
-        // The path error names the field, never the body's values.
-        RequestTokenError::Parse(e, _body) => IdentityError::Protocol(e.to_string()),
+        // The field's path, and what was wrong without the value (which
+        // may be a token).
+        RequestTokenError::Parse(e, _body) => IdentityError::Protocol(format!(
+            "the token answer's {}: {}",
+            e.path(),
+            crate::domain::secret::json_error_without_data(e.inner())
+        )),
         RequestTokenError::Other(message) => IdentityError::Protocol(message),
     }
 }

@@ -85,7 +85,7 @@ impl FileStore {
         let envelope: Envelope =
             serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 name: name.to_owned(),
-                reason: e.to_string(),
+                reason: crate::domain::secret::json_error_without_data(&e),
             })?;
         Ok(Some(Stored {
             value: envelope.value,

@@ -93,8 +93,7 @@ impl Repository {
         };
         let value = serde_json::from_str(&stored.value).map_err(|e| StoreError::Corrupt {
             name: name.as_str().to_owned(),
-            // serde_json's messages name the position and the expected type, never the data.
-            reason: e.to_string(),
+            reason: crate::domain::secret::json_error_without_data(&e),
         })?;
         Ok(Some(Versioned {
             value,
@@ -252,5 +251,35 @@ impl Repository {
         ids.sort();
         ids.dedup();
         Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FileStore;
+
+    /// A record of the wrong shape (a version skew, a hand edit) is
+    /// reported without the values in it, which may be secrets.
+    #[tokio::test]
+    async fn a_corrupt_record_is_reported_without_its_values() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(FileStore::open(dir.path()).expect("file store"));
+        let id = ConnectionId::parse("contoso").expect("id");
+        let name = SecretName::of(&id, Part::Grant);
+        let refresh_token = "0.AAAA-a-refresh-token-in-the-wrong-place";
+        store
+            .put(
+                name.as_str(),
+                &format!(r#"{{"client_secret": "s", "grant": "{refresh_token}"}}"#),
+                None,
+            )
+            .await
+            .expect("put");
+        let repo = Repository::new(store);
+        let error = repo.grant(&id).await.expect_err("corrupt");
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+        assert!(!error.to_string().contains(refresh_token), "{error}");
+        assert!(!format!("{error:?}").contains(refresh_token), "{error:?}");
     }
 }

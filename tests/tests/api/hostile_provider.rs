@@ -113,3 +113,27 @@ async fn a_hanging_answer_holds_one_connection_not_the_pass() {
         report.results
     );
 }
+
+/// A token answer of the wrong shape: serde's own message would quote the
+/// refused value, here a token; the failure names the field only, and
+/// neither the outcome, the status nor any log line holds the token.
+#[tokio::test]
+async fn a_malformed_answer_is_refused_without_quoting_it() {
+    let (app, id) = connected().await;
+    let token = "eyJ0eXAi.malformed-answer-token.c2lnbmF0dXJl";
+    app.identity.inject(Fault::Raw {
+        status: 200,
+        body: format!(
+            r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":"{token}"}}"#
+        ),
+    });
+    let outcome = app.refresh_one(&id, true, OffsetDateTime::now_utc()).await;
+    let Outcome::Failed(error) = &outcome else {
+        panic!("refused: {outcome:?}");
+    };
+    assert!(error.message.contains("expires_in"), "{}", error.message);
+    assert_no_secret_in(&format!("{outcome:?}"), "the outcome", &[token.to_owned()]);
+    let (status, _) = app.status_json(&id).await;
+    assert_no_secret_in(&status, "the status", &[token.to_owned()]);
+    assert_no_secret_logged(&[token.to_owned()]);
+}

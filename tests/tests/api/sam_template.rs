@@ -199,6 +199,13 @@ fn every_function_gets_the_configuration_of_the_design() {
 
     // The parameters' defaults are what the code takes.
     let parameters = &template.root()["Parameters"];
+    // The EMF lines have no level: Lambda files them as INFO, and a WARN
+    // level would drop them (and silence every alarm built on them).
+    assert_eq!(
+        parameters["LogLevel"]["AllowedValues"],
+        json!(["TRACE", "DEBUG", "INFO"]),
+        "no level that drops the metrics"
+    );
     assert_eq!(
         parameters["WebhookUrl"]["Default"], "",
         "no webhook unless asked"

@@ -222,6 +222,13 @@ async fn a_tenant_named_by_its_domain_connects_and_refreshes() {
         format!("{:?}", grant.account.key).contains(TENANT),
         "the id_token's tenant id is pinned, not the domain"
     );
+    // And the app's requests go to that tenant id from now on: a domain
+    // that moved to another tenant would not take the connection along.
+    assert!(
+        matches!(&app.serve(&id).await.app.provider,
+            roomtoken::domain::Provider::Microsoft { tenant, .. } if tenant == TENANT),
+        "the tenant id replaces the domain"
+    );
     let key = app.create_key(&id).await;
     assert!(matches!(
         app.refresh_one(&id, true, app.broker.now()).await,
