@@ -207,18 +207,28 @@ impl Repository {
         F: FnMut(Option<T>) -> Option<T>,
     {
         let name = SecretName::of(id, part);
+        // On Secrets Manager a write that loses the race has already made
+        // a version (PutSecretValue, then the move of AWSCURRENT fails):
+        // the winning write counts those too, so that the log never holds
+        // fewer versions than the secret got.
+        let mut lost = 0;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let current = self.load::<T>(&name).await?;
             let version = current.as_ref().map(|c| c.version.clone());
             let Some(mut next) = change(current.map(|c| c.value)) else {
                 return Ok(None);
             };
+            for _ in 0..lost {
+                next.writes_mut().record(writer, now);
+            }
             match self
                 .write(id, part, &mut next, version.as_ref(), writer, now)
                 .await
             {
                 Ok(_) => return Ok(Some(next)),
-                Err(StoreError::Conflict(_)) => continue,
+                // A secret that did not exist yet got no version.
+                Err(StoreError::Conflict(_)) if version.is_some() => lost += 1,
+                Err(StoreError::Conflict(_)) => {}
                 Err(other) => return Err(other),
             }
         }
@@ -257,7 +267,81 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::FileStore;
+    use crate::domain::{GrantRecord, Secret, Writer};
+    use crate::store::{FileStore, Stored};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A store where the first `races` writes over a version lose to
+    /// another writer after making their version, as on Secrets Manager.
+    struct Racing {
+        inner: FileStore,
+        races: AtomicU32,
+        versions_made: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl SecretStore for Racing {
+        async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
+            self.inner.get(name).await
+        }
+        async fn put(
+            &self,
+            name: &str,
+            value: &str,
+            prior: Option<&Version>,
+        ) -> Result<Version, StoreError> {
+            self.versions_made.fetch_add(1, Ordering::SeqCst);
+            let lose = prior.is_some()
+                && self
+                    .races
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            if lose {
+                return Err(StoreError::Conflict(name.to_owned()));
+            }
+            self.inner.put(name, value, prior).await
+        }
+        async fn delete(&self, name: &str) -> Result<(), StoreError> {
+            self.inner.delete(name).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix).await
+        }
+    }
+
+    /// Two lost races and the winning write: three versions, three
+    /// entries in the write log, which is what the quota reads.
+    #[tokio::test]
+    async fn versions_of_lost_races_are_counted_by_the_winning_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Racing {
+            inner: FileStore::open(dir.path()).expect("file store"),
+            races: AtomicU32::new(0),
+            versions_made: AtomicU32::new(0),
+        });
+        let repo = Repository::new(store.clone());
+        let id = ConnectionId::parse("contoso").expect("id");
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let mut record = GrantRecord::new(Secret::new("s"));
+        repo.write(&id, Part::Grant, &mut record, None, Writer::Person, now)
+            .await
+            .expect("created");
+        store.versions_made.store(0, Ordering::SeqCst);
+        store.races.store(2, Ordering::SeqCst);
+        let written = repo
+            .update::<GrantRecord, _>(&id, Part::Grant, Writer::Product, now, |r| r)
+            .await
+            .expect("written at the third try")
+            .expect("a record");
+        assert_eq!(store.versions_made.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            written.writes().last_hour(now),
+            1 + 3,
+            "the creation and the three versions of the update"
+        );
+        let stored = repo.grant(&id).await.expect("read").expect("a record");
+        assert_eq!(stored.value.writes, written.writes);
+    }
 
     /// A record of the wrong shape (a version skew, a hand edit) is
     /// reported without the values in it, which may be secrets.
