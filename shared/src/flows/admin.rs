@@ -222,10 +222,9 @@ pub async fn add_vendor_connection(
             .await
             .map_err(|e| AdminError::TenantNotResolved(e.to_string()))?;
         if info.cloud != Some(vendor.cloud) {
-            return Err(AdminError::TenantNotResolved(format!(
-                "the tenant is not in the vendor app's cloud ({:?})",
-                vendor.cloud
-            )));
+            return Err(AdminError::TenantNotResolved(
+                "the tenant is in another Microsoft cloud than the vendor app".into(),
+            ));
         }
         provider.in_tenant(&info.tenant_id)
     } else {

@@ -200,6 +200,27 @@ async fn vendor_app_only_path(kind: StoreKind) {
         .await
         .expect_err("no tenant");
     assert!(refused.contains("--tenant"), "{refused}");
+    // A domain of a tenant in another Microsoft cloud is refused.
+    app.identity.add_domain(VENDOR_TENANT, "fabrikam-gov.us");
+    app.identity
+        .set_tenant_cloud(VENDOR_TENANT, "microsoftonline.us");
+    let refused = app
+        .cli(
+            &[
+                "connection",
+                "add",
+                &id,
+                "--vendor-app",
+                "--app-only",
+                "--tenant",
+                "fabrikam-gov.us",
+            ],
+            "",
+        )
+        .await
+        .expect_err("another cloud");
+    assert!(refused.contains("another Microsoft cloud"), "{refused}");
+
     // Named by a domain: resolved to the tenant id now, since no sign-in
     // will ever pin it.
     app.identity.add_domain(TENANT, "contoso-rooms.com");
