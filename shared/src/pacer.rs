@@ -100,6 +100,10 @@ impl PacedStore {
 
 #[async_trait]
 impl SecretStore for PacedStore {
+    fn losing_write_makes_version(&self) -> bool {
+        self.inner.losing_write_makes_version()
+    }
+
     async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
         self.inner.get(name).await
     }

@@ -85,6 +85,10 @@ impl FailingStore {
 
 #[async_trait]
 impl SecretStore for FailingStore {
+    fn losing_write_makes_version(&self) -> bool {
+        self.inner.losing_write_makes_version()
+    }
+
     async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
         self.inner.get(name).await
     }

@@ -115,6 +115,10 @@ impl CallLog {
 
 #[async_trait]
 impl SecretStore for CallLog {
+    fn losing_write_makes_version(&self) -> bool {
+        self.inner.losing_write_makes_version()
+    }
+
     async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
         self.record(name, CallKind::Get);
         self.inner.get(name).await

@@ -69,6 +69,10 @@ pub enum AdminError {
         "the tenant's id could not be found from its domain ({0}): give the tenant id (a GUID) with --tenant"
     )]
     TenantNotResolved(String),
+    #[error(
+        "the tenant is not in the {0} Microsoft cloud this connection uses (or Microsoft did not say which it is in): check the tenant, and the cloud (--cloud, or the vendor app's)"
+    )]
+    TenantInOtherCloud(String),
     #[error("a self-service connection cannot be app-only")]
     SelfServiceAppOnly,
     #[error(
@@ -160,6 +164,7 @@ pub async fn add_connection(
         if !app.provider.is_microsoft() {
             return Err(AdminError::AppOnlyNeedsEntra);
         }
+        app.provider = app_only_tenant(broker, app.provider).await?;
         app.mode = Mode::AppOnly;
     }
     let mut grant = GrantRecord::new(new.client_secret);
@@ -168,6 +173,28 @@ pub async fn add_connection(
         grant.certificate = Some(certificate);
     }
     create_connection(broker, app, grant, now).await
+}
+
+/// The provider of an app-only connection, in its tenant's id: no sign-in
+/// will ever pin it, so a domain is resolved now (from the tenant's OpenID
+/// discovery document), and the tokens never follow the domain to another
+/// tenant.
+async fn app_only_tenant(broker: &Broker, provider: Provider) -> Result<Provider, AdminError> {
+    if !provider.is_microsoft() || provider.expected_tenant_id().is_some() {
+        return Ok(provider);
+    }
+    let info = broker
+        .identity
+        .discover_tenant(&provider)
+        .await
+        .map_err(|e| AdminError::TenantNotResolved(e.to_string()))?;
+    let cloud = provider.cloud();
+    if info.cloud != Some(cloud) {
+        return Err(AdminError::TenantInOtherCloud(
+            format!("{cloud:?}").to_lowercase(),
+        ));
+    }
+    Ok(provider.in_tenant(&info.tenant_id))
 }
 
 /// What the serve secret shows of a certificate, which must still be valid.
@@ -213,20 +240,8 @@ pub async fn add_vendor_connection(
     if onboarding.app_only && onboarding.booking_account.is_some() {
         return Err(AdminError::AppOnlyHasNoAccount);
     }
-    // No sign-in will ever pin the tenant id: a domain is resolved now, so
-    // that tokens never follow the domain to another tenant.
-    let provider = if onboarding.app_only && provider.expected_tenant_id().is_none() {
-        let info = broker
-            .identity
-            .discover_tenant(&provider)
-            .await
-            .map_err(|e| AdminError::TenantNotResolved(e.to_string()))?;
-        if info.cloud != Some(vendor.cloud) {
-            return Err(AdminError::TenantNotResolved(
-                "the tenant is in another Microsoft cloud than the vendor app".into(),
-            ));
-        }
-        provider.in_tenant(&info.tenant_id)
+    let provider = if onboarding.app_only {
+        app_only_tenant(broker, provider).await?
     } else {
         provider
     };

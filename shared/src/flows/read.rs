@@ -211,9 +211,11 @@ pub enum ReadError {
     Unauthorized(Refusal),
     #[error("this connection has no resource '{0}'")]
     UnknownResource(String),
-    #[error("no valid token can be served: {}", state.advice())]
+    #[error("no valid token can be served: {}", state.advice_for(*mode))]
     NotServing {
         state: ConnectionState,
+        /// How the connection was onboarded (the advice depends on it).
+        mode: Mode,
         retry_after: Duration,
     },
     /// A token exists but expires sooner than the display asked for.
@@ -345,6 +347,7 @@ pub async fn read_token(
     let state = snapshot.status.state;
     let not_serving = || ReadError::NotServing {
         state,
+        mode: snapshot.mode,
         retry_after: retry_after(state),
     };
     // Only a connection whose grant still works serves its tokens: a state

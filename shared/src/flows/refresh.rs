@@ -125,7 +125,8 @@ pub async fn refresh_pass(
         Some(id) => vec![id.clone()],
         None => broker.repo.connection_ids().await?,
     };
-    let deadline = broker.now() + broker.config.refresh_budget;
+    let started = broker.now();
+    let deadline = started + broker.config.refresh_budget;
     let concurrency = broker.config.refresh_concurrency.max(1);
     let margin = broker.config.refresh_margin;
 
@@ -153,17 +154,20 @@ pub async fn refresh_pass(
     // the most time to wait for the next pass.
     due.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
     let pacer = Arc::new(Pacer::new(broker.config.write_budget));
-    let paced = Repository::new(Arc::new(PacedStore::new(
-        broker.repo.store().clone(),
-        pacer.clone(),
-        broker.clock(),
-        broker.sleeper.clone(),
-    )));
+    let paced = broker.repo.wrapped(|store| {
+        Arc::new(PacedStore::new(
+            store,
+            pacer.clone(),
+            broker.clock(),
+            broker.sleeper.clone(),
+        ))
+    });
     let pass = Pass {
         broker,
         repo: &paced,
         pacer: &pacer,
         now,
+        started,
         deadline,
         vendor_app: tokio::sync::OnceCell::new(),
     };
@@ -321,6 +325,9 @@ struct Pass<'a> {
     repo: &'a Repository,
     pacer: &'a Pacer,
     now: OffsetDateTime,
+    /// When the pass started, by the broker's clock (`now` may be another
+    /// time: a test's, or `refresh --force`'s).
+    started: OffsetDateTime,
     deadline: OffsetDateTime,
     /// The vendor app, read once per pass by the first vendor connection.
     vendor_app: tokio::sync::OnceCell<Option<VendorApp>>,
@@ -558,12 +565,14 @@ impl Pass<'_> {
         // A `Retry-After` too long to wait within the pass is honoured by
         // the next attempt (at most an hour: a provider's absurd wait must
         // not stop a connection for good).
+        // It counts from the answer, not from the pass's start.
+        let answered = now + (self.broker.now() - self.started).max(time::Duration::ZERO);
         let not_before = failure
             .as_ref()
             .and_then(|e| e.retry_after())
             .map(|wait| wait.min(MAX_RETRY_AFTER))
             .and_then(|wait| time::Duration::try_from(wait).ok())
-            .map(|wait| now + wait);
+            .map(|wait| answered + wait);
         let result = match failure {
             None => Ok(()),
             Some(e) => {

@@ -245,11 +245,15 @@ impl IntoResponse for ReadError {
                 StatusCode::NOT_FOUND,
                 json!({"error": "unknown_resource", "message": format!("This connection has no resource '{name}'.")}),
             ),
-            Self::NotServing { state, retry_after } => unavailable(
+            Self::NotServing {
+                state,
+                mode,
+                retry_after,
+            } => unavailable(
                 json!({
                     "error": "no_valid_token",
                     "state": state,
-                    "message": format!("No valid token can be served. {}", state.advice()),
+                    "message": format!("No valid token can be served. {}", state.advice_for(mode)),
                 }),
                 retry_after,
             ),

@@ -70,6 +70,10 @@ impl CountingStore {
 
 #[async_trait]
 impl SecretStore for CountingStore {
+    fn losing_write_makes_version(&self) -> bool {
+        self.inner.losing_write_makes_version()
+    }
+
     async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
         self.counts.gets.fetch_add(1, Ordering::Relaxed);
         *self

@@ -73,6 +73,13 @@ pub trait SecretStore: Send + Sync {
         let _ = creating;
         1
     }
+    /// Whether a `put` that answers [`StoreError::Conflict`] over an
+    /// existing version has made a version all the same (Secrets Manager:
+    /// PutSecretValue, then the move of AWSCURRENT fails), which the
+    /// version quota must count.
+    fn losing_write_makes_version(&self) -> bool {
+        false
+    }
 }
 
 /// Which store to use: `file:DIR` or `aws`.

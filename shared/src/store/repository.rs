@@ -6,7 +6,8 @@ use crate::domain::records::Logged;
 use crate::domain::{ConnectionId, GrantRecord, Secret, ServeRecord, VendorApp, Writer};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use time::OffsetDateTime;
 
 /// The secrets stored per connection, split by who may read them (see
@@ -70,14 +71,39 @@ pub struct Versioned<T> {
 #[derive(Clone)]
 pub struct Repository {
     store: Arc<dyn SecretStore>,
+    /// Versions this process made while losing a race, by secret name:
+    /// logged by its next write of that secret (see [`Repository::write`]).
+    lost: Arc<Mutex<LostVersions>>,
 }
+
+/// Per secret name, who made each lost version and when.
+type LostVersions = HashMap<String, Vec<(Writer, OffsetDateTime)>>;
+
+/// The most lost versions remembered per secret (a day's quota).
+const MAX_LOST_REMEMBERED: usize = 100;
 
 /// How many times an update re-reads after losing a compare-and-swap race.
 const MAX_CONFLICT_RETRIES: usize = 8;
 
 impl Repository {
     pub fn new(store: Arc<dyn SecretStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            lost: Arc::default(),
+        }
+    }
+
+    fn lost(&self) -> std::sync::MutexGuard<'_, LostVersions> {
+        self.lost.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The same records through `wrap`'s decorator (a pacer), sharing the
+    /// memory of lost versions.
+    pub fn wrapped(&self, wrap: impl FnOnce(Arc<dyn SecretStore>) -> Arc<dyn SecretStore>) -> Self {
+        Self {
+            store: wrap(self.store.clone()),
+            lost: self.lost.clone(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn SecretStore> {
@@ -188,8 +214,32 @@ impl Repository {
                 retry_at,
             });
         }
+        // On Secrets Manager a write that lost a race had already made its
+        // version: this write logs those (after the room check: they exist
+        // whether this one is made or not), so that the log never holds
+        // fewer versions than the secret got from this process.
+        let lost = self.lost().remove(name.as_str()).unwrap_or_default();
+        for (by, at) in &lost {
+            value.writes_mut().record(*by, *at);
+        }
         value.writes_mut().record(writer, now);
-        self.save(&name, value, expected).await
+        let result = self.save(&name, value, expected).await;
+        if let Err(e) = &result {
+            let mut pending = lost;
+            if matches!(e, StoreError::Conflict(_))
+                && expected.is_some()
+                && self.store.losing_write_makes_version()
+            {
+                pending.push((writer, now));
+            }
+            if !pending.is_empty() {
+                let skip = pending.len().saturating_sub(MAX_LOST_REMEMBERED);
+                let mut lost = self.lost();
+                let entry = lost.entry(name.as_str().to_owned()).or_default();
+                entry.extend(pending.into_iter().skip(skip));
+            }
+        }
+        result
     }
 
     /// Read-modify-write with compare-and-swap, re-reading on conflict.
@@ -207,28 +257,18 @@ impl Repository {
         F: FnMut(Option<T>) -> Option<T>,
     {
         let name = SecretName::of(id, part);
-        // On Secrets Manager a write that loses the race has already made
-        // a version (PutSecretValue, then the move of AWSCURRENT fails):
-        // the winning write counts those too, so that the log never holds
-        // fewer versions than the secret got.
-        let mut lost = 0;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let current = self.load::<T>(&name).await?;
             let version = current.as_ref().map(|c| c.version.clone());
             let Some(mut next) = change(current.map(|c| c.value)) else {
                 return Ok(None);
             };
-            for _ in 0..lost {
-                next.writes_mut().record(writer, now);
-            }
             match self
                 .write(id, part, &mut next, version.as_ref(), writer, now)
                 .await
             {
                 Ok(_) => return Ok(Some(next)),
-                // A secret that did not exist yet got no version.
-                Err(StoreError::Conflict(_)) if version.is_some() => lost += 1,
-                Err(StoreError::Conflict(_)) => {}
+                Err(StoreError::Conflict(_)) => continue,
                 Err(other) => return Err(other),
             }
         }
@@ -272,15 +312,20 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A store where the first `races` writes over a version lose to
-    /// another writer after making their version, as on Secrets Manager.
+    /// another writer, after making their version when `makes_versions`
+    /// (as on Secrets Manager).
     struct Racing {
         inner: FileStore,
         races: AtomicU32,
         versions_made: AtomicU32,
+        makes_versions: bool,
     }
 
     #[async_trait::async_trait]
     impl SecretStore for Racing {
+        fn losing_write_makes_version(&self) -> bool {
+            self.makes_versions
+        }
         async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
             self.inner.get(name).await
         }
@@ -290,15 +335,18 @@ mod tests {
             value: &str,
             prior: Option<&Version>,
         ) -> Result<Version, StoreError> {
-            self.versions_made.fetch_add(1, Ordering::SeqCst);
             let lose = prior.is_some()
                 && self
                     .races
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
             if lose {
+                if self.makes_versions {
+                    self.versions_made.fetch_add(1, Ordering::SeqCst);
+                }
                 return Err(StoreError::Conflict(name.to_owned()));
             }
+            self.versions_made.fetch_add(1, Ordering::SeqCst);
             self.inner.put(name, value, prior).await
         }
         async fn delete(&self, name: &str) -> Result<(), StoreError> {
@@ -309,15 +357,70 @@ mod tests {
         }
     }
 
-    /// Two lost races and the winning write: three versions, three
-    /// entries in the write log, which is what the quota reads.
+    /// Two lost races and the winning write: on a store where losers
+    /// make versions, three versions and three entries in the write log
+    /// (which is what the quota reads); elsewhere one and one.
     #[tokio::test]
     async fn versions_of_lost_races_are_counted_by_the_winning_write() {
+        for (makes_versions, versions) in [(true, 3), (false, 1)] {
+            lost_races(makes_versions, versions).await;
+        }
+    }
+
+    /// A write that lost its race and was not tried again (a refresh that
+    /// lost to a new consent): the process's next write of that secret
+    /// logs its version.
+    #[tokio::test]
+    async fn a_lost_version_is_logged_by_the_next_write_of_the_secret() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(Racing {
             inner: FileStore::open(dir.path()).expect("file store"),
             races: AtomicU32::new(0),
             versions_made: AtomicU32::new(0),
+            makes_versions: true,
+        });
+        let repo = Repository::new(store.clone());
+        let id = ConnectionId::parse("contoso").expect("id");
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let mut record = GrantRecord::new(Secret::new("s"));
+        let first = repo
+            .write(&id, Part::Grant, &mut record, None, Writer::Person, now)
+            .await
+            .expect("created");
+        store.races.store(1, Ordering::SeqCst);
+        let mut lost = record.clone();
+        let refused = repo
+            .write(
+                &id,
+                Part::Grant,
+                &mut lost,
+                Some(&first),
+                Writer::Product,
+                now,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(_))),
+            "{refused:?}"
+        );
+        let later = now + time::Duration::minutes(10);
+        let written = repo
+            .update::<GrantRecord, _>(&id, Part::Grant, Writer::Person, later, |r| r)
+            .await
+            .expect("written")
+            .expect("a record");
+        assert_eq!(store.versions_made.load(Ordering::SeqCst), 3);
+        assert_eq!(written.writes().last_hour(later), 3, "every version logged");
+        assert!(repo.lost().is_empty(), "nothing left to log");
+    }
+
+    async fn lost_races(makes_versions: bool, versions: usize) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Racing {
+            inner: FileStore::open(dir.path()).expect("file store"),
+            races: AtomicU32::new(0),
+            versions_made: AtomicU32::new(0),
+            makes_versions,
         });
         let repo = Repository::new(store.clone());
         let id = ConnectionId::parse("contoso").expect("id");
@@ -333,11 +436,14 @@ mod tests {
             .await
             .expect("written at the third try")
             .expect("a record");
-        assert_eq!(store.versions_made.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            store.versions_made.load(Ordering::SeqCst) as usize,
+            versions
+        );
         assert_eq!(
             written.writes().last_hour(now),
-            1 + 3,
-            "the creation and the three versions of the update"
+            1 + versions,
+            "the creation and the versions of the update"
         );
         let stored = repo.grant(&id).await.expect("read").expect("a record");
         assert_eq!(stored.value.writes, written.writes);

@@ -82,6 +82,10 @@ where
 
 #[async_trait]
 impl SecretStore for SecretsManagerStore {
+    fn losing_write_makes_version(&self) -> bool {
+        true
+    }
+
     async fn get(&self, name: &str) -> Result<Option<Stored>, StoreError> {
         let result = self
             .client

@@ -130,10 +130,31 @@ async fn an_app_only_connection_is_granted_served_and_refreshed_on_secrets_manag
 async fn a_refused_admin_consent_stores_nothing() {
     let app = spawn_app(StoreKind::File).await;
     let id = unique_id("app-only");
-    let args = ["--app-only", "--client-secret-stdin"];
-    app.add_with(&id, &args, &app.client_secret)
+    // The tenant named by a domain: nobody will sign in to pin its id, so
+    // it is resolved when the connection is added.
+    app.identity.add_domain(TENANT, "rooms-app.contoso.com");
+    let authority = app.identity.base_url().to_string();
+    let args = [
+        "connection",
+        "add",
+        &id,
+        "--app-only",
+        "--tenant",
+        "rooms-app.contoso.com",
+        "--client-id",
+        CLIENT_ID,
+        "--authority",
+        &authority,
+        "--client-secret-stdin",
+    ];
+    app.cli(&args, &app.client_secret)
         .await
         .expect("connection add --app-only with a secret");
+    assert!(
+        matches!(&app.serve(&id).await.app.provider,
+            Provider::Microsoft { tenant, .. } if tenant == TENANT),
+        "the tenant id, not the domain"
+    );
     // The admin declines at Microsoft.
     let link = app.link(&id).await;
     let declined = [
@@ -219,7 +240,10 @@ async fn vendor_app_only_path(kind: StoreKind) {
         )
         .await
         .expect_err("another cloud");
-    assert!(refused.contains("another Microsoft cloud"), "{refused}");
+    assert!(
+        refused.contains("is not in the global Microsoft cloud"),
+        "{refused}"
+    );
 
     // Named by a domain: resolved to the tenant id now, since no sign-in
     // will ever pin it.
@@ -332,6 +356,17 @@ async fn vendor_app_only_path(kind: StoreKind) {
     );
     let (_, view) = app.status_json(&id).await;
     assert_eq!(view["state"], "reconnect_required", "{view}");
+    // A display is told the same: the admin must grant again.
+    app.expire_read_cache();
+    let refused = app.get_token(&id, Some(&key), Some("graph")).await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("admin must open the consent link")),
+        "{body}"
+    );
     assert!(
         view["advice"]
             .as_str()
@@ -363,3 +398,45 @@ async fn vendor_app_only_path(kind: StoreKind) {
 }
 
 on_both_stores!(vendor_app_only_path => a_vendor_app_only_connection_is_granted_refreshed_and_stopped_on_the_file_store, a_vendor_app_only_connection_is_granted_refreshed_and_stopped_on_secrets_manager);
+
+/// A sign-in started for another kind of connection under the same id
+/// (removed, then added again as app-only) completes nothing, even if the
+/// new connection's link generation were the old one's.
+#[tokio::test]
+async fn a_sign_in_started_for_another_kind_of_connection_completes_nothing() {
+    let app = spawn_app(StoreKind::File).await;
+    let id = unique_id("re-added");
+    app.add_connection(&id).await;
+    let link = app.link(&id).await;
+    let under_way = http().get(&link).send().await.expect("GET link");
+    assert_eq!(under_way.status(), 302);
+    let generation = app.serve(&id).await.link_generation;
+    app.cli(&["connection", "remove", &id], "")
+        .await
+        .expect("remove");
+    app.add_with(
+        &id,
+        &["--app-only", "--client-secret-stdin"],
+        &app.client_secret,
+    )
+    .await
+    .expect("added again, app-only");
+    app.change_serve(&id, |serve| serve.link_generation = generation)
+        .await;
+    let redeemed = app.identity.counters();
+    let late = app.through_sign_in(under_way).await;
+    assert!((400..500).contains(&late.status), "{}", late.body);
+    assert!(app.serve(&id).await.access.is_none(), "nothing stored");
+    let after = app.identity.counters();
+    assert_eq!(
+        (
+            after.authorization_code_grants,
+            after.client_credentials_grants
+        ),
+        (
+            redeemed.authorization_code_grants,
+            redeemed.client_credentials_grants
+        ),
+        "nothing redeemed or minted"
+    );
+}
