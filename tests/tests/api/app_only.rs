@@ -17,6 +17,20 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `id`'s consent link, and where it sends the browser: straight to the
+/// admin-consent page of the connection's tenant.
+async fn to_admin_consent(app: &TestApp, id: &str) -> (String, url::Url) {
+    let link = app.link(id).await;
+    let start = http().get(&link).send().await.expect("GET link");
+    assert_eq!(start.status(), 302);
+    let to = location(&start);
+    assert!(
+        to.path().ends_with(&format!("{TENANT}/v2.0/adminconsent")),
+        "straight to the tenant's admin consent: {to}"
+    );
+    (link, to)
+}
+
 async fn app_only_path(kind: StoreKind) {
     let app = spawn_app(kind).await;
     add_admin(&app);
@@ -37,14 +51,7 @@ async fn app_only_path(kind: StoreKind) {
     app.identity.remove_client_secret(&app.client_secret);
 
     // Before the grant: the link's admin refuses, nothing is stored.
-    let link = app.link(&id).await;
-    let start = http().get(&link).send().await.expect("GET link");
-    assert_eq!(start.status(), 302);
-    let to = location(&start);
-    assert!(
-        to.path().ends_with(&format!("{TENANT}/v2.0/adminconsent")),
-        "straight to Microsoft's admin consent: {to}"
-    );
+    let (link, to) = to_admin_consent(&app, &id).await;
     assert!(
         to.query()
             .unwrap_or_default()
@@ -281,13 +288,7 @@ async fn vendor_app_only_path(kind: StoreKind) {
         .expect_err("nobody signs in");
     assert!(refused.contains("no booking account"), "{refused}");
 
-    let link = app.link(&id).await;
-    let start = http().get(&link).send().await.expect("GET link");
-    let to = location(&start);
-    assert!(
-        to.path().ends_with(&format!("{TENANT}/v2.0/adminconsent")),
-        "the named tenant's admin consent: {to}"
-    );
+    let (link, to) = to_admin_consent(&app, &id).await;
     assert!(
         to.query_pairs()
             .any(|(k, v)| k == "client_id" && v == VENDOR_CLIENT),
