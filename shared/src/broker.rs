@@ -46,6 +46,9 @@ pub struct Broker {
     /// Notifications this process delivered whose outbox entry is not yet
     /// written down (the quota was kept for refreshes), newest last.
     delivered: Mutex<std::collections::VecDeque<String>>,
+    /// Notifications whose failed attempts are not yet written down either:
+    /// how many failed here, and no attempt before when.
+    held_back: Mutex<std::collections::HashMap<String, (u32, OffsetDateTime)>>,
 }
 
 /// Delivered notifications remembered at once, at most.
@@ -96,6 +99,7 @@ impl Broker {
             keys: OnceCell::new(),
             refreshing: Mutex::new(HashSet::new()),
             delivered: Mutex::default(),
+            held_back: Mutex::default(),
         }
     }
 
@@ -168,6 +172,45 @@ impl Broker {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         delivered.retain(|d| !ids.contains(d));
+    }
+
+    /// When a notification whose failures this process could not write
+    /// down may be tried again, if it is held back.
+    pub(crate) fn held_back_until(&self, id: &str) -> Option<OffsetDateTime> {
+        let held = self
+            .held_back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        held.get(id).map(|(_, until)| *until)
+    }
+
+    /// One more failed attempt at notification `id`, which its outbox
+    /// records as `stored_attempts`: it backs off on
+    /// [`crate::domain::notify::RETRY_WAITS`] counting both.
+    pub(crate) fn remember_failed(&self, id: &str, stored_attempts: u32, now: OffsetDateTime) {
+        use crate::domain::notify::RETRY_WAITS;
+        let mut held = self
+            .held_back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if held.len() >= DELIVERED_CAPACITY && !held.contains_key(id) {
+            return;
+        }
+        let failures = held.get(id).map_or(0, |(n, _)| *n) + 1;
+        let index = (stored_attempts + failures - 1) as usize;
+        let wait = RETRY_WAITS[index.min(RETRY_WAITS.len() - 1)];
+        held.insert(id.to_owned(), (failures, now + wait));
+    }
+
+    /// The outbox recorded these notifications' attempts.
+    pub(crate) fn forget_failed(&self, ids: &[String]) {
+        let mut held = self
+            .held_back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for id in ids {
+            held.remove(id);
+        }
     }
 
     /// Whether changes of state are queued for the operator's webhook.

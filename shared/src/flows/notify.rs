@@ -13,7 +13,8 @@
 //!   quota to refreshes. Otherwise (or when the write fails) this process
 //!   remembers what it delivered and writes it down at a later pass; another
 //!   process may deliver it again, with the same `webhook-id`, which is how
-//!   receivers tell a retry.
+//!   receivers tell a retry. What failed meanwhile is backed off from this
+//!   process's memory, on the same waits.
 
 use crate::Broker;
 use crate::domain::notify::{
@@ -174,6 +175,15 @@ impl Delivery<'_> {
                 remembered += 1;
                 continue;
             }
+            // Failed here, unrecorded: it backs off all the same (and what
+            // follows it waits, in order).
+            if self
+                .broker
+                .held_back_until(&notification.id)
+                .is_some_and(|until| until > self.now)
+            {
+                break;
+            }
             let Some(attempt) = self.attempt(&work.id, notification).await else {
                 break;
             };
@@ -294,9 +304,22 @@ impl Delivery<'_> {
             .filter(|(_, a)| *a == Attempt::Delivered)
             .map(|(id, _)| id.clone())
             .collect();
+        if !matches!(written, Ok(Some(_))) {
+            // Not written down: this process backs the failures off itself.
+            for (id, _) in attempts.iter().filter(|(_, a)| *a == Attempt::Failed) {
+                let stored = work
+                    .due
+                    .iter()
+                    .find(|n| &n.id == id)
+                    .map_or(0, |n| n.attempts);
+                self.broker.remember_failed(id, stored, self.now);
+            }
+        }
         match written {
             Ok(Some(_)) => {
                 self.broker.forget_delivered(&delivered);
+                let attempted: Vec<String> = attempts.iter().map(|(id, _)| id.clone()).collect();
+                self.broker.forget_failed(&attempted);
                 report
             }
             // The serve secret is gone, or its quota is kept for refreshes:

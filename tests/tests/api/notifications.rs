@@ -7,6 +7,7 @@
 //! The receiver (`tests/webhook_receiver.py`, started by the test script)
 //! verifies every delivery with the published `standardwebhooks` package.
 
+use roomtoken::domain::Writer;
 use roomtoken::domain::notify::WebhookSecret;
 use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
 use roomtoken_fake_identity::Fault;
@@ -294,4 +295,40 @@ async fn client_secret_expiry_is_announced_at_30_7_and_1_days() {
         warnings[0]
     );
     assert_eq!(warnings[0]["credential_expires"], date_in(45));
+}
+
+/// While the hour's quota keeps a failed notification's bookkeeping from
+/// being written down, the process backs it off all the same: not tried
+/// again before 5 minutes, then delivered under its `webhook-id`.
+#[tokio::test]
+async fn a_failing_receiver_is_backed_off_while_the_quota_holds_the_outbox() {
+    let hooks = channel("held").await;
+    hooks.set_mode(Mode::Fail).await;
+    let app = notifying(StoreKind::File, &hooks, Duration::from_secs(5)).await;
+    let id = app.consented("held").await;
+    let now = OffsetDateTime::now_utc();
+    // The hour's product writes used up, but for the refreshes' reserve.
+    app.change_serve(&id, |serve| {
+        for _ in 0..4 {
+            serve.writes.record(Writer::Product, now);
+        }
+    })
+    .await;
+    let first = pass(&app, false, now).await;
+    assert_eq!(first.notifications.failed, 1);
+    assert_eq!(
+        app.status(&id).await.outbox[0].attempts,
+        0,
+        "the failure is not written down"
+    );
+    for minutes in [1, 2, 4] {
+        pass(&app, false, now + Duration::from_secs(minutes * 60)).await;
+    }
+    assert_eq!(hooks.deliveries().await.len(), 1, "backed off all the same");
+    hooks.set_mode(Mode::Accept).await;
+    let later = pass(&app, false, now + Duration::from_secs(5 * 60)).await;
+    assert_eq!(later.notifications.delivered, 1);
+    let deliveries = hooks.deliveries().await;
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0].id, deliveries[1].id, "the same webhook-id");
 }
