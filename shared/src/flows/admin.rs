@@ -183,18 +183,17 @@ async fn app_only_tenant(broker: &Broker, provider: Provider) -> Result<Provider
     if !provider.is_microsoft() || provider.expected_tenant_id().is_some() {
         return Ok(provider);
     }
-    let info = broker
-        .identity
-        .discover_tenant(&provider)
-        .await
-        .map_err(|e| AdminError::TenantNotResolved(e.to_string()))?;
-    let cloud = provider.cloud();
-    if info.cloud != Some(cloud) {
-        return Err(AdminError::TenantInOtherCloud(
-            format!("{cloud:?}").to_lowercase(),
-        ));
+    use super::setup::{TenantLookup, tenant_id_in_cloud};
+    match tenant_id_in_cloud(broker, &provider).await {
+        Ok(tenant_id) => Ok(provider.in_tenant(&tenant_id)),
+        Err(TenantLookup::InOtherCloud(_)) => Err(AdminError::TenantInOtherCloud(
+            format!("{:?}", provider.cloud()).to_lowercase(),
+        )),
+        Err(TenantLookup::Unknown) => Err(AdminError::TenantNotResolved(
+            "Microsoft knows no such tenant, AADSTS90002".into(),
+        )),
+        Err(TenantLookup::Unreachable(e)) => Err(AdminError::TenantNotResolved(e.to_string())),
     }
-    Ok(provider.in_tenant(&info.tenant_id))
 }
 
 /// What the serve secret shows of a certificate, which must still be valid.

@@ -8,7 +8,9 @@ use super::start::{Redirect, StartError, sign_in_redirect, verified_serve};
 use crate::Broker;
 use crate::crypto::{FormBinding, FormTokenError, SigningKeys, random_token};
 use crate::domain::app::is_guid;
-use crate::domain::{AppRegistration, AppSetup, Cloud, ConnectionId, Mode, Secret, ServeRecord};
+use crate::domain::{
+    AppRegistration, AppSetup, Cloud, ConnectionId, Mode, Provider, Secret, ServeRecord,
+};
 use crate::identity::IdentityError;
 use time::{Date, OffsetDateTime};
 
@@ -363,35 +365,52 @@ fn is_domain(text: &str) -> bool {
         })
 }
 
-/// The tenant id of what the admin typed, from Microsoft's discovery
-/// document in this connection's cloud.
+/// Why a tenant's id could not be had.
+pub(crate) enum TenantLookup {
+    /// Microsoft knows no such tenant (AADSTS90002).
+    Unknown,
+    /// It lives in another cloud than the provider's (or an unknown one).
+    InOtherCloud(Option<Cloud>),
+    /// Microsoft could not be asked right now.
+    Unreachable(IdentityError),
+}
+
+/// The id of `provider`'s tenant (named by an id or a domain), from
+/// Microsoft's discovery document, when it lives in the provider's cloud.
+pub(crate) async fn tenant_id_in_cloud(
+    broker: &Broker,
+    provider: &Provider,
+) -> Result<String, TenantLookup> {
+    match broker.identity.discover_tenant(provider).await {
+        Ok(info) if info.cloud == Some(provider.cloud()) => Ok(info.tenant_id),
+        Ok(info) => Err(TenantLookup::InOtherCloud(info.cloud)),
+        Err(IdentityError::Refused(refusal)) if refusal.codes.contains(&90002) => {
+            Err(TenantLookup::Unknown)
+        }
+        Err(e) => Err(TenantLookup::Unreachable(e)),
+    }
+}
+
+/// The tenant id of what the admin typed, in this connection's cloud.
 async fn resolve_tenant(
     broker: &Broker,
     app: &AppRegistration,
     tenant: &str,
 ) -> Result<String, Problem> {
     let provider = app.provider.in_tenant(tenant);
-    let expected = app.provider.cloud();
-    match broker.identity.discover_tenant(&provider).await {
-        Ok(info) => match info.cloud {
-            Some(found) if found != expected => Err(Problem::TenantInOtherCloud {
-                found: Some(found),
-                expected,
-            }),
-            None => Err(Problem::TenantInOtherCloud {
-                found: None,
-                expected,
-            }),
-            Some(_) => Ok(info.tenant_id),
-        },
-        Err(IdentityError::Refused(refusal)) if refusal.codes.contains(&90002) => {
-            Err(Problem::TenantUnknown)
-        }
-        Err(e) => {
-            tracing::warn!(connection = %app.id, error = %e, "the tenant could not be checked");
-            Err(Problem::TenantUnchecked)
-        }
-    }
+    tenant_id_in_cloud(broker, &provider)
+        .await
+        .map_err(|lookup| match lookup {
+            TenantLookup::Unknown => Problem::TenantUnknown,
+            TenantLookup::InOtherCloud(found) => Problem::TenantInOtherCloud {
+                found,
+                expected: provider.cloud(),
+            },
+            TenantLookup::Unreachable(e) => {
+                tracing::warn!(connection = %app.id, error = %e, "the tenant could not be checked");
+                Problem::TenantUnchecked
+            }
+        })
 }
 
 #[cfg(test)]

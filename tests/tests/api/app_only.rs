@@ -203,6 +203,13 @@ async fn admin_consent_answer(app: &TestApp, link: &str, answer: &[(&str, &str)]
     (status, response.text().await.expect("page"))
 }
 
+/// `connection add ID --vendor-app --app-only`, then `more` arguments.
+async fn add_vendor_app_only(app: &TestApp, id: &str, more: &[&str]) -> Result<String, String> {
+    let mut args = vec!["connection", "add", id, "--vendor-app", "--app-only"];
+    args.extend_from_slice(more);
+    app.cli(&args, "").await
+}
+
 /// `connection add --app-only --vendor-app --tenant`: the vendor app's own
 /// tokens in one customer tenant, authenticated with the vendor app's
 /// certificate; granted through the link's admin consent, refreshed, and
@@ -220,11 +227,7 @@ async fn vendor_app_only_path(kind: StoreKind) {
     set_vendor_app_with_certificate(&app, 200).await;
     let id = unique_id("vendor-app-only");
 
-    let refused = app
-        .cli(
-            &["connection", "add", &id, "--vendor-app", "--app-only"],
-            "",
-        )
+    let refused = add_vendor_app_only(&app, &id, &[])
         .await
         .expect_err("no tenant");
     assert!(refused.contains("--tenant"), "{refused}");
@@ -232,19 +235,7 @@ async fn vendor_app_only_path(kind: StoreKind) {
     app.identity.add_domain(VENDOR_TENANT, "fabrikam-gov.us");
     app.identity
         .set_tenant_cloud(VENDOR_TENANT, "microsoftonline.us");
-    let refused = app
-        .cli(
-            &[
-                "connection",
-                "add",
-                &id,
-                "--vendor-app",
-                "--app-only",
-                "--tenant",
-                "fabrikam-gov.us",
-            ],
-            "",
-        )
+    let refused = add_vendor_app_only(&app, &id, &["--tenant", "fabrikam-gov.us"])
         .await
         .expect_err("another cloud");
     assert!(
@@ -255,18 +246,10 @@ async fn vendor_app_only_path(kind: StoreKind) {
     // Named by a domain: resolved to the tenant id now, since no sign-in
     // will ever pin it.
     app.identity.add_domain(TENANT, "contoso-rooms.com");
-    let args = [
-        "connection",
-        "add",
-        &id,
-        "--vendor-app",
-        "--app-only",
-        "--tenant",
-        "contoso-rooms.com",
-        "--resources",
-        "graph,ews",
-    ];
-    let added = app.cli(&args, "").await.expect("connection add");
+    let more = ["--tenant", "contoso-rooms.com", "--resources", "graph,ews"];
+    let added = add_vendor_app_only(&app, &id, &more)
+        .await
+        .expect("connection add");
     assert!(added.contains("(vendor app, app-only)"), "{added}");
     assert!(
         matches!(&app.serve(&id).await.app.provider,
