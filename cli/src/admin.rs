@@ -87,9 +87,8 @@ pub enum ConnectionCommand {
 pub struct ConnectionArgs {
     pub id: ConnectionId,
     /// Use the deployment's vendor app (`roomtoken vendor-app set`): no
-    /// secret; the customer's admin consents through the link. With
-    /// --tenant, only that organization can connect it; with --app-only,
-    /// --tenant is required.
+    /// secret; the customer's admin consents through the link. --tenant is
+    /// required: only that organization can connect the link.
     #[arg(long, conflicts_with_all = [
         "client_id", "client_secret_stdin", "client_secret_file", "client_secret_expires",
         "authorize_url", "token_url", "scopes", "cloud", "authority",
@@ -531,7 +530,12 @@ async fn connection(
         ConnectionCommand::Update(args) => {
             let id = args.id.clone();
             let current = admin::get_connection(broker, &id).await?;
-            let provider = provider(&args.app)?;
+            // A vendor connection's tenant is in the vendor app's cloud.
+            let (provider, tenant) = if current.is_vendor() && args.app.cloud.is_none() {
+                (None, args.app.tenant.clone())
+            } else {
+                (provider(&args.app)?, None)
+            };
             let effective = provider.clone().unwrap_or_else(|| current.provider.clone());
             let resources = match &args.app.resources {
                 // App-only tokens take each resource's `.default` scope.
@@ -555,6 +559,7 @@ async fn connection(
                 .read(stdin)?,
                 remove_client_secret: args.remove_client_secret,
                 certificate: args.app.certificate.read(&id, now)?,
+                tenant,
             };
             let certificate = update.certificate.clone();
             let app = admin::update_connection(broker, &id, update).await?;

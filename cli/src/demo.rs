@@ -156,7 +156,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         booking_account: Some(ACCOUNT),
         app_only: false,
     };
-    admin::add_vendor_connection(&broker, vendor_id.clone(), None, onboarding, now).await?;
+    admin::add_vendor_connection(&broker, vendor_id.clone(), Some(TENANT), onboarding, now).await?;
     let vendor_key =
         admin::create_key(&broker, &vendor_id, Some("demo display".into()), now).await?;
     let vendor_link =

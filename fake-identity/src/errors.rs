@@ -196,6 +196,9 @@ pub(crate) fn default_message(code: u32) -> &'static str {
         50011 => {
             "The redirect URI specified in the request does not match the redirect URIs configured for the application."
         }
+        50020 => {
+            "User account from identity provider does not exist in tenant and cannot access the application in that tenant."
+        }
         50034 => "The user account does not exist in the directory.",
         50053 => {
             "Your account is locked because you've tried to sign in too many times with an incorrect user ID or password."

@@ -897,7 +897,10 @@ async fn a_guest_signs_in_to_the_tenant_that_invited_it() {
     let res = h.http.get(url.clone()).send().await.expect("authorize");
     assert_ne!(res.status(), StatusCode::FOUND, "no code for a stranger");
     let page = res.text().await.expect("page");
-    assert!(page.contains("AADSTS50034"), "not a guest yet: {page}");
+    assert!(
+        page.contains("AADSTS50020") && page.contains(HOME),
+        "not a guest yet, named with its home organization: {page}"
+    );
 
     h.fake.add_guest(TENANT, GUEST, GUEST_OID);
     let res = h.http.get(url).send().await.expect("authorize");

@@ -115,18 +115,30 @@ pub async fn vendor_connection(app: &TestApp) -> (String, String) {
     assert!(!shown.contains(&vendor_secret), "never shown: {shown}");
 
     let id = unique_id("vendor");
-    let added = app
-        .cli(&["connection", "add", &id, "--vendor-app"], "")
-        .await
-        .expect("connection add --vendor-app");
+    let added = add_vendor_connection(app, &id).await;
     assert!(added.contains("vendor app"), "{added}");
     (id, vendor_secret)
+}
+
+/// `connection add ID --vendor-app --tenant` the customer's tenant.
+pub async fn add_vendor_connection(app: &TestApp, id: &str) -> String {
+    app.cli(
+        &["connection", "add", id, "--vendor-app", "--tenant", TENANT],
+        "",
+    )
+    .await
+    .expect("connection add --vendor-app --tenant")
 }
 
 /// The customer's admin grants the vendor app for the organization (what
 /// the admin-consent step of the link will do), one resource at a time.
 pub async fn admin_consents(app: &TestApp) {
-    app.identity.set_auto_admin_consent(Some(ADMIN));
+    admin_consents_as(app, ADMIN).await;
+}
+
+/// [`admin_consents`] by `admin`, in that administrator's own tenant.
+pub async fn admin_consents_as(app: &TestApp, admin: &str) {
+    app.identity.set_auto_admin_consent(Some(admin));
     for scope in [
         "https://outlook.office365.com/.default",
         "https://graph.microsoft.com/.default",

@@ -291,6 +291,17 @@ fn sign_in(st: &mut state::State, req: AuthzRequest, username: &str) -> Result<R
     } else {
         st.account_seen_in(&tenant, username)
     };
+    // A work account of another tenant, not a guest here: Microsoft names
+    // its home organization in the refusal and issues no code.
+    if let (None, Some(home)) = (&account, st.accounts.get(&state::key(username))) {
+        return Err(Reject::page(
+            50020,
+            format!(
+                "User account '{username}' from identity provider 'https://sts.windows.net/{}/' does not exist in tenant '{}' and cannot access the application '{}' in that tenant. The account needs to be added as an external user in the tenant first. Sign out and sign in again with a different Microsoft Entra user account.",
+                home.account.tenant, req.tenant, req.client_id
+            ),
+        ));
+    }
     let Some(account) = account else {
         return Err(Reject::page(
             50034,

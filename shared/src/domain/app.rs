@@ -137,14 +137,12 @@ impl Provider {
         })
     }
 
-    /// The deployment's multi-tenant (vendor) app, before anyone signed in:
-    /// `/organizations/`, work accounts of any tenant.
-    pub fn vendor(cloud: Cloud, authority: Option<Url>) -> Self {
-        Self::Microsoft {
-            tenant: ORGANIZATIONS.to_owned(),
-            cloud,
-            authority,
-        }
+    /// Whether this provider names no organization: a Microsoft provider
+    /// at `/organizations/` (a self-service connection before its form, or
+    /// a vendor connection added before links were bound to their tenant),
+    /// where any work account of any tenant could sign in.
+    pub fn names_no_tenant(&self) -> bool {
+        matches!(self, Self::Microsoft { tenant, .. } if tenant == ORGANIZATIONS)
     }
 
     /// The same provider, signing in at `authority` instead of its cloud's
@@ -157,6 +155,14 @@ impl Provider {
                 authority,
             },
             other => other,
+        }
+    }
+
+    /// The origin that replaces the cloud's login origin, if any.
+    pub fn authority(&self) -> Option<&Url> {
+        match self {
+            Self::Microsoft { authority, .. } => authority.as_ref(),
+            Self::OAuth2 { .. } => None,
         }
     }
 
@@ -667,10 +673,7 @@ impl AppRegistration {
     /// origin) the operator chose.
     pub fn with_setup(&self, setup: &AppSetup) -> Result<Self, InvalidApp> {
         let cloud = self.provider.cloud();
-        let authority = match &self.provider {
-            Provider::Microsoft { authority, .. } => authority.clone(),
-            Provider::OAuth2 { .. } => None,
-        };
+        let authority = self.provider.authority().cloned();
         let provider = Provider::microsoft(&setup.tenant_id, cloud)?.in_authority(authority);
         let mut app = Self::new(
             self.id.clone(),

@@ -65,6 +65,16 @@ impl IdTokenClaims {
         serde_json::from_slice(&bytes).map_err(|_| ClaimsError::Malformed)
     }
 
+    /// Whether the account signed in is the user principal name `upn`, by
+    /// `preferred_username` alone: Microsoft lets users and admins set
+    /// `email` to any address, so no decision rests on it. Meaningful only
+    /// once [`Self::verify`] checked the tenant.
+    pub fn is_user(&self, upn: &str) -> bool {
+        self.preferred_username
+            .as_deref()
+            .is_some_and(|name| name.eq_ignore_ascii_case(upn))
+    }
+
     /// Checks the claims against this sign-in and returns the account to pin:
     /// `tid`+`oid` for Microsoft, `iss`+`sub` for any other server.
     pub fn verify(
@@ -125,6 +135,25 @@ mod tests {
             "iss": "https://login.microsoftonline.com/tid-1/v2.0", "sub": "s", "aud": "client",
             "nonce": "n", "tid": "tid-1", "oid": "oid-1", "preferred_username": "booking@contoso.com"
         })
+    }
+
+    #[test]
+    fn the_booking_account_is_matched_by_its_upn_never_its_email() {
+        let mut forged = claims();
+        forged["preferred_username"] = json!("intruder@contoso.com");
+        forged["email"] = json!("booking@contoso.com");
+        let forged = IdTokenClaims::decode(&jwt(forged)).unwrap();
+        assert!(!forged.is_user("booking@contoso.com"));
+        let mut no_upn = claims();
+        no_upn.as_object_mut().unwrap().remove("preferred_username");
+        no_upn["email"] = json!("booking@contoso.com");
+        assert!(
+            !IdTokenClaims::decode(&jwt(no_upn))
+                .unwrap()
+                .is_user("booking@contoso.com")
+        );
+        let real = IdTokenClaims::decode(&jwt(claims())).unwrap();
+        assert!(real.is_user("Booking@Contoso.com"));
     }
 
     #[test]

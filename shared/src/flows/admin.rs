@@ -63,6 +63,14 @@ pub enum AdminError {
         "an app-only vendor connection needs the customer's tenant (--tenant, its id or a verified domain): Microsoft's admin-consent answer names its tenant only as a hint, so the tenant cannot be learned from it"
     )]
     VendorAppOnlyNeedsTenant,
+    #[error(
+        "a vendor connection needs the customer's tenant (--tenant, its id or a verified domain): the vendor app is granted in many organizations, and a link without one would connect a user of any of them"
+    )]
+    VendorNeedsTenant,
+    #[error(
+        "connection '{0}' is connected: its tenant is the signed-in account's. To move it to another organization, give --reset-account with --tenant (the displays stop until the new consent)"
+    )]
+    TenantPinned(ConnectionId),
     #[error("an app-only connection has no booking account: nobody signs in")]
     AppOnlyHasNoAccount,
     #[error(
@@ -164,7 +172,7 @@ pub async fn add_connection(
         if !app.provider.is_microsoft() {
             return Err(AdminError::AppOnlyNeedsEntra);
         }
-        app.provider = app_only_tenant(broker, app.provider).await?;
+        app.provider = tenant_by_id(broker, app.provider).await?;
         app.mode = Mode::AppOnly;
     }
     let mut grant = GrantRecord::new(new.client_secret);
@@ -175,11 +183,12 @@ pub async fn add_connection(
     create_connection(broker, app, grant, now).await
 }
 
-/// The provider of an app-only connection, in its tenant's id: no sign-in
-/// will ever pin it, so a domain is resolved now (from the tenant's OpenID
-/// discovery document), and the tokens never follow the domain to another
-/// tenant.
-async fn app_only_tenant(broker: &Broker, provider: Provider) -> Result<Provider, AdminError> {
+/// The provider in its tenant's id, a domain resolved now (from the
+/// tenant's OpenID discovery document): the tokens never follow the domain
+/// to another tenant, and the first sign-in's `tid` is checked against it
+/// (an app-only connection has no sign-in that could pin it later, and a
+/// vendor connection's app is granted in many tenants).
+async fn tenant_by_id(broker: &Broker, provider: Provider) -> Result<Provider, AdminError> {
     if !provider.is_microsoft() || provider.expected_tenant_id().is_some() {
         return Ok(provider);
     }
@@ -208,11 +217,12 @@ fn certificate_ref(
     Ok(reference)
 }
 
-/// Adds a connection that uses the deployment's vendor app: no tenant and
-/// no secret of its own. Its first sign-in goes through `/organizations/`
-/// and pins the signed-in tenant; with `tenant` (an id or a verified
-/// domain) only that organization can connect it. `resources`: preset
-/// names (`ews,graph`, the default).
+/// Adds a connection that uses the deployment's vendor app: no secret of
+/// its own, and its customer's tenant (`tenant`, an id or a verified
+/// domain, resolved to the id now). The vendor app is granted in many
+/// organizations: only this one can connect the link (the sign-in goes to
+/// its own endpoint, and the first sign-in's `tid` must be its id).
+/// `resources`: preset names (`ews,graph`, the default).
 pub async fn add_vendor_connection(
     broker: &Broker,
     id: ConnectionId,
@@ -227,23 +237,21 @@ pub async fn add_vendor_connection(
         .ok_or(AdminError::NoVendorApp)?;
     let expires = vendor.credential_expires();
     let resources = onboarding.resources(vendor.cloud)?;
-    let provider = match (tenant, onboarding.app_only) {
-        (Some(tenant), _) => {
-            Provider::microsoft(tenant, vendor.cloud)?.in_authority(vendor.authority)
-        }
-        // An admin consent's answer names its tenant only as a hint: an
-        // app-only connection must know its tenant before anyone consents.
-        (None, true) => return Err(AdminError::VendorAppOnlyNeedsTenant),
-        (None, false) => Provider::vendor(vendor.cloud, vendor.authority.clone()),
+    let Some(tenant) = tenant else {
+        // An admin consent's answer names its tenant only as a hint, and
+        // `/organizations/` signs in anyone whose organization granted the
+        // vendor app: the tenant must be known before anyone consents.
+        return Err(if onboarding.app_only {
+            AdminError::VendorAppOnlyNeedsTenant
+        } else {
+            AdminError::VendorNeedsTenant
+        });
     };
     if onboarding.app_only && onboarding.booking_account.is_some() {
         return Err(AdminError::AppOnlyHasNoAccount);
     }
-    let provider = if onboarding.app_only {
-        app_only_tenant(broker, provider).await?
-    } else {
-        provider
-    };
+    let provider = Provider::microsoft(tenant, vendor.cloud)?.in_authority(vendor.authority);
+    let provider = tenant_by_id(broker, provider).await?;
     let mut app = AppRegistration::new(id, provider, &vendor.client_id, resources, now)?
         .for_booking_account(onboarding.booking_account)?;
     app.mode = if onboarding.app_only {
@@ -397,6 +405,10 @@ pub struct ConnectionUpdate {
     /// Authenticate with this certificate from now on (instead of the
     /// client secret, or of the certificate before).
     pub certificate: Option<CertificateKey>,
+    /// A vendor connection's organization (an id or a verified domain, in
+    /// the vendor app's cloud): before its first consent, or with
+    /// `reset_account`. Other connections change their tenant by `provider`.
+    pub tenant: Option<String>,
 }
 
 pub async fn update_connection(
@@ -445,6 +457,19 @@ pub async fn update_connection(
     if app.is_vendor() && changes_app_or_secret {
         return Err(AdminError::VendorConnection(id.clone()));
     }
+    let tenant_changed = match &update.tenant {
+        Some(_) if !app.is_vendor() => return Err(AdminError::Invalid(InvalidApp::Tenant)),
+        Some(_) if serve.value.status.account.is_some() && !update.reset_account => {
+            return Err(AdminError::TenantPinned(id.clone()));
+        }
+        Some(tenant) => {
+            let authority = app.provider.authority().cloned();
+            let named = Provider::microsoft(tenant, app.provider.cloud())?.in_authority(authority);
+            app.provider = tenant_by_id(broker, named).await?;
+            true
+        }
+        None => false,
+    };
     if app.is_app_only()
         && update
             .booking_account
@@ -457,6 +482,7 @@ pub async fn update_connection(
         return Err(AdminError::AwaitingSetup(id.clone()));
     }
     let app_changed = update.provider.is_some()
+        || tenant_changed
         || update.client_id.is_some()
         || update.resources.is_some()
         || update.booking_account.is_some()

@@ -71,6 +71,9 @@ pub enum CallbackError {
     MissingCode,
     #[error("this connection no longer exists")]
     UnknownConnection,
+    /// A vendor connection that names no organization: nothing is redeemed.
+    #[error("this connection does not name its organization yet")]
+    TenantNotNamed,
     #[error("this sign-in session was already completed")]
     SessionUsed,
     #[error("the consent link of this sign-in was revoked meanwhile")]
@@ -225,6 +228,12 @@ async fn complete(
     if serve.value.app.mode != session.mode {
         return Err(CallbackError::UnknownConnection);
     }
+    // The vendor app is granted in many organizations: its sign-in must
+    // have gone to this connection's own (a link of an older connection
+    // that names none went to `/organizations/`).
+    if serve.value.app.is_vendor() && serve.value.app.provider.names_no_tenant() {
+        return Err(CallbackError::TenantNotNamed);
+    }
     // A self-service form's values are the app from now on, if the sign-in
     // succeeds; until then nothing of them is stored.
     let (app, credential) = match &session.setup {
@@ -293,7 +302,10 @@ async fn complete(
         _ => CallbackError::Identity(e),
     })?;
     let id_token = tokens.id_token.as_ref().ok_or(ClaimsError::Malformed)?;
-    let account = IdTokenClaims::decode(id_token.expose())?.verify(
+    let claims = IdTokenClaims::decode(id_token.expose())?;
+    // The tenant check first: the booking account's name means something
+    // only inside the connection's own tenant.
+    let account = claims.verify(
         &app.client_id,
         &session.nonce,
         app.provider.is_microsoft(),
@@ -303,10 +315,10 @@ async fn complete(
         .refresh_token
         .clone()
         .ok_or(CallbackError::NoRefreshToken)?;
-    // A vendor connection signed in through `/organizations/`, or one whose
-    // tenant was given as a domain: from now on every request goes to the
-    // signed-in tenant's id (and a later consent from another tenant fails
-    // the `tid` check).
+    // A connection whose tenant was given as a domain (an operator's, or a
+    // vendor one added by an older roomtoken): from now on every request
+    // goes to the signed-in tenant's id (and a later consent from another
+    // tenant fails the `tid` check).
     let mut app = app;
     let pins_tenant = app.provider.is_microsoft() && app.provider.expected_tenant_id().is_none();
     if let (AccountKey::Microsoft { tid, .. }, true) = (&account.key, pins_tenant) {
@@ -322,7 +334,7 @@ async fn complete(
     // or, before the first consent, when the operator named another one.
     match (&grant.value.grant, &app.booking_account) {
         (Some(pinned), _) => ensure_same_account(&pinned.account, &account)?,
-        (None, Some(expected)) if !account.display.eq_ignore_ascii_case(expected) => {
+        (None, Some(expected)) if !claims.is_user(expected) => {
             return Err(CallbackError::WrongAccount {
                 expected: expected.clone(),
                 signed_in: account.display,

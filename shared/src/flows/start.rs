@@ -82,6 +82,13 @@ pub enum StartError {
     Invite(#[from] InviteError),
     #[error("this connection no longer exists: ask your provider for a new link")]
     UnknownConnection,
+    /// A vendor connection that names no organization (added before links
+    /// were bound to their tenant): whoever opens it could connect any
+    /// organization that granted the vendor app.
+    #[error(
+        "this connection does not name its organization yet: the operator must run `roomtoken connection update ID --tenant <tenant id or domain>`"
+    )]
+    TenantNotNamed,
     /// A setup form that this link and this browser did not get, or that
     /// was changed.
     #[error("this form was changed or sent from another browser")]
@@ -175,6 +182,10 @@ pub async fn connect_start(
     let (keys, serve, invite) = verified_serve(broker, id, invite, now).await?;
     let app = &serve.app;
     let connected = serve.status.account.is_some();
+    if app.is_vendor() && app.provider.names_no_tenant() {
+        tracing::warn!(connection = %app.id, "a vendor link that names no organization was opened: refused");
+        return Err(StartError::TenantNotNamed);
+    }
     match (app.mode, step) {
         (Mode::Vendor, Step::Begin) => Ok(Started::VendorIntro(VendorIntro {
             connection: app.id.clone(),

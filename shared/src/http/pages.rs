@@ -226,6 +226,7 @@ impl StartError {
                 ),
             ),
             Self::UnknownConnection => no_such_connection(lang),
+            Self::TenantNotNamed => not_bound_to_a_tenant(lang),
             Self::FormForged => notice(
                 StatusCode::FORBIDDEN,
                 lang,
@@ -269,6 +270,23 @@ fn no_such_connection(lang: Lang) -> Response {
         (
             "Ask your provider for a new consent link.",
             "Demandez un nouveau lien de consentement à votre fournisseur.",
+        ),
+    )
+}
+
+/// A vendor link that names no organization: nothing is redeemed until
+/// the operator names it.
+fn not_bound_to_a_tenant(lang: Lang) -> Response {
+    notice(
+        StatusCode::CONFLICT,
+        lang,
+        (
+            "This link does not name your organization yet",
+            "Ce lien ne nomme pas encore votre organisation",
+        ),
+        (
+            "For your protection, this link works only once your provider has named your Microsoft 365 organization (roomtoken connection update --tenant). Nothing was stored. Ask your provider to do so, then open the link again.",
+            "Pour votre protection, ce lien ne fonctionne qu’une fois que votre fournisseur a indiqué votre organisation Microsoft 365 (roomtoken connection update --tenant). Rien n’a été enregistré. Demandez-le à votre fournisseur, puis ouvrez à nouveau le lien.",
         ),
     )
 }
@@ -645,6 +663,7 @@ impl CallbackError {
                 )) },
                 again,
             ),
+            Self::TenantNotNamed => not_bound_to_a_tenant(lang),
             Self::StateMismatch | Self::MissingCode => start_over(
                 lang,
                 t(

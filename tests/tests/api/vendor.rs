@@ -1,7 +1,8 @@
-//! Vendor-app connections: the deployment's multi-tenant app, no tenant and
-//! no secret per connection. The booking account signs in through
-//! `/organizations/` once the customer's admin has consented; the callback
-//! pins the signed-in tenant, and every later request goes there.
+//! Vendor-app connections: the deployment's multi-tenant app, no secret per
+//! connection, and the customer's tenant named when the connection is
+//! added. The booking account signs in at that tenant's own endpoint once
+//! the customer's admin has consented; the first sign-in's `tid` must be
+//! that tenant's, and every later request goes there.
 
 use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass, Provider};
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
@@ -25,7 +26,7 @@ async fn vendor_path(kind: StoreKind) {
         refused.body
     );
     assert!(
-        refused.authorize.path().starts_with("/organizations/"),
+        refused.authorize.path().starts_with(&format!("/{TENANT}/")),
         "{}",
         refused.authorize
     );
@@ -329,29 +330,135 @@ async fn one_vendor_app_set_revives_every_connection_a_bad_secret_stopped() {
     );
 }
 
-/// With `--tenant`, only that organization can connect a vendor link: the
-/// sign-in goes to its own authority, never `/organizations/`.
-#[tokio::test]
-async fn a_vendor_link_can_be_kept_to_one_organization() {
-    let app = spawn_app(StoreKind::File).await;
+const FABRIKAM: &str = "9f8e7d6c-5b4a-4392-8a1b-0c9d8e7f6a5b";
+const FABRIKAM_ADMIN: &str = "admin@fabrikam.example";
+const FABRIKAM_USER: &str = "booking@fabrikam.example";
+
+/// Another customer of the vendor: its tenant granted the vendor app too.
+async fn another_customer(app: &TestApp) {
+    for (n, username) in [FABRIKAM_ADMIN, FABRIKAM_USER].into_iter().enumerate() {
+        app.identity
+            .add_account(roomtoken_fake_identity::FakeAccount {
+                tenant: FABRIKAM.into(),
+                oid: format!("0000f0f{n}-0000-4000-8000-000000000000"),
+                username: username.into(),
+                name: username.into(),
+                admin: n == 0,
+            });
+    }
+    admin_consents_as(app, FABRIKAM_ADMIN).await;
+}
+
+/// A vendor link is bound to its customer's organization: without
+/// `--tenant` nothing is added; a domain is stored as the tenant id; a
+/// user of another organization that granted the vendor app is refused by
+/// Microsoft at the customer's own endpoint, before any code exists; and
+/// a connection stored without a tenant (before links were bound) is
+/// refused on its link until the operator names its organization.
+async fn vendor_link_bound_to_its_tenant(kind: StoreKind) {
+    // Its own prefix: the vendor app (a system secret) is this test's.
+    let app = Setup::new(kind).isolated_prefix().spawn().await;
     let (_, _) = vendor_connection(&app).await;
     admin_consents(&app).await;
-    let id = unique_id("vendor-tenant");
+    another_customer(&app).await;
+
+    let id = unique_id("vendor-bound");
+    let unbound = app
+        .cli(&["connection", "add", &id, "--vendor-app"], "")
+        .await
+        .expect_err("a vendor connection without its tenant");
+    assert!(unbound.contains("--tenant"), "{unbound}");
+    let stored = app
+        .broker
+        .repo
+        .serve(&ConnectionId::parse(&id).expect("id"))
+        .await;
+    assert!(stored.expect("store").is_none(), "nothing stored");
+    app.identity.add_domain(TENANT, "contoso-bound.com");
     app.cli(
-        &["connection", "add", &id, "--vendor-app", "--tenant", TENANT],
+        &[
+            "connection",
+            "add",
+            &id,
+            "--vendor-app",
+            "--tenant",
+            "contoso-bound.com",
+        ],
         "",
     )
     .await
-    .expect("connection add --vendor-app --tenant");
+    .expect("connection add --vendor-app --tenant <domain>");
+    let serve = app.serve(&id).await;
+    assert!(
+        matches!(&serve.app.provider, Provider::Microsoft { tenant, .. } if tenant == TENANT),
+        "the domain is stored as the tenant id: {:?}",
+        serve.app.provider
+    );
+
+    // The other customer's user, sent the link: Microsoft refuses the
+    // sign-in at the customer's endpoint, and issues no code.
+    let codes = app.identity.counters().authorization_code_grants;
+    app.identity.set_auto_consent(Some(FABRIKAM_USER));
     let sign_in = format!("{}&step=sign-in", app.link(&id).await);
+    let start = http().get(&sign_in).send().await.expect("GET link");
+    assert_eq!(start.status(), 302);
+    let authorize = location(&start);
+    assert!(
+        authorize.path().starts_with(&format!("/{TENANT}/")),
+        "{authorize}"
+    );
+    let refused = http().get(authorize).send().await.expect("sign-in");
+    assert_eq!(refused.status(), 400);
+    let page = refused.text().await.expect("page");
+    assert!(page.contains("AADSTS50020"), "the page says why: {page}");
+    assert_eq!(app.identity.counters().authorization_code_grants, codes);
+    assert!(app.grant(&id).await.is_none(), "nothing stored");
+    assert_eq!(app.status(&id).await.state, ConnectionState::PendingConsent);
+
+    // A connection stored before links were bound names no tenant: its
+    // link says so, and nothing reaches Microsoft.
+    app.change_serve(&id, |record| {
+        record.app.provider = Provider::Microsoft {
+            tenant: "organizations".into(),
+            cloud: Default::default(),
+            authority: record.app.provider.authority().cloned(),
+        };
+    })
+    .await;
+    let authorizes = app.identity.counters().authorize_requests;
+    for step in ["", "&step=sign-in", "&step=admin-consent"] {
+        let link = format!("{}{step}", app.link(&id).await);
+        let page = http().get(&link).send().await.expect("GET link");
+        assert_eq!(page.status(), 409, "{step}");
+        let body = page.text().await.expect("page");
+        assert!(
+            body.contains("does not name your organization")
+                && body.contains("connection update --tenant"),
+            "{body}"
+        );
+    }
+    assert_eq!(app.identity.counters().authorize_requests, authorizes);
+
+    // The operator names it; the customer's booking account connects.
+    app.cli(&["connection", "update", &id, "--tenant", TENANT], "")
+        .await
+        .expect("connection update --tenant");
+    app.identity.set_auto_consent(Some(ACCOUNT));
     let consent = app.consent_at(&sign_in).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
-    assert!(
-        consent.authorize.path().starts_with(&format!("/{TENANT}/")),
-        "{}",
-        consent.authorize
+    assert_eq!(
+        app.grant(&id).await.expect("a grant").account.display,
+        ACCOUNT
     );
+    // Connected: its tenant is pinned.
+    let pinned = app
+        .cli(&["connection", "update", &id, "--tenant", FABRIKAM], "")
+        .await
+        .expect_err("a connected vendor connection keeps its tenant");
+    assert!(pinned.contains("--reset-account"), "{pinned}");
 }
+
+on_both_stores!(vendor_link_bound_to_its_tenant => a_vendor_link_connects_only_its_own_organization_on_the_file_store, a_vendor_link_connects_only_its_own_organization_on_secrets_manager);
 
 /// Once a vendor connection is connected, its organization is pinned: the
 /// booking account of another organization cannot take it over, and the
@@ -365,16 +472,8 @@ async fn another_organization_cannot_take_a_connected_vendor_link() {
     assert_eq!(app.consent_at(&sign_in).await.status, 200);
     let before = app.grant(&id).await.expect("a grant");
 
-    let intruder = "booking@fabrikam.example";
-    app.identity
-        .add_account(roomtoken_fake_identity::FakeAccount {
-            tenant: "9f8e7d6c-5b4a-4392-8a1b-0c9d8e7f6a5b".into(),
-            oid: "0000f0f0-0000-4000-8000-000000000000".into(),
-            username: intruder.into(),
-            name: intruder.into(),
-            admin: true,
-        });
-    app.identity.set_auto_consent(Some(intruder));
+    another_customer(&app).await;
+    app.identity.set_auto_consent(Some(FABRIKAM_USER));
     let start = http().get(&sign_in).send().await.expect("GET link");
     assert_eq!(start.status(), 302);
     let authorize = location(&start);
@@ -433,9 +532,7 @@ async fn the_vendor_apps_secret_expiry_reaches_every_vendor_connection() {
     );
     assert_eq!(shown.matches("expires:").count(), 1, "{shown}");
     let second = unique_id("vendor-later");
-    app.cli(&["connection", "add", &second, "--vendor-app"], "")
-        .await
-        .expect("connection add --vendor-app");
+    add_vendor_connection(&app, &second).await;
     admin_consents(&app).await;
     let sign_in = format!("{}&step=sign-in", app.link(&first).await);
     assert_eq!(app.consent_at(&sign_in).await.status, 200);
@@ -477,9 +574,7 @@ async fn vendor_app_with_a_certificate(kind: StoreKind) {
     assert!(!shown.contains("PRIVATE KEY") && !printed.contains("PRIVATE KEY"));
 
     let id = unique_id("vendor-cert");
-    app.cli(&["connection", "add", &id, "--vendor-app"], "")
-        .await
-        .expect("connection add --vendor-app");
+    add_vendor_connection(&app, &id).await;
     admin_consents(&app).await;
     let sign_in = format!("{}&step=sign-in", app.link(&id).await);
     let consent = app.consent_at(&sign_in).await;
