@@ -966,7 +966,7 @@ fn severity(state: ConnectionState) -> u8 {
 }
 
 fn write_status_table(views: &[StatusView], out: &mut dyn Write) -> anyhow::Result<()> {
-    let rows: Vec<[String; 9]> = views
+    let rows: Vec<[String; 10]> = views
         .iter()
         .map(|view| {
             let earliest = view
@@ -986,6 +986,17 @@ fn write_status_table(views: &[StatusView], out: &mut dyn Write) -> anyhow::Resu
                 }
             });
             let dash = |value: Option<String>| value.unwrap_or_else(|| "-".into());
+            // App-only: what each resource's token grants (`none` plainly).
+            let permissions = view.granted_permissions.as_ref().map(|granted| {
+                granted
+                    .iter()
+                    .map(|(resource, roles)| match roles.is_empty() {
+                        true => format!("{resource}: none"),
+                        false => format!("{resource}: {}", printable(&roles.join(","))),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
             [
                 view.connection.to_string(),
                 <&str>::from(view.mode).to_owned(),
@@ -995,6 +1006,7 @@ fn write_status_table(views: &[StatusView], out: &mut dyn Write) -> anyhow::Resu
                 dash(view.last_refresh_at.map(|t| rfc3339(t)[..16].to_owned())),
                 dash(last_error),
                 dash(credential),
+                dash(permissions.filter(|p| !p.is_empty())),
                 view.advice.clone(),
             ]
         })
@@ -1008,6 +1020,7 @@ fn write_status_table(views: &[StatusView], out: &mut dyn Write) -> anyhow::Resu
         "LAST REFRESH",
         "LAST ERROR",
         "CREDENTIAL",
+        "APP PERMISSIONS",
         "ADVICE",
     ];
     let mut widths = header.map(str::len);

@@ -207,9 +207,29 @@ impl FakeIdentity {
     /// (service principal) from `tenant`: every consent given there is
     /// gone, and client credentials there answer AADSTS7000229.
     pub fn remove_service_principal(&self, tenant: &str, client_id: &str) {
+        let mut st = self.shared.lock();
+        let service_principal = (key(tenant), key(client_id));
+        st.consents.remove(&service_principal);
+        st.app_roles.remove(&service_principal);
+    }
+
+    /// The app's configured application permissions (full URIs, as
+    /// `https://graph.microsoft.com/Calendars.ReadWrite`): what an admin
+    /// consent with `.default` assigns as app roles in the admin's tenant.
+    pub fn set_application_permissions(&self, client_id: &str, permissions: &[&str]) {
+        self.shared.lock().application_permissions.insert(
+            key(client_id),
+            permissions.iter().map(|p| (*p).to_owned()).collect(),
+        );
+    }
+
+    /// A customer's admin withdraws every application permission of the
+    /// app in `tenant`, keeping its enterprise application: tokens are
+    /// still issued there, without `roles`.
+    pub fn withdraw_application_permissions(&self, tenant: &str, client_id: &str) {
         self.shared
             .lock()
-            .consents
+            .app_roles
             .remove(&(key(tenant), key(client_id)));
     }
 

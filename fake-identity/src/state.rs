@@ -168,6 +168,16 @@ pub(crate) struct State {
     /// Client assertion ids already used, with when each may be forgotten
     /// (Unix seconds: its expiry plus the clock skew).
     pub used_jtis: HashMap<String, i64>,
+    /// Each app's configured application permissions (app roles of other
+    /// APIs), keyed by lower-case client id: full URIs, as
+    /// `https://graph.microsoft.com/Calendars.ReadWrite`.
+    pub application_permissions: HashMap<String, Vec<String>>,
+    /// The app roles an admin's consent assigned to an app's service
+    /// principal in a tenant, keyed by (lower-case tenant, lower-case
+    /// client id): full URIs. Client-credentials tokens carry them as
+    /// `roles`; an app that exists in a tenant but was never granted there
+    /// gets tokens without the claim.
+    pub app_roles: HashMap<(String, String), BTreeSet<String>>,
 }
 
 impl Default for State {
@@ -179,6 +189,8 @@ impl Default for State {
             expired_secrets: HashSet::new(),
             certificates: HashMap::new(),
             used_jtis: HashMap::new(),
+            application_permissions: HashMap::new(),
+            app_roles: HashMap::new(),
             accounts: HashMap::new(),
             codes: HashMap::new(),
             refresh_tokens: HashMap::new(),
@@ -424,6 +436,70 @@ impl State {
             token.clone(),
             IssuedAccessToken {
                 username: username.to_owned(),
+                scope: resource.joined(),
+                resource: resource.resource.clone(),
+                expires_at: now + self.access_token_lifetime,
+                client_id: client_id.to_owned(),
+                tenant: tenant.to_owned(),
+            },
+        );
+        token
+    }
+
+    /// Issues an app-only access token for `resource` as Entra ID shapes
+    /// one: a JWT whose `roles` are the app roles of that resource assigned
+    /// in `tenant` (no claim when there are none). Its signature is random
+    /// bytes: nobody but the resource checks it.
+    pub fn issue_app_access_token(
+        &mut self,
+        tenant: &str,
+        client_id: &str,
+        resource: &ResourceScopes,
+        now: SystemTime,
+    ) -> String {
+        let prefix = format!("{}/", resource.resource.to_ascii_lowercase());
+        let roles: Vec<String> = self
+            .app_roles
+            .get(&(key(tenant), key(client_id)))
+            .into_iter()
+            .flatten()
+            .filter_map(|uri| {
+                let role = uri.get(prefix.len()..)?;
+                uri.to_ascii_lowercase()
+                    .starts_with(&prefix)
+                    .then(|| role.to_owned())
+            })
+            .collect();
+        let issued_at = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let mut claims = serde_json::json!({
+            "aud": resource.resource,
+            "iss": format!("https://sts.windows.net/{tenant}/"),
+            "iat": issued_at,
+            "nbf": issued_at,
+            "exp": issued_at + self.access_token_lifetime.as_secs(),
+            "appid": client_id,
+            "idtyp": "app",
+            "tid": tenant,
+            "ver": "1.0",
+        });
+        if let (false, Some(object)) = (roles.is_empty(), claims.as_object_mut()) {
+            object.insert("roles".into(), serde_json::json!(roles));
+        }
+        let encode = |value: &serde_json::Value| URL_SAFE_NO_PAD.encode(value.to_string());
+        let signature = self.mint("");
+        let token = format!(
+            "{}.{}.{signature}",
+            encode(&serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "fake"})),
+            encode(&claims)
+        );
+        self.remember_secret(&token);
+        self.access_tokens.insert(
+            token.clone(),
+            IssuedAccessToken {
+                username: String::new(),
                 scope: resource.joined(),
                 resource: resource.resource.clone(),
                 expires_at: now + self.access_token_lifetime,

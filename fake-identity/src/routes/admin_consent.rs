@@ -114,10 +114,24 @@ fn grant(st: &mut state::State, req: &ConsentRequest, username: &str) -> Result<
         ));
     }
     let scopes = granted_by(req);
+    let service_principal = (key(&account.tenant), key(&req.app.client_id));
     st.consents
-        .entry((key(&account.tenant), key(&req.app.client_id)))
+        .entry(service_principal.clone())
         .or_default()
         .extend(scopes.iter().map(|s| key(s)));
+    // `.default` grants the configured application permissions too: they
+    // become app-role assignments of the tenant's service principal.
+    if req.scope.to_ascii_lowercase().contains("/.default") {
+        let roles = st
+            .application_permissions
+            .get(&key(&req.app.client_id))
+            .cloned()
+            .unwrap_or_default();
+        st.app_roles
+            .entry(service_principal)
+            .or_default()
+            .extend(roles);
+    }
     st.counters.admin_consents += 1;
     Ok(req.back(&[
         ("admin_consent", "True"),

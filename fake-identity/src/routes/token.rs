@@ -750,7 +750,7 @@ fn client_credentials(
     }
     let resource = Scopes::parse(scope)?.single_resource()?;
     injected(st, r, "", GrantType::ClientCredentials)?;
-    let access_token = st.issue_access_token(r.tenant, &r.app.client_id, "", &resource, r.now);
+    let access_token = st.issue_app_access_token(r.tenant, &r.app.client_id, &resource, r.now);
     let lifetime = st.access_token_lifetime.as_secs();
     Ok(TokenResponse {
         token_type: "Bearer",

@@ -2,6 +2,7 @@
 
 use super::{Resource, Secret};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -44,6 +45,18 @@ impl AccessTokens {
             Some(name) => self.resources.iter().any(|r| r == name).then_some(name),
             None => self.resources.first().map(String::as_str),
         }
+    }
+
+    /// The application permissions (`roles`) each token carries, by
+    /// resource; tokens that are not JWTs are left out.
+    pub fn application_roles(&self) -> BTreeMap<String, Vec<String>> {
+        self.tokens
+            .iter()
+            .filter_map(|t| {
+                let roles = super::claims::application_roles(t.access_token.expose())?;
+                Some((t.resource.clone(), roles))
+            })
+            .collect()
     }
 
     pub fn get(&self, resource: &str) -> Option<&AccessToken> {

@@ -50,18 +50,35 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
+/// The application permissions an app-only access token carries: its
+/// `roles` claim (empty when it has none, as Entra ID omits the claim when
+/// nothing was granted), or `None` for a token that is not a JWT. Read
+/// only to tell the operator what a grant gave; nothing is authorized on it.
+pub fn application_roles(access_token: &str) -> Option<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Roles {
+        #[serde(default)]
+        roles: Vec<String>,
+    }
+    let roles: Roles = serde_json::from_slice(&jwt_payload(access_token)?).ok()?;
+    Some(roles.roles)
+}
+
+/// The decoded payload of a compact JWT (three dot-separated parts).
+fn jwt_payload(jwt: &str) -> Option<Vec<u8>> {
+    let mut parts = jwt.split('.');
+    let (Some(_header), Some(payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()
+}
+
 impl IdTokenClaims {
     /// Reads the payload of a compact JWT.
     pub fn decode(id_token: &str) -> Result<Self, ClaimsError> {
-        let mut parts = id_token.split('.');
-        let (Some(_header), Some(payload), Some(_signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(ClaimsError::Malformed);
-        };
-        let bytes = URL_SAFE_NO_PAD
-            .decode(payload.trim_end_matches('='))
-            .map_err(|_| ClaimsError::Malformed)?;
+        let bytes = jwt_payload(id_token).ok_or(ClaimsError::Malformed)?;
         serde_json::from_slice(&bytes).map_err(|_| ClaimsError::Malformed)
     }
 
@@ -135,6 +152,20 @@ mod tests {
             "iss": "https://login.microsoftonline.com/tid-1/v2.0", "sub": "s", "aud": "client",
             "nonce": "n", "tid": "tid-1", "oid": "oid-1", "preferred_username": "booking@contoso.com"
         })
+    }
+
+    #[test]
+    fn application_roles_are_read_from_an_app_only_token() {
+        let granted = jwt(
+            json!({"aud": "https://graph.microsoft.com", "roles": ["Calendars.ReadWrite", "Place.Read.All"]}),
+        );
+        assert_eq!(
+            application_roles(&granted),
+            Some(vec!["Calendars.ReadWrite".into(), "Place.Read.All".into()])
+        );
+        let none = jwt(json!({"aud": "https://graph.microsoft.com"}));
+        assert_eq!(application_roles(&none), Some(vec![]));
+        assert_eq!(application_roles("an-opaque-token"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use super::FailureClass;
 use super::notify::{CredentialWarned, Notification};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -138,7 +139,17 @@ pub struct Status {
     /// The last credential-expiry warning sent, so that each is sent once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_warned: Option<CredentialWarned>,
+    /// App-only: the application permissions (the `roles` claim) that each
+    /// resource's newest token carries, by resource name. What the admin's
+    /// grant really gave: an `admin_consent=True` answer proves nothing by
+    /// itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub granted_permissions: BTreeMap<String, Vec<String>>,
 }
+
+/// What the status says of an app-only connection whose tokens carry no
+/// application permission at all.
+pub const NO_APPLICATION_PERMISSION: &str = "No application permission was granted in Entra ID; if you use RBAC for Applications, check the rooms.";
 
 /// One of the two client secrets a connection holds during a rotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
@@ -193,6 +204,7 @@ impl Status {
             client_secret_in_use: None,
             outbox: Vec::new(),
             credential_warned: None,
+            granted_permissions: BTreeMap::new(),
         }
     }
 

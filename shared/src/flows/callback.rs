@@ -18,6 +18,7 @@ use crate::domain::{
 };
 use crate::identity::{AppClient, Credential, IdentityError, SignInCode};
 use crate::store::{Part, StoreError, Versioned};
+use std::collections::BTreeMap;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use url::Url;
@@ -54,6 +55,9 @@ pub struct Connected {
     /// Resources whose first token could not be minted yet (the refresh
     /// pass retries them).
     pub pending_resources: Vec<String>,
+    /// App-only: the application permissions each resource's first token
+    /// carries (see [`Status::granted_permissions`]); `None` for a sign-in.
+    pub granted_permissions: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -418,6 +422,7 @@ async fn complete(
         expires_at: access.earliest_expiry().unwrap_or(now),
         resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
         pending_resources,
+        granted_permissions: None,
     }))
 }
 
@@ -480,7 +485,14 @@ async fn app_only_consented(
         Some(record)
     })
     .await?;
-    let status = Status::connected(APP_ONLY_ACCOUNT, now);
+    // What the grant really gave: an `admin_consent=True` answer can be
+    // sent by anyone who holds the link, and a first token proves only that
+    // the app exists in the tenant.
+    let granted_permissions = access.application_roles();
+    let status = Status {
+        granted_permissions: granted_permissions.clone(),
+        ..Status::connected(APP_ONLY_ACCOUNT, now)
+    };
     let written = repo
         .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
             let mut record = record?;
@@ -496,13 +508,14 @@ async fn app_only_consented(
     if written.is_none() {
         return Err(CallbackError::UnknownConnection);
     }
-    tracing::info!(connection = %id, "connected app-only: the admin consent is proven by a first token");
+    tracing::info!(connection = %id, permissions = ?granted_permissions, "connected app-only: a first token proves the app in the tenant");
     Ok(Completed::Connected(Connected {
         connection: id.clone(),
         account: APP_ONLY_ACCOUNT.into(),
         expires_at: access.earliest_expiry().unwrap_or(now),
         resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
         pending_resources,
+        granted_permissions: Some(granted_permissions),
     }))
 }
 

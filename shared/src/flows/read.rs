@@ -18,7 +18,9 @@
 use crate::Broker;
 use crate::domain::CredentialKind;
 use crate::domain::device_key::key_id;
-use crate::domain::status::{SecretInUse, credential_days_left, needs_human};
+use crate::domain::status::{
+    NO_APPLICATION_PERMISSION, SecretInUse, credential_days_left, needs_human,
+};
 use crate::domain::{
     AccessTokens, ConnectionId, ConnectionState, KeyCheck, LastError, Mode, ServeRecord, Status,
 };
@@ -94,6 +96,9 @@ pub struct StatusView {
     /// During a rotation (two client secrets): which one the last token
     /// request used, `newest` or `previous`.
     pub credential_in_use: Option<SecretInUse>,
+    /// App-only: the application permissions each resource's newest token
+    /// carries (its `roles`); `null` for connections that sign in.
+    pub granted_permissions: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// What the status shows of a connection, from its serve secret.
@@ -128,6 +133,11 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
     let credential_expires = facts.credential_expires;
     let days_left = credential_expires.map(|date| credential_days_left(date, now));
     let needs_human = needs_human(status.state, days_left);
+    let granted = &status.granted_permissions;
+    let no_permission = facts.mode.is_app_only()
+        && status.state.serves_tokens()
+        && !granted.is_empty()
+        && granted.values().all(Vec::is_empty);
     let advice = match (credential_expires, days_left) {
         // The state's own advice comes first when it needs a human.
         (Some(date), Some(days)) if status.state.serves_tokens() && needs_human => {
@@ -140,6 +150,10 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
                 "The operator must fix the app registration or its certificate (expired, or not uploaded to the app): `roomtoken connection update {id} --generate-certificate` makes a new one to upload."
             )
         }
+        _ if no_permission => format!(
+            "{NO_APPLICATION_PERMISSION} {}",
+            status.state.advice_for(facts.mode)
+        ),
         _ => status.state.advice_for(facts.mode).to_owned(),
     };
     StatusView {
@@ -164,6 +178,7 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
         credential_expires: credential_expires.map(|d| d.to_string()),
         credential_days_left: days_left,
         credential_in_use: status.client_secret_in_use,
+        granted_permissions: facts.mode.is_app_only().then(|| granted.clone()),
     }
 }
 

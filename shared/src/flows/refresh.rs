@@ -607,6 +607,13 @@ impl Pass<'_> {
             if result.is_ok() {
                 next.client_secret_in_use = in_use;
             }
+            // What each new app-only token grants (a permission withdrawn
+            // in Entra ID shows at the next refresh).
+            if let (true, Some(_), Some(access)) =
+                (record.app.is_app_only(), &minted, &record.access)
+            {
+                next.granted_permissions = access.application_roles();
+            }
             if notifies {
                 next.note_change(id, record.app.mode, record.status.state, now);
             }

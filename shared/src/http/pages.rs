@@ -21,6 +21,7 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;line-height:1.5}\
@@ -34,7 +35,7 @@ input[aria-invalid=true]{border:3px solid #b3261e}.error{color:#b3261e;margin:.2
 .summary{border:3px solid #b3261e;padding:0 1em;margin:1em 0}fieldset{border:1px solid #555;border-radius:.2em}\
 button{padding:.6em 1.2em;background:#0b57d0;color:#fff;border:0;border-radius:.3em;font-size:1em}\
 button:focus,button:hover,input:focus{outline:3px solid #f29900;outline-offset:2px}\
-dt{font-weight:600}dd{margin:0 0 .6em 0}";
+dt{font-weight:600}dd{margin:0 0 .6em 0}.warning{border-left:4px solid #b06000;padding-left:.8em}";
 
 /// The Content-Security-Policy of a page without a form: nothing loads,
 /// nothing is sent anywhere.
@@ -570,6 +571,7 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
     let resources = connected.resources.join(", ");
     let pending = connected.pending_resources.join(", ");
     let app_only = connected.account == crate::flows::callback::APP_ONLY_ACCOUNT;
+    let granted = granted_permissions(connected.granted_permissions.as_ref(), lang);
     page(
         StatusCode::OK,
         lang,
@@ -589,6 +591,7 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
                     }
                 }
                 p { "Resources: " (resources) "." }
+                (granted)
                 @if !pending.is_empty() {
                     p { "Not yet available: " (pending) " (retried automatically)." }
                 }
@@ -608,6 +611,7 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
                     }
                 }
                 p { "Ressources : " (resources) "." }
+                (granted)
                 @if !pending.is_empty() {
                     p { "Pas encore disponibles : " (pending) " (nouvel essai automatique)." }
                 }
@@ -615,6 +619,33 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
             },
         },
     )
+}
+
+/// What an app-only grant really gave, from its first tokens' `roles`:
+/// each resource's application permissions, or plainly that Entra ID
+/// granted none (RBAC for Applications grants in Exchange instead).
+fn granted_permissions(granted: Option<&BTreeMap<String, Vec<String>>>, lang: Lang) -> Markup {
+    let Some(granted) = granted else {
+        return html! {};
+    };
+    let t = |en, fr| lang.pick(en, fr);
+    if granted.values().all(Vec::is_empty) {
+        return html! { p.warning { (t(
+            crate::domain::status::NO_APPLICATION_PERMISSION,
+            "Aucune permission d’application n’a été accordée dans Entra ID ; si vous utilisez RBAC for Applications, vérifiez les salles.",
+        )) } };
+    }
+    html! {
+        p { (t("Application permissions granted in Entra ID:", "Permissions d’application accordées dans Entra ID :")) }
+        ul {
+            @for (resource, roles) in granted {
+                li {
+                    strong { (resource) } (t(": ", " : "))
+                    @if roles.is_empty() { (t("none", "aucune")) } @else { (roles.join(", ")) }
+                }
+            }
+        }
+    }
 }
 
 /// A refused sign-in answer: what happened, then how to start over.

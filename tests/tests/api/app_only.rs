@@ -171,12 +171,110 @@ async fn a_refused_admin_consent_stores_nothing() {
     let (status, page) = admin_consent_answer(&app, &link, &declined).await;
     assert_eq!(status, 400, "declined");
     assert!(page.contains("The app was not granted"), "{page}");
+    // An answer that does not say `True` is no grant either.
+    let not_granted = [("admin_consent", "False"), ("tenant", TENANT)];
+    let (status, _) = admin_consent_answer(&app, &link, &not_granted).await;
+    assert_eq!(status, 400, "admin_consent=False");
+    assert_eq!(app.identity.counters().client_credentials_grants, 0);
     let status = app.status(&id).await;
     assert_eq!(
         status.state,
         roomtoken::domain::ConnectionState::PendingConsent
     );
     assert!(app.serve(&id).await.access.is_none());
+}
+
+/// Application permissions of the test app: two of Graph's.
+const GRAPH_ROLES: [&str; 2] = [
+    "https://graph.microsoft.com/Calendars.ReadWrite",
+    "https://graph.microsoft.com/Place.Read.All",
+];
+
+/// `admin_consent=True` proves nothing by itself: anyone holding the link
+/// can send it, and the app's own tenant always mints a first token. So
+/// the status, the page and the fleet table say what the tokens really
+/// grant (their `roles`), and plainly when Entra ID granted nothing; a
+/// permission withdrawn later shows at the next refresh.
+async fn granted_permissions_are_shown(kind: StoreKind) {
+    let app = spawn_app(kind).await;
+    add_admin(&app);
+    app.identity
+        .set_application_permissions(CLIENT_ID, &GRAPH_ROLES);
+    let id = unique_id("app-only-roles");
+    app.add_with(
+        &id,
+        &["--app-only", "--client-secret-stdin"],
+        &app.client_secret,
+    )
+    .await
+    .expect("connection add --app-only");
+    let link = app.link(&id).await;
+
+    // Forged: nobody visited Microsoft, nobody granted anything.
+    let forged = [("admin_consent", "True"), ("tenant", TENANT)];
+    let (status, page) = admin_consent_answer(&app, &link, &forged).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("No application permission was granted in Entra ID"),
+        "{page}"
+    );
+    let (_, view) = app.status_json(&id).await;
+    assert_eq!(
+        view["granted_permissions"],
+        serde_json::json!({"graph": []}),
+        "{view}"
+    );
+    let advice = view["advice"].as_str().unwrap_or_default();
+    assert!(
+        advice.starts_with("No application permission was granted in Entra ID; if you use RBAC for Applications, check the rooms."),
+        "{advice}"
+    );
+
+    // The admin's real grant: its tokens carry the app's roles.
+    app.identity.set_auto_admin_consent(Some(ADMIN));
+    let consent = app.consent_at(&link).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(
+        consent
+            .body
+            .contains("Application permissions granted in Entra ID")
+            && consent.body.contains("Calendars.ReadWrite, Place.Read.All"),
+        "{}",
+        consent.body
+    );
+    let (_, view) = app.status_json(&id).await;
+    let roles = serde_json::json!({"graph": ["Calendars.ReadWrite", "Place.Read.All"]});
+    assert_eq!(view["granted_permissions"], roles, "{view}");
+    assert_eq!(view["advice"], "Tokens are refreshed automatically.");
+    let table = fleet_table(&app, &id).await;
+    assert!(
+        table.contains("APP PERMISSIONS")
+            && table.contains("graph: Calendars.ReadWrite,Place.Read.All"),
+        "{table}"
+    );
+
+    // The customer withdraws them in Entra ID: the next token says so.
+    app.identity
+        .withdraw_application_permissions(TENANT, CLIENT_ID);
+    let later = app.broker.now() + Duration::from_secs(50 * 60);
+    app.clock.advance_to(later);
+    let outcome = app.refresh_one(&id, false, later).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    let (_, view) = app.status_json(&id).await;
+    assert_eq!(
+        view["granted_permissions"],
+        serde_json::json!({"graph": []}),
+        "{view}"
+    );
+    let table = fleet_table(&app, &id).await;
+    assert!(table.contains("graph: none"), "{table}");
+}
+
+on_both_stores!(granted_permissions_are_shown => an_app_only_grant_shows_what_it_granted_on_the_file_store, an_app_only_grant_shows_what_it_granted_on_secrets_manager);
+
+/// `roomtoken status ID`: the fleet table's row of one connection.
+async fn fleet_table(app: &TestApp, id: &str) -> String {
+    app.cli(&["status", id], "").await.expect("status")
 }
 
 /// What the callback page says to `answer` (Microsoft's, or a forged

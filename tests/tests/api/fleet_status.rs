@@ -121,6 +121,7 @@ async fn the_fleet_status_puts_what_needs_a_human_first() {
         "LAST REFRESH",
         "LAST ERROR",
         "CREDENTIAL",
+        "APP PERMISSIONS",
         "ADVICE",
     ] {
         assert!(header.contains(column), "{header}");
