@@ -91,6 +91,9 @@ pub fn init_logging(cli: &Cli) -> WorkerGuard {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer)
+        // Values from the internet or the identity provider cannot forge
+        // a line: control characters are escaped.
+        .fmt_fields(roomtoken::runtime::escaped_fields())
         .try_init();
     guard
 }

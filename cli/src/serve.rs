@@ -7,6 +7,7 @@ use roomtoken::Broker;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use roomtoken::flows::refresh::{PassOptions, refresh_pass};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -32,6 +33,10 @@ pub struct ServeLimits {
     pub request: Duration,
     /// Open connections at once; more are closed at once.
     pub max_connections: usize,
+    /// Open connections at once from one IP address: one client holding
+    /// slow connections cannot take every place, while the displays of a
+    /// site behind one NAT address still fit.
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for ServeLimits {
@@ -42,6 +47,7 @@ impl Default for ServeLimits {
             // Below the usual limit of 1,024 open files, with room for the
             // store's and the identity provider's connections.
             max_connections: 512,
+            max_connections_per_peer: 64,
         }
     }
 }
@@ -89,6 +95,7 @@ pub async fn serve_on(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Arc::new(PeerSlots::new(limits.max_connections_per_peer));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let stop = stop_signal();
     tokio::pin!(stop);
@@ -106,6 +113,11 @@ pub async fn serve_on(
             },
             _ = &mut stop => break,
         };
+        let Some(peer_slot) = peers.take(peer.ip()) else {
+            tracing::warn!(peer = %peer, max = limits.max_connections_per_peer, "too many connections from this address: closed");
+            drop(stream);
+            continue;
+        };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::warn!(peer = %peer, max = limits.max_connections, "too many connections: closed");
             drop(stream);
@@ -121,7 +133,7 @@ pub async fn serve_on(
         );
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, peer_slot);
             if let Err(e) = connection.await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended");
             }
@@ -130,6 +142,60 @@ pub async fn serve_on(
     // Requests in flight may finish; new ones are not taken.
     let _ = tokio::time::timeout(limits.request, graceful.shutdown()).await;
     Ok(())
+}
+
+/// How many connections each IP address holds open.
+struct PeerSlots {
+    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+    max: usize,
+}
+
+/// One open connection of an address, given back when dropped.
+struct PeerSlot {
+    slots: Arc<PeerSlots>,
+    ip: IpAddr,
+}
+
+impl PeerSlots {
+    fn new(max: usize) -> Self {
+        Self {
+            open: Default::default(),
+            max,
+        }
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<IpAddr, usize>> {
+        // The map stays consistent whatever panicked while it was held.
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot for `ip`, or `None` when it holds its most already.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        let mut open = self.open();
+        let count = open.entry(ip).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open();
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM as a service manager or a container runtime sends it.

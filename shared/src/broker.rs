@@ -275,6 +275,12 @@ impl Broker {
             .ok_or(BrokerError::NoPublicUrl)
     }
 
+    /// Whether the public URL is https: cookies are then `Secure` and
+    /// `__Secure-` prefixed, and pages carry `Strict-Transport-Security`.
+    pub fn is_https(&self) -> bool {
+        self.public_url().is_ok_and(|url| url.scheme() == "https")
+    }
+
     /// `{public_url}/callback`: the redirect URI to register in the app.
     pub fn redirect_uri(&self) -> Result<Url, BrokerError> {
         Ok(join(self.public_url()?, "callback"))

@@ -21,6 +21,18 @@ pub const CONSENT_COOKIE: &str = "roomtoken_consent";
 /// Name of the setup form's browser binding (CSRF), scoped to the link's path.
 pub const FORM_COOKIE: &str = "roomtoken_form";
 
+/// A cookie's name on a public URL that is `secure` (https): with the
+/// `__Secure-` prefix, which browsers accept only with `Secure` from an
+/// https origin, so that no plain-http page of the same host can plant or
+/// overwrite it.
+pub fn cookie_name(name: &'static str, secure: bool) -> &'static str {
+    match (name, secure) {
+        (CONSENT_COOKIE, true) => "__Secure-roomtoken_consent",
+        (FORM_COOKIE, true) => "__Secure-roomtoken_form",
+        (name, _) => name,
+    }
+}
+
 /// How long an admin has between opening the link and finishing the sign-in
 /// (Microsoft's codes live about 10 minutes as well).
 pub const CONSENT_TTL: Duration = Duration::from_secs(15 * 60);

@@ -72,6 +72,39 @@ pub fn log_filter(level: Option<&str>) -> tracing_subscriber::EnvFilter {
     )
 }
 
+/// How text log lines write their fields: as tracing's default does, but
+/// with every control character escaped (`\n` as the two characters `\`
+/// and `n`). Values from the internet or the identity provider (an
+/// `error_description`, an account name) can then never start a forged
+/// line of their own. JSON lines escape them anyway.
+pub fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use std::fmt::Write;
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        if field.name() != "message" {
+            write!(writer, "{field}=")?;
+        }
+        write!(EscapeControls(writer), "{value:?}")
+    })
+    .delimited(" ")
+}
+
+/// A writer that escapes control characters on their way through.
+struct EscapeControls<'a, W: std::fmt::Write>(&'a mut W);
+
+impl<W: std::fmt::Write> std::fmt::Write for EscapeControls<'_, W> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(char::is_control) {
+            self.0.write_str(&rest[..at])?;
+            let control = rest[at..].chars().next().unwrap_or_default();
+            write!(self.0, "{}", control.escape_default())?;
+            rest = &rest[at + control.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
 /// Logging as Lambda expects it (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`),
 /// to stdout, with [`log_filter`].
 pub fn init_logging() {
@@ -91,7 +124,11 @@ pub fn init_logging() {
             .without_time()
             .try_init()
     } else {
-        builder.with_ansi(false).without_time().try_init()
+        builder
+            .with_ansi(false)
+            .without_time()
+            .fmt_fields(escaped_fields())
+            .try_init()
     };
     if let Err(e) = installed {
         eprintln!("logging was set up twice: {e}");
@@ -102,6 +139,46 @@ pub fn init_logging() {
 mod tests {
     use super::*;
     use tracing_subscriber::filter::LevelFilter;
+
+    /// A value with a line break and a terminal escape writes one line, in
+    /// which both are escaped.
+    #[test]
+    fn text_logs_escape_control_characters_in_values() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || writer.clone())
+            .fmt_fields(escaped_fields())
+            .finish();
+        let forged = "declined\nINFO roomtoken: connected account=admin@contoso.com\u{1b}[2K";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(error_description = %forged, account = "a\rb", "refused: {}", "x\ny");
+        });
+        let printed = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(printed.lines().count(), 1, "{printed}");
+        assert!(printed.contains(r"refused: x\ny"), "{printed}");
+        assert!(
+            printed.contains(r"error_description=declined\nINFO"),
+            "{printed}"
+        );
+        assert!(printed.contains(r"\u{1b}[2K"), "{printed}");
+        assert!(printed.contains(r#"account="a\rb""#), "{printed}");
+        assert!(!printed.contains('\u{1b}'), "{printed}");
+    }
 
     #[test]
     fn the_noisy_libraries_stay_at_info_whatever_the_level() {

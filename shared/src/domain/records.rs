@@ -181,21 +181,43 @@ pub enum Writer {
     /// The product's own activity: refresh passes (forced or not),
     /// failures, keep-alive.
     Product,
-    /// A person: admin commands, and consents by a customer admin.
+    /// The operator's changes (admin commands) that revoke nothing.
     Person,
+    /// A write someone on the internet can cause: a completed consent (and
+    /// the self-service form it stores). Whoever holds a link can repeat
+    /// it, so it has a small budget of its own.
+    Internet,
+    /// The operator's revocations (`key revoke`, `link --revoke-all`,
+    /// `connection update --reset-account`): they always have room.
+    Revocation,
 }
 
 /// Secrets Manager removes no version younger than 24 hours and holds about
-/// 100 versions per secret: more than that in a day and writes fail. So the
-/// product's own writes stay within 6 an hour (DESIGN "Stored state"), and
-/// every secret within [`MAX_VERSIONS_PER_DAY`], of which people may use
-/// [`MAX_PERSON_VERSIONS_PER_DAY`] (batching helps: `key create --count`).
+/// 100 versions per secret: more than that in a day and writes fail. So,
+/// per secret and per rolling 24 hours (DESIGN "Stored state"):
+/// - everything together stays within [`MAX_VERSIONS_PER_DAY`] (90, the
+///   rest is margin for versions no log can count);
+/// - of those, [`RESERVED_FOR_REVOCATION`] are kept for revocations, which
+///   nothing else may use: every other writer stops at 82;
+/// - people (the operator and completed consents together) stay within
+///   [`MAX_PERSON_VERSIONS_PER_DAY`] (batching helps: `key create --count`),
+///   and completed consents within [`MAX_CONSENTS_PER_DAY`] of those;
+/// - the product's own writes stay within 6 an hour.
+///
+/// A link holder can so take at most 10 of the day's versions, never the
+/// operator's revocations, and people's 50 leave the product 32 (a refresh
+/// every 50 minutes writes each secret about 29 times a day).
 pub const MAX_PRODUCT_VERSIONS_PER_HOUR: usize = 6;
 pub const MAX_VERSIONS_PER_DAY: usize = 90;
 pub const MAX_PERSON_VERSIONS_PER_DAY: usize = 50;
+pub const MAX_CONSENTS_PER_DAY: usize = 10;
+pub const RESERVED_FOR_REVOCATION: usize = 8;
 /// Writes of the product's hourly quota that notifications never take: a
 /// refresh (two attempts, or one and a failure) always finds room.
 pub const RESERVED_FOR_REFRESH: usize = 2;
+
+/// What every writer but a revocation may use of a day.
+const UNRESERVED_PER_DAY: usize = MAX_VERSIONS_PER_DAY - RESERVED_FOR_REVOCATION;
 
 /// When a secret was written in the last 24 hours, and by whom (Unix
 /// seconds, oldest first). Every writer appends to it in the write itself,
@@ -204,8 +226,12 @@ pub const RESERVED_FOR_REFRESH: usize = 2;
 pub struct WriteLog {
     #[serde(default)]
     product: Vec<i64>,
+    /// The operator's writes, revocations included.
     #[serde(default)]
     person: Vec<i64>,
+    /// Completed consents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    internet: Vec<i64>,
 }
 
 const HOUR: i64 = 3_600;
@@ -232,9 +258,14 @@ fn room(times: &[i64], window: i64, limit: usize, now: OffsetDateTime) -> Option
 
 impl WriteLog {
     fn all(&self) -> Vec<i64> {
-        let mut all: Vec<i64> = self.product.iter().chain(&self.person).copied().collect();
+        let mut all: Vec<i64> = self.product.iter().chain(&self.people()).copied().collect();
         all.sort_unstable();
         all
+    }
+
+    /// The operator's writes and the completed consents.
+    fn people(&self) -> Vec<i64> {
+        self.person.iter().chain(&self.internet).copied().collect()
     }
 
     /// Writes by anyone in the last hour.
@@ -251,16 +282,28 @@ impl WriteLog {
     pub fn room_for(&self, writer: Writer, now: OffsetDateTime) -> Option<OffsetDateTime> {
         let all = self.all();
         let limits = match writer {
-            Writer::Product => [
+            Writer::Product => vec![
                 room(&self.product, HOUR, MAX_PRODUCT_VERSIONS_PER_HOUR, now),
-                room(&all, DAY, MAX_VERSIONS_PER_DAY, now),
+                room(&all, DAY, UNRESERVED_PER_DAY, now),
             ],
-            Writer::Person => [
-                room(&self.person, DAY, MAX_PERSON_VERSIONS_PER_DAY, now),
-                room(&all, DAY, MAX_VERSIONS_PER_DAY, now),
+            Writer::Person => vec![
+                room(&self.people(), DAY, MAX_PERSON_VERSIONS_PER_DAY, now),
+                room(&all, DAY, UNRESERVED_PER_DAY, now),
             ],
+            Writer::Internet => vec![
+                room(&self.internet, DAY, MAX_CONSENTS_PER_DAY, now),
+                room(&self.people(), DAY, MAX_PERSON_VERSIONS_PER_DAY, now),
+                room(&all, DAY, UNRESERVED_PER_DAY, now),
+            ],
+            Writer::Revocation => vec![room(&all, DAY, MAX_VERSIONS_PER_DAY, now)],
         };
         limits.into_iter().flatten().max()
+    }
+
+    /// `None` while another consent may complete today; otherwise when one
+    /// may (the consents' own budget only: see [`Self::room_for`]).
+    pub fn room_for_consent(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        room(&self.internet, DAY, MAX_CONSENTS_PER_DAY, now)
     }
 
     /// Whether the product may make a write that can wait (a notification's
@@ -269,7 +312,7 @@ impl WriteLog {
     pub fn spare_for_product(&self, now: OffsetDateTime) -> bool {
         let reserve = RESERVED_FOR_REFRESH;
         recent(&self.product, HOUR, now).len() + reserve < MAX_PRODUCT_VERSIONS_PER_HOUR
-            && recent(&self.all(), DAY, now).len() + reserve < MAX_VERSIONS_PER_DAY
+            && recent(&self.all(), DAY, now).len() + reserve < UNRESERVED_PER_DAY
     }
 
     /// Records a write at `now` and forgets what is older than a day.
@@ -277,9 +320,11 @@ impl WriteLog {
         let since = now.unix_timestamp() - DAY;
         self.product.retain(|&at| at > since);
         self.person.retain(|&at| at > since);
+        self.internet.retain(|&at| at > since);
         let log = match writer {
             Writer::Product => &mut self.product,
-            Writer::Person => &mut self.person,
+            Writer::Person | Writer::Revocation => &mut self.person,
+            Writer::Internet => &mut self.internet,
         };
         log.push(now.unix_timestamp());
         log.sort_unstable();
@@ -357,23 +402,53 @@ mod tests {
             Some(T0 + time::Duration::days(1) + time::Duration::minutes(0)),
             "people have used their day"
         );
-        for n in 0..40 {
+        for n in 0..(UNRESERVED_PER_DAY - MAX_PERSON_VERSIONS_PER_DAY) as i64 {
             let at = now + time::Duration::minutes(10 * n);
             assert_eq!(log.room_for(Writer::Product, at), None, "write {n}");
             log.record(Writer::Product, at);
         }
         let later = now + time::Duration::minutes(400);
-        assert_eq!(log.last_day(later), MAX_VERSIONS_PER_DAY);
+        assert_eq!(log.last_day(later), UNRESERVED_PER_DAY);
         assert!(
             log.room_for(Writer::Product, later).is_some(),
-            "the day is full"
+            "the day is full but for revocations"
         );
+        for n in 0..RESERVED_FOR_REVOCATION as i64 {
+            let at = later + time::Duration::minutes(n);
+            assert_eq!(log.room_for(Writer::Revocation, at), None, "revocation {n}");
+            log.record(Writer::Revocation, at);
+        }
+        assert_eq!(log.last_day(later), MAX_VERSIONS_PER_DAY);
+        assert!(log.room_for(Writer::Revocation, later).is_some());
         log.record(Writer::Product, T0 + time::Duration::days(3));
         assert_eq!(
             log.last_day(T0 + time::Duration::days(3)),
             1,
             "a day is kept"
         );
+    }
+
+    #[test]
+    fn consents_have_a_small_budget_that_never_takes_the_revocations() {
+        let mut log = WriteLog::default();
+        let at = |n: i64| T0 + time::Duration::minutes(n);
+        for n in 0..MAX_CONSENTS_PER_DAY as i64 {
+            assert_eq!(log.room_for(Writer::Internet, at(n)), None, "consent {n}");
+            log.record(Writer::Internet, at(n));
+        }
+        let retry = Some(T0 + time::Duration::days(1));
+        assert_eq!(log.room_for(Writer::Internet, at(20)), retry);
+        assert_eq!(log.room_for_consent(at(20)), retry);
+        // The operator's day is shared with them, but has room left.
+        for n in 0..(MAX_PERSON_VERSIONS_PER_DAY - MAX_CONSENTS_PER_DAY) as i64 {
+            assert_eq!(log.room_for(Writer::Person, at(30 + n)), None, "change {n}");
+            log.record(Writer::Person, at(30 + n));
+        }
+        assert!(log.room_for(Writer::Person, at(100)).is_some());
+        assert_eq!(log.room_for(Writer::Revocation, at(100)), None);
+        // The JSON of a log written by an older version reads as before.
+        let old: WriteLog = serde_json::from_str(r#"{"product":[1],"person":[2]}"#).unwrap();
+        assert_eq!(old.internet, Vec::<i64>::new());
     }
 
     #[test]

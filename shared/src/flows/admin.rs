@@ -538,6 +538,12 @@ pub async fn update_connection(
             return Err(AdminError::EmptySecret);
         }
     }
+    // Forgetting the account revokes what it could do: it always has room.
+    let writer = if update.reset_account {
+        Writer::Revocation
+    } else {
+        Writer::Person
+    };
     // The grant first: a new secret or a forgotten account must be in place
     // before the serve secret says the connection may be tried again.
     if update.client_secret.is_some()
@@ -546,7 +552,7 @@ pub async fn update_connection(
         || rotates
     {
         let written = repo
-            .update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
+            .update::<GrantRecord, _>(id, Part::Grant, writer, now, |record| {
                 let mut record = record?;
                 if let Some(secret) = &update.client_secret {
                     record.client_secret = secret.clone();
@@ -571,7 +577,7 @@ pub async fn update_connection(
             return Err(AdminError::NotFound(id.clone()));
         }
     }
-    repo.update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
+    repo.update::<ServeRecord, _>(id, Part::Serve, writer, now, |record| {
         let mut record = record?;
         let misconfigured = record.status.state == ConnectionState::AppMisconfigured;
         if !(app_changed || update.reset_account || misconfigured) {
@@ -673,11 +679,17 @@ pub async fn consent_link(
 pub async fn revoke_links(broker: &Broker, id: &ConnectionId) -> Result<(), AdminError> {
     let written = broker
         .repo
-        .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, broker.now(), |record| {
-            let mut record = record?;
-            record.link_generation = record.link_generation.wrapping_add(1);
-            Some(record)
-        })
+        .update::<ServeRecord, _>(
+            id,
+            Part::Serve,
+            Writer::Revocation,
+            broker.now(),
+            |record| {
+                let mut record = record?;
+                record.link_generation = record.link_generation.wrapping_add(1);
+                Some(record)
+            },
+        )
         .await?;
     if written.is_none() {
         return Err(AdminError::NotFound(id.clone()));
@@ -747,7 +759,7 @@ pub async fn revoke_keys(
     let mut missing: Option<String> = None;
     let written = broker
         .repo
-        .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
+        .update::<ServeRecord, _>(id, Part::Serve, Writer::Revocation, now, |record| {
             let mut record = record?;
             missing = key_ids
                 .iter()

@@ -84,6 +84,9 @@ pub enum CallbackError {
     LinkRevoked,
     #[error("this connection was changed too often lately; it can be connected again after {}", crate::domain::records::format_utc(*retry_at))]
     TooManyChanges { retry_at: OffsetDateTime },
+    /// The connection's own budget of completed consents for the day.
+    #[error("too many sign-ins for this connection today; try again after {}", crate::domain::records::format_utc(*retry_at))]
+    TooManySignIns { retry_at: OffsetDateTime },
     #[error("the sign-in code was already used or has expired: {0}")]
     CodeRejected(IdentityError),
     #[error("tokens could not be obtained: {0}")]
@@ -395,7 +398,7 @@ async fn complete(
         ..Status::connected(&account.display, now)
     };
     let written = repo
-        .update::<ServeRecord, _>(&id, Part::Serve, Writer::Person, now, |record| {
+        .update::<ServeRecord, _>(&id, Part::Serve, Writer::Internet, now, |record| {
             let mut record = record?;
             if pins_tenant {
                 record.app.provider = app.provider.clone();
@@ -479,7 +482,7 @@ async fn app_only_consented(
     }
     // The session is spent (a replayed answer mints nothing), then the
     // tokens are stored.
-    repo.update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
+    repo.update::<GrantRecord, _>(id, Part::Grant, Writer::Internet, now, |record| {
         let mut record = record?;
         record.complete_session(&session.state, session.expires_at, now);
         Some(record)
@@ -494,7 +497,7 @@ async fn app_only_consented(
         ..Status::connected(APP_ONLY_ACCOUNT, now)
     };
     let written = repo
-        .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
+        .update::<ServeRecord, _>(id, Part::Serve, Writer::Internet, now, |record| {
             let mut record = record?;
             record.access = Some(access.clone());
             let before = record.status.state;
@@ -574,7 +577,12 @@ fn may_complete(
     if grant.completed(&session.state) {
         return Err(CallbackError::SessionUsed);
     }
-    if let Some(retry_at) = room_in_both(grant, serve, Writer::Person, now) {
+    // Consents are writes anyone holding the link can cause: they have a
+    // budget of their own, which leaves the operator's revocations room.
+    if let Some(retry_at) = serve.writes.room_for_consent(now) {
+        return Err(CallbackError::TooManySignIns { retry_at });
+    }
+    if let Some(retry_at) = room_in_both(grant, serve, Writer::Internet, now) {
         return Err(CallbackError::TooManyChanges { retry_at });
     }
     Ok(())
@@ -608,7 +616,7 @@ async fn store_grant(
                 Part::Grant,
                 &mut record,
                 Some(&current.version),
-                Writer::Person,
+                Writer::Internet,
                 now,
             )
             .await

@@ -98,6 +98,9 @@ pub enum StartError {
     /// A setup form sent again after it connected the connection.
     #[error("this form was already used")]
     FormReplayed,
+    /// The connection's budget of completed consents for the day is used.
+    #[error("too many sign-ins for this connection today")]
+    TooManySignIns { retry_at: OffsetDateTime },
     #[error(transparent)]
     Invalid(#[from] InvalidApp),
     #[error(transparent)]
@@ -185,6 +188,12 @@ pub async fn connect_start(
     if app.is_vendor() && app.provider.names_no_tenant() {
         tracing::warn!(connection = %app.id, "a vendor link that names no organization was opened: refused");
         return Err(StartError::TenantNotNamed);
+    }
+    let shows_status = app.mode == Mode::SelfService && step == Step::Begin && connected;
+    if let (Some(retry_at), false) = (serve.writes.room_for_consent(now), shows_status) {
+        // Nobody is sent to Microsoft for a consent that could not be stored.
+        tracing::warn!(connection = %app.id, "a link was opened after the day's consents were used");
+        return Err(StartError::TooManySignIns { retry_at });
     }
     match (app.mode, step) {
         (Mode::Vendor, Step::Begin) => Ok(Started::VendorIntro(VendorIntro {

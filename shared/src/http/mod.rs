@@ -20,6 +20,13 @@ pub use api::OPENAPI_JSON;
 /// Gateway stage, which the Lambda adapter keeps in the path, or a base path
 /// behind a proxy that keeps it), under that path as well.
 fn at_public_path(broker: &Broker, routes: Router) -> Router {
+    // On https, browsers are told to use nothing else for a year: the
+    // consent pages carry links that act as credentials.
+    let routes = if broker.is_https() {
+        routes.layer(axum::middleware::map_response(with_hsts))
+    } else {
+        routes
+    };
     let prefix = broker
         .config
         .public_url
@@ -31,6 +38,15 @@ fn at_public_path(broker: &Broker, routes: Router) -> Router {
     } else {
         Router::new().nest(&prefix, routes.clone()).merge(routes)
     }
+}
+
+/// `Strict-Transport-Security` for every answer of an https deployment.
+async fn with_hsts(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        axum::http::HeaderValue::from_static("max-age=31536000"),
+    );
+    response
 }
 
 /// `GET /connect/{id}?invite=...`, and the self-service form's `POST`
@@ -109,5 +125,82 @@ mod tests {
             status_of(&router, "/other/callback").await,
             StatusCode::NOT_FOUND
         );
+    }
+
+    /// On https, every answer carries `Strict-Transport-Security`, and the
+    /// consent cookie is set and read with the `__Secure-` prefix; on plain
+    /// http (a local broker) neither would work, and neither is used.
+    #[tokio::test]
+    async fn https_pages_carry_hsts_and_secure_prefixed_cookies() {
+        use crate::domain::{Cloud, ConnectionId, Provider, Resource, Secret};
+        use crate::flows::admin::{NewConnection, add_connection, consent_link};
+        for (public_url, https) in [
+            ("https://api.example.com/", true),
+            ("http://127.0.0.1:9/", false),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(FileStore::open(dir.path()).unwrap());
+            let identity = Arc::new(OAuthClient::new(std::time::Duration::from_secs(1)).unwrap());
+            let mut config = Config::new(StoreSpec::File(dir.path().to_owned()));
+            config.public_url = Some(public_url.parse().unwrap());
+            let broker = Arc::new(Broker::new(store, identity, config));
+            let router = all_routes(broker.clone());
+            for path in [
+                "/connect/contoso",
+                "/callback",
+                "/v1/connections/contoso/token",
+            ] {
+                let request = Request::get(path).body(Body::empty()).unwrap();
+                let response = router.clone().oneshot(request).await.unwrap();
+                let hsts = response.headers().get("strict-transport-security");
+                assert_eq!(hsts.is_some(), https, "{public_url}{path}");
+            }
+            let id = ConnectionId::parse("contoso").unwrap();
+            let now = broker.now();
+            let new = NewConnection {
+                id: id.clone(),
+                provider: Provider::microsoft(
+                    "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                    Cloud::Global,
+                )
+                .unwrap(),
+                client_id: "client".into(),
+                resources: Resource::presets("graph", Cloud::Global).unwrap(),
+                client_secret: Secret::new("secret"),
+                booking_account: None,
+                client_secret_expires: None,
+                certificate: None,
+                app_only: false,
+            };
+            add_connection(&broker, new, now).await.unwrap();
+            let link = consent_link(&broker, &id, now + time::Duration::hours(1))
+                .await
+                .unwrap();
+            let start = format!("/connect/contoso?{}", link.query().unwrap());
+            let request = Request::get(start).body(Body::empty()).unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::FOUND);
+            let set = response.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let (name, sealed) = set.split(';').next().unwrap().split_once('=').unwrap();
+            assert_eq!(name.starts_with("__Secure-"), https, "{set}");
+            assert_eq!(set.contains("; Secure"), https, "{set}");
+            // The callback finds the session under that name only: a wrong
+            // `state` is then "not valid", a missing session "expired".
+            for (cookie, found) in [(name, true), ("roomtoken_consent_other", false)] {
+                let request = Request::get("/callback?state=wrong")
+                    .header("cookie", format!("{cookie}={sealed}"))
+                    .body(Body::empty())
+                    .unwrap();
+                let response = router.clone().oneshot(request).await.unwrap();
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                let body = String::from_utf8_lossy(&body);
+                assert_eq!(body.contains("not valid"), found, "{cookie}: {body}");
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use super::lang::{LANG_COOKIE, Lang, PageLang};
 use super::setup::{form_page, set_up_page};
 use crate::Broker;
 use crate::broker::BrokerError;
-use crate::crypto::{CONSENT_COOKIE, CONSENT_TTL, FORM_COOKIE, InviteError};
+use crate::crypto::{CONSENT_COOKIE, CONSENT_TTL, FORM_COOKIE, InviteError, cookie_name};
 use crate::domain::records::format_utc;
 use crate::domain::{FailureClass, Secret};
 use crate::flows::callback::{
@@ -129,7 +129,9 @@ pub async fn start_page(
         _ => Step::Begin,
     };
     let invite = query.invite.as_deref();
-    let form_cookie = jar.get(FORM_COOKIE).map(|c| c.value().to_owned());
+    let form_cookie = jar
+        .get(cookie_name(FORM_COOKIE, broker.is_https()))
+        .map(|c| c.value().to_owned());
     let started = connect_start(
         &broker,
         &id,
@@ -169,7 +171,8 @@ pub(super) fn redirect_to_sign_in(
             .same_site(SameSite::Lax)
             .max_age(max_age)
     };
-    let mut jar = jar.add(scoped(CONSENT_COOKIE, redirect.sealed_session.clone()));
+    let consent = cookie_name(CONSENT_COOKIE, redirect.secure_cookie);
+    let mut jar = jar.add(scoped(consent, redirect.sealed_session.clone()));
     if explicit {
         // The callback page speaks the language the link asked for.
         jar = jar.add(scoped(LANG_COOKIE, <&str>::from(lang).to_owned()));
@@ -228,6 +231,7 @@ impl StartError {
             ),
             Self::UnknownConnection => no_such_connection(lang),
             Self::TenantNotNamed => not_bound_to_a_tenant(lang),
+            Self::TooManySignIns { retry_at } => too_many_sign_ins(lang, retry_at),
             Self::FormForged => notice(
                 StatusCode::FORBIDDEN,
                 lang,
@@ -272,6 +276,28 @@ fn no_such_connection(lang: Lang) -> Response {
             "Ask your provider for a new consent link.",
             "Demandez un nouveau lien de consentement à votre fournisseur.",
         ),
+    )
+}
+
+/// A connection whose consents of the day are used: nothing is redeemed,
+/// and the operator's revocations keep their room.
+fn too_many_sign_ins(lang: Lang, retry_at: time::OffsetDateTime) -> Response {
+    let t = |en, fr| lang.pick(en, fr);
+    page(
+        StatusCode::TOO_MANY_REQUESTS,
+        lang,
+        t(
+            "Too many sign-ins for this connection today",
+            "Trop de connexions pour cette connexion aujourd’hui",
+        ),
+        html! { p {
+            (t(
+                "This connection was signed in to too often in the last day, and nothing was stored. Try again tomorrow, after",
+                "Cette connexion a reçu trop de connexions ces dernières 24 heures, et rien n’a été enregistré. Réessayez demain, après le",
+            ))
+            " " (format_utc(retry_at)) ", "
+            (t("or ask your provider.", "ou demandez à votre fournisseur."))
+        } },
     )
 }
 
@@ -334,7 +360,8 @@ pub async fn callback_page(
         error_description: query.error_description,
         admin_consent: query.admin_consent,
     };
-    let sealed = jar.get(CONSENT_COOKIE).map(|c| c.value().to_owned());
+    let consent = cookie_name(CONSENT_COOKIE, broker.is_https());
+    let sealed = jar.get(consent).map(|c| c.value().to_owned());
     let result = connect_callback(&broker, answer, sealed.as_deref(), broker.now()).await;
     // A session serves one callback: whatever the answer to it, it is
     // spent. An answer that is not for this session (another `state`, or
@@ -358,7 +385,7 @@ pub async fn callback_page(
     let jar = match (spent, broker.redirect_uri()) {
         (true, Ok(uri)) => {
             let path = uri.path().to_owned();
-            jar.remove(Cookie::build(CONSENT_COOKIE).path(path.clone()))
+            jar.remove(Cookie::build(consent).path(path.clone()))
                 .remove(Cookie::build(LANG_COOKIE).path(path))
         }
         _ => jar,
@@ -888,6 +915,7 @@ impl CallbackError {
                     " " (format_utc(retry_at)) "."
                 } },
             ),
+            Self::TooManySignIns { retry_at } => too_many_sign_ins(lang, retry_at),
             Self::UnknownConnection => no_such_connection(lang),
             Self::Identity(e) => {
                 let (status, advice) = match e.class() {

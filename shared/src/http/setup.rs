@@ -5,7 +5,7 @@
 use super::lang::{Lang, PageLang};
 use super::pages::{StartQuery, button, page, page_with_csp, redirect_to_sign_in, step_href};
 use crate::Broker;
-use crate::crypto::{CONSENT_TTL, FORM_COOKIE};
+use crate::crypto::{CONSENT_TTL, FORM_COOKIE, cookie_name};
 use crate::domain::records::format_utc;
 use crate::domain::{Cloud, ConnectionState, Secret};
 use crate::flows::setup::{Field, Problem, SetupForm, Submission, Submitted, submit_setup};
@@ -41,7 +41,9 @@ pub async fn submit_page(
         return StartError::FormForged.render(lang);
     }
     let submission = parse_submission(&body);
-    let browser = jar.get(FORM_COOKIE).map(|c| c.value().to_owned());
+    let browser = jar
+        .get(cookie_name(FORM_COOKIE, broker.is_https()))
+        .map(|c| c.value().to_owned());
     let invite = query.invite.as_deref();
     match submit_setup(
         &broker,
@@ -146,7 +148,8 @@ pub fn form_page(
     lang: Lang,
     status: StatusCode,
 ) -> Response {
-    let cookie = Cookie::build((FORM_COOKIE, form.browser.clone()))
+    let name = cookie_name(FORM_COOKIE, form.secure_cookie);
+    let cookie = Cookie::build((name, form.browser.clone()))
         .path(form.cookie_path.clone())
         .http_only(true)
         .secure(form.secure_cookie)

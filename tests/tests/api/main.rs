@@ -4,6 +4,7 @@
 mod app_only;
 mod browser;
 mod certificates;
+mod consent_budget;
 mod end_to_end;
 mod fault_campaign;
 mod fleet_status;

@@ -92,6 +92,53 @@ async fn connections_beyond_the_cap_are_closed_and_the_others_served() {
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
 }
 
+/// One address holds at most its share of the connections: a client
+/// holding slow connections from one address is cut there, and a client at
+/// another address is still served.
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let app = Setup::new(StoreKind::File)
+        .serve_limits(ServeLimits {
+            header_read: Duration::from_secs(60),
+            max_connections: 10,
+            max_connections_per_peer: 2,
+            ..ServeLimits::default()
+        })
+        .spawn()
+        .await;
+    let _first = connect(&app).await;
+    let _second = connect(&app).await;
+    let mut third = connect(&app).await;
+    assert_eq!(
+        until_closed(&mut third).await,
+        "",
+        "closed without an answer"
+    );
+
+    // Another loopback address: its own share.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("address"))
+        .expect("bind 127.0.0.2");
+    let server = format!(
+        "{}:{}",
+        app.url.host_str().expect("host"),
+        app.url.port().expect("port")
+    );
+    let mut other = socket
+        .connect(server.parse().expect("server address"))
+        .await
+        .expect("connect");
+    other.write_all(HEALTH).await.expect("a request");
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(BOUND, other.read(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}
+
 /// A request that outlives its limit (a callback stuck on a slow identity
 /// provider) is answered 408, and stores nothing.
 #[tokio::test]
