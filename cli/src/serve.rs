@@ -34,8 +34,10 @@ pub struct ServeLimits {
     /// Open connections at once; more are closed at once.
     pub max_connections: usize,
     /// Open connections at once from one IP address: one client holding
-    /// slow connections cannot take every place, while the displays of a
-    /// site behind one NAT address still fit.
+    /// slow connections cannot take every place. Half the total by
+    /// default: the proxy in front of `serve` (one address for every
+    /// client, which it buffers) and a site's displays behind one NAT
+    /// address still fit.
     pub max_connections_per_peer: usize,
 }
 
@@ -47,7 +49,7 @@ impl Default for ServeLimits {
             // Below the usual limit of 1,024 open files, with room for the
             // store's and the identity provider's connections.
             max_connections: 512,
-            max_connections_per_peer: 64,
+            max_connections_per_peer: 256,
         }
     }
 }

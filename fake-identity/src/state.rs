@@ -432,8 +432,22 @@ impl State {
         now: SystemTime,
     ) -> String {
         let token = self.mint("fake-at-");
+        self.record_access_token(&token, tenant, client_id, username, resource, now);
+        token
+    }
+
+    /// Remembers what `token` was issued for, so that it can be looked up.
+    fn record_access_token(
+        &mut self,
+        token: &str,
+        tenant: &str,
+        client_id: &str,
+        username: &str,
+        resource: &ResourceScopes,
+        now: SystemTime,
+    ) {
         self.access_tokens.insert(
-            token.clone(),
+            token.to_owned(),
             IssuedAccessToken {
                 username: username.to_owned(),
                 scope: resource.joined(),
@@ -443,7 +457,6 @@ impl State {
                 tenant: tenant.to_owned(),
             },
         );
-        token
     }
 
     /// Issues an app-only access token for `resource` as Entra ID shapes
@@ -496,17 +509,7 @@ impl State {
             encode(&claims)
         );
         self.remember_secret(&token);
-        self.access_tokens.insert(
-            token.clone(),
-            IssuedAccessToken {
-                username: String::new(),
-                scope: resource.joined(),
-                resource: resource.resource.clone(),
-                expires_at: now + self.access_token_lifetime,
-                client_id: client_id.to_owned(),
-                tenant: tenant.to_owned(),
-            },
-        );
+        self.record_access_token(&token, tenant, client_id, "", resource, now);
         token
     }
 

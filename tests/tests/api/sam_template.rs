@@ -480,6 +480,22 @@ fn a_per_source_rate_limit_is_optional_and_at_the_edge() {
     let template = Template::load();
     let parameter = &template.root()["Parameters"]["PerSourceRateLimit"];
     assert_eq!(parameter["Default"], 0, "off unless asked for");
+    // WAF's smallest limit is 10: 1 to 9 are refused before anything is made.
+    let assertions = &template.root()["Rules"]["PerSourceLimitNeedsUsEast1"]["Assertions"];
+    let refused = assertions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|a| a["Assert"]["Fn::Not"][0]["Fn::Contains"].as_array())
+        .expect("a rule on the limit's minimum");
+    assert_eq!(refused[1], json!({"Ref": "PerSourceRateLimit"}));
+    let below: Vec<&str> = refused[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(below, ["1", "2", "3", "4", "5", "6", "7", "8", "9"]);
     for id in ["EdgeWebAcl", "EdgeDistribution"] {
         assert_eq!(
             template.resource(id)["Condition"],

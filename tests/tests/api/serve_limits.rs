@@ -39,6 +39,18 @@ async fn until_closed(stream: &mut TcpStream) -> String {
 
 const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: roomtoken\r\n\r\n";
 
+/// Asks for the health route on `stream`: answered 200, in time.
+async fn assert_health_served(stream: &mut TcpStream) {
+    stream.write_all(HEALTH).await.expect("a request");
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(BOUND, stream.read(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}
+
 #[tokio::test]
 async fn headers_that_never_end_and_idle_connections_are_cut() {
     let app = Setup::new(StoreKind::File)
@@ -82,14 +94,7 @@ async fn connections_beyond_the_cap_are_closed_and_the_others_served() {
     let refused = until_closed(&mut third).await;
     assert_eq!(refused, "", "closed without an answer");
 
-    first.write_all(HEALTH).await.expect("a request");
-    let mut answer = vec![0u8; 256];
-    let n = tokio::time::timeout(BOUND, first.read(&mut answer))
-        .await
-        .expect("an answer in time")
-        .expect("read");
-    let answer = String::from_utf8_lossy(&answer[..n]);
-    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert_health_served(&mut first).await;
 }
 
 /// One address holds at most its share of the connections: a client
@@ -129,14 +134,7 @@ async fn one_address_cannot_take_every_connection() {
         .connect(server.parse().expect("server address"))
         .await
         .expect("connect");
-    other.write_all(HEALTH).await.expect("a request");
-    let mut answer = vec![0u8; 256];
-    let n = tokio::time::timeout(BOUND, other.read(&mut answer))
-        .await
-        .expect("an answer in time")
-        .expect("read");
-    let answer = String::from_utf8_lossy(&answer[..n]);
-    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert_health_served(&mut other).await;
 }
 
 /// A request that outlives its limit (a callback stuck on a slow identity

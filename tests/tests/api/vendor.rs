@@ -349,6 +349,22 @@ async fn another_customer(app: &TestApp) {
     admin_consents_as(app, FABRIKAM_ADMIN).await;
 }
 
+/// Opens a vendor link's sign-in step, which must send the browser to the
+/// customer's own endpoint, and signs in there as the fake's auto-consent
+/// account: Microsoft's status and page.
+async fn sign_in_at_the_customers_endpoint(sign_in: &str) -> (u16, String) {
+    let start = http().get(sign_in).send().await.expect("GET link");
+    assert_eq!(start.status(), 302);
+    let authorize = location(&start);
+    assert!(
+        authorize.path().starts_with(&format!("/{TENANT}/")),
+        "{authorize}"
+    );
+    let answer = http().get(authorize).send().await.expect("sign-in");
+    let status = answer.status().as_u16();
+    (status, answer.text().await.expect("page"))
+}
+
 /// A vendor link is bound to its customer's organization: without
 /// `--tenant` nothing is added; a domain is stored as the tenant id; a
 /// user of another organization that granted the vendor app is refused by
@@ -400,16 +416,8 @@ async fn vendor_link_bound_to_its_tenant(kind: StoreKind) {
     let codes = app.identity.counters().authorization_code_grants;
     app.identity.set_auto_consent(Some(FABRIKAM_USER));
     let sign_in = format!("{}&step=sign-in", app.link(&id).await);
-    let start = http().get(&sign_in).send().await.expect("GET link");
-    assert_eq!(start.status(), 302);
-    let authorize = location(&start);
-    assert!(
-        authorize.path().starts_with(&format!("/{TENANT}/")),
-        "{authorize}"
-    );
-    let refused = http().get(authorize).send().await.expect("sign-in");
-    assert_eq!(refused.status(), 400);
-    let page = refused.text().await.expect("page");
+    let (status, page) = sign_in_at_the_customers_endpoint(&sign_in).await;
+    assert_eq!(status, 400);
     assert!(page.contains("AADSTS50020"), "the page says why: {page}");
     assert_eq!(app.identity.counters().authorization_code_grants, codes);
     assert!(app.grant(&id).await.is_none(), "nothing stored");
@@ -474,17 +482,9 @@ async fn another_organization_cannot_take_a_connected_vendor_link() {
 
     another_customer(&app).await;
     app.identity.set_auto_consent(Some(FABRIKAM_USER));
-    let start = http().get(&sign_in).send().await.expect("GET link");
-    assert_eq!(start.status(), 302);
-    let authorize = location(&start);
-    assert!(
-        authorize.path().starts_with(&format!("/{TENANT}/")),
-        "{authorize}"
-    );
-    let refused = http().get(authorize).send().await.expect("sign-in");
+    let (status, _) = sign_in_at_the_customers_endpoint(&sign_in).await;
     assert_eq!(
-        refused.status(),
-        400,
+        status, 400,
         "Microsoft refuses an account of another organization"
     );
     let after = app.grant(&id).await.expect("still a grant");
