@@ -39,6 +39,7 @@ pub struct Broker {
     /// never take the place of real connections in `read_cache`.
     pub(crate) unknown_cache: ReadCache,
     keys: OnceCell<SigningKeys>,
+    edge_origin: OnceCell<Secret>,
     /// Connections this process is refreshing right now: a second pass in
     /// the same process leaves them alone instead of redeeming the same
     /// refresh token again.
@@ -97,6 +98,7 @@ impl Broker {
             read_cache,
             unknown_cache,
             keys: OnceCell::new(),
+            edge_origin: OnceCell::new(),
             refreshing: Mutex::new(HashSet::new()),
             delivered: Mutex::default(),
             held_back: Mutex::default(),
@@ -224,6 +226,27 @@ impl Broker {
             return Ok(Some(secret.clone()));
         }
         self.repo.webhook_secret().await
+    }
+
+    /// The value CloudFront adds to every request as the origin header
+    /// (`system/edge-origin`, made by the stack), read once per process.
+    /// Missing, it is an error: an edge-only broker then answers nothing.
+    pub async fn edge_origin_secret(&self) -> Result<&Secret, StoreError> {
+        self.edge_origin
+            .get_or_try_init(|| async {
+                let name = SecretName::edge_origin();
+                let stored = self.repo.store().get(name.as_str()).await?;
+                match stored {
+                    Some(stored) if stored.value.trim().len() >= 16 => {
+                        Ok(Secret::new(stored.value.trim()))
+                    }
+                    _ => Err(StoreError::Unavailable(
+                        "the edge origin secret (system/edge-origin) is missing or too short"
+                            .into(),
+                    )),
+                }
+            })
+            .await
     }
 
     /// The clock the broker reads, for the parts that pace themselves.

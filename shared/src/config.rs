@@ -42,6 +42,10 @@ pub struct Config {
     pub webhook_timeout: Duration,
     /// How often token-read prints its counts (EMF, Lambda only).
     pub read_metrics_every: Duration,
+    /// Answer only requests that came through the stack's CloudFront
+    /// distribution (`ROOMTOKEN_EDGE_ONLY=true`): each must carry the
+    /// origin header whose value is the system secret `system/edge-origin`.
+    pub edge_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,7 @@ impl Config {
             webhook_secret: None,
             webhook_timeout: Duration::from_secs(5),
             read_metrics_every: Duration::from_secs(60),
+            edge_only: false,
             store,
         }
     }
@@ -146,6 +151,8 @@ impl Config {
             config.read_metrics_every = humantime::parse_duration(&every)
                 .map_err(|e| ConfigError::Duration("ROOMTOKEN_READ_METRICS_EVERY", e))?;
         }
+        config.edge_only =
+            get("ROOMTOKEN_EDGE_ONLY").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         if let Some(timeout) = get("ROOMTOKEN_WEBHOOK_TIMEOUT") {
             config.webhook_timeout = humantime::parse_duration(&timeout)
                 .map_err(|e| ConfigError::Duration("ROOMTOKEN_WEBHOOK_TIMEOUT", e))?;

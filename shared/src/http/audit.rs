@@ -38,14 +38,23 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // Behind the stack's CloudFront, the connection comes from its edge:
+        // the viewer's address is CloudFront's header, believed only once
+        // the origin header proved the request came through CloudFront.
+        let viewer = parts
+            .extensions
+            .get::<super::edge::ViaEdge>()
+            .and_then(|_| super::edge::viewer_address(&parts.headers));
         if let Some(RequestContext::ApiGatewayV2(context)) = parts.extensions.get() {
             return Ok(Self {
                 request_id: context.request_id.clone().filter(|id| is_plain_id(id)),
-                source_ip: context
-                    .http
-                    .source_ip
-                    .as_deref()
-                    .and_then(|ip| ip.parse().ok()),
+                source_ip: viewer.or_else(|| {
+                    context
+                        .http
+                        .source_ip
+                        .as_deref()
+                        .and_then(|ip| ip.parse().ok())
+                }),
             });
         }
         let peer = parts
@@ -54,7 +63,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
             .map(|ConnectInfo(address)| address.ip());
         Ok(Self {
             request_id: None,
-            source_ip: peer,
+            source_ip: viewer.or(peer),
         })
     }
 }
@@ -198,6 +207,32 @@ fn logged_connection(connection: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CloudFront's `CloudFront-Viewer-Address` names the source only on a
+    /// request whose origin header was verified; anyone else can send it.
+    #[tokio::test]
+    async fn the_viewer_address_is_believed_only_through_the_edge() {
+        let origin = |via_edge: bool| async move {
+            let peer: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+            let mut request = axum::http::Request::get("/")
+                .header("cloudfront-viewer-address", "198.51.100.10:46532")
+                .extension(ConnectInfo(peer));
+            if via_edge {
+                request = request.extension(super::super::edge::ViaEdge);
+            }
+            let (mut parts, ()) = request.body(()).unwrap().into_parts();
+            RequestOrigin::from_request_parts(&mut parts, &())
+                .await
+                .unwrap()
+                .source_ip
+        };
+        assert_eq!(origin(true).await, "198.51.100.10".parse().ok());
+        assert_eq!(
+            origin(false).await,
+            "192.0.2.1".parse().ok(),
+            "a forged header is ignored"
+        );
+    }
 
     #[test]
     fn log_fields_keep_only_what_looks_like_ids() {

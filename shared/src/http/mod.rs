@@ -3,6 +3,7 @@
 
 mod api;
 mod audit;
+pub mod edge;
 mod lang;
 mod pages;
 pub mod read_metrics;
@@ -19,7 +20,16 @@ pub use api::OPENAPI_JSON;
 /// `routes` at the root and, when the public URL has a path (an API
 /// Gateway stage, which the Lambda adapter keeps in the path, or a base path
 /// behind a proxy that keeps it), under that path as well.
-fn at_public_path(broker: &Broker, routes: Router) -> Router {
+fn at_public_path(broker: &Arc<Broker>, routes: Router) -> Router {
+    // Behind the stack's CloudFront only: nothing else is answered.
+    let routes = if broker.config.edge_only {
+        routes.layer(axum::middleware::from_fn_with_state(
+            broker.clone(),
+            edge::only_through_edge,
+        ))
+    } else {
+        routes
+    };
     // On https, browsers are told to use nothing else for a year: the
     // consent pages carry links that act as credentials.
     let routes = if broker.is_https() {
@@ -125,6 +135,56 @@ mod tests {
             status_of(&router, "/other/callback").await,
             StatusCode::NOT_FOUND
         );
+    }
+
+    /// Behind the stack's CloudFront (`edge_only`), a request without the
+    /// origin header CloudFront adds, or with another value, is refused
+    /// (403) before any route runs; with it, the route answers as ever. An
+    /// origin secret that cannot be read refuses everything (503).
+    #[tokio::test]
+    async fn edge_only_answers_only_requests_with_the_origin_header() {
+        use crate::store::SecretStore;
+        const ORIGIN: &str = "0123456789abcdefghijklmnopqrstuv";
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FileStore::open(dir.path()).unwrap());
+        let identity = Arc::new(OAuthClient::new(std::time::Duration::from_secs(1)).unwrap());
+        let mut config = Config::new(StoreSpec::File(dir.path().to_owned()));
+        config.public_url = Some("https://edge.example.com/".parse().unwrap());
+        config.edge_only = true;
+        let router = all_routes(Arc::new(Broker::new(store.clone(), identity, config)));
+        let answer = |header: Option<&'static str>| {
+            let router = router.clone();
+            async move {
+                let mut request = Request::get("/v1/connections/contoso/token");
+                if let Some(value) = header {
+                    request = request.header(edge::ORIGIN_HEADER, value);
+                }
+                let request = request.body(Body::empty()).unwrap();
+                router.oneshot(request).await.unwrap().status()
+            }
+        };
+        assert_eq!(
+            answer(Some(ORIGIN)).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no secret yet"
+        );
+        store.put("system/edge-origin", ORIGIN, None).await.unwrap();
+        assert_eq!(answer(None).await, StatusCode::FORBIDDEN);
+        assert_eq!(
+            answer(Some("0123456789abcdefghijklmnopqrstuw")).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(answer(Some("short")).await, StatusCode::FORBIDDEN);
+        assert_eq!(
+            answer(Some(ORIGIN)).await,
+            StatusCode::UNAUTHORIZED,
+            "the route's own answer"
+        );
+        let start = Request::get("/connect/contoso")
+            .body(Body::empty())
+            .unwrap();
+        let refused = router.clone().oneshot(start).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "every route");
     }
 
     /// On https, every answer carries `Strict-Transport-Security`, and the

@@ -47,6 +47,12 @@ impl SecretName {
         Self("system/webhook-secret".into())
     }
 
+    /// The value CloudFront adds to every request it sends to the API, when
+    /// the stack puts a distribution in front (made by the stack).
+    pub fn edge_origin() -> Self {
+        Self("system/edge-origin".into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -23,7 +23,9 @@ const STAR_ONLY_ACTIONS: [&str; 3] = [
 /// connection's (`grant`, `serve`).
 fn path(part: &str) -> String {
     match part {
-        "signing-key" | "vendor-app" | "webhook-secret" => format!("system/{part}"),
+        "signing-key" | "vendor-app" | "webhook-secret" | "edge-origin" => {
+            format!("system/{part}")
+        }
         _ => format!("connections/*/{part}"),
     }
 }
@@ -46,6 +48,12 @@ fn common(log_group: &str, kms_actions: &[&str]) -> Vec<String> {
         expected.push(format!("[TracingEnabled] {action} @ *"));
     }
     expected
+}
+
+/// Behind the per-source limit's CloudFront only, each internet-facing
+/// function reads the origin header's value.
+fn edge_origin_read() -> String {
+    format!("[HasPerSourceLimit] {GET} @ {}", secret("edge-origin"))
 }
 
 fn grants(actions: &[&str], parts: &[&str]) -> Vec<String> {
@@ -101,6 +109,7 @@ fn token_read_reads_only_the_serve_secret() {
     let template = Template::load();
     let mut expected = common("TokenReadLogGroup", &["kms:Decrypt"]);
     expected.extend(reads(&["serve"]));
+    expected.push(edge_origin_read());
     assert_exactly(&template, "TokenReadFunction", expected);
 
     for permission in role_of(&template, "TokenReadFunction") {
@@ -129,6 +138,7 @@ fn connect_start_reads_the_serve_secret_and_the_signing_key() {
     let template = Template::load();
     let mut expected = common("ConnectStartLogGroup", &["kms:Decrypt"]);
     expected.extend(reads(&["serve", "signing-key"]));
+    expected.push(edge_origin_read());
     assert_exactly(&template, "ConnectStartFunction", expected);
 }
 
@@ -141,6 +151,7 @@ fn connect_callback_reads_and_replaces_both_connection_secrets() {
     );
     expected.extend(reads(&["grant", "serve", "signing-key", "vendor-app"]));
     expected.extend(on_secrets(&[PUT, STAGE], &["grant", "serve"]));
+    expected.push(edge_origin_read());
     assert_exactly(&template, "ConnectCallbackFunction", expected);
 }
 

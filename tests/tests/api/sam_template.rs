@@ -290,12 +290,20 @@ fn the_schedule_runs_a_normal_pass_every_five_minutes_one_at_a_time() {
 #[test]
 fn the_template_creates_the_signing_key_where_the_broker_reads_it() {
     let template = Template::load();
-    let (id, key) = template
-        .of_type("AWS::SecretsManager::Secret")
+    let secrets = template.of_type("AWS::SecretsManager::Secret");
+    // The signing key, and the edge origin secret that exists only with
+    // the per-source limit's CloudFront.
+    assert_eq!(secrets.len(), 2);
+    let (id, key) = secrets
         .into_iter()
-        .next()
+        .find(|(id, _)| *id == "SigningKey")
         .expect("the signing key secret");
-    assert_eq!(template.of_type("AWS::SecretsManager::Secret").len(), 1);
+    let edge = template.resource("EdgeOriginSecret");
+    assert_eq!(
+        edge["Properties"]["Name"]["Fn::Sub"],
+        format!("${{SecretPrefix}}{}", SecretName::edge_origin().as_str()),
+        "where the broker reads it"
+    );
     let properties = &key["Properties"];
     assert_eq!(
         properties["Name"]["Fn::Sub"],
@@ -519,6 +527,26 @@ fn a_per_source_rate_limit_is_optional_and_at_the_edge() {
         .as_str()
         .unwrap();
     assert!(origin.starts_with("${HttpApi}.execute-api."), "{origin}");
+    // CloudFront adds the origin header from the stack's own secret, which
+    // the functions read (and require) only with the distribution.
+    let header = &distribution["Origins"][0]["OriginCustomHeaders"][0];
+    assert_eq!(header["HeaderName"], "X-Roomtoken-Origin");
+    assert_eq!(
+        header["HeaderValue"],
+        json!({"Fn::Sub": "{{resolve:secretsmanager:${EdgeOriginSecret}:SecretString}}"})
+    );
+    let secret = template.resource("EdgeOriginSecret");
+    assert_eq!(secret["Condition"], "HasPerSourceLimit");
+    assert_eq!(
+        secret["Properties"]["Name"],
+        json!({"Fn::Sub": "${SecretPrefix}system/edge-origin"})
+    );
+    let edge_only =
+        &template.root()["Globals"]["Function"]["Environment"]["Variables"]["ROOMTOKEN_EDGE_ONLY"];
+    assert_eq!(
+        edge_only,
+        &json!({"Fn::If": ["HasPerSourceLimit", "true", "false"]})
+    );
     assert_eq!(
         distribution["DefaultCacheBehavior"]["CachePolicyId"],
         "4135ea2d-6df8-44a3-9df3-4b5a84be39ad",
