@@ -168,6 +168,11 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE,
             "no secret yet"
         );
+        assert_eq!(
+            answer(None).await,
+            StatusCode::FORBIDDEN,
+            "no header: refused before any read"
+        );
         store.put("system/edge-origin", ORIGIN, None).await.unwrap();
         assert_eq!(answer(None).await, StatusCode::FORBIDDEN);
         assert_eq!(
