@@ -815,9 +815,11 @@ async fn key(
             Ok(())
         }
         KeyCommand::List { id } => {
-            for record in admin::list_keys(broker, id).await? {
+            let records = admin::list_keys(broker, id).await?;
+            for record in &records {
                 let state = match record.revoked_at {
                     Some(at) => format!("revoked {}", rfc3339(at)),
+                    None if record.is_legacy() => "active, legacy".into(),
                     None => "active".into(),
                 };
                 writeln!(
@@ -827,6 +829,15 @@ async fn key(
                     printable(record.label.as_deref().unwrap_or("-")),
                     rfc3339(record.created_at)
                 )?;
+            }
+            let legacy = records
+                .iter()
+                .filter(|k| k.is_legacy() && k.revoked_at.is_none())
+                .count();
+            if legacy > 0 {
+                eprintln!(
+                    "{legacy} active key(s) are legacy (made before device keys authenticated themselves): token-read refuses them unless ROOMTOKEN_LEGACY_DEVICE_KEYS=accept; give those displays new keys (`roomtoken key create {id}`), then revoke the legacy ones"
+                );
             }
             Ok(())
         }

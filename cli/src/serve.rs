@@ -83,6 +83,7 @@ pub async fn serve_on(
     broker: Arc<Broker>,
     options: ServeOptions,
 ) -> anyhow::Result<()> {
+    roomtoken::runtime::prepare_token_read(&broker).await;
     if let Some(every) = options.refresh_every {
         tokio::spawn(refresh_timer(broker.clone(), every));
     }

@@ -11,7 +11,7 @@ use crate::clock::{Sleeper, TokioSleeper};
 use crate::config::Config;
 use crate::crypto::{SigningKeys, generate_signing_key};
 use crate::domain::notify::WebhookSecret;
-use crate::domain::{ConnectionId, Secret};
+use crate::domain::{ConnectionId, DeviceKeySigner, Secret};
 use crate::http::read_metrics::ReadMetrics;
 use crate::identity::{IdentityError, IdentityProvider, OAuthClient};
 use crate::snapshot::ReadCache;
@@ -39,6 +39,7 @@ pub struct Broker {
     /// never take the place of real connections in `read_cache`.
     pub(crate) unknown_cache: ReadCache,
     keys: OnceCell<SigningKeys>,
+    device_keys: OnceCell<DeviceKeySigner>,
     edge_origin: OnceCell<Secret>,
     /// Connections this process is refreshing right now: a second pass in
     /// the same process leaves them alone instead of redeeming the same
@@ -98,6 +99,7 @@ impl Broker {
             read_cache,
             unknown_cache,
             keys: OnceCell::new(),
+            device_keys: OnceCell::new(),
             edge_origin: OnceCell::new(),
             refreshing: Mutex::new(HashSet::new()),
             delivered: Mutex::default(),
@@ -270,25 +272,43 @@ impl Broker {
     pub async fn signing_keys(&self) -> Result<&SigningKeys, StoreError> {
         self.keys
             .get_or_try_init(|| async {
-                let name = SecretName::signing_key();
-                let store = self.repo.store();
-                if let Some(existing) = store.get(name.as_str()).await? {
-                    return keys_from_stored(&existing.value);
-                }
-                match store
-                    .put(name.as_str(), generate_signing_key().expose(), None)
-                    .await
-                {
-                    // Someone else created it first: use theirs.
-                    Ok(_) | Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e),
-                }
-                let stored = store.get(name.as_str()).await?.ok_or_else(|| {
-                    StoreError::Unavailable("the signing key vanished after it was written".into())
-                })?;
-                keys_from_stored(&stored.value)
+                let key = self.system_key(SecretName::signing_key()).await?;
+                Ok(SigningKeys::from_signing_key(&key))
             })
             .await
+    }
+
+    /// What makes and checks device keys, from `system/device-key`: read
+    /// once per process (token-read reads it at its cold start), created on
+    /// first use where missing, as the signing key is.
+    pub async fn device_key_signer(&self) -> Result<&DeviceKeySigner, StoreError> {
+        self.device_keys
+            .get_or_try_init(|| async {
+                let key = self.system_key(SecretName::device_key()).await?;
+                Ok(DeviceKeySigner::from_stored(&key))
+            })
+            .await
+    }
+
+    /// A system key of at least 256 bits, made here if it does not exist yet
+    /// (when two processes race, both use the one written first).
+    async fn system_key(&self, name: SecretName) -> Result<Secret, StoreError> {
+        let store = self.repo.store();
+        if let Some(existing) = store.get(name.as_str()).await? {
+            return key_from_stored(&name, &existing.value);
+        }
+        match store
+            .put(name.as_str(), generate_signing_key().expose(), None)
+            .await
+        {
+            // Someone else created it first: use theirs.
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let stored = store.get(name.as_str()).await?.ok_or_else(|| {
+            StoreError::Unavailable(format!("{} vanished after it was written", name.as_str()))
+        })?;
+        key_from_stored(&name, &stored.value)
     }
 
     pub fn public_url(&self) -> Result<&Url, BrokerError> {
@@ -342,17 +362,16 @@ impl Broker {
     }
 }
 
-/// The keys derived from the stored signing key, which must carry at least
-/// 256 bits.
-fn keys_from_stored(stored: &str) -> Result<SigningKeys, StoreError> {
+/// A stored system key, which must carry at least 256 bits.
+fn key_from_stored(name: &SecretName, stored: &str) -> Result<Secret, StoreError> {
     let key = stored.trim();
     if key.len() < 32 {
         return Err(StoreError::Corrupt {
-            name: SecretName::signing_key().as_str().to_owned(),
-            reason: "the signing key is shorter than 32 characters".into(),
+            name: name.as_str().to_owned(),
+            reason: "the key is shorter than 32 characters".into(),
         });
     }
-    Ok(SigningKeys::from_signing_key(&Secret::new(key)))
+    Ok(Secret::new(key))
 }
 
 /// Appends a path to a base URL whether or not the base ends with `/`.

@@ -46,6 +46,10 @@ pub struct Config {
     /// distribution (`ROOMTOKEN_EDGE_ONLY=true`): each must carry the
     /// origin header whose value is the system secret `system/edge-origin`.
     pub edge_only: bool,
+    /// Accept device keys made before keys authenticated themselves
+    /// (`ROOMTOKEN_LEGACY_DEVICE_KEYS=accept`): each such key is checked
+    /// against the store, so made-up keys of that shape cost a read again.
+    pub accept_legacy_keys: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,10 @@ pub enum ConfigError {
         "ROOMTOKEN_WRITE_BUDGET must be a number of write calls per second from 1 to 1000, or 'off'"
     )]
     WriteBudget,
+    #[error(
+        "ROOMTOKEN_LEGACY_DEVICE_KEYS must be 'accept' (device keys made before self-authenticating keys work, each checked against the store) or 'refuse'"
+    )]
+    LegacyKeys,
 }
 
 impl Config {
@@ -91,6 +99,7 @@ impl Config {
             webhook_timeout: Duration::from_secs(5),
             read_metrics_every: Duration::from_secs(60),
             edge_only: false,
+            accept_legacy_keys: false,
             store,
         }
     }
@@ -153,6 +162,13 @@ impl Config {
         }
         config.edge_only =
             get("ROOMTOKEN_EDGE_ONLY").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        if let Some(legacy) = get("ROOMTOKEN_LEGACY_DEVICE_KEYS") {
+            config.accept_legacy_keys = match legacy.trim() {
+                "accept" => true,
+                "refuse" => false,
+                _ => return Err(ConfigError::LegacyKeys),
+            };
+        }
         if let Some(timeout) = get("ROOMTOKEN_WEBHOOK_TIMEOUT") {
             config.webhook_timeout = humantime::parse_duration(&timeout)
                 .map_err(|e| ConfigError::Duration("ROOMTOKEN_WEBHOOK_TIMEOUT", e))?;

@@ -26,6 +26,15 @@ pub async fn broker_from_env() -> Result<Arc<Broker>, StartupError> {
     Ok(Arc::new(broker))
 }
 
+/// token-read's cold start: reads the device-key secret during the init
+/// phase rather than on a display's first request. A failure is only
+/// logged: the first request that needs the secret tries again.
+pub async fn prepare_token_read(broker: &Broker) {
+    if let Err(error) = broker.device_key_signer().await {
+        tracing::warn!(%error, "the device-key secret could not be read at cold start");
+    }
+}
+
 /// Libraries whose debug and trace lines carry what must never be logged:
 /// the Lambda runtime logs each raw event (device keys, codes, cookies),
 /// the AWS SDK request bodies (refresh tokens, client secrets) and signing

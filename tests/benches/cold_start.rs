@@ -7,8 +7,8 @@
 //! Run: `scripts/bench-cold-start.sh` (builds the release binary first).
 
 use roomtoken::domain::{
-    AccessToken, AccessTokens, AppRegistration, Cloud, ConnectionId, DeviceKey, Provider, Resource,
-    Secret, ServeRecord, Status, Writer,
+    AccessToken, AccessTokens, AppRegistration, Cloud, ConnectionId, DeviceKey, DeviceKeySigner,
+    Provider, Resource, Secret, ServeRecord, Status, Writer,
 };
 use roomtoken::store::{FileStore, Part, Repository};
 use roomtoken_tests::lambda_runtime_api::{FunctionProcess, RuntimeApi};
@@ -67,7 +67,14 @@ async fn main() {
     let repo = Repository::new(Arc::new(FileStore::open(dir.path()).expect("store")));
     let id = ConnectionId::parse("cold").expect("id");
     let now = OffsetDateTime::now_utc();
-    let key = DeviceKey::generate();
+    // The device-key secret as the stack makes it, and a key made with it.
+    let device_secret = "bench".repeat(13);
+    repo.store()
+        .put("system/device-key", &device_secret, None)
+        .await
+        .expect("device-key secret");
+    let signer = DeviceKeySigner::from_stored(&Secret::new(device_secret));
+    let key = DeviceKey::generate(&signer, id.as_str());
     let app = AppRegistration::new(
         id.clone(),
         Provider::microsoft("contoso.onmicrosoft.com", Cloud::Global).expect("provider"),

@@ -93,6 +93,7 @@ pub struct TestApp {
     /// The signing key, and the invites and sealed cookies this test saw:
     /// secrets too, for the log-leak checks.
     signing_key: String,
+    device_key_secret: String,
     seen: Mutex<Vec<String>>,
     _dir: tempfile::TempDir,
 }
@@ -274,6 +275,17 @@ impl Setup {
             .expect("store")
             .expect("the signing key")
             .value;
+        // As token-read does at its cold start.
+        broker
+            .device_key_signer()
+            .await
+            .expect("the device-key secret");
+        let device_key_secret = store
+            .get(roomtoken::store::SecretName::device_key().as_str())
+            .await
+            .expect("store")
+            .expect("the device-key secret")
+            .value;
         let identity = FakeIdentity::start().await.expect("fake identity");
         let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4());
         identity.register_app(FakeApp {
@@ -314,6 +326,7 @@ impl Setup {
             store_arg,
             secret_prefix,
             signing_key,
+            device_key_secret,
             seen: Mutex::default(),
             _dir: dir,
         }
@@ -814,6 +827,7 @@ impl TestApp {
         let mut secrets = self.identity.issued_secrets();
         secrets.push(self.client_secret.clone());
         secrets.push(self.signing_key.clone());
+        secrets.push(self.device_key_secret.clone());
         secrets.extend(self.seen.lock().expect("seen secrets").iter().cloned());
         secrets.extend(device_keys.iter().map(|k| k.to_string()));
         secrets

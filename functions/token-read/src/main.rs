@@ -7,5 +7,6 @@ use lambda_http::{Error, run};
 async fn main() -> Result<(), Error> {
     roomtoken::runtime::init_logging();
     let broker = roomtoken::runtime::broker_from_env().await?;
+    roomtoken::runtime::prepare_token_read(&broker).await;
     run(roomtoken::http::token_read_routes(broker)).await
 }

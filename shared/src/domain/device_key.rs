@@ -1,17 +1,96 @@
-//! Device keys: 256 random bits shown once, stored as SHA-256, compared in
-//! constant time, each with a public id that may appear in logs.
+//! Device keys: what a display presents to read its connection's tokens.
+//!
+//! A key is `rtk_<id>_<tag>`. Keys made today authenticate themselves: the
+//! id is 16 hex characters (64 random bits) and the tag is an HMAC-SHA256,
+//! keyed with the system device-key secret, over the connection and the
+//! id. token-read checks the tag in memory, so a made-up key or a made-up
+//! connection id is refused before any store read, in the time of one
+//! HMAC whatever the connection. Only a key whose tag is right makes it
+//! read the connection, to see that the id is still one of its active keys
+//! (revocation). The serve secret keeps of such a key its id, label and
+//! dates, never a hash.
+//!
+//! Keys made before (10-hex id, 256 random bits, kept as SHA-256) are
+//! *legacy*: they work only where the operator lets them
+//! (`ROOMTOKEN_LEGACY_DEVICE_KEYS=accept`), since checking one needs the
+//! store.
 
 use super::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
+type HmacSha256 = Hmac<Sha256>;
+
 /// Recognisable in a config file or a leaked-secret scan.
 const PREFIX: &str = "rtk_";
+/// Hex characters of a current key's id (64 bits: an id never comes back,
+/// so a revoked key, whose record is gone, never turns valid again).
+const ID_LEN: usize = 16;
+/// Hex characters of a legacy key's id.
+const LEGACY_ID_LEN: usize = 10;
+/// Base64url characters of a 32-byte tag or secret.
+const TAG_LEN: usize = 43;
+/// Binds a tag to its purpose and to this format.
+const TAG_CONTEXT: &str = "roomtoken device key v2";
+
+/// The HMAC key that makes and checks device keys, derived from the system
+/// secret `system/device-key`. Its `Debug` shows nothing.
+#[derive(Clone)]
+pub struct DeviceKeySigner([u8; 32]);
+
+impl std::fmt::Debug for DeviceKeySigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceKeySigner(***)")
+    }
+}
+
+impl DeviceKeySigner {
+    /// From the stored secret (at least 32 characters; the stack generates
+    /// 64). A fixed label derives the key, as the signing keys are.
+    pub fn from_stored(stored: &Secret) -> Self {
+        Self(mac(stored.expose().trim().as_bytes(), &[TAG_CONTEXT]).into())
+    }
+
+    fn tag(&self, connection: &str, id: &str) -> [u8; 32] {
+        mac(&self.0, &[TAG_CONTEXT, connection, id]).into()
+    }
+
+    /// Whether `presented` is a current key that this signer made for
+    /// `connection`, compared in constant time. Says nothing of revocation.
+    pub fn verify(&self, connection: &str, presented: &PresentedKey<'_>) -> bool {
+        let PresentedKey::Current { id, tag } = presented else {
+            return false;
+        };
+        let mut decoded = [0u8; 32];
+        // A tag that does not decode is checked against zeros all the same:
+        // the time spent does not depend on what was sent.
+        let decodes = URL_SAFE_NO_PAD
+            .decode_slice(tag, &mut decoded)
+            .is_ok_and(|n| n == 32);
+        let expected = self.tag(connection, id);
+        bool::from(expected.ct_eq(&decoded)) && decodes
+    }
+}
+
+/// HMAC-SHA256 over parts separated by newlines (none of them can hold one:
+/// ids are hex, connection ids `[a-z0-9-]`).
+fn mac(key: &[u8], parts: &[&str]) -> sha2::digest::Output<Sha256> {
+    let mut mac = HmacSha256::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    for (n, part) in parts.iter().enumerate() {
+        if n > 0 {
+            mac.update(b"\n");
+        }
+        mac.update(part.as_bytes());
+    }
+    mac.finalize().into_bytes()
+}
 
 /// A freshly created key: the only moment the secret exists outside a display.
 pub struct DeviceKey {
@@ -20,27 +99,64 @@ pub struct DeviceKey {
 }
 
 impl DeviceKey {
-    /// `rtk_<id>_<43 characters of base64url>`, 256 bits of entropy.
-    pub fn generate() -> Self {
-        let mut rng = rand::rng();
-        let mut id = [0u8; 5];
-        rng.fill_bytes(&mut id);
-        let mut secret = [0u8; 32];
-        rng.fill_bytes(&mut secret);
+    /// `rtk_<16 hex>_<43 characters of base64url>`, a key of `connection`.
+    pub fn generate(signer: &DeviceKeySigner, connection: &str) -> Self {
+        let mut id = [0u8; ID_LEN / 2];
+        rand::rng().fill_bytes(&mut id);
         let id = hex::encode(id);
-        let key = format!("{PREFIX}{id}_{}", URL_SAFE_NO_PAD.encode(secret));
+        let tag = URL_SAFE_NO_PAD.encode(signer.tag(connection, &id));
         Self {
+            key: Secret::new(format!("{PREFIX}{id}_{tag}")),
             id,
-            key: Secret::new(key),
+        }
+    }
+}
+
+/// A presented key that has the shape of one, split into its parts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PresentedKey<'a> {
+    /// Made since keys authenticate themselves.
+    Current { id: &'a str, tag: &'a str },
+    /// Made before: only the stored hash can tell.
+    Legacy { id: &'a str, whole: &'a str },
+}
+
+impl std::fmt::Debug for PresentedKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Current { id, .. } => write!(f, "Current({id})"),
+            Self::Legacy { id, .. } => write!(f, "Legacy({id})"),
+        }
+    }
+}
+
+impl<'a> PresentedKey<'a> {
+    pub fn parse(presented: &'a str) -> Option<Self> {
+        let rest = presented.strip_prefix(PREFIX)?;
+        let (id, secret) = rest.split_once('_')?;
+        if !id.bytes().all(|b| b.is_ascii_hexdigit()) || secret.is_empty() {
+            return None;
+        }
+        match id.len() {
+            ID_LEN if secret.len() == TAG_LEN => Some(Self::Current { id, tag: secret }),
+            LEGACY_ID_LEN => Some(Self::Legacy {
+                id,
+                whole: presented,
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn id(&self) -> &'a str {
+        match self {
+            Self::Current { id, .. } | Self::Legacy { id, .. } => id,
         }
     }
 }
 
 /// The public id inside a presented key, if it has the right shape.
 pub fn key_id(presented: &str) -> Option<&str> {
-    let rest = presented.strip_prefix(PREFIX)?;
-    let (id, secret) = rest.split_once('_')?;
-    (id.len() == 10 && !secret.is_empty()).then_some(id)
+    PresentedKey::parse(presented).map(|key| key.id())
 }
 
 fn hash(key: &str) -> String {
@@ -51,11 +167,20 @@ fn hash(key: &str) -> String {
 pub struct DeviceKeyRecord {
     pub id: String,
     pub label: Option<String>,
-    pub sha256: String,
+    /// Legacy keys only: the SHA-256 of the whole key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl DeviceKeyRecord {
+    /// Made before keys authenticated themselves.
+    pub fn is_legacy(&self) -> bool {
+        self.sha256.is_some()
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -68,7 +193,7 @@ impl DeviceKeys {
         self.keys.push(DeviceKeyRecord {
             id: key.id.clone(),
             label,
-            sha256: hash(key.key.expose()),
+            sha256: None,
             created_at: now,
             revoked_at: None,
         });
@@ -89,35 +214,42 @@ impl DeviceKeys {
         }
     }
 
-    /// The id of the active key that matches, compared in constant time.
-    pub fn authenticate(&self, presented: &str) -> Option<&str> {
-        match self.check(presented) {
-            KeyCheck::Valid(id) => Some(id),
-            KeyCheck::Revoked | KeyCheck::Unknown => None,
+    /// Active legacy keys, which work only where legacy keys are accepted.
+    pub fn legacy_active(&self) -> usize {
+        self.keys
+            .iter()
+            .filter(|k| k.is_legacy() && k.revoked_at.is_none())
+            .count()
+    }
+
+    /// A current key whose tag was verified: whether its id is still an
+    /// active key of this connection. A verified key that is not here was
+    /// ours and is gone (revoked, or its connection removed).
+    pub fn check_verified(&self, id: &str) -> KeyCheck<'_> {
+        match self.keys.iter().find(|k| k.id == id && !k.is_legacy()) {
+            Some(record) if record.revoked_at.is_none() => KeyCheck::Valid(record.id.as_str()),
+            _ => KeyCheck::Revoked,
         }
     }
 
-    /// What a presented key is: active, revoked, or not one of ours (for the
-    /// audit log; a display is told the same 401 for both refusals).
-    pub fn check(&self, presented: &str) -> KeyCheck<'_> {
-        let Some(id) = key_id(presented) else {
-            return KeyCheck::Unknown;
-        };
-        let presented_hash = hash(presented);
+    /// A legacy key: compared with the stored hashes in constant time.
+    pub fn check_legacy(&self, id: &str, whole: &str) -> KeyCheck<'_> {
+        let presented_hash = hash(whole);
         let matching = self
             .keys
             .iter()
             .filter(|k| k.id == id)
-            .find(|k| bool::from(k.sha256.as_bytes().ct_eq(presented_hash.as_bytes())));
+            .filter_map(|k| k.sha256.as_deref().map(|h| (k, h)))
+            .find(|(_, h)| bool::from(h.as_bytes().ct_eq(presented_hash.as_bytes())));
         match matching {
-            Some(record) if record.revoked_at.is_none() => KeyCheck::Valid(record.id.as_str()),
+            Some((record, _)) if record.revoked_at.is_none() => KeyCheck::Valid(record.id.as_str()),
             Some(_) => KeyCheck::Revoked,
             None => KeyCheck::Unknown,
         }
     }
 }
 
-/// The result of checking a presented key against the stored hashes.
+/// The result of checking a presented key against the stored keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyCheck<'a> {
     /// An active key, with its id.
@@ -129,35 +261,111 @@ pub enum KeyCheck<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn a_key_has_256_bits_a_prefix_and_an_id() {
-        let key = DeviceKey::generate();
-        let text = key.key.expose();
-        assert!(text.starts_with("rtk_"));
-        assert_eq!(key_id(text), Some(key.id.as_str()));
-        let secret = &text["rtk_".len() + key.id.len() + 1..];
-        assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len(), 32);
-        assert_ne!(DeviceKey::generate().key, key.key);
+    pub(crate) fn signer() -> DeviceKeySigner {
+        DeviceKeySigner::from_stored(&Secret::new("k".repeat(64)))
+    }
+
+    /// A key as versions before self-authenticating keys made them.
+    pub(crate) fn legacy_key(keys: &mut DeviceKeys, now: OffsetDateTime) -> (String, String) {
+        let id = "0123456789".to_owned();
+        let whole = format!("rtk_{id}_{}", "L".repeat(43));
+        keys.keys.push(DeviceKeyRecord {
+            id: id.clone(),
+            label: None,
+            sha256: Some(hash(&whole)),
+            created_at: now,
+            revoked_at: None,
+        });
+        (id, whole)
     }
 
     #[test]
-    fn only_active_matching_keys_authenticate() {
+    fn a_key_has_a_prefix_an_id_and_a_tag_that_binds_its_connection() {
+        let signer = signer();
+        let key = DeviceKey::generate(&signer, "contoso");
+        let text = key.key.expose();
+        assert!(text.starts_with("rtk_"));
+        assert_eq!(key_id(text), Some(key.id.as_str()));
+        assert_eq!(key.id.len(), 16);
+        let tag = &text["rtk_".len() + key.id.len() + 1..];
+        assert_eq!(URL_SAFE_NO_PAD.decode(tag).unwrap().len(), 32);
+        assert_ne!(DeviceKey::generate(&signer, "contoso").key, key.key);
+
+        let presented = PresentedKey::parse(text).unwrap();
+        assert!(signer.verify("contoso", &presented));
+        assert!(!signer.verify("fabrikam", &presented), "another connection");
+        let other = DeviceKeySigner::from_stored(&Secret::new("o".repeat(64)));
+        assert!(!other.verify("contoso", &presented), "another broker");
+        // One character changed anywhere in the tag or the id.
+        for at in "rtk_".len()..text.len() {
+            let mut forged = text.as_bytes().to_vec();
+            forged[at] = if forged[at] == b'a' { b'b' } else { b'a' };
+            let forged = String::from_utf8(forged).unwrap();
+            if let Some(presented) = PresentedKey::parse(&forged) {
+                assert!(!signer.verify("contoso", &presented), "{at}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_active_verified_keys_authenticate_and_a_gone_one_reads_as_revoked() {
         let now = OffsetDateTime::UNIX_EPOCH;
-        let key = DeviceKey::generate();
+        let key = DeviceKey::generate(&signer(), "contoso");
         let mut keys = DeviceKeys::default();
         keys.add(&key, Some("lobby".into()), now);
-        assert!(!keys.keys[0].sha256.contains(key.key.expose()));
-        assert_eq!(keys.authenticate(key.key.expose()), Some(key.id.as_str()));
-        let forged = format!("rtk_{}_AAAA", key.id);
-        assert_eq!(keys.authenticate(&forged), None);
-        assert_eq!(keys.authenticate("nonsense"), None);
+        assert!(keys.keys[0].sha256.is_none(), "nothing of the key is kept");
+        assert_eq!(
+            keys.check_verified(&key.id),
+            KeyCheck::Valid(key.id.as_str())
+        );
         assert!(keys.revoke(&key.id, now));
         assert!(!keys.revoke(&key.id, now), "already revoked");
-        assert_eq!(keys.authenticate(key.key.expose()), None);
-        assert_eq!(keys.check(key.key.expose()), KeyCheck::Revoked);
-        assert_eq!(keys.check(&forged), KeyCheck::Unknown);
+        assert_eq!(keys.check_verified(&key.id), KeyCheck::Revoked);
+        keys.keys.clear();
+        assert_eq!(keys.check_verified(&key.id), KeyCheck::Revoked);
+    }
+
+    #[test]
+    fn legacy_keys_are_told_apart_and_checked_against_their_hash() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let mut keys = DeviceKeys::default();
+        let (id, whole) = legacy_key(&mut keys, now);
+        let presented = PresentedKey::parse(&whole).unwrap();
+        assert!(matches!(presented, PresentedKey::Legacy { .. }));
+        assert!(!signer().verify("contoso", &presented), "never by tag");
+        assert_eq!(keys.check_legacy(&id, &whole), KeyCheck::Valid(id.as_str()));
+        let forged = format!("rtk_{id}_AAAA");
+        assert_eq!(keys.check_legacy(&id, &forged), KeyCheck::Unknown);
+        assert_eq!(
+            keys.check_verified(&id),
+            KeyCheck::Revoked,
+            "not a current key"
+        );
+        assert_eq!(keys.legacy_active(), 1);
+        assert!(keys.revoke(&id, now));
+        assert_eq!(keys.check_legacy(&id, &whole), KeyCheck::Revoked);
+        assert_eq!(keys.legacy_active(), 0);
+    }
+
+    #[test]
+    fn only_well_formed_keys_parse() {
+        for bad in [
+            "nonsense",
+            "rtk_",
+            "rtk_0123456789abcdef_",
+            "rtk_0123456789abcdeg_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "rtk_0123456789abcdef_short",
+            "rtk_01234_AAAA",
+        ] {
+            assert_eq!(PresentedKey::parse(bad), None, "{bad}");
+        }
+        let shown = format!(
+            "{:?}",
+            PresentedKey::parse("rtk_0123456789_secret-part").unwrap()
+        );
+        assert!(!shown.contains("secret-part"), "{shown}");
     }
 }

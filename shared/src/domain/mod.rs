@@ -20,7 +20,9 @@ pub use app::{
     VendorApp,
 };
 pub use connection_id::ConnectionId;
-pub use device_key::{DeviceKey, DeviceKeyRecord, DeviceKeys, KeyCheck};
+pub use device_key::{
+    DeviceKey, DeviceKeyRecord, DeviceKeySigner, DeviceKeys, KeyCheck, PresentedKey,
+};
 pub use failure::FailureClass;
 pub use grant::{Account, AccountKey, Grant};
 pub use records::{GrantRecord, ServeRecord, WriteLog, Writer};

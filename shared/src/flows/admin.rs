@@ -710,7 +710,10 @@ pub async fn create_keys(
     if !(1..=MAX_KEYS_AT_ONCE).contains(&count) {
         return Err(AdminError::KeyCount);
     }
-    let keys: Vec<DeviceKey> = (0..count).map(|_| DeviceKey::generate()).collect();
+    let signer = broker.device_key_signer().await?;
+    let keys: Vec<DeviceKey> = (0..count)
+        .map(|_| DeviceKey::generate(signer, id.as_str()))
+        .collect();
     let written = broker
         .repo
         .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {

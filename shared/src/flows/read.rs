@@ -17,12 +17,12 @@
 
 use crate::Broker;
 use crate::domain::CredentialKind;
-use crate::domain::device_key::key_id;
 use crate::domain::status::{
     NO_APPLICATION_PERMISSION, SecretInUse, credential_days_left, needs_human,
 };
 use crate::domain::{
-    AccessTokens, ConnectionId, ConnectionState, KeyCheck, LastError, Mode, ServeRecord, Status,
+    AccessTokens, ConnectionId, ConnectionState, KeyCheck, LastError, Mode, PresentedKey,
+    ServeRecord, Status,
 };
 pub use crate::snapshot::{ConnectionSnapshot, MIN_SERVE_VALIDITY, ReadCache, ServedToken};
 use crate::store::StoreError;
@@ -217,6 +217,9 @@ pub enum Refusal {
     /// Not a key of this connection, or no such connection.
     UnknownKey,
     RevokedKey,
+    /// A key made before keys authenticated themselves, where they are not
+    /// accepted (`ROOMTOKEN_LEGACY_DEVICE_KEYS`).
+    LegacyKey,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -328,8 +331,11 @@ async fn snapshot(
     Ok(snapshot)
 }
 
-/// Checks the device key of a connection. Keys without the right shape and
-/// ids that cannot exist are refused before the store is asked.
+/// Checks the device key of a connection. Whatever is not a key this
+/// broker made for this connection (wrong shape, an id that cannot exist, a
+/// tag that does not verify) is refused before the store is asked, after
+/// the same work for a made-up connection as for a real one; only a key
+/// that verifies reads the connection, to see that it was not revoked.
 async fn authenticate(
     broker: &Broker,
     connection: &str,
@@ -337,17 +343,33 @@ async fn authenticate(
     now: OffsetDateTime,
 ) -> Result<(ConnectionId, Arc<ConnectionSnapshot>), ReadError> {
     let presented = presented.ok_or(ReadError::Unauthorized(Refusal::MissingKey))?;
-    if key_id(presented).is_none() {
-        return Err(ReadError::Unauthorized(Refusal::MalformedKey));
-    }
+    let key =
+        PresentedKey::parse(presented).ok_or(ReadError::Unauthorized(Refusal::MalformedKey))?;
     let id = ConnectionId::parse(connection)
         .map_err(|_| ReadError::Unauthorized(Refusal::InvalidConnectionId))?;
-    let snapshot = snapshot(broker, &id, now).await?;
-    match snapshot.keys.check(presented) {
-        KeyCheck::Valid(_) => Ok((id, snapshot)),
-        KeyCheck::Revoked => Err(ReadError::Unauthorized(Refusal::RevokedKey)),
-        KeyCheck::Unknown => Err(ReadError::Unauthorized(Refusal::UnknownKey)),
+    match key {
+        PresentedKey::Current { .. } => {
+            let signer = broker.device_key_signer().await?;
+            if !signer.verify(id.as_str(), &key) {
+                return Err(ReadError::Unauthorized(Refusal::UnknownKey));
+            }
+        }
+        PresentedKey::Legacy { .. } if !broker.config.accept_legacy_keys => {
+            return Err(ReadError::Unauthorized(Refusal::LegacyKey));
+        }
+        PresentedKey::Legacy { .. } => {}
     }
+    let snapshot = snapshot(broker, &id, now).await?;
+    let check = match key {
+        PresentedKey::Current { id: key_id, .. } => snapshot.keys.check_verified(key_id),
+        PresentedKey::Legacy { id: key_id, whole } => snapshot.keys.check_legacy(key_id, whole),
+    };
+    match check {
+        KeyCheck::Valid(_) => {}
+        KeyCheck::Revoked => return Err(ReadError::Unauthorized(Refusal::RevokedKey)),
+        KeyCheck::Unknown => return Err(ReadError::Unauthorized(Refusal::UnknownKey)),
+    }
+    Ok((id, snapshot))
 }
 
 /// The token a display asks for, or why it cannot have it. The HTTP edge

@@ -53,6 +53,12 @@ impl SecretName {
         Self("system/edge-origin".into())
     }
 
+    /// The key device keys are made and checked with (made by the stack,
+    /// or by the first `roomtoken` that needs it).
+    pub fn device_key() -> Self {
+        Self("system/device-key".into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

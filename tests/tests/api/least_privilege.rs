@@ -23,7 +23,7 @@ const STAR_ONLY_ACTIONS: [&str; 3] = [
 /// connection's (`grant`, `serve`).
 fn path(part: &str) -> String {
     match part {
-        "signing-key" | "vendor-app" | "webhook-secret" | "edge-origin" => {
+        "signing-key" | "vendor-app" | "webhook-secret" | "edge-origin" | "device-key" => {
             format!("system/{part}")
         }
         _ => format!("connections/*/{part}"),
@@ -109,6 +109,8 @@ fn token_read_reads_only_the_serve_secret() {
     let template = Template::load();
     let mut expected = common("TokenReadLogGroup", &["kms:Decrypt"]);
     expected.extend(reads(&["serve"]));
+    // The key that checks device keys (made by the stack: no bare name).
+    expected.push(format!("{GET} @ {}", secret("device-key")));
     expected.push(edge_origin_read());
     assert_exactly(&template, "TokenReadFunction", expected);
 

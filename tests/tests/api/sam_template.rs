@@ -288,34 +288,46 @@ fn the_schedule_runs_a_normal_pass_every_five_minutes_one_at_a_time() {
 }
 
 #[test]
-fn the_template_creates_the_signing_key_where_the_broker_reads_it() {
+fn the_template_creates_the_system_keys_where_the_broker_reads_them() {
     let template = Template::load();
     let secrets = template.of_type("AWS::SecretsManager::Secret");
-    // The signing key, and the edge origin secret that exists only with
-    // the per-source limit's CloudFront.
-    assert_eq!(secrets.len(), 2);
-    let (id, key) = secrets
-        .into_iter()
-        .find(|(id, _)| *id == "SigningKey")
-        .expect("the signing key secret");
+    // The signing key, the device-key secret, and the edge origin secret
+    // that exists only with the per-source limit's CloudFront.
+    assert_eq!(secrets.len(), 3);
     let edge = template.resource("EdgeOriginSecret");
     assert_eq!(
         edge["Properties"]["Name"]["Fn::Sub"],
         format!("${{SecretPrefix}}{}", SecretName::edge_origin().as_str()),
         "where the broker reads it"
     );
-    let properties = &key["Properties"];
+    for (id, name) in [
+        ("SigningKey", SecretName::signing_key()),
+        ("DeviceKeySecret", SecretName::device_key()),
+    ] {
+        let properties = &template.resource(id)["Properties"];
+        assert_eq!(
+            properties["Name"]["Fn::Sub"],
+            format!("${{SecretPrefix}}{}", name.as_str()),
+            "{id}"
+        );
+        // At least the 32 characters the broker requires of a system key.
+        let generate = &properties["GenerateSecretString"];
+        assert!(generate["PasswordLength"].as_u64().unwrap() >= 32, "{id}");
+        assert_eq!(generate["ExcludePunctuation"], true);
+        assert_eq!(
+            properties["KmsKeyId"],
+            json!({"Fn::If": ["HasKmsKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]})
+        );
+    }
+    // token-read refuses legacy keys unless the operator turns them on.
+    let environment = template.function_environment("TokenReadFunction");
     assert_eq!(
-        properties["Name"]["Fn::Sub"],
-        format!("${{SecretPrefix}}{}", SecretName::signing_key().as_str()),
-        "{id}"
+        environment["ROOMTOKEN_LEGACY_DEVICE_KEYS"],
+        json!({"Fn::If": ["AcceptsLegacyKeys", "accept", "refuse"]})
     );
-    let generate = &properties["GenerateSecretString"];
-    assert!(generate["PasswordLength"].as_u64().unwrap() >= 32);
-    assert_eq!(generate["ExcludePunctuation"], true);
     assert_eq!(
-        properties["KmsKeyId"],
-        json!({"Fn::If": ["HasKmsKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]})
+        template.root()["Parameters"]["AcceptLegacyDeviceKeys"]["Default"],
+        "false"
     );
 }
 
@@ -450,6 +462,8 @@ fn outputs_give_the_url_and_the_redirect_uri_to_register() {
 /// internet"): displays that all power on within 5 minutes.
 const FLEET_DISPLAYS: u64 = 20_000;
 const FLEET_POWER_ON_SECONDS: u64 = 300;
+/// API Gateway's default burst for HTTP APIs, per account and region.
+const ACCOUNT_HTTP_API_BURST: u64 = 5_000;
 
 /// Each route has its own limit, so that a flood on one (made-up ids on the
 /// token route, say) cannot take the others' share; the token route's
@@ -473,6 +487,13 @@ fn each_route_has_its_own_limit_sized_for_the_fleet() {
     assert!(
         token >= FLEET_DISPLAYS.div_ceil(FLEET_POWER_ON_SECONDS),
         "the token route holds the fleet's morning: {token}/s"
+    );
+    // Junk is refused before any store read, so the route's own limit must
+    // not be what one client fills first: only the account's HTTP API burst
+    // (5,000) and Lambda concurrency bound a flood.
+    assert!(
+        token >= ACCOUNT_HTTP_API_BURST,
+        "one client at {token}/s would make every display's read a 429"
     );
     let pages = settings["GET /connect/{id}"]["ThrottlingRateLimit"]
         .as_u64()

@@ -535,22 +535,26 @@ async fn ten_thousand_reads_within_a_ttl_read_the_store_once() {
         before.puts + before.lists + before.deletes
     );
     assert_eq!(app.store.gets_of(&serve) - gets_before, 1);
-    // The next TTL reads it once more, and wrong keys do not make the
-    // broker read the store again.
+    // After the TTL, wrong keys (of either shape) make the broker read
+    // nothing: only a key that verifies reads the connection again.
     app.expire_read_cache();
     let client = http();
-    let forged = "rtk_0000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    for _ in 0..10 {
-        let response = client.get(url.clone()).bearer_auth(forged).send().await;
-        assert_eq!(response.unwrap().status(), 401);
+    for forged in [
+        "rtk_0000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "rtk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        for _ in 0..10 {
+            let response = client.get(url.clone()).bearer_auth(forged).send().await;
+            assert_eq!(response.unwrap().status(), 401);
+        }
     }
-    assert_eq!(app.store.calls().gets - after.gets, 1);
+    assert_eq!(app.store.calls().gets - after.gets, 0);
 }
 
 /// What token-read answers for a connection that does not exist, one that
 /// has no device key yet, and one never consented: the first two exactly
-/// like a wrong key (the store answers "does not exist" or an empty key
-/// list), the third 503 with its state.
+/// like a wrong key, without asking the store (a key's tag binds it to its
+/// own connection), the third 503 with its state.
 async fn unknown_unkeyed_and_unconsented(kind: StoreKind) {
     let app = spawn_app(kind).await;
     let (id, key) = app.connected("known").await;
@@ -563,17 +567,15 @@ async fn unknown_unkeyed_and_unconsented(kind: StoreKind) {
     assert_eq!(response.status(), 401, "unknown connection");
     assert_eq!(response.bytes().await.unwrap(), refused);
     let serve = format!("connections/{unknown}/serve");
-    assert_eq!(
-        app.store.gets_of(&serve),
-        1,
-        "asked the store once, which said it does not exist"
-    );
+    assert_eq!(app.store.gets_of(&serve), 0, "the store was not asked");
 
     let unkeyed = unique_id("no-keys");
     app.add_connection(&unkeyed).await;
     let response = app.get_token(&unkeyed, Some(&key), None).await;
     assert_eq!(response.status(), 401, "no device key yet");
     assert_eq!(response.bytes().await.unwrap(), refused);
+    let serve = format!("connections/{unkeyed}/serve");
+    assert_eq!(app.store.gets_of(&serve), 0, "the store was not asked");
 
     let key = app.create_key(&unkeyed).await;
     app.expire_read_cache();
@@ -585,11 +587,15 @@ async fn unknown_unkeyed_and_unconsented(kind: StoreKind) {
 
 on_both_stores!(unknown_unkeyed_and_unconsented => unknown_unkeyed_and_unconsented_connections_on_the_file_store, unknown_unkeyed_and_unconsented_connections_on_secrets_manager);
 
-/// A flood of made-up connection ids fills a cache of its own: a real
+/// Where legacy keys are accepted (each is checked against the store), a
+/// flood of made-up connection ids fills a cache of its own: a real
 /// connection read afterwards is still cached (one store read for many).
 #[tokio::test]
 async fn made_up_ids_never_take_the_place_of_real_connections() {
-    let app = spawn_app(StoreKind::File).await;
+    let app = Setup::new(StoreKind::File)
+        .with_config(|config| config.accept_legacy_keys = true)
+        .spawn()
+        .await;
     let (id, key) = app.connected("real").await;
     let now = app.broker.now();
     let forged = "rtk_0000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -617,4 +623,133 @@ async fn made_up_ids_never_take_the_place_of_real_connections() {
         1,
         "the real connection was read once, then served from the cache"
     );
+}
+
+/// Junk costs nothing (issue 23, item 4): made-up connection ids, made-up
+/// keys on a real connection, one connection's key on another, keys with a
+/// tag changed, and legacy-shaped keys where those are refused make no
+/// store call of any kind, and are all answered the same 401.
+async fn junk_reads_nothing(kind: StoreKind) {
+    let app = spawn_app(kind).await;
+    let (id, key) = app.connected("junk").await;
+    let (other, other_key) = app.connected("junk-other").await;
+    app.expire_read_cache();
+    let refused = app
+        .get_token(&id, Some(&format!("{key}x")), None)
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let before = app.store.calls();
+    let tag_changed = {
+        let mut forged = key.clone().into_bytes();
+        let last = forged.len() - 1;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(forged).unwrap()
+    };
+    let client = http();
+    let mut sent = 0;
+    for n in 0..100 {
+        let made_up_key = format!("rtk_{n:016x}_{}", "A".repeat(43));
+        let legacy_shaped = format!("rtk_{n:010x}_{}", "B".repeat(43));
+        let made_up_id = format!("made-up-{n}");
+        for (connection, presented) in [
+            (made_up_id.as_str(), made_up_key.as_str()),
+            (made_up_id.as_str(), key.as_str()),
+            (id.as_str(), made_up_key.as_str()),
+            (id.as_str(), other_key.as_str()),
+            (other.as_str(), key.as_str()),
+            (id.as_str(), tag_changed.as_str()),
+            (id.as_str(), legacy_shaped.as_str()),
+        ] {
+            let url = app
+                .url
+                .join(&format!("v1/connections/{connection}/token"))
+                .unwrap();
+            let response = client.get(url).bearer_auth(presented).send().await.unwrap();
+            assert_eq!(response.status(), 401, "{connection}");
+            assert_eq!(response.bytes().await.unwrap(), refused);
+            sent += 1;
+        }
+    }
+    let after = app.store.calls();
+    assert_eq!(sent, 700);
+    assert_eq!(
+        after.total(),
+        before.total(),
+        "no store call for {sent} junk reads"
+    );
+    // The server was there and counting: the real key reads its connection.
+    assert_eq!(app.get_token(&id, Some(&key), None).await.status(), 200);
+    assert_eq!(app.store.calls().gets - after.gets, 1);
+}
+
+on_both_stores!(junk_reads_nothing => junk_reads_nothing_on_the_file_store, junk_reads_nothing_on_secrets_manager);
+
+/// Keys made before keys authenticated themselves: refused (audit
+/// `legacy_key`) unless the deployment accepts them, then checked against
+/// their stored hash and revocable as before.
+#[tokio::test]
+async fn legacy_keys_work_only_where_accepted() {
+    for accept in [false, true] {
+        let app = Setup::new(StoreKind::File)
+            .with_config(move |config| config.accept_legacy_keys = accept)
+            .spawn()
+            .await;
+        let (id, _) = app
+            .connected(if accept { "legacy-on" } else { "legacy-off" })
+            .await;
+        let connection = ConnectionId::parse(&id).unwrap();
+        let legacy = format!("rtk_0a1b2c3d4e_{}", "L".repeat(43));
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(legacy.as_bytes()));
+        app.broker
+            .repo
+            .update::<roomtoken::domain::ServeRecord, _>(
+                &connection,
+                Part::Serve,
+                roomtoken::domain::Writer::Person,
+                app.broker.now(),
+                |record| {
+                    let mut record = record?;
+                    record.keys.keys.push(roomtoken::domain::DeviceKeyRecord {
+                        id: "0a1b2c3d4e".into(),
+                        label: Some("old display".into()),
+                        sha256: Some(hash.clone()),
+                        created_at: time::OffsetDateTime::UNIX_EPOCH,
+                        revoked_at: None,
+                    });
+                    Some(record)
+                },
+            )
+            .await
+            .unwrap();
+        app.expire_read_cache();
+        let serve = format!("connections/{id}/serve");
+        let gets = app.store.gets_of(&serve);
+        let status = app.get_token(&id, Some(&legacy), None).await.status();
+        if accept {
+            assert_eq!(status, 200, "an existing key keeps working");
+            assert_eq!(app.store.gets_of(&serve) - gets, 1);
+            let wrong = format!("rtk_0a1b2c3d4e_{}", "M".repeat(43));
+            assert_eq!(app.get_token(&id, Some(&wrong), None).await.status(), 401);
+            let listed = app.cli(&["key", "list", &id], "").await.unwrap();
+            assert!(listed.contains("0a1b2c3d4e\told display"), "{listed}");
+            assert!(listed.contains("active, legacy"), "{listed}");
+            app.cli(&["key", "revoke", &id, "0a1b2c3d4e"], "")
+                .await
+                .unwrap();
+            app.expire_read_cache();
+            assert_eq!(app.get_token(&id, Some(&legacy), None).await.status(), 401);
+        } else {
+            assert_eq!(status, 401);
+            assert_eq!(app.store.gets_of(&serve) - gets, 0, "refused unread");
+            assert!(
+                audit_lines(&id)
+                    .iter()
+                    .any(|l| l.contains("key_id=0a1b2c3d4e ") && l.contains("reason=legacy_key")),
+                "{:?}",
+                audit_lines(&id)
+            );
+        }
+    }
 }
