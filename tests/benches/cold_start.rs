@@ -4,6 +4,12 @@
 //! HTTP API event), and the process's peak memory (VmHWM). Repeated a few
 //! times; prints min, median and max.
 //!
+//! Then, in one warm process, what an invocation costs when it is junk (a
+//! made-up connection id, a made-up key on a real one) next to a valid read:
+//! the time from the function taking the event from the Runtime API
+//! stand-in to its answer (what Lambda bills), which bounds what one
+//! execution environment absorbs per second.
+//!
 //! Run: `scripts/bench-cold-start.sh` (builds the release binary first).
 
 use roomtoken::domain::{
@@ -19,6 +25,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 const RUNS: usize = 7;
+/// Warm invocations per case.
+const WARM: usize = 2_000;
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -138,4 +146,41 @@ async fn main() {
         peaks[RUNS / 2] as f64 / 1_024.0,
         peaks[RUNS - 1] as f64 / 1_024.0,
     );
+
+    let api = RuntimeApi::start().await.expect("runtime api");
+    let mut function =
+        FunctionProcess::spawn(&binary, &api, "token-read", &[("ROOMTOKEN_STORE", &store)])
+            .expect("spawn token-read");
+    let made_up = format!("rtk_{}_{}", "0".repeat(16), "A".repeat(43));
+    let cases = [
+        ("made-up id", event("made-up", &made_up), 401),
+        ("made-up key on a real id", event("cold", &made_up), 401),
+        ("valid key (cached)", event("cold", key.key.expose()), 200),
+    ];
+    for (name, event, status) in &cases {
+        let mut times = Vec::with_capacity(WARM);
+        for _ in 0..WARM {
+            let completion = function
+                .invoke(&api, event, Duration::from_secs(10))
+                .await
+                .expect("an answer");
+            let answer = completion.outcome.response_json().expect("a response");
+            assert_eq!(answer["statusCode"], *status, "{name}: {answer}");
+            // From the function taking the event to its answer: what
+            // Lambda bills as the invocation's duration.
+            let taken = completion.fetched_at.unwrap_or(completion.queued_at);
+            times.push(completion.completed_at - taken);
+        }
+        times.sort();
+        let mean = times.iter().sum::<Duration>() / WARM as u32;
+        println!(
+            "warm token-read, {name}: {WARM} invocations through the Runtime API stand-in, \
+             mean {:.3} ms, median {:.3} ms, p99 {:.3} ms (one environment: about {:.0} a second)",
+            ms(mean),
+            ms(times[WARM / 2]),
+            ms(times[WARM * 99 / 100]),
+            1.0 / mean.as_secs_f64(),
+        );
+    }
+    function.stop().await;
 }

@@ -139,6 +139,27 @@ impl Browser {
         page
     }
 
+    /// Waits for a page headed `heading` that shows `text` (when the click
+    /// before it leads to a page with the same heading, the heading alone
+    /// would be found on the page being left); returns its source.
+    pub async fn expect_heading_and_text(&self, heading: &str, text: &str) -> String {
+        let xpath = format!(
+            "//main[h1[normalize-space()=\"{heading}\"] and contains(normalize-space(), \"{text}\")]"
+        );
+        let found = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(&xpath))
+            .await;
+        let page = self.source().await;
+        assert!(
+            found.is_ok(),
+            "no page headed '{heading}' showing '{text}': {page}"
+        );
+        page
+    }
+
     pub async fn close(self) {
         let _ = self.client.close().await;
         let _ = std::fs::remove_dir_all(&self.profile);
