@@ -815,25 +815,22 @@ async fn key(
             Ok(())
         }
         KeyCommand::List { id } => {
-            let records = admin::list_keys(broker, id).await?;
-            for record in &records {
-                let state = match record.revoked_at {
-                    Some(at) => format!("revoked {}", rfc3339(at)),
-                    None if record.is_legacy() => "active, legacy".into(),
-                    None => "active".into(),
-                };
+            let keys = admin::list_keys(broker, id).await?;
+            for key in &keys {
                 writeln!(
                     out,
-                    "{}\t{}\t{}\t{state}",
-                    record.id,
-                    printable(record.label.as_deref().unwrap_or("-")),
-                    rfc3339(record.created_at)
+                    "{}\t{}\t{}\t{}",
+                    key.id,
+                    printable(key.label.as_deref().unwrap_or("-")),
+                    rfc3339(key.created_at),
+                    if key.legacy {
+                        "active, legacy"
+                    } else {
+                        "active"
+                    },
                 )?;
             }
-            let legacy = records
-                .iter()
-                .filter(|k| k.is_legacy() && k.revoked_at.is_none())
-                .count();
+            let legacy = keys.iter().filter(|k| k.legacy).count();
             if legacy > 0 {
                 eprintln!(
                     "{legacy} active key(s) are legacy (made before device keys authenticated themselves): token-read refuses them unless ROOMTOKEN_LEGACY_DEVICE_KEYS=accept; give those displays new keys (`roomtoken key create {id}`), then revoke the legacy ones"

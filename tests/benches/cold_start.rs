@@ -82,7 +82,11 @@ async fn main() {
         .await
         .expect("device-key secret");
     let signer = DeviceKeySigner::from_stored(&Secret::new(device_secret));
-    let key = DeviceKey::generate(&signer, id.as_str());
+    let mut serve_keys = roomtoken::domain::DeviceKeys::default();
+    let key_ids = serve_keys
+        .issue(1, Some("bench".into()), now)
+        .expect("a serial");
+    let key = DeviceKey::for_id(&signer, id.as_str(), &key_ids[0]);
     let app = AppRegistration::new(
         id.clone(),
         Provider::microsoft("contoso.onmicrosoft.com", Cloud::Global).expect("provider"),
@@ -92,7 +96,7 @@ async fn main() {
     )
     .expect("app");
     let mut serve = ServeRecord::new(app);
-    serve.keys.add(&key, Some("bench".into()), now);
+    serve.keys = serve_keys;
     serve.access = Some(AccessTokens {
         account: "booking@contoso.com".into(),
         resources: vec!["graph".into()],

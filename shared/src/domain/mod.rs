@@ -21,7 +21,7 @@ pub use app::{
 };
 pub use connection_id::ConnectionId;
 pub use device_key::{
-    DeviceKey, DeviceKeyRecord, DeviceKeySigner, DeviceKeys, KeyCheck, PresentedKey,
+    ActiveKey, DeviceKey, DeviceKeyRecord, DeviceKeySigner, DeviceKeys, KeyCheck, PresentedKey,
 };
 pub use failure::FailureClass;
 pub use grant::{Account, AccountKey, Grant};

@@ -6,9 +6,8 @@ use crate::certificate::CertificateKey;
 use crate::domain::app::InvalidApp;
 use crate::domain::status::SecretInUse;
 use crate::domain::{
-    AppRegistration, CertificateRef, Cloud, ConnectionId, ConnectionState, DeviceKey,
-    DeviceKeyRecord, GrantRecord, Mode, Provider, Resource, Secret, ServeRecord, Status, VendorApp,
-    Writer,
+    ActiveKey, AppRegistration, CertificateRef, Cloud, ConnectionId, ConnectionState, DeviceKey,
+    GrantRecord, Mode, Provider, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
 use crate::store::{Part, StoreError, Versioned};
 use std::time::Duration;
@@ -698,8 +697,10 @@ pub async fn revoke_links(broker: &Broker, id: &ConnectionId) -> Result<(), Admi
     Ok(())
 }
 
-/// Creates `count` device keys in one write; the caller shows each once,
-/// only their hashes are kept.
+/// Creates `count` device keys in one write (one batch: one label, one
+/// date); the caller shows each once. Nothing of a key but its serial is
+/// kept: its tag is made again, from the device-key secret, when a display
+/// presents it.
 pub async fn create_keys(
     broker: &Broker,
     id: &ConnectionId,
@@ -707,26 +708,29 @@ pub async fn create_keys(
     count: usize,
     now: OffsetDateTime,
 ) -> Result<Vec<DeviceKey>, AdminError> {
-    if !(1..=MAX_KEYS_AT_ONCE).contains(&count) {
-        return Err(AdminError::KeyCount);
-    }
+    let count = u32::try_from(count)
+        .ok()
+        .filter(|n| (1..=MAX_KEYS_AT_ONCE as u32).contains(n))
+        .ok_or(AdminError::KeyCount)?;
     let signer = broker.device_key_signer().await?;
-    let keys: Vec<DeviceKey> = (0..count)
-        .map(|_| DeviceKey::generate(signer, id.as_str()))
-        .collect();
+    // The ids the write that lands gave (a lost race tries again).
+    let mut issued: Option<Vec<String>> = None;
     let written = broker
         .repo
         .update::<ServeRecord, _>(id, Part::Serve, Writer::Person, now, |record| {
             let mut record = record?;
-            for key in &keys {
-                record.keys.add(key, label.clone(), now);
-            }
-            Some(record)
+            issued = record.keys.issue(count, label.clone(), now);
+            issued.is_some().then_some(record)
         })
         .await?;
     if written.is_none() {
         return Err(AdminError::NotFound(id.clone()));
     }
+    let ids = issued.ok_or(AdminError::KeyCount)?;
+    let keys: Vec<DeviceKey> = ids
+        .iter()
+        .map(|key_id| DeviceKey::for_id(signer, id.as_str(), key_id))
+        .collect();
     for key in &keys {
         tracing::info!(connection = %id, key_id = %key.id, "device key created");
     }
@@ -744,11 +748,9 @@ pub async fn create_key(
     keys.pop().ok_or(AdminError::KeyCount)
 }
 
-pub async fn list_keys(
-    broker: &Broker,
-    id: &ConnectionId,
-) -> Result<Vec<DeviceKeyRecord>, AdminError> {
-    Ok(serve_of(broker, id).await?.value.keys.keys)
+/// The connection's active keys (revoked keys are not kept).
+pub async fn list_keys(broker: &Broker, id: &ConnectionId) -> Result<Vec<ActiveKey>, AdminError> {
+    Ok(serve_of(broker, id).await?.value.keys.active())
 }
 
 /// Revokes every key in `key_ids` in one write; nothing is revoked when one
@@ -766,7 +768,7 @@ pub async fn revoke_keys(
             let mut record = record?;
             missing = key_ids
                 .iter()
-                .find(|key_id| !record.keys.revoke(key_id, now))
+                .find(|key_id| !record.keys.revoke(key_id))
                 .cloned();
             missing.is_none().then_some(record)
         })

@@ -365,7 +365,7 @@ async fn authenticate(
         PresentedKey::Legacy { id: key_id, whole } => snapshot.keys.check_legacy(key_id, whole),
     };
     match check {
-        KeyCheck::Valid(_) => {}
+        KeyCheck::Valid => {}
         KeyCheck::Revoked => return Err(ReadError::Unauthorized(Refusal::RevokedKey)),
         KeyCheck::Unknown => return Err(ReadError::Unauthorized(Refusal::UnknownKey)),
     }

@@ -42,12 +42,7 @@ async fn a_lost_answer_to_a_successful_write_counts_as_the_success() {
     let revoked = admin::revoke_key(broker, &id, &created.id, now).await;
     assert_eq!(proxy.answers_lost(), 2, "the answer was lost");
     revoked.expect("the revoke succeeded");
-    let active: Vec<_> = admin::list_keys(broker, &id)
-        .await
-        .expect("keys")
-        .into_iter()
-        .filter(|k| k.revoked_at.is_none())
-        .collect();
+    let active = admin::list_keys(broker, &id).await.expect("keys");
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].id, kept.id);
 }
