@@ -11,6 +11,7 @@ pub mod template;
 pub mod browser;
 pub mod failing_store;
 pub mod fleet;
+pub mod sizes;
 pub mod tcp_proxy;
 pub mod vendor;
 pub mod webhook;

@@ -151,10 +151,30 @@ pub fn room_in_both(
         .max()
 }
 
+/// The largest access or refresh token roomtoken stores. Entra ID's for
+/// Graph and Exchange are 1.5 to 4 KB (first-party resources: no app can
+/// add group claims to them); a provider that sends a larger one is
+/// refused at the token request, so that what a refresh writes always has
+/// the room its secrets keep for it.
+pub const MAX_TOKEN_BYTES: usize = 8_192;
+/// A stored token's fields besides the token (type, scope, dates).
+const TOKEN_ENTRY_BYTES: usize = 1_024;
+/// One outbox entry at most: its event, with a last error whose message is
+/// cut at 300 characters.
+const NOTIFICATION_BYTES: usize = 1_536;
+/// What a refresh may add to the status: a last error, granted roles.
+const STATUS_GROWTH_BYTES: usize = 2_048;
+/// A day of the product's write-log entries (6 an hour, 11 bytes each).
+const LOG_GROWTH_BYTES: usize = 2_048;
+
 /// A stored record that carries its own [`WriteLog`].
 pub trait Logged {
     fn writes(&self) -> &WriteLog;
     fn writes_mut(&mut self) -> &mut WriteLog;
+    /// How many bytes the product's own writes (refresh passes) may add to
+    /// this record at most: people's writes leave it free, so that a
+    /// refresh is never the write a size limit refuses.
+    fn product_room(&self) -> usize;
 }
 
 impl Logged for GrantRecord {
@@ -164,6 +184,14 @@ impl Logged for GrantRecord {
     fn writes_mut(&mut self) -> &mut WriteLog {
         &mut self.writes
     }
+    /// A refresh replaces the refresh token (rotation) and logs its write.
+    fn product_room(&self) -> usize {
+        let held = self
+            .grant
+            .as_ref()
+            .map_or(0, |g| g.refresh_token.expose().len());
+        MAX_TOKEN_BYTES.saturating_sub(held) + LOG_GROWTH_BYTES
+    }
 }
 
 impl Logged for ServeRecord {
@@ -172,6 +200,23 @@ impl Logged for ServeRecord {
     }
     fn writes_mut(&mut self) -> &mut WriteLog {
         &mut self.writes
+    }
+    /// A refresh stores one token per resource (each up to
+    /// [`MAX_TOKEN_BYTES`]), fills the notification outbox, records a last
+    /// error and logs its write.
+    fn product_room(&self) -> usize {
+        let resources = self.app.resources.len().max(1);
+        let held: usize = self.access.as_ref().map_or(0, |access| {
+            access
+                .tokens
+                .iter()
+                .map(|t| t.access_token.expose().len() + TOKEN_ENTRY_BYTES)
+                .sum()
+        });
+        let tokens = (resources * (MAX_TOKEN_BYTES + TOKEN_ENTRY_BYTES)).saturating_sub(held);
+        let outbox =
+            super::notify::MAX_OUTBOX.saturating_sub(self.status.outbox.len()) * NOTIFICATION_BYTES;
+        tokens + outbox + STATUS_GROWTH_BYTES + LOG_GROWTH_BYTES
     }
 }
 
@@ -337,6 +382,71 @@ pub fn format_utc(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC)
         .format(&format)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::domain::notify::{Event, Notification};
+    use crate::domain::{CredentialKind, FailureClass, LastError, Mode};
+    use time::macros::datetime;
+
+    /// The room a refresh keeps for each notification holds the largest one
+    /// the product makes: a failure with a 300-character message (what the
+    /// identity client keeps of one) for a 64-character connection id and a
+    /// long account, and the longest credential advice.
+    #[test]
+    fn the_largest_notification_fits_the_room_kept_for_one() {
+        let now = datetime!(2026-11-29 12:00 UTC);
+        let id = crate::domain::ConnectionId::parse(&"c".repeat(64)).unwrap();
+        let mut status =
+            Status::connected(&format!("{}@contoso.onmicrosoft.com", "a".repeat(64)), now);
+        status.state = crate::domain::ConnectionState::ReconnectRequired;
+        status.last_error = Some(LastError {
+            class: FailureClass::ReconnectNeeded,
+            code: "AADSTS700082".into(),
+            message: "é".repeat(300),
+            trace_id: Some("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".into()),
+            correlation_id: Some("1b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".into()),
+            at: now,
+        });
+        let mut largest = 0;
+        for mode in [
+            Mode::Operator,
+            Mode::SelfService,
+            Mode::Vendor,
+            Mode::AppOnly,
+            Mode::VendorAppOnly,
+        ] {
+            let event = Event::state_change(
+                &id,
+                mode,
+                crate::domain::ConnectionState::Connected,
+                &status,
+                now,
+            )
+            .unwrap();
+            let json = serde_json::to_string(&Notification::new(event)).unwrap();
+            largest = largest.max(json.len());
+        }
+        for kind in [
+            CredentialKind::VendorApp,
+            CredentialKind::Certificate,
+            CredentialKind::ClientSecret,
+        ] {
+            let expires = now.date();
+            let advice = crate::flows::read::credential_advice(&id, kind, expires, -3);
+            let event = Event::credential_expiring(&id, &status, expires, advice, now);
+            let json =
+                serde_json::to_string(&Notification::credential_warning(&id, event, expires, -3))
+                    .unwrap();
+            largest = largest.max(json.len());
+        }
+        assert!(
+            largest <= NOTIFICATION_BYTES,
+            "{largest} bytes > {NOTIFICATION_BYTES}"
+        );
+    }
 }
 
 #[cfg(test)]

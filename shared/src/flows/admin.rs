@@ -24,6 +24,15 @@ pub enum AdminError {
     KeyNotFound(ConnectionId, String),
     #[error("a key count must be from 1 to {MAX_KEYS_AT_ONCE}")]
     KeyCount,
+    #[error(
+        "connection '{id}' has no room for {count} more device key(s): its serve secret would be {bytes} bytes, over the {limit} that the operator's changes may fill (a secret holds 65,536 bytes, and the rest is kept for the tokens the refresh pass stores). Nothing was created. Revoke keys no longer in use (`roomtoken key list {id}`), or make keys in fewer, larger batches (`--count`)"
+    )]
+    KeysDoNotFit {
+        id: ConnectionId,
+        count: u32,
+        bytes: usize,
+        limit: usize,
+    },
     #[error("a consent link lives at most 30 days: give a shorter --ttl")]
     LinkTtl,
     #[error("the client secret is empty")]
@@ -722,7 +731,16 @@ pub async fn create_keys(
             issued = record.keys.issue(count, label.clone(), now);
             issued.is_some().then_some(record)
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            StoreError::TooLarge { bytes, limit, .. } => AdminError::KeysDoNotFit {
+                id: id.clone(),
+                count,
+                bytes,
+                limit,
+            },
+            other => AdminError::Store(other),
+        })?;
     if written.is_none() {
         return Err(AdminError::NotFound(id.clone()));
     }

@@ -444,7 +444,11 @@ impl Pass<'_> {
                 Ok(_) => return Ok(()),
                 // Someone else wrote the grant, or its quota is full: a
                 // retry cannot help.
-                Err(e @ (StoreError::Conflict(_) | StoreError::WriteQuota { .. })) => {
+                Err(
+                    e @ (StoreError::Conflict(_)
+                    | StoreError::WriteQuota { .. }
+                    | StoreError::TooLarge { .. }),
+                ) => {
                     return Err(e);
                 }
                 Err(e) => {

@@ -12,6 +12,7 @@ use super::{
 use crate::certificate::ASSERTION_TYPE;
 use crate::crypto::random_token;
 use crate::domain::app::is_guid;
+use crate::domain::records::MAX_TOKEN_BYTES;
 use crate::domain::{AppRegistration, Cloud, Provider, Secret};
 use async_trait::async_trait;
 use oauth2::basic::{
@@ -325,8 +326,23 @@ fn into_identity_error(error: RequestTokenError<Transport, ErrorBody>) -> Identi
     }
 }
 
-fn into_token_set(body: TokenEndpointResponse) -> TokenSet {
-    TokenSet {
+fn into_token_set(body: TokenEndpointResponse) -> Result<TokenSet, IdentityError> {
+    // What a refresh stores must fit the room its secrets keep for it.
+    let too_large = |what: &str, bytes: usize| {
+        IdentityError::Protocol(format!(
+            "the provider's {what} is {bytes} bytes, more than the {MAX_TOKEN_BYTES} roomtoken stores"
+        ))
+    };
+    let access = body.access_token().secret().len();
+    if access > MAX_TOKEN_BYTES {
+        return Err(too_large("access token", access));
+    }
+    if let Some(refresh) = body.refresh_token().map(|rt| rt.secret().len())
+        && refresh > MAX_TOKEN_BYTES
+    {
+        return Err(too_large("refresh token", refresh));
+    }
+    Ok(TokenSet {
         access_token: Secret::new(body.access_token().secret().clone()),
         token_type: "Bearer".into(),
         // Entra ID always sends expires_in; an hour is the RFC's usual default.
@@ -346,7 +362,7 @@ fn into_token_set(body: TokenEndpointResponse) -> TokenSet {
             .refresh_token()
             .map(|rt| Secret::new(rt.secret().clone())),
         id_token: body.extra_fields().id_token.clone(),
-    }
+    })
 }
 
 /// Any of oauth2's token requests with the client's assertion fields (none
@@ -382,8 +398,8 @@ impl IdentityProvider for OAuthClient {
         with_assertion!(request, client)
             .request_async(&transport)
             .await
-            .map(into_token_set)
             .map_err(into_identity_error)
+            .and_then(into_token_set)
     }
 
     async fn refresh(
@@ -402,8 +418,8 @@ impl IdentityProvider for OAuthClient {
         with_assertion!(request, client)
             .request_async(&transport)
             .await
-            .map(into_token_set)
             .map_err(into_identity_error)
+            .and_then(into_token_set)
     }
 
     async fn client_credentials(
@@ -420,8 +436,8 @@ impl IdentityProvider for OAuthClient {
         with_assertion!(request, client)
             .request_async(&transport)
             .await
-            .map(into_token_set)
             .map_err(into_identity_error)
+            .and_then(into_token_set)
     }
 
     async fn discover_tenant(&self, provider: &Provider) -> Result<TenantInfo, IdentityError> {

@@ -80,11 +80,35 @@ proptest! {
             return Ok(());
         };
         let set = into_token_set(read);
+        prop_assert!(set.is_ok(), "a small token is taken");
+        let Ok(set) = set else { return Ok(()) };
         prop_assert_eq!(set.access_token.expose(), access_token.as_str());
         prop_assert!((MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&set.expires_in));
         prop_assert_eq!(
             set.refresh_token.as_ref().map(|rt| rt.expose().to_owned()),
             refresh_token
         );
+    }
+
+    /// A token larger than what a secret keeps room for is refused at the
+    /// request, never stored: the limit itself is taken.
+    #[test]
+    fn tokens_over_the_stored_size_are_refused(extra in 1usize..5_000, which in any::<bool>()) {
+        use crate::domain::records::MAX_TOKEN_BYTES;
+        let (access, refresh) = if which {
+            ("a".repeat(MAX_TOKEN_BYTES + extra), "r".repeat(MAX_TOKEN_BYTES))
+        } else {
+            ("a".repeat(MAX_TOKEN_BYTES), "r".repeat(MAX_TOKEN_BYTES + extra))
+        };
+        let body = |access: &str, refresh: &str| {
+            serde_json::from_value::<TokenEndpointResponse>(serde_json::json!({
+                "access_token": access, "token_type": "Bearer", "refresh_token": refresh,
+            }))
+        };
+        let Ok(read) = body(&access, &refresh) else { return Ok(()) };
+        let refused = into_token_set(read);
+        prop_assert!(matches!(&refused, Err(IdentityError::Protocol(m)) if m.contains("more than the 8192")), "{:?}", refused.err());
+        let Ok(at_limit) = body(&"a".repeat(MAX_TOKEN_BYTES), &"r".repeat(MAX_TOKEN_BYTES)) else { return Ok(()) };
+        prop_assert!(into_token_set(at_limit).is_ok());
     }
 }

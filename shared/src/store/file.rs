@@ -210,6 +210,7 @@ impl SecretStore for FileStore {
     }
 
     async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version> {
+        super::check_value_size(name, value)?;
         let (store, name, value) = (self.clone(), name.to_owned(), value.to_owned());
         let prior = prior.cloned();
         blocking(move || store.write(&name, &value, prior.as_ref())).await

@@ -19,6 +19,23 @@ pub use secrets_manager::SecretsManagerStore;
 use async_trait::async_trait;
 use std::sync::Arc;
 
+/// The most a stored value may hold: Secrets Manager's limit on a
+/// `SecretString`. Every store refuses more (moto does not), so that tests
+/// meet the real limit.
+pub const MAX_VALUE_BYTES: usize = 65_536;
+
+/// Refuses, before any call, a value that no secret could hold.
+pub(crate) fn check_value_size(name: &str, value: &str) -> StoreResult<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(StoreError::TooLarge {
+            name: name.to_owned(),
+            bytes: value.len(),
+            limit: MAX_VALUE_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// Opaque version of a stored value, as returned by a read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Version(pub String);
@@ -42,6 +59,22 @@ pub enum StoreError {
     WriteQuota {
         name: String,
         retry_at: time::OffsetDateTime,
+    },
+    /// Refused before any call: the value would not fit. Below
+    /// [`MAX_VALUE_BYTES`], the limit keeps room for what the refresh pass
+    /// adds (see [`crate::domain::Logged::product_room`]).
+    #[error(
+        "'{name}' would be {bytes} bytes, over the {limit} it may hold{}",
+        if *limit < MAX_VALUE_BYTES {
+            " (the rest of the 65,536 bytes a secret holds is kept for the tokens and notifications the refresh pass stores)"
+        } else {
+            " (the most a Secrets Manager secret holds)"
+        }
+    )]
+    TooLarge {
+        name: String,
+        bytes: usize,
+        limit: usize,
     },
 }
 

@@ -1,6 +1,6 @@
 //! Typed access to the two stored secrets of a connection.
 
-use super::{SecretStore, StoreError, Version};
+use super::{MAX_VALUE_BYTES, SecretStore, StoreError, Version};
 use crate::domain::notify::WebhookSecret;
 use crate::domain::records::Logged;
 use crate::domain::{ConnectionId, GrantRecord, Secret, ServeRecord, VendorApp, Writer};
@@ -93,6 +93,12 @@ type LostVersions = HashMap<String, Vec<(Writer, OffsetDateTime)>>;
 
 /// The most lost versions remembered per secret (a day's quota).
 const MAX_LOST_REMEMBERED: usize = 100;
+
+/// What people's writes leave free for revocations beyond the product's
+/// room: a revoked serial in the middle of a range adds one range (about 12
+/// bytes), so about 170 revocations that split ranges fit before one would
+/// use the product's room (a revocation that shrinks the value always fits).
+const REVOCATION_ROOM: usize = 2_048;
 
 /// How many times an update re-reads after losing a compare-and-swap race.
 const MAX_CONFLICT_RETRIES: usize = 8;
@@ -195,16 +201,39 @@ impl Repository {
             .map(drop)
     }
 
+    /// Whether a value of `bytes` fits for `writer`. The product's writes
+    /// and revocations (which always have room) may fill a secret; everyone
+    /// else must leave free what a refresh may add (the record's
+    /// [`Logged::product_room`]) and [`REVOCATION_ROOM`] besides.
+    fn fits(
+        name: &SecretName,
+        bytes: usize,
+        product_room: usize,
+        writer: Writer,
+    ) -> Result<(), StoreError> {
+        let limit = match writer {
+            Writer::Product | Writer::Revocation => MAX_VALUE_BYTES,
+            Writer::Person | Writer::Internet => MAX_VALUE_BYTES
+                .saturating_sub(product_room)
+                .saturating_sub(REVOCATION_ROOM),
+        };
+        if bytes > limit {
+            return Err(StoreError::TooLarge {
+                name: name.as_str().to_owned(),
+                bytes,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
     async fn save<T: Serialize>(
         &self,
         name: &SecretName,
         value: &T,
         expected: Option<&Version>,
     ) -> Result<Version, StoreError> {
-        let json = serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
-            name: name.as_str().to_owned(),
-            reason: e.to_string(),
-        })?;
+        let json = to_json(name, value)?;
         self.store.put(name.as_str(), &json, expected).await
     }
 
@@ -235,7 +264,13 @@ impl Repository {
             value.writes_mut().record(*by, *at);
         }
         value.writes_mut().record(writer, now);
-        let result = self.save(&name, value, expected).await;
+        let result = match to_json(&name, value) {
+            Ok(json) => match Self::fits(&name, json.len(), value.product_room(), writer) {
+                Ok(()) => self.store.put(name.as_str(), &json, expected).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result {
             let mut pending = lost;
             if matches!(e, StoreError::Conflict(_))
@@ -314,6 +349,13 @@ impl Repository {
         ids.dedup();
         Ok(ids)
     }
+}
+
+fn to_json<T: Serialize>(name: &SecretName, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        name: name.as_str().to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

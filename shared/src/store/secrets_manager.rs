@@ -118,6 +118,8 @@ impl SecretStore for SecretsManagerStore {
     }
 
     async fn put(&self, name: &str, value: &str, prior: Option<&Version>) -> StoreResult<Version> {
+        // Secrets Manager would refuse it too; moto would not.
+        super::check_value_size(name, value)?;
         let full_name = self.full_name(name);
         let new_version = uuid::Uuid::new_v4().to_string();
         let Some(prior) = prior else {

@@ -25,4 +25,5 @@ mod serve_limits;
 mod store_quotas;
 mod strict_identity;
 mod token_read;
+mod value_size;
 mod vendor;
