@@ -254,12 +254,29 @@ fn the_schedule_runs_a_normal_pass_every_five_minutes_one_at_a_time() {
         schedule["Properties"]["ScheduleExpression"],
         "rate(5 minutes)"
     );
+    // Nothing runs a pass again: neither the schedule nor Lambda's
+    // asynchronous invocation.
     let retry = &schedule["Properties"]["RetryPolicy"];
-    assert!(
-        retry["MaximumRetryAttempts"].as_u64().is_some(),
-        "a retry policy"
+    assert_eq!(retry["MaximumRetryAttempts"], 0, "the schedule retries no pass");
+    assert_eq!(properties["EventInvokeConfig"]["MaximumRetryAttempts"], 0);
+    // No reserved concurrency unless the operator asks: an account whose
+    // quota is still 10 would refuse the whole stack.
+    assert_eq!(
+        properties["ReservedConcurrentExecutions"],
+        json!({"Fn::If": ["ReservesRefreshConcurrency", 1, {"Ref": "AWS::NoValue"}]})
     );
-    assert_eq!(properties["ReservedConcurrentExecutions"], 1);
+    assert_eq!(
+        template.root()["Parameters"]["ReserveRefreshConcurrency"]["Default"],
+        "false"
+    );
+    for (id, function) in template.of_type("AWS::Serverless::Function") {
+        if id != "TokenRefreshFunction" {
+            assert!(
+                function["Properties"].get("ReservedConcurrentExecutions").is_none(),
+                "{id} reserves concurrency"
+            );
+        }
+    }
     let timeout = properties["Timeout"].as_u64().unwrap();
     assert!(
         (60..300).contains(&timeout),
