@@ -28,10 +28,13 @@ fn main() {
         ("2,000 of 4,000 keys, every other revoked", fragmented),
     ];
     let mut ok = true;
-    println!("serve secret of a full connection (two 8 KB tokens, outbox full, a day of writes), of {MAX_VALUE_BYTES} bytes:");
+    println!(
+        "serve secret of a full connection (two 8 KB tokens, outbox full, a day of writes), of {MAX_VALUE_BYTES} bytes:"
+    );
     for (name, serve) in &cases {
         let bytes = stored_bytes(serve);
-        let free = 100.0 * (MAX_VALUE_BYTES - bytes.min(MAX_VALUE_BYTES)) as f64 / MAX_VALUE_BYTES as f64;
+        let free =
+            100.0 * (MAX_VALUE_BYTES - bytes.min(MAX_VALUE_BYTES)) as f64 / MAX_VALUE_BYTES as f64;
         let room = serve.product_room();
         println!(
             "  {name:<42} {bytes:>6} bytes ({free:.1}% free; {} active keys; a refresh may add up to {room})",

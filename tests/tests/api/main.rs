@@ -2,6 +2,7 @@
 //! nine). Each module is a suite of its own; the harness is in `src/`.
 
 mod app_only;
+mod aws_credentials;
 mod browser;
 mod certificates;
 mod consent_budget;

@@ -257,7 +257,10 @@ fn the_schedule_runs_a_normal_pass_every_five_minutes_one_at_a_time() {
     // Nothing runs a pass again: neither the schedule nor Lambda's
     // asynchronous invocation.
     let retry = &schedule["Properties"]["RetryPolicy"];
-    assert_eq!(retry["MaximumRetryAttempts"], 0, "the schedule retries no pass");
+    assert_eq!(
+        retry["MaximumRetryAttempts"], 0,
+        "the schedule retries no pass"
+    );
     assert_eq!(properties["EventInvokeConfig"]["MaximumRetryAttempts"], 0);
     // No reserved concurrency unless the operator asks: an account whose
     // quota is still 10 would refuse the whole stack.
@@ -272,7 +275,9 @@ fn the_schedule_runs_a_normal_pass_every_five_minutes_one_at_a_time() {
     for (id, function) in template.of_type("AWS::Serverless::Function") {
         if id != "TokenRefreshFunction" {
             assert!(
-                function["Properties"].get("ReservedConcurrentExecutions").is_none(),
+                function["Properties"]
+                    .get("ReservedConcurrentExecutions")
+                    .is_none(),
                 "{id} reserves concurrency"
             );
         }
