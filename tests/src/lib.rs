@@ -245,7 +245,7 @@ impl Setup {
                 if let Some(endpoint) = &self.aws_endpoint {
                     loader = loader.endpoint_url(endpoint);
                 }
-                let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
+                let client = roomtoken::store::secrets_manager_client(&loader.load().await);
                 let store = SecretsManagerStore::new(client, &config.secret_prefix);
                 (Arc::new(store), "aws".to_owned())
             }

@@ -22,6 +22,8 @@ pub struct TcpProxy {
     /// answers were lost so far.
     lose: Arc<Mutex<Option<&'static str>>>,
     lost: Arc<AtomicU32>,
+    /// New connections are accepted and never answered.
+    hang: Arc<AtomicBool>,
 }
 
 impl TcpProxy {
@@ -43,15 +45,26 @@ impl TcpProxy {
         let (generation, _) = watch::channel(0u64);
         let lose: Arc<Mutex<Option<&'static str>>> = Arc::default();
         let lost = Arc::new(AtomicU32::new(0));
+        let hang = Arc::new(AtomicBool::new(false));
         let proxy = Self {
             addr,
             drop_per_mille: drop_per_mille.clone(),
             generation: generation.clone(),
             lose: lose.clone(),
             lost: lost.clone(),
+            hang: hang.clone(),
         };
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
+                if hang.load(Ordering::Relaxed) {
+                    // Held open, never read from nor answered, until cut.
+                    let mut cut = generation.subscribe();
+                    tokio::spawn(async move {
+                        let _held = inbound;
+                        let _ = cut.changed().await;
+                    });
+                    continue;
+                }
                 let dropped =
                     rand::rng().random_range(0..1000) < drop_per_mille.load(Ordering::Relaxed);
                 if dropped {
@@ -93,6 +106,16 @@ impl TcpProxy {
 
     pub fn up(&self) {
         self.drop_per_mille.store(0, Ordering::Relaxed);
+        if self.hang.swap(false, Ordering::Relaxed) {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// Cuts every open connection; new ones are accepted and never
+    /// answered (a store that hangs rather than fails).
+    pub fn hang(&self) {
+        self.hang.store(true, Ordering::Relaxed);
+        self.generation.send_modify(|g| *g += 1);
     }
 
     /// The next request that contains `marker` (for example

@@ -118,9 +118,26 @@ pub async fn handle(
     broker: &Broker,
     event: lambda_runtime::LambdaEvent<RefreshRequest>,
 ) -> Result<PassSummary, StoreError> {
-    let summary = scheduled_pass(broker, event.payload).await?;
+    let summary = match scheduled_pass(broker, event.payload).await {
+        Ok(summary) => summary,
+        // The store could not even be listed (down, or hanging past the
+        // client's timeouts): the metrics say so all the same, as one
+        // store failure, so that the alarm on them goes off.
+        Err(e) => {
+            metrics::print_pass_metrics(&failed_pass());
+            return Err(e);
+        }
+    };
     metrics::print_pass_metrics(&summary);
     Ok(summary)
+}
+
+/// The counts of a pass that could not list the connections.
+pub fn failed_pass() -> PassSummary {
+    PassSummary {
+        store_failed: 1,
+        ..PassSummary::default()
+    }
 }
 
 #[cfg(test)]

@@ -200,6 +200,8 @@ fn finished(
 ) -> ConnectionResult {
     let (outcome, status) = match result {
         Ok((outcome, status)) => (outcome, Some(status)),
+        // Secrets Manager's own quota answer: the same as the log's.
+        Err(StoreError::WriteQuota { retry_at, .. }) => (Outcome::WriteQuota(retry_at), None),
         Err(e) => (Outcome::StoreFailed(e.to_string()), None),
     };
     log_outcome(&id, &outcome);

@@ -14,7 +14,7 @@ mod secrets_manager;
 pub use counting::{CountingStore, StoreCalls};
 pub use file::FileStore;
 pub use repository::{Part, Repository, SecretName, Versioned};
-pub use secrets_manager::SecretsManagerStore;
+pub use secrets_manager::{SecretsManagerStore, client as secrets_manager_client};
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -149,7 +149,7 @@ impl StoreSpec {
             Self::File(dir) => Ok(Arc::new(FileStore::open(dir)?)),
             Self::Aws => {
                 let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                let client = aws_sdk_secretsmanager::Client::new(&config);
+                let client = secrets_manager::client(&config);
                 Ok(Arc::new(
                     SecretsManagerStore::new(client, secret_prefix).with_kms_key(kms_key_id),
                 ))

@@ -9,11 +9,75 @@
 use super::{SecretStore, StoreError, StoreResult, Stored, Version};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::interceptors::InterceptorContext;
+use aws_sdk_secretsmanager::config::retry::{ClassifyRetry, RetryAction};
+use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use std::time::Duration;
 
 const CURRENT: &str = "AWSCURRENT";
 const PENDING: &str = "AWSPENDING";
+
+/// One attempt of a Secrets Manager call (usually under 100 ms): a store
+/// that hangs is given up on, so that token-read serves what it read last
+/// and answers well within API Gateway's 10 s.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A whole call, the SDK's retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// When a write refused for the version quota may be tried again (the
+/// quota frees as versions pass 24 hours; a later pass tries again).
+const QUOTA_RETRY_AFTER: time::Duration = time::Duration::hours(1);
+
+/// The SDK's standard retries count `LimitExceededException` as throttling
+/// and try it twice more; for Secrets Manager it means the version quota (or
+/// the account's secret quota), which a retry within seconds cannot free.
+#[derive(Debug)]
+struct QuotaIsNotThrottling;
+
+impl ClassifyRetry for QuotaIsNotThrottling {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(response) = ctx.response() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let named = |text: &[u8]| {
+            text.windows(QUOTA_ERROR.len())
+                .any(|window| window == QUOTA_ERROR.as_bytes())
+        };
+        let in_header = response
+            .headers()
+            .get("x-amzn-errortype")
+            .is_some_and(|value| named(value.as_bytes()));
+        let in_body = response.body().bytes().is_some_and(named);
+        if response.status().as_u16() == 400 && (in_header || in_body) {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "the version quota is not throttling"
+    }
+}
+
+const QUOTA_ERROR: &str = "LimitExceededException";
+
+/// The Secrets Manager client every entry point uses: the shared AWS
+/// configuration (region, credentials, endpoint, retries) with timeouts on
+/// each attempt and each call, and no retry of the version quota.
+pub fn client(shared: &aws_config::SdkConfig) -> Client {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(ATTEMPT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build();
+    let config = aws_sdk_secretsmanager::config::Builder::from(shared)
+        .timeout_config(timeouts)
+        .retry_classifier(QuotaIsNotThrottling)
+        .build();
+    Client::from_conf(config)
+}
 
 #[derive(Clone, Debug)]
 pub struct SecretsManagerStore {
@@ -75,6 +139,13 @@ where
         | "InvalidSignatureException" => StoreError::Denied {
             name: name.to_owned(),
             reason: detail,
+        },
+        // The version quota (about 100 versions per secret in 24 hours)
+        // that the write logs should have kept us within: the write_quota
+        // outcome, not an outage.
+        QUOTA_ERROR => StoreError::WriteQuota {
+            name: name.to_owned(),
+            retry_at: time::OffsetDateTime::now_utc() + QUOTA_RETRY_AFTER,
         },
         _ => StoreError::Unavailable(format!("Secrets Manager, {name}: {detail}")),
     }

@@ -162,3 +162,46 @@ async fn a_function_that_cannot_start_fails_the_invocation() {
         output.stdout
     );
 }
+
+/// Secrets Manager that hangs (connections accepted, never answered): the
+/// real token-refresh gives up after the client's timeouts, long before
+/// its own 240 s, answers the pass as failed, and prints its metrics all
+/// the same (one store failure, for the alarm).
+#[tokio::test]
+async fn a_pass_against_a_store_that_hangs_ends_and_prints_its_metrics() {
+    let proxy = tcp_proxy::TcpProxy::before_moto().await;
+    proxy.hang();
+    let input: Value = serde_json::from_str(Template::load().schedule_input()).unwrap();
+    let api = RuntimeApi::start().await.unwrap();
+    let endpoint = proxy.url();
+    let env = [
+        ("ROOMTOKEN_STORE", "aws"),
+        ("ROOMTOKEN_SECRET_PREFIX", "hangs/"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let mut function =
+        FunctionProcess::spawn(&function_binary("token-refresh"), &api, FUNCTION_NAME, &env)
+            .unwrap();
+    let done = function.invoke(&api, &input, ANSWER_WITHIN).await;
+    let output = function.stop().await;
+    let done = done
+        .unwrap_or_else(|e| panic!("{e}\nstderr: {}\nstdout: {}", output.stderr, output.stdout));
+    assert!(
+        matches!(done.outcome, InvocationOutcome::Error { .. }),
+        "{:?}",
+        done.outcome
+    );
+    let metrics: Vec<Value> = output
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line.get("_aws").is_some())
+        .collect();
+    assert!(
+        metrics.iter().any(|m| m["StoreFailed"] == 1),
+        "no StoreFailed metric in: {}",
+        output.stdout
+    );
+}

@@ -98,3 +98,73 @@ async fn compare_and_swap_refuses_stale_writers_and_survives_their_leftovers() {
     let current = store.get(name).await.expect("get").expect("a value");
     assert_eq!((current.value.as_str(), current.version), ("three", third));
 }
+
+/// A stand-in for Secrets Manager that answers every call with `error`
+/// (HTTP 400, in the JSON protocol's header and body), counting calls.
+async fn answering_every_call_with(
+    error: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::BAD_REQUEST,
+                [
+                    ("x-amzn-errortype", error),
+                    ("content-type", "application/x-amz-json-1.1"),
+                ],
+                format!(r#"{{"__type":"{error}","Message":"as Secrets Manager says it"}}"#),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
+}
+
+/// The SDK's standard retries take `LimitExceededException` for throttling;
+/// the product's client does not retry it (the version quota frees in
+/// hours, not seconds) and the store answers `WriteQuota` at once, while
+/// real throttling is still retried.
+#[tokio::test]
+async fn the_version_quota_is_not_retried_and_throttling_is() {
+    use roomtoken::store::{SecretStore, SecretsManagerStore, StoreError, Version};
+    use std::sync::atomic::Ordering;
+    for (error, expected_calls) in [("LimitExceededException", 1), ("ThrottlingException", 3)] {
+        let (url, calls) = answering_every_call_with(error).await;
+        let retry = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(std::time::Duration::from_millis(1));
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(url)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "AKIDEXAMPLE",
+                "not-a-secret",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(retry)
+            .load()
+            .await;
+        let store =
+            SecretsManagerStore::new(roomtoken::store::secrets_manager_client(&sdk), "quota/");
+        let written = store
+            .put("connections/c/serve", "{}", Some(&Version("v1".into())))
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), expected_calls, "{error}");
+        match (error, written) {
+            ("LimitExceededException", Err(StoreError::WriteQuota { name, .. })) => {
+                assert_eq!(name, "connections/c/serve");
+            }
+            ("ThrottlingException", Err(StoreError::Unavailable(_))) => {}
+            (error, other) => panic!("{error}: {other:?}"),
+        }
+    }
+}

@@ -590,6 +590,43 @@ async fn unknown_unkeyed_and_unconsented(kind: StoreKind) {
 
 on_both_stores!(unknown_unkeyed_and_unconsented => unknown_unkeyed_and_unconsented_connections_on_the_file_store, unknown_unkeyed_and_unconsented_connections_on_secrets_manager);
 
+/// A store that hangs (accepts connections, never answers) is given up on
+/// after the Secrets Manager client's timeouts: the display is served the
+/// token read last, well within API Gateway's 10 s, instead of waiting
+/// for an answer that never comes.
+#[tokio::test]
+async fn a_store_that_hangs_is_given_up_on_and_the_token_read_last_served() {
+    let proxy = tcp_proxy::TcpProxy::before_moto().await;
+    let app = Setup::new(StoreKind::SecretsManager)
+        .aws_endpoint(proxy.url())
+        .isolated_prefix()
+        .spawn()
+        .await;
+    let (id, key) = app.connected("hangs").await;
+    let first = app.get_token(&id, Some(&key), None).await;
+    assert_eq!(first.status(), 200);
+    let token = first.json::<Value>().await.unwrap()["access_token"].clone();
+
+    proxy.hang();
+    app.expire_read_cache();
+    // Bounded by the client here only so that a broker without timeouts
+    // fails this test instead of hanging it.
+    let url = app.url.join(&format!("v1/connections/{id}/token")).unwrap();
+    let during = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .get(url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("an answer while the store hangs");
+    assert_eq!(during.status(), 200, "the token read last");
+    assert_eq!(during.json::<Value>().await.unwrap()["access_token"], token);
+    proxy.up();
+    assert_eq!(app.get_token(&id, Some(&key), None).await.status(), 200);
+}
+
 /// Where legacy keys are accepted (each is checked against the store), a
 /// flood of made-up connection ids fills a cache of its own: a real
 /// connection read afterwards is still cached (one store read for many).
