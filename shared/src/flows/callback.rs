@@ -19,8 +19,10 @@ use crate::domain::{
 use crate::identity::{AppClient, Credential, IdentityError, SignInCode};
 use crate::store::{Part, StoreError, Versioned};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 use url::Url;
 
 /// What Microsoft (or any OAuth server) answered the sign-in: a code, or an
@@ -91,6 +93,14 @@ pub enum CallbackError {
     CodeRejected(IdentityError),
     #[error("tokens could not be obtained: {0}")]
     Identity(IdentityError),
+    /// The identity provider did not answer the code's redemption within
+    /// the time the callback has (API Gateway's 30 s): nothing is stored.
+    #[error("the identity provider did not answer within {waited_secs} s; nothing was stored")]
+    ProviderTimedOut { waited_secs: u64 },
+    /// Too little of the callback's time was left to redeem the code and
+    /// store the grant: the code is not spent, nothing is stored.
+    #[error("too little time was left to complete the sign-in; nothing was stored")]
+    NoTimeLeft,
     #[error("the sign-in answer failed a check: {0}")]
     Claims(#[from] ClaimsError),
     #[error("no refresh token was issued: the app must be allowed the offline_access permission")]
@@ -137,12 +147,45 @@ impl<E: Into<CallbackError>> From<E> for Refused {
     }
 }
 
+/// What the callback may take in all, from the moment it starts: API
+/// Gateway gives an integration 30 s, the function's start included.
+pub const CALLBACK_BUDGET: Duration = Duration::from_secs(28);
+/// Kept after the last identity request for the writes that follow it.
+const WRITES_RESERVE: Duration = Duration::from_secs(5);
+/// An identity request is started only with at least this long for it.
+const MIN_REQUEST_TIME: Duration = Duration::from_secs(10);
+
+/// How long the next identity request may take before `deadline`, writes
+/// kept; `None` when too little is left to start one.
+fn time_for_request(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())?
+        .checked_sub(WRITES_RESERVE)
+        .filter(|left| *left >= MIN_REQUEST_TIME)
+}
+
+/// `request`, given up after `limit` as a timeout.
+async fn within<T>(
+    limit: Duration,
+    request: impl Future<Output = Result<T, IdentityError>>,
+) -> Result<T, IdentityError> {
+    tokio::time::timeout(limit, request)
+        .await
+        .unwrap_or_else(|_| {
+            Err(IdentityError::Unreachable {
+                timeout: true,
+                detail: format!("no answer within {} s", limit.as_secs()),
+            })
+        })
+}
+
 pub async fn connect_callback(
     broker: &Broker,
     params: SignInAnswer,
     sealed_session: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Completed, Refused> {
+    let deadline = Instant::now() + CALLBACK_BUDGET;
     let keys = broker.signing_keys().await?;
     let session: ConsentSession = sealed_session
         .and_then(|sealed| keys.unseal(sealed, now))
@@ -159,7 +202,7 @@ pub async fn connect_callback(
         };
         broker.link_step(&session.connection, invite, step).ok()
     });
-    complete(broker, params, &session, now)
+    complete(broker, params, &session, deadline, now)
         .await
         .map_err(|error| Refused { error, start_over })
 }
@@ -169,6 +212,7 @@ async fn complete(
     broker: &Broker,
     params: SignInAnswer,
     session: &ConsentSession,
+    deadline: Instant,
     now: OffsetDateTime,
 ) -> Result<Completed, CallbackError> {
     let id = session.connection.clone();
@@ -194,7 +238,7 @@ async fn complete(
         if session.mode.is_app_only() {
             // The answer's tenant is only a hint: a first app-only token
             // for the connection's own tenant proves the grant.
-            return app_only_consented(broker, session, now).await;
+            return app_only_consented(broker, session, deadline, now).await;
         }
         // Nothing is stored: the answer's tenant is only a hint; the
         // sign-in that follows proves which tenant it is.
@@ -275,39 +319,37 @@ async fn complete(
     let mut scopes = vec!["openid".to_owned(), "profile".to_owned()];
     scopes.extend(first.token_request_scopes());
     let redirect_uri = broker.redirect_uri()?;
+    // The code is redeemed only with time left for the redemption and the
+    // grant's write: a code spent with no time to store what it gave would
+    // be a consent lost.
     let redeem = |credential: Credential| {
         let (app, scopes, redirect_uri) = (&app, &scopes, &redirect_uri);
         let (code, verifier) = (code.expose(), &session.pkce_verifier);
         async move {
+            let limit = time_for_request(deadline).ok_or(CallbackError::NoTimeLeft)?;
             let client = AppClient::new(app, &credential);
             let sign_in = SignInCode {
                 code,
                 redirect_uri,
                 pkce_verifier: verifier,
             };
-            broker
-                .identity
-                .redeem_code(client, sign_in, scopes)
+            within(limit, broker.identity.redeem_code(client, sign_in, scopes))
                 .await
                 .map(|tokens| (tokens, credential))
+                .map_err(|e| redemption_failed(e, limit))
         }
     };
     let rotating = previous.is_some();
     let mut in_use = rotating.then_some(SecretInUse::Newest);
     let redeemed = match (redeem(credential.clone()).await, previous) {
-        (Err(e), Some(previous)) if e.rejects_client_secret() => {
+        (Err(CallbackError::Identity(e)), Some(previous)) if e.rejects_client_secret() => {
             tracing::warn!(connection = %id, "the newest client secret was refused; trying the previous one");
             in_use = Some(SecretInUse::Previous);
             redeem(previous).await
         }
         (result, _) => result,
     };
-    let (tokens, credential) = redeemed.map_err(|e| match e.class() {
-        FailureClass::ReconnectNeeded if !e.no_service_principal() => {
-            CallbackError::CodeRejected(e)
-        }
-        _ => CallbackError::Identity(e),
-    })?;
+    let (tokens, credential) = redeemed?;
     let id_token = tokens.id_token.as_ref().ok_or(ClaimsError::Malformed)?;
     let claims = IdTokenClaims::decode(id_token.expose())?;
     // The tenant check first: the booking account's name means something
@@ -350,8 +392,23 @@ async fn complete(
         (None, _) => {}
     }
 
+    // The grant is stored right after the redemption: whatever happens to
+    // the other resources' tokens, the consent is not lost.
+    let new_secret = session.setup.as_ref().map(|s| s.client_secret.clone());
+    store_grant(
+        broker,
+        &id,
+        grant,
+        session,
+        Grant::new(refresh_token.clone(), account.clone(), now),
+        new_secret,
+        now,
+    )
+    .await?;
+
     // One token per resource: the first came with the code, the others are
-    // minted from the same refresh token, one request each.
+    // minted from the same refresh token, one request each, while the
+    // callback has time for them; the refresh pass gets the rest.
     let mut access = AccessTokens {
         account: account.display.clone(),
         resources: app.resources.iter().map(|r| r.name.clone()).collect(),
@@ -360,39 +417,36 @@ async fn complete(
     let client = AppClient::new(&app, &credential);
     let minted = mint_each(
         app.resources.iter().skip(1),
-        refresh_token,
+        refresh_token.clone(),
         now,
         AfterFailure::GoOn,
         |resource, refresh_token| async move {
-            broker
-                .identity
-                .refresh(client, &refresh_token, &resource.token_request_scopes())
-                .await
-                .map_err(NotMinted::from)
+            let limit = time_for_request(deadline).ok_or(NotMinted::OutOfTime)?;
+            let scopes = resource.token_request_scopes();
+            within(
+                limit,
+                broker.identity.refresh(client, &refresh_token, &scopes),
+            )
+            .await
+            .map_err(NotMinted::from)
         },
     )
     .await;
     for token in minted.tokens {
         access.put(token);
     }
-    let mut pending_resources = Vec::new();
-    for (resource, e) in minted.failed {
+    for (resource, e) in &minted.failed {
         tracing::warn!(connection = %id, resource = %resource, error = %e, "first token for this resource failed; the refresh pass will retry");
-        pending_resources.push(resource);
     }
-    let refresh_token = minted.refresh_token;
-
-    let new_secret = session.setup.as_ref().map(|s| s.client_secret.clone());
-    store_grant(
-        broker,
-        &id,
-        grant,
-        session,
-        Grant::new(refresh_token, account.clone(), now),
-        new_secret,
-        now,
-    )
-    .await?;
+    let pending_resources: Vec<String> = app
+        .resources
+        .iter()
+        .filter(|r| access.tokens.iter().all(|t| t.resource != r.name))
+        .map(|r| r.name.clone())
+        .collect();
+    if minted.refresh_token != refresh_token {
+        store_rotated(broker, &id, &refresh_token, minted.refresh_token, now).await;
+    }
     let status = Status {
         client_secret_in_use: in_use,
         ..Status::connected(&account.display, now)
@@ -442,6 +496,7 @@ pub const APP_ONLY_ACCOUNT: &str = "app-only";
 async fn app_only_consented(
     broker: &Broker,
     session: &ConsentSession,
+    deadline: Instant,
     now: OffsetDateTime,
 ) -> Result<Completed, CallbackError> {
     let id = &session.connection;
@@ -470,9 +525,24 @@ async fn app_only_consented(
     let mut pending_resources = Vec::new();
     for resource in &app.resources {
         let first = access.tokens.is_empty() && pending_resources.is_empty();
-        match first_app_only_token(broker, &app, &credential, resource, first).await {
+        let Some(limit) = time_for_request(deadline) else {
+            // No time for this one: the refresh pass mints it (or, with no
+            // token yet, nothing proves the grant and nothing is stored).
+            if access.tokens.is_empty() {
+                return Err(CallbackError::NoTimeLeft);
+            }
+            pending_resources.push(resource.name.clone());
+            continue;
+        };
+        let asked = first_app_only_token(broker, &app, &credential, resource, first);
+        match within(limit, asked).await {
             Ok(tokens) => access.put(access_token(resource, &tokens, now)),
             // Nothing proves the grant: say why, store nothing.
+            Err(IdentityError::Unreachable { timeout: true, .. }) if access.tokens.is_empty() => {
+                return Err(CallbackError::ProviderTimedOut {
+                    waited_secs: limit.as_secs(),
+                });
+            }
             Err(e) if access.tokens.is_empty() => return Err(CallbackError::Identity(e)),
             Err(e) => {
                 tracing::warn!(connection = %id, resource = %resource.name, error = %e, "first app-only token for this resource failed; the refresh pass will retry");
@@ -586,6 +656,47 @@ fn may_complete(
         return Err(CallbackError::TooManyChanges { retry_at });
     }
     Ok(())
+}
+
+/// A redemption's failure as the callback tells it.
+fn redemption_failed(error: IdentityError, limit: Duration) -> CallbackError {
+    match &error {
+        IdentityError::Unreachable { timeout: true, .. } => CallbackError::ProviderTimedOut {
+            waited_secs: limit.as_secs(),
+        },
+        _ if error.class() == FailureClass::ReconnectNeeded && !error.no_service_principal() => {
+            CallbackError::CodeRejected(error)
+        }
+        _ => CallbackError::Identity(error),
+    }
+}
+
+/// Stores the refresh token that minting the other resources' first tokens
+/// rotated to, over the one just stored (the product's write, as a
+/// refresh's is). If it cannot be written, the one stored stays: Entra ID
+/// keeps an older refresh token valid, and the next pass rotates it again.
+async fn store_rotated(
+    broker: &Broker,
+    id: &ConnectionId,
+    stored: &Secret,
+    rotated: Secret,
+    now: OffsetDateTime,
+) {
+    let written = broker
+        .repo
+        .update::<GrantRecord, _>(id, Part::Grant, Writer::Product, now, |record| {
+            let mut record = record?;
+            let grant = record.grant.as_mut()?;
+            // Unless someone stored another grant meanwhile.
+            (grant.refresh_token == *stored).then(|| {
+                grant.refresh_token = rotated.clone();
+            })?;
+            Some(record)
+        })
+        .await;
+    if let Err(e) = written {
+        tracing::warn!(connection = %id, error = %e, "the refresh token rotated by the first tokens could not be stored; the one stored stays");
+    }
 }
 
 /// Stores the new grant (with a self-service form's client secret) and

@@ -722,6 +722,40 @@ impl CallbackError {
                 again,
             ),
             Self::TenantNotNamed => not_bound_to_a_tenant(lang),
+            Self::ProviderTimedOut { waited_secs } => page(
+                StatusCode::GATEWAY_TIMEOUT,
+                lang,
+                t(
+                    "Microsoft did not answer in time",
+                    "Microsoft n’a pas répondu à temps",
+                ),
+                html! {
+                    p {
+                        (t("The sign-in service took more than", "Le service de connexion a mis plus de"))
+                        " " (waited_secs) " "
+                        (t(
+                            "seconds to answer, so the sign-in was given up before this page would have timed out. Nothing was stored: the displays are as they were.",
+                            "secondes à répondre : la connexion a été abandonnée avant que cette page n’expire. Rien n’a été enregistré : les écrans sont comme avant.",
+                        ))
+                    }
+                    (start_again(lang, again))
+                },
+            ),
+            Self::NoTimeLeft => page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                lang,
+                t(
+                    "This took too long to finish",
+                    "Cela a pris trop de temps pour aboutir",
+                ),
+                html! {
+                    p { (t(
+                        "Too little time was left to complete the sign-in, so it was not used. Nothing was stored.",
+                        "Il restait trop peu de temps pour terminer la connexion : elle n’a pas été utilisée. Rien n’a été enregistré.",
+                    )) }
+                    (start_again(lang, again))
+                },
+            ),
             Self::StateMismatch | Self::MissingCode => start_over(
                 lang,
                 t(

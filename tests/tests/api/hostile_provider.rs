@@ -137,3 +137,92 @@ async fn a_malformed_answer_is_refused_without_quoting_it() {
     assert_no_secret_in(&status, "the status", &[token.to_owned()]);
     assert_no_secret_logged(&[token.to_owned()]);
 }
+
+/// A provider that takes 20 s to answer every token request, where API
+/// Gateway gives the callback 30 s: the code is redeemed and the grant
+/// stored at once; the second resource's first token, which would take 20
+/// s more, is left to the refresh pass, and the page says so, in time.
+/// Nothing is lost: the next pass mints it and a display reads it.
+async fn a_provider_that_takes_20_s(kind: StoreKind) {
+    let app = Setup::new(kind)
+        .http_timeout(std::time::Duration::from_secs(30))
+        .spawn()
+        .await;
+    let id = unique_id("slow");
+    app.add_connection(&id).await;
+    let key = app.create_key(&id).await;
+    app.identity.set_latency(std::time::Duration::from_secs(20));
+    let started = std::time::Instant::now();
+    let consent = app.consent(&id).await;
+    let took = started.elapsed();
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains("Connected as"), "{}", consent.body);
+    assert!(
+        consent.body.contains("Not yet available: graph"),
+        "{}",
+        consent.body
+    );
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "the page came after {took:?}: API Gateway would have cut it"
+    );
+    assert_eq!(
+        app.identity.counters().refresh_token_grants,
+        0,
+        "no second 20 s request"
+    );
+    assert!(app.grant(&id).await.is_some(), "the grant is stored");
+    let serve = app.serve(&id).await;
+    let resources: Vec<String> = serve
+        .access
+        .expect("tokens")
+        .tokens
+        .iter()
+        .map(|t| t.resource.clone())
+        .collect();
+    assert_eq!(resources, ["ews"]);
+
+    app.identity.set_latency(std::time::Duration::ZERO);
+    let outcome = app.refresh_one(&id, false, OffsetDateTime::now_utc()).await;
+    assert!(matches!(outcome, Outcome::Refreshed { .. }), "{outcome:?}");
+    let read = app.get_token(&id, Some(&key), Some("graph")).await;
+    assert_eq!(read.status(), 200, "the pass minted what the callback left");
+}
+
+on_both_stores!(a_provider_that_takes_20_s => a_provider_that_takes_20_s_on_the_file_store, a_provider_that_takes_20_s_on_secrets_manager);
+
+/// A provider slower than the callback's time: the redemption is given up
+/// before API Gateway would cut the page, which says what happened;
+/// nothing is stored and the connection is as it was.
+#[tokio::test]
+async fn a_provider_slower_than_the_callback_is_given_up_on() {
+    let app = Setup::new(StoreKind::File)
+        .http_timeout(std::time::Duration::from_secs(60))
+        .spawn()
+        .await;
+    let id = unique_id("slower");
+    app.add_connection(&id).await;
+    app.identity.set_latency(std::time::Duration::from_secs(40));
+    let started = std::time::Instant::now();
+    let consent = app.consent(&id).await;
+    let took = started.elapsed();
+    assert_eq!(consent.status, 504, "{}", consent.body);
+    assert!(
+        consent.body.contains("Microsoft did not answer in time"),
+        "{}",
+        consent.body
+    );
+    assert!(
+        consent.body.contains("Nothing was stored"),
+        "{}",
+        consent.body
+    );
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    assert!(app.grant(&id).await.is_none(), "nothing stored");
+    let serve = app.serve(&id).await;
+    assert!(serve.access.is_none());
+    assert_eq!(
+        serve.status.state,
+        roomtoken::domain::ConnectionState::PendingConsent
+    );
+}
