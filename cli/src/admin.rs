@@ -1078,6 +1078,7 @@ async fn refresh(
             Outcome::Refreshed { resources } => format!("refreshed ({})", resources.join(", ")),
             Outcome::NotDue => "not due".into(),
             Outcome::PendingConsent => "waiting for consent".into(),
+            Outcome::Removed => "removed meanwhile".into(),
             Outcome::Skipped(state) => {
                 format!("skipped: {} (use --force to try anyway)", state)
             }

@@ -297,18 +297,25 @@ impl Broker {
         if let Some(existing) = store.get(name.as_str()).await? {
             return key_from_stored(&name, &existing.value);
         }
-        match store
-            .put(name.as_str(), generate_signing_key().expose(), None)
-            .await
-        {
-            // Someone else created it first: use theirs.
-            Ok(_) | Err(StoreError::Conflict(_)) => {}
+        let generated = generate_signing_key();
+        match store.put(name.as_str(), generated.expose(), None).await {
+            // Ours, as written: a read right after a write may not see it
+            // yet (Secrets Manager is eventually consistent).
+            Ok(_) => return key_from_stored(&name, generated.expose()),
+            // Someone else created it first: theirs, once a read sees it.
+            Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e),
         }
-        let stored = store.get(name.as_str()).await?.ok_or_else(|| {
-            StoreError::Unavailable(format!("{} vanished after it was written", name.as_str()))
-        })?;
-        key_from_stored(&name, &stored.value)
+        for wait in SYSTEM_KEY_READ_WAITS {
+            if let Some(stored) = store.get(name.as_str()).await? {
+                return key_from_stored(&name, &stored.value);
+            }
+            self.sleeper.sleep(wait).await;
+        }
+        Err(StoreError::Unavailable(format!(
+            "{} exists but cannot be read yet",
+            name.as_str()
+        )))
     }
 
     pub fn public_url(&self) -> Result<&Url, BrokerError> {
@@ -361,6 +368,15 @@ impl Broker {
         Ok(url)
     }
 }
+
+/// The waits between reads of a system key that another process created at
+/// the same moment, until a read sees it.
+const SYSTEM_KEY_READ_WAITS: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(250),
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+];
 
 /// A stored system key, which must carry at least 256 bits.
 fn key_from_stored(name: &SecretName, stored: &str) -> Result<Secret, StoreError> {

@@ -560,6 +560,7 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
         Outcome::Deferred => "deferred",
         Outcome::WriteQuota(_) => "write_quota",
         Outcome::StoreFailed(_) => "store_failed",
+        Outcome::Removed => "removed",
     }
 }
 

@@ -11,6 +11,7 @@ pub mod template;
 pub mod browser;
 pub mod failing_store;
 pub mod fleet;
+pub mod lagging_store;
 pub mod sizes;
 pub mod tcp_proxy;
 pub mod vendor;
@@ -270,23 +271,15 @@ impl Setup {
         }
         let broker = Arc::new(broker);
         broker.signing_keys().await.expect("the signing key");
-        let signing_key = store
-            .get(roomtoken::store::SecretName::signing_key().as_str())
-            .await
-            .expect("store")
-            .expect("the signing key")
-            .value;
+        let signing_key =
+            read_system_secret(store.as_ref(), roomtoken::store::SecretName::signing_key()).await;
         // As token-read does at its cold start.
         broker
             .device_key_signer()
             .await
             .expect("the device-key secret");
-        let device_key_secret = store
-            .get(roomtoken::store::SecretName::device_key().as_str())
-            .await
-            .expect("store")
-            .expect("the device-key secret")
-            .value;
+        let device_key_secret =
+            read_system_secret(store.as_ref(), roomtoken::store::SecretName::device_key()).await;
         let identity = FakeIdentity::start().await.expect("fake identity");
         let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4());
         identity.register_app(FakeApp {
@@ -382,6 +375,17 @@ pub fn date_in(days: i64) -> String {
 /// The n-th extra booking account of [`Setup::extra_accounts`].
 pub fn booking_account(n: usize) -> String {
     format!("booking-{n}@contoso.com")
+}
+
+/// A system secret as stored, read until a read sees it (a lagging store
+/// may answer the first reads after its creation from before it).
+async fn read_system_secret(store: &dyn SecretStore, name: roomtoken::store::SecretName) -> String {
+    for _ in 0..10 {
+        if let Some(stored) = store.get(name.as_str()).await.expect("store") {
+            return stored.value;
+        }
+    }
+    panic!("{} was never readable", name.as_str())
 }
 
 /// A sleeper that records each wait and returns at once.

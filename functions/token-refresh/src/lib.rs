@@ -83,6 +83,11 @@ impl PassSummary {
                 Outcome::Refreshed { .. } => &mut summary.refreshed,
                 Outcome::NotDue => &mut summary.not_due,
                 Outcome::PendingConsent => &mut summary.pending_consent,
+                // Listed, then gone: not a failure, and no connection.
+                Outcome::Removed => {
+                    summary.connections = summary.connections.saturating_sub(1);
+                    continue;
+                }
                 Outcome::Skipped(_) => &mut summary.skipped,
                 Outcome::Failed(_) => &mut summary.failed,
                 Outcome::LostRace => &mut summary.lost_race,

@@ -25,6 +25,10 @@ pub enum AdminError {
     #[error("a key count must be from 1 to {MAX_KEYS_AT_ONCE}")]
     KeyCount,
     #[error(
+        "connection '{0}' was removed and is still being deleted (Secrets Manager takes a while): try `roomtoken connection add` again in a minute"
+    )]
+    BeingDeleted(ConnectionId),
+    #[error(
         "connection '{id}' has no room for {count} more device key(s): its serve secret would be {bytes} bytes, over the {limit} that the operator's changes may fill (a secret holds 65,536 bytes, and the rest is kept for the tokens the refresh pass stores). Nothing was created. Revoke keys no longer in use (`roomtoken key list {id}`), or make keys in fewer, larger batches (`--count`)"
     )]
     KeysDoNotFit {
@@ -370,25 +374,62 @@ async fn create_connection(
     }
     // Both secrets exist from here on: on AWS, a role scoped to `name-??????`
     // is denied (not told "not found") for a name that does not exist.
-    let created = async {
-        let mut grant = new_grant;
-        repo.write(&app.id, Part::Grant, &mut grant, None, Writer::Person, now)
-            .await?;
-        let mut serve = ServeRecord::new(app.clone());
-        // A random first generation: links and sign-ins of an earlier
-        // connection with this id (removed, then added again, perhaps for
-        // another customer) do not match this one.
-        serve.link_generation = rand::random();
-        repo.write(&app.id, Part::Serve, &mut serve, None, Writer::Person, now)
-            .await
-    };
-    match created.await {
-        Ok(_) => {}
-        Err(StoreError::Conflict(_)) => return Err(AdminError::Exists(app.id)),
-        Err(e) => return Err(e.into()),
-    }
+    create_secret(broker, &app.id, Part::Grant, &new_grant, now).await?;
+    let mut serve = ServeRecord::new(app.clone());
+    // A random first generation: links and sign-ins of an earlier
+    // connection with this id (removed, then added again, perhaps for
+    // another customer) do not match this one.
+    serve.link_generation = rand::random();
+    create_secret(broker, &app.id, Part::Serve, &serve, now).await?;
     tracing::info!(connection = %app.id, "connection added");
     Ok(app)
+}
+
+/// How long `connection add` waits, in all, for the secrets of a connection
+/// removed just before to finish being deleted (Secrets Manager deletes
+/// asynchronously, usually within seconds): 30 s, then it says so.
+pub const BEING_DELETED_WAITS: [std::time::Duration; 5] = [
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+    std::time::Duration::from_secs(6),
+    std::time::Duration::from_secs(8),
+    std::time::Duration::from_secs(10),
+];
+
+/// Creates one secret of a new connection, waiting a bounded while for a
+/// removed one's of the same name to finish being deleted.
+async fn create_secret<T>(
+    broker: &Broker,
+    id: &ConnectionId,
+    part: Part,
+    record: &T,
+    now: OffsetDateTime,
+) -> Result<(), AdminError>
+where
+    T: Clone + serde::Serialize + crate::domain::records::Logged,
+{
+    let mut waits = BEING_DELETED_WAITS.iter();
+    loop {
+        // Each attempt from the record as given: a failed one leaves no
+        // entry in its write log.
+        let mut attempt = record.clone();
+        match broker
+            .repo
+            .write(id, part, &mut attempt, None, Writer::Person, now)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict(_)) => return Err(AdminError::Exists(id.clone())),
+            Err(StoreError::BeingDeleted { .. }) => {
+                let Some(wait) = waits.next() else {
+                    return Err(AdminError::BeingDeleted(id.clone()));
+                };
+                tracing::info!(connection = %id, wait_s = wait.as_secs(), "a removed connection of this id is still being deleted; waiting");
+                broker.sleeper.sleep(*wait).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// What `connection update` may change.
@@ -772,8 +813,34 @@ pub async fn list_keys(broker: &Broker, id: &ConnectionId) -> Result<Vec<ActiveK
 }
 
 /// Revokes every key in `key_ids` in one write; nothing is revoked when one
-/// of them is not an active key of the connection.
+/// of them is not an active key of the connection. A key made just before
+/// may not be seen yet (Secrets Manager's reads are eventually consistent):
+/// "no such key" is concluded only after reading again a few times.
 pub async fn revoke_keys(
+    broker: &Broker,
+    id: &ConnectionId,
+    key_ids: &[String],
+    now: OffsetDateTime,
+) -> Result<(), AdminError> {
+    let mut waits = SETTLE_WAITS.iter();
+    loop {
+        match revoke_keys_once(broker, id, key_ids, now).await {
+            Err(AdminError::KeyNotFound(..)) if let Some(wait) = waits.next() => {
+                broker.sleeper.sleep(*wait).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The waits before reading again what a read may not show yet.
+const SETTLE_WAITS: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+];
+
+async fn revoke_keys_once(
     broker: &Broker,
     id: &ConnectionId,
     key_ids: &[String],

@@ -147,6 +147,15 @@ impl<E: Into<CallbackError>> From<E> for Refused {
     }
 }
 
+/// The waits before each new try of the grant's write after a conflict
+/// (others writing at the same moment, or a read not yet up to date).
+const GRANT_WRITE_WAITS: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
 /// What the callback may take in all, from the moment it starts: API
 /// Gateway gives an integration 30 s, the function's start included.
 pub const CALLBACK_BUDGET: Duration = Duration::from_secs(28);
@@ -672,9 +681,11 @@ fn redemption_failed(error: IdentityError, limit: Duration) -> CallbackError {
 }
 
 /// Stores the refresh token that minting the other resources' first tokens
-/// rotated to, over the one just stored (the product's write, as a
-/// refresh's is). If it cannot be written, the one stored stays: Entra ID
-/// keeps an older refresh token valid, and the next pass rotates it again.
+/// rotated to, over the one just stored. It is the consent's second write
+/// of the grant, counted with people's writes (not as a second consent, and
+/// not in the product's hourly room, which the refresh passes need). If it
+/// cannot be written, the one stored stays: Entra ID keeps an older refresh
+/// token valid, and the next pass rotates it again.
 async fn store_rotated(
     broker: &Broker,
     id: &ConnectionId,
@@ -684,7 +695,7 @@ async fn store_rotated(
 ) {
     let written = broker
         .repo
-        .update::<GrantRecord, _>(id, Part::Grant, Writer::Product, now, |record| {
+        .update::<GrantRecord, _>(id, Part::Grant, Writer::Person, now, |record| {
             let mut record = record?;
             let grant = record.grant.as_mut()?;
             // Unless someone stored another grant meanwhile.
@@ -713,6 +724,7 @@ async fn store_grant(
     now: OffsetDateTime,
 ) -> Result<(), CallbackError> {
     let mut current = read;
+    let mut waits = GRANT_WRITE_WAITS.iter();
     loop {
         let mut record = current.value.clone();
         record.grant = Some(grant.clone());
@@ -734,13 +746,31 @@ async fn store_grant(
         {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict(_)) => {
+                // A bounded number of tries, each after a wait: a read just
+                // after a write may return the version before it for a while.
+                let Some(wait) = waits.next() else {
+                    return Err(StoreError::Conflict(id.as_str().to_owned()).into());
+                };
+                broker.sleeper.sleep(*wait).await;
                 current = broker
                     .repo
                     .grant(id)
                     .await?
                     .ok_or(CallbackError::UnknownConnection)?;
                 if current.value.completed(&session.state) {
-                    return Err(CallbackError::SessionUsed);
+                    // Ours, if it holds our refresh token: a write that
+                    // landed although its answer said otherwise (lost, or
+                    // confirmed against a read not yet up to date).
+                    let ours = current
+                        .value
+                        .grant
+                        .as_ref()
+                        .is_some_and(|g| g.refresh_token == grant.refresh_token);
+                    return if ours {
+                        Ok(())
+                    } else {
+                        Err(CallbackError::SessionUsed)
+                    };
                 }
                 if let Some(pinned) = &current.value.grant {
                     ensure_same_account(&pinned.account, &grant.account)?;

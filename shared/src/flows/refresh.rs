@@ -56,6 +56,8 @@ pub enum Outcome {
     Failed(LastError),
     /// Another writer stored a newer grant first; theirs is kept.
     LostRace,
+    /// Listed, but removed (or being deleted) by the time it was read.
+    Removed,
     /// Another pass of this process is refreshing it right now.
     Busy,
     /// Due, but left for the next pass: the write budget or the pass's
@@ -239,6 +241,9 @@ fn log_outcome(id: &ConnectionId, outcome: &Outcome) {
         Outcome::NotDue | Outcome::PendingConsent => {
             tracing::debug!(connection = %id, outcome = ?outcome, "nothing to do")
         }
+        Outcome::Removed => {
+            tracing::info!(connection = %id, "removed while the pass ran: nothing to do")
+        }
         Outcome::BackingOff(until) => {
             tracing::debug!(connection = %id, until = %until, "backing off after failures")
         }
@@ -285,9 +290,10 @@ async fn survey(
     margin: Duration,
     now: OffsetDateTime,
 ) -> Result<Surveyed, StoreError> {
+    // Listed, but gone: ListSecrets may still list a secret being deleted.
     let Some(serve) = broker.repo.serve(id).await? else {
-        let pending = Plan::Done(Outcome::PendingConsent, Box::default());
-        return Ok((pending, CredentialFacts::default()));
+        let removed = Plan::Done(Outcome::Removed, Box::default());
+        return Ok((removed, CredentialFacts::default()));
     };
     let credential = CredentialFacts::of(&serve.value);
     Ok((plan(serve, force, margin, now), credential))

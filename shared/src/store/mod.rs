@@ -60,6 +60,10 @@ pub enum StoreError {
         name: String,
         retry_at: time::OffsetDateTime,
     },
+    /// A secret of this name is still being deleted (Secrets Manager
+    /// deletes asynchronously): it cannot be created again yet.
+    #[error("'{name}' is still being deleted; it can be created again in a minute")]
+    BeingDeleted { name: String },
     /// Refused before any call: the value would not fit. Below
     /// [`MAX_VALUE_BYTES`], the limit keeps room for what the refresh pass
     /// adds (see [`crate::domain::Logged::product_room`]).

@@ -63,6 +63,21 @@ impl ClassifyRetry for QuotaIsNotThrottling {
 
 const QUOTA_ERROR: &str = "LimitExceededException";
 
+/// Whether Secrets Manager answered that the secret is being deleted
+/// (`InvalidRequestException`: "marked for deletion", "scheduled for
+/// deletion"): a secret on its way out, as a removed connection's are for a
+/// while, and which ListSecrets may still list.
+fn being_deleted<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    error.as_service_error().is_some_and(|e| {
+        e.code() == Some("InvalidRequestException")
+            && e.message()
+                .is_some_and(|m| m.contains("deletion") || m.contains("deleted"))
+    })
+}
+
 /// The Secrets Manager client every entry point uses: the shared AWS
 /// configuration (region, credentials, endpoint, retries) with timeouts on
 /// each attempt and each call, and no retry of the version quota.
@@ -106,17 +121,19 @@ impl SecretsManagerStore {
         format!("{}{name}", self.prefix)
     }
 
-    /// The version id that is AWSCURRENT now, if it can be read (with the
-    /// GetSecretValue every writer may already call).
-    async fn current_version(&self, full_name: &str) -> Option<String> {
+    /// Whether the version `version_id` is AWSCURRENT, asked of that
+    /// version itself (with the GetSecretValue every writer may already
+    /// call): Secrets Manager is eventually consistent, and a read of
+    /// AWSCURRENT may still return the version before it.
+    async fn is_current(&self, full_name: &str, version_id: &str) -> bool {
         self.client
             .get_secret_value()
             .secret_id(full_name)
-            .version_stage(CURRENT)
+            .version_id(version_id)
             .send()
             .await
-            .ok()?
-            .version_id
+            .ok()
+            .is_some_and(|read| read.version_stages().iter().any(|s| s == CURRENT))
     }
 }
 
@@ -184,6 +201,8 @@ impl SecretStore for SecretsManagerStore {
             {
                 Ok(None)
             }
+            // On its way out: already gone for every reader.
+            Err(e) if being_deleted(&e) => Ok(None),
             Err(e) => Err(failure(name, e)),
         }
     }
@@ -212,6 +231,9 @@ impl SecretStore for SecretsManagerStore {
                 {
                     Err(StoreError::Conflict(name.to_owned()))
                 }
+                Err(e) if being_deleted(&e) => Err(StoreError::BeingDeleted {
+                    name: name.to_owned(),
+                }),
                 Err(e) => Err(failure(name, e)),
             };
         };
@@ -226,9 +248,11 @@ impl SecretStore for SecretsManagerStore {
             .await;
         match staged {
             Ok(_) => {}
+            // Removed meanwhile: the write finds nothing to replace.
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                    .is_some_and(|s| s.is_resource_not_found_exception())
+                    || being_deleted(&e) =>
             {
                 return Err(StoreError::Conflict(name.to_owned()));
             }
@@ -253,7 +277,7 @@ impl SecretStore for SecretsManagerStore {
                 // The SDK retries a call whose answer was lost; the retry of
                 // a move that happened finds the prior version no longer
                 // current. Ours being current is that success.
-                if self.current_version(&full_name).await.as_deref() == Some(&new_version) {
+                if self.is_current(&full_name, &new_version).await {
                     return Ok(Version(new_version));
                 }
                 Err(StoreError::Conflict(name.to_owned()))

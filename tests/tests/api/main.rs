@@ -7,6 +7,7 @@ mod browser;
 mod certificates;
 mod consent_budget;
 mod end_to_end;
+mod eventual_consistency;
 mod fault_campaign;
 mod fleet_status;
 mod hostile_provider;

@@ -103,6 +103,7 @@ async fn compare_and_swap_refuses_stale_writers_and_survives_their_leftovers() {
 /// (HTTP 400, in the JSON protocol's header and body), counting calls.
 async fn answering_every_call_with(
     error: &'static str,
+    message: &'static str,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let calls = std::sync::Arc::new(AtomicUsize::new(0));
@@ -117,7 +118,7 @@ async fn answering_every_call_with(
                     ("x-amzn-errortype", error),
                     ("content-type", "application/x-amz-json-1.1"),
                 ],
-                format!(r#"{{"__type":"{error}","Message":"as Secrets Manager says it"}}"#),
+                format!(r#"{{"__type":"{error}","Message":"{message}"}}"#),
             )
         }
     });
@@ -133,28 +134,11 @@ async fn answering_every_call_with(
 /// real throttling is still retried.
 #[tokio::test]
 async fn the_version_quota_is_not_retried_and_throttling_is() {
-    use roomtoken::store::{SecretStore, SecretsManagerStore, StoreError, Version};
+    use roomtoken::store::{SecretStore, StoreError, Version};
     use std::sync::atomic::Ordering;
     for (error, expected_calls) in [("LimitExceededException", 1), ("ThrottlingException", 3)] {
-        let (url, calls) = answering_every_call_with(error).await;
-        let retry = aws_config::retry::RetryConfig::standard()
-            .with_max_attempts(3)
-            .with_initial_backoff(std::time::Duration::from_millis(1));
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(url)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "AKIDEXAMPLE",
-                "not-a-secret",
-                None,
-                None,
-                "test",
-            ))
-            .retry_config(retry)
-            .load()
-            .await;
-        let store =
-            SecretsManagerStore::new(roomtoken::store::secrets_manager_client(&sdk), "quota/");
+        let (url, calls) = answering_every_call_with(error, "as Secrets Manager says it").await;
+        let store = stand_in_store(url).await;
         let written = store
             .put("connections/c/serve", "{}", Some(&Version("v1".into())))
             .await;
@@ -166,5 +150,66 @@ async fn the_version_quota_is_not_retried_and_throttling_is() {
             ("ThrottlingException", Err(StoreError::Unavailable(_))) => {}
             (error, other) => panic!("{error}: {other:?}"),
         }
+    }
+}
+
+/// The product's Secrets Manager store against a stand-in at `url`.
+async fn stand_in_store(url: String) -> roomtoken::store::SecretsManagerStore {
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(std::time::Duration::from_millis(1));
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "AKIDEXAMPLE",
+            "not-a-secret",
+            None,
+            None,
+            "test",
+        ))
+        .retry_config(retry)
+        .load()
+        .await;
+    roomtoken::store::SecretsManagerStore::new(
+        roomtoken::store::secrets_manager_client(&sdk),
+        "stand-in/",
+    )
+}
+
+/// A secret on its way out (a removed connection's, which ListSecrets may
+/// still list) answers `InvalidRequestException` "marked for deletion":
+/// the store reads it as gone, a write to it finds nothing to replace, and
+/// a create of the same name says it is still being deleted, never "store
+/// unavailable". Secrets Manager's own words (moto deletes at once).
+#[tokio::test]
+async fn a_secret_being_deleted_is_gone_for_readers_and_not_yet_creatable() {
+    use roomtoken::store::{SecretStore, StoreError, Version};
+    let (url, _) = answering_every_call_with(
+        "InvalidRequestException",
+        "You can't perform this operation on the secret because it was marked for deletion.",
+    )
+    .await;
+    let store = stand_in_store(url).await;
+    let name = "connections/gone/serve";
+    assert!(matches!(store.get(name).await, Ok(None)));
+    let replaced = store.put(name, "{}", Some(&Version("v1".into()))).await;
+    assert!(
+        matches!(replaced, Err(StoreError::Conflict(_))),
+        "{replaced:?}"
+    );
+
+    let (url, _) = answering_every_call_with(
+        "InvalidRequestException",
+        "You can't create this secret because a secret with this name is already scheduled for deletion.",
+    )
+    .await;
+    let store = stand_in_store(url).await;
+    let created = store.put(name, "{}", None).await;
+    match created {
+        Err(e @ StoreError::BeingDeleted { .. }) => {
+            assert!(e.to_string().contains("again in a minute"), "{e}");
+        }
+        other => panic!("{other:?}"),
     }
 }
