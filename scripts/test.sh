@@ -22,6 +22,10 @@ AWS_DEFAULT_REGION=us-east-1 "$VENV/bin/python" scripts/sam_transform.py infra/t
   >"$lint_dir/template.expanded.json"
 "$VENV/bin/cfn-lint" --non-zero-exit-code warning -- infra/template.yaml "$lint_dir/template.expanded.json"
 rm -rf "$lint_dir"
+# And as the operator validates it, with the SAM CLI (its lint included).
+ensure_sam_cli
+echo "== sam validate --lint ($(sam --version))"
+(cd infra && AWS_REGION=us-east-1 sam validate --lint)
 
 start_services
 

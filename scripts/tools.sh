@@ -13,6 +13,20 @@ PYTHON_TOOLS=("moto[server]==5.2.1" "cfn-lint==1.58.0" "aws-sam-translator==1.11
 # What scripts/build-lambdas.sh needs: cargo-lambda and the Zig it links with.
 LAMBDA_TOOLS=("cargo-lambda==1.9.2" "ziglang==0.17.1")
 
+# The AWS SAM CLI, as an operator installs it (from PyPI), in a virtualenv of
+# its own: it pins its own cfn-lint and SAM translator.
+SAM_VENV="${ROOMTOKEN_SAM_VENV:-$PWD/.venv-sam}"
+SAM_CLI="aws-sam-cli==1.170.0"
+
+ensure_sam_cli() {
+  VENV="$SAM_VENV" ensure_venv_packages "$SAM_CLI"
+}
+
+# `sam` as the README has the operator run it: no telemetry.
+sam() {
+  SAM_CLI_TELEMETRY=0 "$SAM_VENV/bin/sam" "$@"
+}
+
 ensure_python_tools() {
   ensure_venv_packages "${PYTHON_TOOLS[@]}"
 }

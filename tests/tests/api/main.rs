@@ -24,6 +24,7 @@ mod schema_fuzz;
 mod secrets_manager;
 mod self_service;
 mod serve_limits;
+mod smoke_script;
 mod store_quotas;
 mod strict_identity;
 mod token_read;
