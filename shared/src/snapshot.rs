@@ -1,5 +1,5 @@
 //! What token-read keeps of one connection between two store reads: the
-//! device-key hashes, the access tokens (each prepared once for serving)
+//! active device-key serials, the access tokens (each prepared once for serving)
 //! and the status. The broker owns the cache of these; `flows::read` fills
 //! and reads it.
 

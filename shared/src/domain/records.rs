@@ -5,7 +5,7 @@
 //!   refresh token and the pinned account. Only the functions that call the
 //!   token endpoint (connect-callback, token-refresh) and the CLI read it.
 //! - [`ServeRecord`] (`connections/{id}/serve`): the app's public settings,
-//!   the access tokens, the device-key hashes and the status: everything
+//!   the access tokens, the active device-key serials and the status: everything
 //!   connect-start and token-read need, and nothing they must not see.
 //!
 //! Both exist from `connection add` on, so that a read of a name that does

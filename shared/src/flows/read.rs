@@ -1,7 +1,7 @@
 //! token-read: what displays call. Authenticates the device key, serves the
 //! current access token of a resource, or says why it cannot.
 //!
-//! What it reads from the store (device-key hashes, access tokens, status) is
+//! What it reads from the store (active device-key serials, access tokens, status) is
 //! kept per connection in the broker's read cache for `read_cache_ttl`
 //! (never longer than a cached token stays servable), so a warm process
 //! reads each connection at most once per TTL however many displays ask; a

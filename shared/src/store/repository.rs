@@ -20,7 +20,7 @@ pub enum Part {
     /// Client secret, refresh token, pinned account: never read by an
     /// internet-facing function.
     Grant,
-    /// Public app settings, access tokens, device-key hashes, status.
+    /// Public app settings, access tokens, active device-key serials, status.
     Serve,
 }
 
