@@ -6,7 +6,7 @@
 # checked: present, executable, ELF for arm64 (aarch64). Prints each step's
 # time. Needs no AWS account (nothing is deployed).
 #
-#   scripts/check-deploy.sh            # about 20 minutes on two cores, most of it sam build
+#   scripts/check-deploy.sh            # about 6 minutes on two cores, most of it sam build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$PWD
