@@ -48,6 +48,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("'{name}' holds data this version cannot read: {reason}")]
     Corrupt { name: String, reason: String },
+    /// The AWS SDK found no usable credentials: nothing was asked.
+    #[error(
+        "no usable AWS credentials (for a profile of IAM Identity Center, run `aws sso login --profile NAME` and set AWS_PROFILE): {0}"
+    )]
+    NoCredentials(String),
     #[error("the secret store refused '{name}': {reason}")]
     Denied { name: String, reason: String },
     /// Refused before any call: one more version now would crowd Secrets

@@ -148,6 +148,11 @@ where
         .and_then(|e| e.code())
         .unwrap_or("");
     let detail = DisplayErrorContext(&error).to_string();
+    // No request was sent: the credential chain found nothing usable (an
+    // SSO session that expired, a `credential_process` that failed).
+    if matches!(error, SdkError::DispatchFailure(_)) && detail.contains("credentials") {
+        return StoreError::NoCredentials(detail);
+    }
     match code {
         "AccessDeniedException"
         | "AccessDenied"

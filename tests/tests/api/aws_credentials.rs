@@ -127,6 +127,41 @@ async fn a_credential_process_profile_drives_the_cli_against_moto() {
     assert_eq!(read.status(), 503);
 }
 
+/// A profile whose `credential_process` fails (as an expired session's
+/// helper does): the CLI says it has no usable AWS credentials and how to
+/// get them, not that the store is unavailable.
+#[tokio::test]
+async fn a_failing_credential_process_is_named_not_taken_for_an_outage() {
+    let app = Setup::new(StoreKind::SecretsManager)
+        .isolated_prefix()
+        .spawn()
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let script = home.path().join("credentials.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh
+echo 'the session has expired' >&2
+exit 1
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(
+        home.path().join("config"),
+        format!(
+            "[profile roomtoken-ops]\nregion = us-east-1\ncredential_process = {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let (ok, _, stderr) = roomtoken_with_profile(&app, home.path(), &["status"], "").await;
+    assert!(!ok);
+    assert!(stderr.contains("no usable AWS credentials"), "{stderr}");
+    assert!(stderr.contains("aws sso login"), "{stderr}");
+    assert!(!stderr.contains("unavailable"), "{stderr}");
+}
+
 /// `cargo tree`: the SSO and `aws login` clients are in the CLI's graph and
 /// in none of the four functions'.
 #[test]
