@@ -128,15 +128,8 @@ impl Browser {
     /// still be leaving the previous page); returns its source.
     pub async fn expect_heading(&self, text: &str) -> String {
         let xpath = format!("//h1[normalize-space()=\"{text}\"]");
-        let found = self
-            .client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::XPath(&xpath))
-            .await;
-        let page = self.source().await;
-        assert!(found.is_ok(), "no page headed '{text}': {page}");
-        page
+        self.wait_for_page(&xpath, &format!("headed '{text}'"))
+            .await
     }
 
     /// Waits for a page headed `heading` that shows `text` (when the click
@@ -146,17 +139,20 @@ impl Browser {
         let xpath = format!(
             "//main[h1[normalize-space()=\"{heading}\"] and contains(normalize-space(), \"{text}\")]"
         );
+        self.wait_for_page(&xpath, &format!("headed '{heading}' showing '{text}'"))
+            .await
+    }
+
+    /// Waits up to 20 s for an element `xpath` finds; the page's source.
+    async fn wait_for_page(&self, xpath: &str, what: &str) -> String {
         let found = self
             .client
             .wait()
             .at_most(Duration::from_secs(20))
-            .for_element(Locator::XPath(&xpath))
+            .for_element(Locator::XPath(xpath))
             .await;
         let page = self.source().await;
-        assert!(
-            found.is_ok(),
-            "no page headed '{heading}' showing '{text}': {page}"
-        );
+        assert!(found.is_ok(), "no page {what}: {page}");
         page
     }
 

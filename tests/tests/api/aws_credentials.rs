@@ -49,6 +49,22 @@ async fn roomtoken_with_profile(
     )
 }
 
+/// A profile `roomtoken-ops` in `home/config` whose `credential_process` is
+/// a shell script of `body`.
+fn profile_with_credential_process(home: &std::path::Path, body: &str) {
+    let script = home.join("credentials.sh");
+    std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(
+        home.join("config"),
+        format!(
+            "[profile roomtoken-ops]\nregion = us-east-1\ncredential_process = {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_credential_process_profile_drives_the_cli_against_moto() {
     let app = Setup::new(StoreKind::SecretsManager)
@@ -61,24 +77,13 @@ async fn a_credential_process_profile_drives_the_cli_against_moto() {
     );
     let home = tempfile::tempdir().unwrap();
     let calls = home.path().join("calls");
-    let script = home.path().join("credentials.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho called >> '{}'\nprintf '%s' '{{\"Version\": 1, \"AccessKeyId\": \"AKIAROOMTOKENPROCESS\", \"SecretAccessKey\": \"from-the-credential-process\"}}'\n",
+    profile_with_credential_process(
+        home.path(),
+        &format!(
+            "echo called >> '{}'\nprintf '%s' '{{\"Version\": 1, \"AccessKeyId\": \"AKIAROOMTOKENPROCESS\", \"SecretAccessKey\": \"from-the-credential-process\"}}'\n",
             calls.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::write(
-        home.path().join("config"),
-        format!(
-            "[profile roomtoken-ops]\nregion = us-east-1\ncredential_process = {}\n",
-            script.display()
-        ),
-    )
-    .unwrap();
+    );
 
     let id = unique_id("sso-operator");
     let authority = app.identity.base_url().to_string();
@@ -137,24 +142,7 @@ async fn a_failing_credential_process_is_named_not_taken_for_an_outage() {
         .spawn()
         .await;
     let home = tempfile::tempdir().unwrap();
-    let script = home.path().join("credentials.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh
-echo 'the session has expired' >&2
-exit 1
-",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::write(
-        home.path().join("config"),
-        format!(
-            "[profile roomtoken-ops]\nregion = us-east-1\ncredential_process = {}\n",
-            script.display()
-        ),
-    )
-    .unwrap();
+    profile_with_credential_process(home.path(), "echo 'the session has expired' >&2\nexit 1\n");
     let (ok, _, stderr) = roomtoken_with_profile(&app, home.path(), &["status"], "").await;
     assert!(!ok);
     assert!(stderr.contains("no usable AWS credentials"), "{stderr}");

@@ -379,21 +379,30 @@ async fn a_cached_token_is_never_served_past_its_servable_life() {
     );
 }
 
-/// Secrets Manager unreachable (a proxy in front of moto goes down): the
-/// token read last is served past the cache's TTL for the grace, while it
-/// has time left; then 503 `store_unavailable`; then served again.
-#[tokio::test]
-async fn a_store_outage_serves_the_token_read_last_for_a_while() {
+/// A connection on Secrets Manager reached through a proxy in front of moto,
+/// with a display's key and the token it was served (so now in the cache).
+async fn served_behind_a_proxy(
+    prefix: &str,
+) -> (tcp_proxy::TcpProxy, TestApp, String, String, Value) {
     let proxy = tcp_proxy::TcpProxy::before_moto().await;
     let app = Setup::new(StoreKind::SecretsManager)
         .aws_endpoint(proxy.url())
         .isolated_prefix()
         .spawn()
         .await;
-    let (id, key) = app.connected("outage").await;
+    let (id, key) = app.connected(prefix).await;
     let first = app.get_token(&id, Some(&key), None).await;
     assert_eq!(first.status(), 200);
     let token = first.json::<Value>().await.unwrap()["access_token"].clone();
+    (proxy, app, id, key, token)
+}
+
+/// Secrets Manager unreachable (a proxy in front of moto goes down): the
+/// token read last is served past the cache's TTL for the grace, while it
+/// has time left; then 503 `store_unavailable`; then served again.
+#[tokio::test]
+async fn a_store_outage_serves_the_token_read_last_for_a_while() {
+    let (proxy, app, id, key, token) = served_behind_a_proxy("outage").await;
 
     proxy.down();
     app.expire_read_cache();
@@ -596,16 +605,7 @@ on_both_stores!(unknown_unkeyed_and_unconsented => unknown_unkeyed_and_unconsent
 /// for an answer that never comes.
 #[tokio::test]
 async fn a_store_that_hangs_is_given_up_on_and_the_token_read_last_served() {
-    let proxy = tcp_proxy::TcpProxy::before_moto().await;
-    let app = Setup::new(StoreKind::SecretsManager)
-        .aws_endpoint(proxy.url())
-        .isolated_prefix()
-        .spawn()
-        .await;
-    let (id, key) = app.connected("hangs").await;
-    let first = app.get_token(&id, Some(&key), None).await;
-    assert_eq!(first.status(), 200);
-    let token = first.json::<Value>().await.unwrap()["access_token"].clone();
+    let (proxy, app, id, key, token) = served_behind_a_proxy("hangs").await;
 
     proxy.hang();
     app.expire_read_cache();
