@@ -6,7 +6,7 @@ use roomtoken::Broker;
 
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use roomtoken::flows::refresh::{PassOptions, refresh_pass};
+use roomtoken::flows::refresh::{Outcome, PassOptions, next_pass_in, refresh_pass};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,14 +224,26 @@ async fn stop_signal() {
     }
 }
 
+/// Runs a pass at least `every`, and sooner when a token is due sooner
+/// (tokens that live minutes: on the file store nothing limits how often
+/// they are refreshed).
 async fn refresh_timer(broker: Arc<Broker>, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
-        match refresh_pass(&broker, &PassOptions::default(), broker.now()).await {
-            Ok(report) => tracing::info!(connections = report.results.len(), "refresh pass done"),
-            Err(e) => tracing::error!(error = %e, "refresh pass could not list connections"),
-        }
+        let wait = match refresh_pass(&broker, &PassOptions::default(), broker.now()).await {
+            Ok(report) => {
+                let refreshed = report.count(|o| matches!(o, Outcome::Refreshed { .. }));
+                tracing::debug!(
+                    connections = report.results.len(),
+                    refreshed,
+                    "refresh pass done"
+                );
+                next_pass_in(&broker, &report, every, broker.now())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "refresh pass could not list connections");
+                every
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }

@@ -41,6 +41,9 @@ pub struct Broker {
     keys: OnceCell<SigningKeys>,
     device_keys: OnceCell<DeviceKeySigner>,
     edge_origin: OnceCell<Secret>,
+    /// What this process's refresh passes found with nothing to do, and
+    /// until when that holds.
+    pub surveys: crate::flows::survey_memory::SurveyMemory,
     /// Connections this process is refreshing right now: a second pass in
     /// the same process leaves them alone instead of redeeming the same
     /// refresh token again.
@@ -101,6 +104,7 @@ impl Broker {
             keys: OnceCell::new(),
             device_keys: OnceCell::new(),
             edge_origin: OnceCell::new(),
+            surveys: Default::default(),
             refreshing: Mutex::new(HashSet::new()),
             delivered: Mutex::default(),
             held_back: Mutex::default(),

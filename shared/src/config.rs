@@ -28,7 +28,9 @@ pub struct Config {
     /// Customer-managed KMS key for new secrets (Secrets Manager only).
     pub kms_key_id: Option<String>,
     /// How long token-read keeps what it read from the store; zero: no cache.
-    /// A revoked device key keeps working at most this long.
+    /// A revoked device key keeps working at most this long. Two minutes:
+    /// a display that polls every few seconds costs one GetSecretValue per
+    /// TTL, and at one minute that alone was $0.22 a connection-month.
     pub read_cache_ttl: Duration,
     /// Write calls per second a refresh pass may send to the store; `None`:
     /// unpaced (the file store's default).
@@ -92,7 +94,7 @@ impl Config {
             retry: RetryPolicy::default(),
             http_timeout: Duration::from_secs(30),
             kms_key_id: None,
-            read_cache_ttl: Duration::from_secs(60),
+            read_cache_ttl: Duration::from_secs(120),
             write_budget: default_write_budget(&store),
             webhook_url: None,
             webhook_secret: None,
@@ -278,7 +280,7 @@ mod tests {
         assert_eq!(config.refresh_margin, Duration::from_secs(1_200));
         assert_eq!(config.secret_prefix, "roomtoken/");
         assert_eq!(config.refresh_concurrency, 16);
-        assert_eq!(config.read_cache_ttl, Duration::from_secs(60));
+        assert_eq!(config.read_cache_ttl, Duration::from_secs(120));
         assert_eq!(config.write_budget, Some(20), "Secrets Manager is paced");
         let local = Config::from_lookup(StoreSpec::File(".roomtoken".into()), |_| None).unwrap();
         assert_eq!(local.write_budget, None, "the file store is not");

@@ -13,7 +13,7 @@
 //! a simulated clock drives it in benchmarks.
 
 use crate::clock::{Clock, Sleeper};
-use crate::store::{SecretStore, StoreError, StoreResult, Stored, Version};
+use crate::store::{Listed, SecretStore, StoreError, StoreResult, Stored, Version};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -123,6 +123,14 @@ impl SecretStore for PacedStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.inner.list(prefix).await
+    }
+
+    async fn list_marked(&self, prefix: &str) -> StoreResult<Vec<Listed>> {
+        self.inner.list_marked(prefix).await
+    }
+
+    fn counts_versions(&self) -> bool {
+        self.inner.counts_versions()
     }
 
     fn calls_per_write(&self, creating: bool) -> u32 {

@@ -85,6 +85,10 @@ impl FailingStore {
 
 #[async_trait]
 impl SecretStore for FailingStore {
+    fn counts_versions(&self) -> bool {
+        self.inner.counts_versions()
+    }
+
     fn losing_write_makes_version(&self) -> bool {
         self.inner.losing_write_makes_version()
     }

@@ -16,9 +16,9 @@ use roomtoken::domain::{
 };
 use roomtoken::flows::admin::{self, NewConnection};
 use roomtoken::flows::read::{MIN_SERVE_VALIDITY, ReadError, TokenRequest, read_token};
-use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
+use roomtoken::flows::refresh::{Outcome, PassOptions, next_pass_in, refresh_pass};
 use roomtoken::store::{
-    FileStore, Part, Repository, SecretStore, StoreError, StoreResult, Stored, Version,
+    FileStore, Listed, Part, Repository, SecretStore, StoreError, StoreResult, Stored, Version,
 };
 use roomtoken::{Broker, Config};
 use roomtoken_fake_identity::{FakeAccount, FakeApp, FakeIdentity, Fault};
@@ -146,6 +146,17 @@ impl SecretStore for CallLog {
         Ok(names)
     }
 
+    async fn list_marked(&self, prefix: &str) -> StoreResult<Vec<Listed>> {
+        let listed = self.inner.list_marked(prefix).await?;
+        let pages = (listed.len() as u64).div_ceil(100).max(1);
+        self.record(prefix, CallKind::List { pages });
+        Ok(listed)
+    }
+
+    fn counts_versions(&self) -> bool {
+        self.inner.counts_versions()
+    }
+
     fn calls_per_write(&self, creating: bool) -> u32 {
         if creating { 1 } else { 2 }
     }
@@ -212,6 +223,18 @@ pub enum Displays {
     HonourCacheControl,
     /// Fetch every minute whatever the answer said.
     EveryMinute,
+    /// Fetch every 10 seconds whatever the answer said (the worst case).
+    EveryFewSeconds,
+}
+
+impl Displays {
+    fn every(self) -> Option<Duration> {
+        match self {
+            Self::HonourCacheControl => None,
+            Self::EveryMinute => Some(Duration::from_secs(60)),
+            Self::EveryFewSeconds => Some(Duration::from_secs(10)),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -229,6 +252,18 @@ pub struct FleetOptions {
     /// Every connection's tokens have this long left at the start (a
     /// backlog); `None`: spread over the token lifetime.
     pub all_due_in: Option<Duration>,
+    /// token-refresh starts cold this often (its memory of what passes
+    /// found is lost); `None`: it stays warm all day.
+    pub refresh_cold_start_every: Option<Duration>,
+    /// How long the identity platform's access tokens live.
+    pub token_lifetime: Duration,
+    /// Whether the store counts Secrets Manager's versions (the simulation
+    /// stands for Secrets Manager); `false`: the file store as it is.
+    pub counts_versions: bool,
+    /// Refresh passes run this often; `None`: every 5 minutes, as the
+    /// schedule runs them. `Some(ZERO)`: as `roomtoken serve` runs them,
+    /// at the next moment a token is due (at least every 5 minutes).
+    pub pass_every: Option<Duration>,
 }
 
 impl FleetOptions {
@@ -243,6 +278,10 @@ impl FleetOptions {
             key_churn_every_minutes: None,
             pass_budget: Duration::from_secs(3 * 60),
             all_due_in: None,
+            refresh_cold_start_every: None,
+            token_lifetime: Duration::from_secs(75 * 60),
+            counts_versions: true,
+            pass_every: None,
         }
     }
 }
@@ -411,6 +450,11 @@ const ACCOUNT_OID: &str = "00000000-0000-4000-8000-00000000f1ee";
 /// A fake identity platform with the fleet's app and booking account, its
 /// access tokens living 75 minutes (Entra's 60 to 90, on average).
 pub async fn fake_identity() -> FakeIdentity {
+    fake_identity_issuing(Duration::from_secs(75 * 60)).await
+}
+
+/// The same, its access tokens living `lifetime`.
+pub async fn fake_identity_issuing(lifetime: Duration) -> FakeIdentity {
     let fake = FakeIdentity::start().await.expect("fake identity");
     fake.register_app(FakeApp {
         tenant: TENANT.into(),
@@ -427,15 +471,18 @@ pub async fn fake_identity() -> FakeIdentity {
         name: "fleet".into(),
         admin: false,
     });
-    fake.set_access_token_lifetime(Duration::from_secs(75 * 60));
+    fake.set_access_token_lifetime(lifetime);
     fake
 }
 
 /// One fake identity platform per behaviour, each failing in its own way.
-async fn identities(behaviours: &[Behaviour]) -> BTreeMap<Behaviour, FakeIdentity> {
+async fn identities(
+    behaviours: &[Behaviour],
+    lifetime: Duration,
+) -> BTreeMap<Behaviour, FakeIdentity> {
     let mut fakes = BTreeMap::new();
     for &behaviour in behaviours {
-        fakes.insert(behaviour, fake_identity().await);
+        fakes.insert(behaviour, fake_identity_issuing(lifetime).await);
     }
     fakes
 }
@@ -564,13 +611,22 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
     }
 }
 
+/// The schedule's rate.
+const SCHEDULE_EVERY: Duration = Duration::from_secs(5 * 60);
+/// The simulation's step: displays and passes act at these moments.
+const STEP: time::Duration = time::Duration::seconds(10);
+
 /// Runs the simulated day. The calls of the setup (adding and consenting
 /// the fleet) are not counted.
 pub async fn simulate(options: &FleetOptions) -> FleetReport {
     let dir = tempfile::tempdir().expect("temp dir");
     let start = OffsetDateTime::now_utc();
     let clock = Arc::new(ManualClock::new(start));
-    let file = Arc::new(FileStore::open(dir.path()).expect("file store"));
+    let mut file = FileStore::open(dir.path()).expect("file store");
+    if options.counts_versions {
+        file = file.count_versions().expect("version quota");
+    }
+    let file = Arc::new(file);
     let log = Arc::new(CallLog::new(file.clone(), clock.clone()));
     // Looks at the store without being counted, to judge failed reads.
     let uncounted = Repository::new(file);
@@ -588,7 +644,7 @@ pub async fn simulate(options: &FleetOptions) -> FleetReport {
         .with_clock(clock.clone())
         .with_sleeper(Arc::new(SimulatedSleeper(clock.clone())));
     let behaviours: Vec<Behaviour> = options.connections.keys().copied().collect();
-    let fakes = identities(&behaviours).await;
+    let fakes = identities(&behaviours, options.token_lifetime).await;
 
     let mut fleet = Vec::new();
     let mut n = 0usize;
@@ -597,9 +653,10 @@ pub async fn simulate(options: &FleetOptions) -> FleetReport {
             let id = ConnectionId::parse(&format!("fleet-{n:05}")).expect("id");
             // Spread over the token lifetime, as consents made at different
             // times are.
-            let expires_in = options
-                .all_due_in
-                .unwrap_or(Duration::from_secs(60 * (25 + (n as u64 * 7) % 50)));
+            let lifetime = options.token_lifetime.as_secs();
+            let expires_in = options.all_due_in.unwrap_or(Duration::from_secs(
+                lifetime / 3 + (n as u64 * 7 * 60) % (lifetime * 2 / 3).max(1),
+            ));
             let keys = add_consented(
                 &broker,
                 &fakes[&behaviour],
@@ -638,12 +695,19 @@ pub async fn simulate(options: &FleetOptions) -> FleetReport {
     let end = start + time::Duration::hours(i64::from(options.hours));
     let mut next_pass = start;
     let mut next_churn = start;
-    let mut minute = start;
-    while minute < end {
-        if clock.now() < minute {
-            clock.advance((minute - clock.now()).try_into().unwrap_or_default());
+    let mut next_cold_start = options.refresh_cold_start_every.map(|every| start + every);
+    let mut step = start;
+    while step < end {
+        if clock.now() < step {
+            clock.advance((step - clock.now()).try_into().unwrap_or_default());
         }
-        if minute >= next_pass {
+        if let Some(at) = next_cold_start
+            && step >= at
+        {
+            broker.surveys.clear();
+            next_cold_start = options.refresh_cold_start_every.map(|every| at + every);
+        }
+        if step >= next_pass {
             keep_failing(&fakes);
             report.passes += 1;
             log.set_pass(report.passes);
@@ -658,10 +722,15 @@ pub async fn simulate(options: &FleetOptions) -> FleetReport {
                     .or_default() += 1;
             }
             report.refreshes += pass.count(|o| matches!(o, Outcome::Refreshed { .. }));
-            next_pass += time::Duration::minutes(5);
+            next_pass = match options.pass_every {
+                Some(Duration::ZERO) => {
+                    clock.now() + next_pass_in(&broker, &pass, SCHEDULE_EVERY, clock.now())
+                }
+                every => next_pass + every.unwrap_or(SCHEDULE_EVERY),
+            };
         }
         if let Some(every) = options.key_churn_every_minutes
-            && minute >= next_churn
+            && step >= next_churn
             && let Some(first) = fleet.first()
         {
             let now = clock.now();
@@ -709,14 +778,10 @@ pub async fn simulate(options: &FleetOptions) -> FleetReport {
                         }
                     }
                 };
-                *next = now
-                    + match options.displays {
-                        Displays::HonourCacheControl => wait,
-                        Displays::EveryMinute => Duration::from_secs(60),
-                    };
+                *next = now + options.displays.every().unwrap_or(wait);
             }
         }
-        minute += time::Duration::minutes(1);
+        step += STEP;
     }
     report.calls = log.calls().split_off(setup_calls);
     drop(dir);

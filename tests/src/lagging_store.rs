@@ -54,6 +54,10 @@ impl LaggingStore {
 
 #[async_trait]
 impl SecretStore for LaggingStore {
+    fn counts_versions(&self) -> bool {
+        self.inner.counts_versions()
+    }
+
     async fn get(&self, name: &str) -> StoreResult<Option<Stored>> {
         {
             let mut lag = self.lag();

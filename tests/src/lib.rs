@@ -132,6 +132,8 @@ pub struct Setup {
     extra_accounts: usize,
     configure: Option<ConfigChange>,
     store_dir: Option<std::path::PathBuf>,
+    /// The file store counts Secrets Manager's versions (it stands for it).
+    version_quota: bool,
 }
 
 impl Setup {
@@ -147,6 +149,7 @@ impl Setup {
             extra_accounts: 0,
             configure: None,
             store_dir: None,
+            version_quota: true,
         }
     }
 
@@ -158,6 +161,13 @@ impl Setup {
     }
 
     /// The file store's directory, kept afterwards (default: a temporary one).
+    /// The file store as it is, without Secrets Manager's version quota
+    /// (by default, test file stores count versions: they stand for it).
+    pub fn without_version_quota(mut self) -> Self {
+        self.version_quota = false;
+        self
+    }
+
     pub fn store_dir(mut self, dir: std::path::PathBuf) -> Self {
         self.store_dir = Some(dir);
         self
@@ -227,7 +237,10 @@ impl Setup {
                     .clone()
                     .unwrap_or_else(|| dir.path().join("store"));
                 config = config.with_store(StoreSpec::File(path.clone()));
-                let store = FileStore::open(&path).expect("file store");
+                let mut store = FileStore::open(&path).expect("file store");
+                if self.version_quota {
+                    store = store.count_versions().expect("version quota");
+                }
                 (Arc::new(store), format!("file:{}", path.display()))
             }
             StoreKind::SecretsManager => {

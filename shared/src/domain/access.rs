@@ -22,6 +22,26 @@ impl AccessToken {
     pub fn remaining(&self, now: OffsetDateTime) -> Duration {
         (self.expires_at - now).try_into().unwrap_or(Duration::ZERO)
     }
+
+    /// How long this token lived when it was issued.
+    pub fn lifetime(&self) -> Duration {
+        (self.expires_at - self.obtained_at)
+            .try_into()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// How long before it expires this token is refreshed: `margin`, or
+    /// half its lifetime when that is shorter (a token that lives less
+    /// than twice the margin would otherwise be due as soon as issued, and
+    /// be refreshed on every pass).
+    pub fn refresh_margin(&self, margin: Duration) -> Duration {
+        margin.min(self.lifetime() / 2)
+    }
+
+    /// When this token becomes due for a refresh.
+    pub fn due_at(&self, margin: Duration) -> OffsetDateTime {
+        self.expires_at - self.refresh_margin(margin)
+    }
 }
 
 /// Everything token-read needs to answer a display, and nothing more.
@@ -96,14 +116,29 @@ impl AccessTokens {
     }
 
     /// Whether a refresh pass should redeem the refresh token now: a resource
-    /// has no token or less than `margin` left, or the grant has been idle for
-    /// [`KEEP_ALIVE`].
+    /// has no token or less than its refresh margin left (`margin`, or half
+    /// the token's lifetime: [`AccessToken::refresh_margin`]), or the grant
+    /// has been idle for [`KEEP_ALIVE`].
     pub fn is_due(&self, resources: &[Resource], margin: Duration, now: OffsetDateTime) -> bool {
-        self.most_urgent(resources, now)
-            .is_none_or(|left| left < margin)
-            || self.last_refreshed_at().is_none_or(|at| {
-                Duration::try_from(now - at).unwrap_or(Duration::ZERO) >= KEEP_ALIVE
+        self.due_at(resources, margin).is_none_or(|at| at <= now)
+    }
+
+    /// When a refresh pass should next redeem the refresh token (see
+    /// [`Self::is_due`]; a time in the past when it is due already); `None`
+    /// for no resources.
+    pub fn due_at(&self, resources: &[Resource], margin: Duration) -> Option<OffsetDateTime> {
+        let keep_alive = match self.last_refreshed_at() {
+            Some(at) => at + KEEP_ALIVE,
+            None => OffsetDateTime::UNIX_EPOCH,
+        };
+        resources
+            .iter()
+            .map(|resource| {
+                self.get(&resource.name)
+                    .map_or(OffsetDateTime::UNIX_EPOCH, |token| token.due_at(margin))
             })
+            .min()
+            .map(|due| due.min(keep_alive))
     }
 
     /// The least time left of any resource's token (zero when one is
@@ -153,6 +188,27 @@ mod tests {
         assert!(!access.is_due(&resources, MARGIN, now));
         access.put(token("graph", now + time::Duration::minutes(19)));
         assert!(access.is_due(&resources, MARGIN, now));
+    }
+
+    /// A token that lives less than twice the margin is refreshed at half
+    /// its life, not on every pass from the moment it is issued.
+    #[test]
+    fn short_tokens_are_due_at_half_their_life() {
+        let now = datetime!(2026-11-28 12:00 UTC);
+        let resources = Resource::presets("ews", Cloud::Global).unwrap();
+        let mut access = AccessTokens::default();
+        let mut short = token("ews", now + time::Duration::minutes(3));
+        short.obtained_at = now;
+        access.put(short);
+        assert_eq!(
+            access.due_at(&resources, MARGIN),
+            Some(now + time::Duration::seconds(90))
+        );
+        assert!(!access.is_due(&resources, MARGIN, now + time::Duration::seconds(89)));
+        assert!(access.is_due(&resources, MARGIN, now + time::Duration::seconds(90)));
+        // Entra's hour-long tokens keep the whole margin.
+        let long = token("ews", now + time::Duration::hours(1));
+        assert_eq!(long.refresh_margin(MARGIN), MARGIN);
     }
 
     #[test]

@@ -9,3 +9,4 @@ pub mod read;
 pub mod refresh;
 pub mod setup;
 pub mod start;
+pub mod survey_memory;

@@ -410,7 +410,8 @@ pub async fn read_token(
     {
         // A longer-lived token comes with the refresh, due once less than
         // the margin is left (and only if no human must act first).
-        let until_due = remaining.saturating_sub(broker.config.refresh_margin);
+        let margin = served.token.refresh_margin(broker.config.refresh_margin);
+        let until_due = remaining.saturating_sub(margin);
         return Err(ReadError::InsufficientValidity {
             state,
             expires_in: remaining.as_secs(),
@@ -424,7 +425,7 @@ pub async fn read_token(
         served: served.clone(),
         expires_in: remaining.as_secs(),
         max_age: remaining
-            .saturating_sub(broker.config.refresh_margin)
+            .saturating_sub(served.token.refresh_margin(broker.config.refresh_margin))
             .as_secs(),
     })
 }

@@ -24,6 +24,7 @@ use super::mint::{
     AfterFailure, NotMinted, mint_each, own_credential, request_token, vendor_credential,
 };
 use super::notify::DeliveryReport;
+use super::survey_memory;
 use crate::Broker;
 use crate::domain::records::room_in_both;
 use crate::domain::status::SecretInUse;
@@ -123,25 +124,45 @@ pub async fn refresh_pass(
     options: &PassOptions,
     now: OffsetDateTime,
 ) -> Result<PassReport, StoreError> {
-    let ids = match &options.only {
-        Some(id) => vec![id.clone()],
-        None => broker.repo.connection_ids().await?,
+    // One listing (with each serve secret's change mark) names them all.
+    let listed = match &options.only {
+        Some(id) => vec![(id.clone(), None)],
+        None => broker.repo.connections_marked().await?,
     };
+    if options.only.is_none() {
+        broker.surveys.keep_only(listed.iter().map(|(id, _)| id));
+    }
     let started = broker.now();
     let deadline = started + broker.config.refresh_budget;
     let concurrency = broker.config.refresh_concurrency.max(1);
     let margin = broker.config.refresh_margin;
 
-    // One read per connection (its serve secret) tells what is due.
-    let surveyed: Vec<(ConnectionId, Result<Surveyed, StoreError>)> = futures::stream::iter(ids)
-        .map(|id| async move {
-            let plan = survey(broker, &id, options.force, margin, now).await;
-            (id, plan)
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    // What an earlier pass found with nothing to do, and that cannot have
+    // changed since, is not read again (see `survey_memory`).
     let mut results = Vec::new();
+    let mut to_survey = Vec::new();
+    for (id, mark) in listed {
+        match broker.surveys.recall(&id, mark.as_deref(), now) {
+            Some(known) if !options.force => {
+                let credential = CredentialFacts {
+                    expires: known.credential_expires,
+                    kind: known.credential_kind,
+                };
+                results.push(finished(id, Ok((known.outcome, known.status)), credential));
+            }
+            _ => to_survey.push((id, mark)),
+        }
+    }
+    // One read per other connection (its serve secret) tells what is due.
+    let surveyed: Vec<(ConnectionId, Result<Surveyed, StoreError>)> =
+        futures::stream::iter(to_survey)
+            .map(|(id, mark)| async move {
+                let plan = survey(broker, &id, mark, options.force, margin, now).await;
+                (id, plan)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
     let mut due = Vec::new();
     for (id, surveyed) in surveyed {
         match surveyed {
@@ -193,6 +214,39 @@ pub async fn refresh_pass(
         results,
         notifications,
     })
+}
+
+/// After a pass, a pass is needed again within a few seconds when it
+/// refreshed or left something (to learn the new tokens' due time).
+const SOON_AFTER_A_REFRESH: Duration = Duration::from_secs(10);
+/// Passes are never closer than this.
+const MIN_PASS_GAP: Duration = Duration::from_secs(1);
+
+/// How long to wait before the next pass of a process that runs its own
+/// passes (`roomtoken serve`): `every` at most, and no later than the
+/// moment a remembered connection becomes due, so that tokens that live
+/// only minutes are refreshed in time (the schedule of the Lambda
+/// deployment runs every 5 minutes whatever this says).
+pub fn next_pass_in(
+    broker: &Broker,
+    report: &PassReport,
+    every: Duration,
+    now: OffsetDateTime,
+) -> Duration {
+    let mut wait = every;
+    if let Some(at) = broker.surveys.earliest_look_again() {
+        wait = wait.min((at - now).try_into().unwrap_or(Duration::ZERO));
+    }
+    let left_work = report.count(|o| {
+        matches!(
+            o,
+            Outcome::Refreshed { .. } | Outcome::Deferred | Outcome::LostRace | Outcome::Busy
+        )
+    });
+    if left_work > 0 {
+        wait = wait.min(SOON_AFTER_A_REFRESH);
+    }
+    wait.max(MIN_PASS_GAP)
 }
 
 fn finished(
@@ -282,21 +336,56 @@ fn jittered(margin: Duration) -> Duration {
 /// A connection's plan, and when its client secret expires.
 type Surveyed = (Plan, CredentialFacts);
 
-/// Decides from the serve secret alone whether a connection is due.
+/// Decides from the serve secret alone whether a connection is due, and
+/// remembers an answer with nothing to do until it can change.
 async fn survey(
     broker: &Broker,
     id: &ConnectionId,
+    mark: Option<String>,
     force: bool,
     margin: Duration,
     now: OffsetDateTime,
 ) -> Result<Surveyed, StoreError> {
     // Listed, but gone: ListSecrets may still list a secret being deleted.
     let Some(serve) = broker.repo.serve(id).await? else {
+        broker.surveys.forget(id);
         let removed = Plan::Done(Outcome::Removed, Box::default());
         return Ok((removed, CredentialFacts::default()));
     };
     let credential = CredentialFacts::of(&serve.value);
-    Ok((plan(serve, force, margin, now), credential))
+    let due_at = serve
+        .value
+        .access
+        .as_ref()
+        .and_then(|access| access.due_at(&serve.value.app.resources, margin));
+    let plan = plan(serve, force, margin, now);
+    match &plan {
+        Plan::Done(outcome, status) if !force => {
+            let holds_until = match outcome {
+                Outcome::NotDue => due_at,
+                Outcome::BackingOff(until) => Some(*until),
+                // Only a person leaves these, and their write moves the mark.
+                Outcome::Skipped(_) => Some(now + survey_memory::LOOK_AGAIN_WITHIN),
+                _ => None,
+            };
+            match holds_until {
+                Some(look_again_at) => {
+                    let answer = survey_memory::Remembered {
+                        mark: String::new(),
+                        look_again_at,
+                        outcome: outcome.clone(),
+                        status: (**status).clone(),
+                        credential_expires: credential.expires,
+                        credential_kind: credential.kind,
+                    };
+                    broker.surveys.remember(id, mark, answer, now);
+                }
+                None => broker.surveys.forget(id),
+            }
+        }
+        _ => broker.surveys.forget(id),
+    }
+    Ok((plan, credential))
 }
 
 fn plan(serve: Versioned<ServeRecord>, force: bool, margin: Duration, now: OffsetDateTime) -> Plan {

@@ -1,7 +1,7 @@
 //! A store decorator that counts calls: benchmarks and tests use it to
 //! measure store traffic (Secrets Manager bills and throttles per call).
 
-use super::{SecretStore, StoreError, StoreResult, Stored, Version};
+use super::{Listed, SecretStore, StoreError, StoreResult, Stored, Version};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,6 +102,15 @@ impl SecretStore for CountingStore {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.counts.lists.fetch_add(1, Ordering::Relaxed);
         self.inner.list(prefix).await
+    }
+
+    async fn list_marked(&self, prefix: &str) -> StoreResult<Vec<Listed>> {
+        self.counts.lists.fetch_add(1, Ordering::Relaxed);
+        self.inner.list_marked(prefix).await
+    }
+
+    fn counts_versions(&self) -> bool {
+        self.inner.counts_versions()
     }
 
     fn calls_per_write(&self, creating: bool) -> u32 {

@@ -2,8 +2,15 @@
 //! mode 0600, written atomically (temp file, fsync, rename), with
 //! compare-and-swap under an exclusive lock on `DIR/.lock` so that
 //! `roomtoken serve` and admin commands can share a directory.
+//!
+//! A file has no version quota: the refresh pass may write as often as
+//! tokens need. A directory holding `.secrets-manager-quota` counts and
+//! caps versions as Secrets Manager does (tests that stand for it, and an
+//! operator rehearsing a deployment, make it with
+//! [`FileStore::count_versions`]); every process that opens it sees the
+//! same.
 
-use super::{SecretStore, StoreError, StoreResult, Stored, Version};
+use super::{Listed, SecretStore, StoreError, StoreResult, Stored, Version};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -14,7 +21,11 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
+    counts_versions: bool,
 }
+
+/// Present in a directory whose store counts Secrets Manager's versions.
+const VERSION_QUOTA_MARKER: &str = ".secrets-manager-quota";
 
 #[derive(Serialize, Deserialize)]
 struct Envelope {
@@ -35,7 +46,20 @@ impl FileStore {
             .mode(0o700)
             .create(&dir)
             .map_err(|e| unavailable("cannot create", &dir, e))?;
-        Ok(Self { dir })
+        let counts_versions = dir.join(VERSION_QUOTA_MARKER).exists();
+        Ok(Self {
+            dir,
+            counts_versions,
+        })
+    }
+
+    /// From now on this directory counts and caps versions as Secrets
+    /// Manager does, for this handle and every later [`FileStore::open`].
+    pub fn count_versions(mut self) -> Result<Self, StoreError> {
+        let path = self.dir.join(VERSION_QUOTA_MARKER);
+        fs::write(&path, b"").map_err(|e| unavailable("cannot create", &path, e))?;
+        self.counts_versions = true;
+        Ok(self)
     }
 
     pub fn dir(&self) -> &Path {
@@ -155,7 +179,7 @@ impl FileStore {
         Ok(())
     }
 
-    fn names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    fn names(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         let mut names = Vec::new();
         let mut pending = vec![self.dir.clone()];
         while let Some(dir) = pending.pop() {
@@ -184,12 +208,24 @@ impl FileStore {
                         .with_extension("");
                     let name = relative.to_string_lossy().into_owned();
                     if name.starts_with(prefix) {
-                        names.push(name);
+                        // Every write renames a new file into place: a new
+                        // inode, and a new time (coarse, hence both, and the
+                        // length).
+                        let changed = fs::metadata(&path).ok().and_then(|m| {
+                            use std::os::unix::fs::MetadataExt;
+                            let at = m
+                                .modified()
+                                .ok()?
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .ok()?;
+                            Some(format!("{}-{}-{}", at.as_nanos(), m.ino(), m.len()))
+                        });
+                        names.push(Listed { name, changed });
                     }
                 }
             }
         }
-        names.sort();
+        names.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(names)
     }
 }
@@ -222,8 +258,17 @@ impl SecretStore for FileStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let listed = self.list_marked(prefix).await?;
+        Ok(listed.into_iter().map(|l| l.name).collect())
+    }
+
+    async fn list_marked(&self, prefix: &str) -> StoreResult<Vec<Listed>> {
         let (store, prefix) = (self.clone(), prefix.to_owned());
         blocking(move || store.names(&prefix)).await
+    }
+
+    fn counts_versions(&self) -> bool {
+        self.counts_versions
     }
 }
 

@@ -97,6 +97,16 @@ pub struct Stored {
 /// What every store operation answers.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A listed name, with a mark of its last change when the store lists one
+/// (Secrets Manager: the id of the version labelled `AWSCURRENT`; the file
+/// store: the file's modification time). A mark that has not moved means no write since, as
+/// far as the listing knows (ListSecrets may lag by minutes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub changed: Option<String>,
+}
+
 /// The store port: named string values with versions.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
@@ -109,6 +119,19 @@ pub trait SecretStore: Send + Sync {
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
     /// Every name that starts with `prefix`.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// [`Self::list`] with each name's change mark, in the same call. A
+    /// store (or decorator) that does not know marks lists none, and its
+    /// callers then read what they would have skipped.
+    async fn list_marked(&self, prefix: &str) -> StoreResult<Vec<Listed>> {
+        let names = self.list(prefix).await?;
+        Ok(names
+            .into_iter()
+            .map(|name| Listed {
+                name,
+                changed: None,
+            })
+            .collect())
+    }
     /// API calls one `put` makes on the wire (`creating`: `prior` is
     /// `None`), which is what write quotas count and the pacer spends.
     fn calls_per_write(&self, creating: bool) -> u32 {
@@ -121,6 +144,13 @@ pub trait SecretStore: Send + Sync {
     /// version quota must count.
     fn losing_write_makes_version(&self) -> bool {
         false
+    }
+    /// Whether this store has Secrets Manager's version quota (about 100
+    /// versions per secret, none removed before 24 hours), so that the
+    /// product's own writes must be counted and capped. The file store has
+    /// none, unless it was made to stand for Secrets Manager.
+    fn counts_versions(&self) -> bool {
+        true
     }
 }
 

@@ -263,7 +263,11 @@ impl Repository {
         for (by, at) in &lost {
             value.writes_mut().record(*by, *at);
         }
-        value.writes_mut().record(writer, now);
+        // Without a version quota the product's writes need no counting
+        // (and would only fill the log).
+        if writer != Writer::Product || self.store.counts_versions() {
+            value.writes_mut().record(writer, now);
+        }
         let result = match to_json(&name, value) {
             Ok(json) => match Self::fits(&name, json.len(), value.product_room(), writer) {
                 Ok(()) => self.store.put(name.as_str(), &json, expected).await,
@@ -337,18 +341,33 @@ impl Repository {
     /// Every connection that has a serve secret, sorted.
     pub async fn connection_ids(&self) -> Result<Vec<ConnectionId>, StoreError> {
         let names = self.store.list("connections/").await?;
-        let mut ids: Vec<ConnectionId> = names
-            .iter()
-            .filter_map(|name| {
-                let rest = name.strip_prefix("connections/")?;
-                let (id, part) = rest.split_once('/')?;
-                (part == <&str>::from(Part::Serve)).then(|| ConnectionId::parse(id).ok())?
-            })
-            .collect();
+        let mut ids: Vec<ConnectionId> = names.iter().filter_map(|n| serve_secret_of(n)).collect();
         ids.sort();
         ids.dedup();
         Ok(ids)
     }
+
+    /// Every connection that has a serve secret, sorted, with the change
+    /// mark of that secret when the store lists one (same single listing).
+    pub async fn connections_marked(
+        &self,
+    ) -> Result<Vec<(ConnectionId, Option<String>)>, StoreError> {
+        let listed = self.store.list_marked("connections/").await?;
+        let mut ids: Vec<(ConnectionId, Option<String>)> = listed
+            .into_iter()
+            .filter_map(|l| Some((serve_secret_of(&l.name)?, l.changed)))
+            .collect();
+        ids.sort_by(|a, b| a.0.cmp(&b.0));
+        ids.dedup_by(|a, b| a.0 == b.0);
+        Ok(ids)
+    }
+}
+
+/// The connection whose serve secret `name` is.
+fn serve_secret_of(name: &str) -> Option<ConnectionId> {
+    let rest = name.strip_prefix("connections/")?;
+    let (id, part) = rest.split_once('/')?;
+    (part == <&str>::from(Part::Serve)).then(|| ConnectionId::parse(id).ok())?
 }
 
 fn to_json<T: Serialize>(name: &SecretName, value: &T) -> Result<String, StoreError> {

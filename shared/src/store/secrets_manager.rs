@@ -6,7 +6,7 @@
 //! fails when someone else moved `AWSCURRENT` first. Reads always ask for
 //! `AWSCURRENT`.
 
-use super::{SecretStore, StoreError, StoreResult, Stored, Version};
+use super::{Listed, SecretStore, StoreError, StoreResult, Stored, Version};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::interceptors::InterceptorContext;
@@ -314,6 +314,13 @@ impl SecretStore for SecretsManagerStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let listed = self.list_marked(prefix).await?;
+        Ok(listed.into_iter().map(|l| l.name).collect())
+    }
+
+    /// ListSecrets, whose entries carry each secret's current version id
+    /// (`SecretVersionsToStages`) at no extra call.
+    async fn list_marked(&self, prefix: &str) -> StoreResult<Vec<Listed>> {
         let full_prefix = self.full_name(prefix);
         let mut pages = self
             .client
@@ -327,7 +334,7 @@ impl SecretStore for SecretsManagerStore {
             .max_results(100)
             .into_paginator()
             .send();
-        let mut names = Vec::new();
+        let mut listed = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| failure(prefix, e))?;
             for secret in page.secret_list.unwrap_or_default() {
@@ -341,12 +348,27 @@ impl SecretStore for SecretsManagerStore {
                     .and_then(|n| n.strip_prefix(&self.prefix))
                     && name.starts_with(prefix)
                 {
-                    names.push(name.to_owned());
+                    // The version labelled AWSCURRENT names the value a
+                    // read would return; `LastChangedDate` if none is listed.
+                    let current = secret.secret_versions_to_stages.as_ref().and_then(|v| {
+                        v.iter()
+                            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+                            .map(|(id, _)| id.clone())
+                    });
+                    let changed = current.or_else(|| {
+                        secret
+                            .last_changed_date
+                            .map(|at| format!("{}.{:09}", at.secs(), at.subsec_nanos()))
+                    });
+                    listed.push(Listed {
+                        name: name.to_owned(),
+                        changed,
+                    });
                 }
             }
         }
-        names.sort();
-        Ok(names)
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listed)
     }
 
     /// CreateSecret; or PutSecretValue then UpdateSecretVersionStage.

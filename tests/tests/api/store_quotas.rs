@@ -3,8 +3,12 @@
 //! versions per secret, write calls per refresh, write calls per second,
 //! and no token lost while a backlog drains.
 
+use roomtoken::domain::ConnectionId;
+use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
 use roomtoken_tests::fleet::{Behaviour, Displays, FleetOptions, simulate};
+use roomtoken_tests::*;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 /// A day of a fleet with a connection in every failure class and an
 /// operator churning keys: the product's own writes stay within 6 versions
@@ -53,12 +57,11 @@ async fn a_day_in_every_failure_class_stays_inside_the_quotas() {
 async fn a_backlog_drains_under_the_write_budget_and_no_token_expires() {
     let options = FleetOptions {
         connections: [(Behaviour::Healthy, 120)].into(),
-        displays_per_connection: 1,
         displays: Displays::EveryMinute,
         hours: 1,
-        key_churn_every_minutes: None,
         pass_budget: Duration::from_secs(10),
         all_due_in: Some(Duration::from_secs(19 * 60)),
+        ..FleetOptions::day(0)
     };
     let report = simulate(&options).await;
     eprintln!("{:#?}", report.outcomes);
@@ -74,3 +77,59 @@ async fn a_backlog_drains_under_the_write_budget_and_no_token_expires() {
     );
     assert_eq!(report.healthy_reads_without_token, 0, "no token expired");
 }
+
+/// Issue 24, item 7: a pass reads a connection's serve secret only when
+/// something can have changed its answer. Not due: read once, then not
+/// again; someone writes (a key): read again; its token falls due: read
+/// and refreshed. Both stores list a change mark for free (Secrets
+/// Manager: the current version id in ListSecrets).
+async fn passes_read_what_changed_or_fell_due(kind: StoreKind) {
+    let app = Setup::new(kind).isolated_prefix().spawn().await;
+    let id = app.consented("survey").await;
+    let connection = ConnectionId::parse(&id).expect("id");
+    let serve_secret = format!("connections/{id}/serve");
+    let record = app.serve(&id).await;
+    let due_at = record
+        .access
+        .as_ref()
+        .and_then(|a| a.due_at(&record.app.resources, app.broker.config.refresh_margin))
+        .expect("due time");
+    let start = app.broker.now();
+    let reads = || app.store.gets_of(&serve_secret);
+    let outcome_at = |at: OffsetDateTime| {
+        let broker = app.broker.clone();
+        let connection = connection.clone();
+        async move {
+            let report = refresh_pass(&broker, &PassOptions::default(), at)
+                .await
+                .expect("pass");
+            let result = report.results.iter().find(|r| r.id == connection);
+            result.expect("listed").outcome.clone()
+        }
+    };
+
+    let before = reads();
+    assert_eq!(outcome_at(start).await, Outcome::NotDue);
+    assert_eq!(reads(), before + 1, "the first pass reads it");
+    for minutes in [5, 10, 15] {
+        let at = start + time::Duration::minutes(minutes);
+        assert_eq!(outcome_at(at).await, Outcome::NotDue, "remembered");
+    }
+    assert_eq!(reads(), before + 1, "nothing changed: not read again");
+
+    app.create_key(&id).await;
+    let after_key = reads();
+    let at = start + time::Duration::minutes(20);
+    assert_eq!(outcome_at(at).await, Outcome::NotDue);
+    assert_eq!(reads(), after_key + 1, "written since: read again");
+    let at = start + time::Duration::minutes(25);
+    assert_eq!(outcome_at(at).await, Outcome::NotDue);
+    assert_eq!(reads(), after_key + 1);
+
+    // Due: the remembered answer no longer holds (jitter only delays).
+    let due = due_at + time::Duration::minutes(3);
+    assert!(matches!(outcome_at(due).await, Outcome::Refreshed { .. }));
+    assert!(reads() > after_key + 1, "read when due");
+}
+
+on_both_stores!(passes_read_what_changed_or_fell_due => passes_read_only_what_changed_or_fell_due_on_the_file_store, passes_read_only_what_changed_or_fell_due_on_secrets_manager);
