@@ -967,9 +967,10 @@ fn severity(state: ConnectionState) -> u8 {
         ConnectionState::Blocked => 0,
         ConnectionState::AppMisconfigured => 1,
         ConnectionState::ReconnectRequired => 2,
-        ConnectionState::PendingConsent => 3,
-        ConnectionState::Degraded => 4,
-        ConnectionState::Connected => 5,
+        ConnectionState::TokensTooShort => 3,
+        ConnectionState::PendingConsent => 4,
+        ConnectionState::Degraded => 5,
+        ConnectionState::Connected => 6,
     }
 }
 

@@ -111,6 +111,18 @@ impl Broker {
         }
     }
 
+    /// What the status must say of tokens that live `lifetime` on this
+    /// broker's store: `None` when it keeps them fresh.
+    pub fn judge_token_lifetime(
+        &self,
+        lifetime: Option<std::time::Duration>,
+    ) -> Option<crate::domain::status::ShortTokens> {
+        let counts_versions = self.repo.store().counts_versions();
+        let kept_fresh =
+            crate::domain::access::shortest_kept_fresh(counts_versions, self.config.refresh_margin);
+        crate::domain::status::ShortTokens::judge(lifetime?, kept_fresh, counts_versions)
+    }
+
     fn refreshing_set(&self) -> std::sync::MutexGuard<'_, HashSet<ConnectionId>> {
         // The set is consistent after every statement: a panic elsewhere
         // cannot leave it half-changed.

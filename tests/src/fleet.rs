@@ -18,7 +18,8 @@ use roomtoken::flows::admin::{self, NewConnection};
 use roomtoken::flows::read::{MIN_SERVE_VALIDITY, ReadError, TokenRequest, read_token};
 use roomtoken::flows::refresh::{Outcome, PassOptions, next_pass_in, refresh_pass};
 use roomtoken::store::{
-    FileStore, Listed, Part, Repository, SecretStore, StoreError, StoreResult, Stored, Version,
+    FileStore, Listed, Part, Repository, SecretStore, SecretsManagerStore, StoreError, StoreResult,
+    Stored, Version,
 };
 use roomtoken::{Broker, Config};
 use roomtoken_fake_identity::{FakeAccount, FakeApp, FakeIdentity, Fault};
@@ -257,9 +258,8 @@ pub struct FleetOptions {
     pub refresh_cold_start_every: Option<Duration>,
     /// How long the identity platform's access tokens live.
     pub token_lifetime: Duration,
-    /// Whether the store counts Secrets Manager's versions (the simulation
-    /// stands for Secrets Manager); `false`: the file store as it is.
-    pub counts_versions: bool,
+    /// Which store the day runs on.
+    pub store: FleetStore,
     /// Refresh passes run this often; `None`: every 5 minutes, as the
     /// schedule runs them. `Some(ZERO)`: as `roomtoken serve` runs them,
     /// at the next moment a token is due (at least every 5 minutes).
@@ -280,10 +280,22 @@ impl FleetOptions {
             all_due_in: None,
             refresh_cold_start_every: None,
             token_lifetime: Duration::from_secs(75 * 60),
-            counts_versions: true,
+            store: FleetStore::FileCountingVersions,
             pass_every: None,
         }
     }
+}
+
+/// The store of a simulated day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FleetStore {
+    /// The file store counting Secrets Manager's versions: it stands for
+    /// Secrets Manager, fast enough for a fleet.
+    FileCountingVersions,
+    /// The file store as it is: no version quota.
+    File,
+    /// Secrets Manager itself (moto, under a prefix of its own).
+    SecretsManager,
 }
 
 /// What a simulated day measured.
@@ -306,6 +318,9 @@ pub struct FleetReport {
     pub healthy_reads: u64,
     /// Refresh passes run.
     pub passes: usize,
+    /// The states the passes left the connections in, counted over every
+    /// pass.
+    pub states: BTreeMap<String, usize>,
 }
 
 /// Published prices: $0.40 per secret-month, $0.05 per 10,000 API calls.
@@ -382,6 +397,12 @@ impl FleetReport {
     /// own activity (refresh passes), and which secret.
     pub fn max_versions_per_hour_by_the_product(&self) -> (usize, String) {
         self.max_versions(time::Duration::hours(1), |call| call.pass.is_some())
+    }
+
+    /// The most new versions any secret got in any 24 hours from the
+    /// product's own activity.
+    pub fn max_versions_per_day_by_the_product(&self) -> (usize, String) {
+        self.max_versions(time::Duration::days(1), |call| call.pass.is_some())
     }
 
     /// The most new versions any secret got in any hour, from anyone.
@@ -622,15 +643,25 @@ pub async fn simulate(options: &FleetOptions) -> FleetReport {
     let dir = tempfile::tempdir().expect("temp dir");
     let start = OffsetDateTime::now_utc();
     let clock = Arc::new(ManualClock::new(start));
-    let mut file = FileStore::open(dir.path()).expect("file store");
-    if options.counts_versions {
-        file = file.count_versions().expect("version quota");
-    }
-    let file = Arc::new(file);
-    let log = Arc::new(CallLog::new(file.clone(), clock.clone()));
+    let store: Arc<dyn SecretStore> = match options.store {
+        FleetStore::File => Arc::new(FileStore::open(dir.path()).expect("file store")),
+        FleetStore::FileCountingVersions => Arc::new(
+            FileStore::open(dir.path())
+                .and_then(FileStore::count_versions)
+                .expect("file store"),
+        ),
+        FleetStore::SecretsManager => Arc::new(SecretsManagerStore::new(
+            crate::moto_client(None).await,
+            &format!("{}/", crate::unique_id("fleet")),
+        )),
+    };
+    let log = Arc::new(CallLog::new(store.clone(), clock.clone()));
     // Looks at the store without being counted, to judge failed reads.
-    let uncounted = Repository::new(file);
-    let mut config = Config::new(roomtoken::store::StoreSpec::Aws);
+    let uncounted = Repository::new(store);
+    let mut config = Config::new(match options.store {
+        FleetStore::File => roomtoken::store::StoreSpec::File(dir.path().to_owned()),
+        _ => roomtoken::store::StoreSpec::Aws,
+    });
     config.refresh_budget = options.pass_budget;
     // One refresh at a time, so that the simulated clock sees each write
     // when the pacer lets it go.
@@ -691,6 +722,7 @@ pub async fn simulate(options: &FleetOptions) -> FleetReport {
         person_writes_refused: 0,
         healthy_reads: 0,
         passes: 0,
+        states: BTreeMap::new(),
     };
     let end = start + time::Duration::hours(i64::from(options.hours));
     let mut next_pass = start;
@@ -720,6 +752,9 @@ pub async fn simulate(options: &FleetOptions) -> FleetReport {
                     .outcomes
                     .entry(outcome_name(&result.outcome))
                     .or_default() += 1;
+                if let Some(state) = result.state {
+                    *report.states.entry(state.to_string()).or_default() += 1;
+                }
             }
             report.refreshes += pass.count(|o| matches!(o, Outcome::Refreshed { .. }));
             next_pass = match options.pass_every {

@@ -115,6 +115,22 @@ pub async fn spawn_app(kind: StoreKind) -> TestApp {
     Setup::new(kind).spawn().await
 }
 
+/// A Secrets Manager client for moto (the suite's endpoint, or `endpoint`),
+/// with the SDK's own retries short: the broker's behaviour is what the
+/// tests look at.
+pub async fn moto_client(endpoint: Option<&str>) -> aws_sdk_secretsmanager::Client {
+    require_moto();
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(2)
+        .with_initial_backoff(std::time::Duration::from_millis(10));
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry);
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    roomtoken::store::secrets_manager_client(&loader.load().await)
+}
+
 /// A decorator to put around the store.
 type StoreWrapper = Box<dyn FnOnce(Arc<dyn SecretStore>) -> Arc<dyn SecretStore> + Send>;
 /// A change to the broker's configuration.
@@ -249,17 +265,7 @@ impl Setup {
                 if let Some(prefix) = self.secret_prefix {
                     config.secret_prefix = prefix;
                 }
-                // The SDK's own retries, short: the broker's behaviour is
-                // what these tests look at.
-                let retry = aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(2)
-                    .with_initial_backoff(std::time::Duration::from_millis(10));
-                let mut loader =
-                    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry);
-                if let Some(endpoint) = &self.aws_endpoint {
-                    loader = loader.endpoint_url(endpoint);
-                }
-                let client = roomtoken::store::secrets_manager_client(&loader.load().await);
+                let client = moto_client(self.aws_endpoint.as_deref()).await;
                 let store = SecretsManagerStore::new(client, &config.secret_prefix);
                 (Arc::new(store), "aws".to_owned())
             }
@@ -820,6 +826,19 @@ impl TestApp {
             .await
             .expect("store");
         assert!(changed.is_some(), "{id} has a serve secret");
+    }
+
+    /// Makes a connection's stored tokens `by` older (issued and expiring
+    /// that much earlier), as if their consent had happened then: a token
+    /// of an hour aged 45 minutes is due.
+    pub async fn age_tokens(&self, id: &str, by: std::time::Duration) {
+        self.change_serve(id, |serve| {
+            for token in serve.access.iter_mut().flat_map(|a| a.tokens.iter_mut()) {
+                token.obtained_at -= by;
+                token.expires_at -= by;
+            }
+        })
+        .await;
     }
 
     /// The stored status of a connection.

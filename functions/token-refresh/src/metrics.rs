@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn connections_are_counted_per_state_with_zeros() {
         let documents = pass_documents(&summary(), "rt-token-refresh", 1_764_000_000_000);
-        assert_eq!(documents.len(), 1 + 5 + 6 + 1);
+        assert_eq!(documents.len(), 1 + 5 + 7 + 1);
         assert_eq!(
             documents[6],
             json!({
@@ -269,7 +269,7 @@ mod tests {
                 "Connections": 1,
             })
         );
-        let per_state: BTreeMap<&str, u64> = documents[6..12]
+        let per_state: BTreeMap<&str, u64> = documents[6..13]
             .iter()
             .map(|d| {
                 (
@@ -287,6 +287,7 @@ mod tests {
                 ("reconnect_required", 1),
                 ("app_misconfigured", 0),
                 ("blocked", 0),
+                ("tokens_too_short", 0),
             ])
         );
     }

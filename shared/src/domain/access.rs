@@ -55,6 +55,32 @@ pub struct AccessTokens {
     pub tokens: Vec<AccessToken>,
 }
 
+/// On Secrets Manager a refresh makes a version of each of the connection's
+/// two secrets, and the product may make at most
+/// [`super::records::MAX_PRODUCT_VERSIONS_PER_DAY`] (72) a day: one refresh
+/// every 20 minutes, all day.
+pub const SECRETS_MANAGER_REFRESH_PERIOD: Duration =
+    Duration::from_secs(86_400 / super::records::MAX_PRODUCT_VERSIONS_PER_DAY as u64);
+
+/// Without a version quota a token is refreshed at half its life (see
+/// [`AccessToken::refresh_margin`]), as soon as it is due: that half must
+/// hold the 30 s a token needs left to be served, and 30 s for the refresh.
+pub const SHORTEST_KEPT_FRESH_WITHOUT_QUOTA: Duration = Duration::from_secs(120);
+
+/// The shortest access-token lifetime a store keeps fresh all day with
+/// refresh margin `margin`. With Secrets Manager's version quota, a token
+/// of lifetime `L` is refreshed every `L - min(margin, L/2)`, which must
+/// not be shorter than [`SECRETS_MANAGER_REFRESH_PERIOD`]: `L` at least the
+/// period plus the margin, or twice the period (40 minutes with the
+/// default 20-minute margin).
+pub fn shortest_kept_fresh(counts_versions: bool, margin: Duration) -> Duration {
+    if !counts_versions {
+        return SHORTEST_KEPT_FRESH_WITHOUT_QUOTA;
+    }
+    let period = SECRETS_MANAGER_REFRESH_PERIOD;
+    (period + margin).min(period * 2)
+}
+
 /// Idle grants are refreshed anyway after this, far from Microsoft's 90 days.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(7 * 86_400);
 
@@ -153,6 +179,11 @@ impl AccessTokens {
             .min()
     }
 
+    /// The shortest lifetime of these tokens as issued.
+    pub fn shortest_lifetime(&self) -> Option<Duration> {
+        self.tokens.iter().map(AccessToken::lifetime).min()
+    }
+
     pub fn earliest_expiry(&self) -> Option<OffsetDateTime> {
         self.tokens.iter().map(|t| t.expires_at).min()
     }
@@ -209,6 +240,36 @@ mod tests {
         // Entra's hour-long tokens keep the whole margin.
         let long = token("ews", now + time::Duration::hours(1));
         assert_eq!(long.refresh_margin(MARGIN), MARGIN);
+    }
+
+    /// The arithmetic the README states: with the default margin, Secrets
+    /// Manager keeps tokens of 40 minutes fresh, and such a token is
+    /// refreshed no more often than the day's versions allow; the file
+    /// store keeps tokens of 2 minutes fresh.
+    #[test]
+    fn the_shortest_lifetime_each_store_keeps_fresh() {
+        let shortest = shortest_kept_fresh(true, MARGIN);
+        assert_eq!(shortest, Duration::from_secs(40 * 60));
+        let now = datetime!(2026-11-28 12:00 UTC);
+        for lifetime in [shortest, Duration::from_secs(75 * 60)] {
+            let mut t = token("ews", now + lifetime);
+            t.obtained_at = now;
+            let period = lifetime - t.refresh_margin(MARGIN);
+            let per_day = 86_400 / period.as_secs();
+            assert!(
+                per_day as usize <= crate::domain::records::MAX_PRODUCT_VERSIONS_PER_DAY,
+                "{lifetime:?}: {per_day} refreshes a day"
+            );
+            assert!(lifetime / 6 <= period, "at most 6 an hour");
+        }
+        let mut shorter = token("ews", now + shortest - Duration::from_secs(60));
+        shorter.obtained_at = now;
+        let period = shorter.lifetime() - shorter.refresh_margin(MARGIN);
+        assert!(
+            86_400 / period.as_secs() > 72,
+            "a minute shorter is too short"
+        );
+        assert_eq!(shortest_kept_fresh(false, MARGIN), Duration::from_secs(120));
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub enum EventType {
     #[serde(rename = "connection.blocked")]
     #[strum(serialize = "connection.blocked")]
     Blocked,
+    /// The tokens live shorter than the store keeps fresh.
+    #[serde(rename = "connection.tokens_too_short")]
+    #[strum(serialize = "connection.tokens_too_short")]
+    TokensTooShort,
     /// The client secret expires within 30, 7 or 1 days.
     #[serde(rename = "connection.credential_expiring")]
     #[strum(serialize = "connection.credential_expiring")]
@@ -57,6 +61,7 @@ impl EventType {
             (_, S::ReconnectRequired) => Some(Self::ReconnectRequired),
             (_, S::AppMisconfigured) => Some(Self::AppMisconfigured),
             (_, S::Blocked) => Some(Self::Blocked),
+            (_, S::TokensTooShort) => Some(Self::TokensTooShort),
             (_, S::PendingConsent) => None,
         }
     }
@@ -109,10 +114,12 @@ impl Event {
     ) -> Option<Self> {
         let kind = EventType::of_change(old, new.state)?;
         // A success carries no error; a failure carries the one that caused it.
-        let error = new
-            .last_error
-            .as_ref()
-            .filter(|_| new.state != ConnectionState::Connected);
+        let error = new.last_error.as_ref().filter(|_| {
+            !matches!(
+                new.state,
+                ConnectionState::Connected | ConnectionState::TokensTooShort
+            )
+        });
         Some(Self {
             kind,
             timestamp: now,
@@ -124,7 +131,7 @@ impl Event {
                 class: error.map(|e| e.class),
                 code: error.map(|e| e.code.clone()),
                 message: error.map(|e| e.message.clone()),
-                advice: new.state.advice_for(mode).to_owned(),
+                advice: new.advice_for(mode),
                 credential_expires: None,
                 days_left: None,
             },

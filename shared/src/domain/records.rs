@@ -247,12 +247,15 @@ pub enum Writer {
 /// - people (the operator and completed consents together) stay within
 ///   [`MAX_PERSON_VERSIONS_PER_DAY`] (batching helps: `key create --count`),
 ///   and completed consents within [`MAX_CONSENTS_PER_DAY`] of those;
-/// - the product's own writes stay within 6 an hour.
+/// - the product's own writes stay within 6 an hour and
+///   [`MAX_PRODUCT_VERSIONS_PER_DAY`] a day, so that people always keep
+///   10 of the day's unreserved versions.
 ///
 /// A link holder can so take at most 10 of the day's versions, never the
 /// operator's revocations, and people's 50 leave the product 32 (a refresh
 /// every 50 minutes writes each secret about 29 times a day).
 pub const MAX_PRODUCT_VERSIONS_PER_HOUR: usize = 6;
+pub const MAX_PRODUCT_VERSIONS_PER_DAY: usize = 72;
 pub const MAX_VERSIONS_PER_DAY: usize = 90;
 pub const MAX_PERSON_VERSIONS_PER_DAY: usize = 50;
 pub const MAX_CONSENTS_PER_DAY: usize = 10;
@@ -329,6 +332,7 @@ impl WriteLog {
         let limits = match writer {
             Writer::Product => vec![
                 room(&self.product, HOUR, MAX_PRODUCT_VERSIONS_PER_HOUR, now),
+                room(&self.product, DAY, MAX_PRODUCT_VERSIONS_PER_DAY, now),
                 room(&all, DAY, UNRESERVED_PER_DAY, now),
             ],
             Writer::Person => vec![
@@ -357,6 +361,7 @@ impl WriteLog {
     pub fn spare_for_product(&self, now: OffsetDateTime) -> bool {
         let reserve = RESERVED_FOR_REFRESH;
         recent(&self.product, HOUR, now).len() + reserve < MAX_PRODUCT_VERSIONS_PER_HOUR
+            && recent(&self.product, DAY, now).len() + reserve < MAX_PRODUCT_VERSIONS_PER_DAY
             && recent(&self.all(), DAY, now).len() + reserve < UNRESERVED_PER_DAY
     }
 

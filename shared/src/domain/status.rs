@@ -2,7 +2,8 @@
 //!
 //! `pending_consent` → `connected` ⇄ `degraded` → `reconnect_required` |
 //! `app_misconfigured` | `blocked`; a successful refresh or a new consent
-//! returns to `connected`.
+//! returns to `connected`, or to `tokens_too_short` when the tokens it got
+//! live shorter than the store can keep fresh.
 
 use super::FailureClass;
 use super::notify::{CredentialWarned, Notification};
@@ -36,6 +37,9 @@ pub enum ConnectionState {
     ReconnectRequired,
     AppMisconfigured,
     Blocked,
+    /// Refreshing works, but the provider's access tokens live shorter than
+    /// the store can keep fresh: displays are refused part of the time.
+    TokensTooShort,
 }
 
 impl ConnectionState {
@@ -50,7 +54,15 @@ impl ConnectionState {
     /// States in which still-valid access tokens are served: the grant
     /// works, or fails only for a passing reason.
     pub fn serves_tokens(self) -> bool {
-        matches!(self, Self::Connected | Self::Degraded)
+        matches!(
+            self,
+            Self::Connected | Self::Degraded | Self::TokensTooShort
+        )
+    }
+
+    /// Whether a human must act on a connection in this state.
+    pub fn needs_human(self) -> bool {
+        !self.serves_tokens() || self == Self::TokensTooShort
     }
 
     /// What a human must do, in one sentence.
@@ -71,6 +83,9 @@ impl ConnectionState {
             }
             Self::Blocked => {
                 "The customer admin must unblock the account or adjust Conditional Access."
+            }
+            Self::TokensTooShort => {
+                "The provider's access tokens live too short to be kept fresh here, so displays are refused part of the time: the customer's admin must lengthen their lifetime (Entra ID: a token lifetime policy), or the operator must run roomtoken on a store without a version quota."
             }
         }
     }
@@ -145,6 +160,10 @@ pub struct Status {
     /// itself.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub granted_permissions: BTreeMap<String, Vec<String>>,
+    /// Set while the tokens last issued live shorter than the store keeps
+    /// fresh (the state is then `tokens_too_short`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_tokens: Option<ShortTokens>,
 }
 
 /// What the status says of an app-only connection whose tokens carry no
@@ -173,7 +192,46 @@ pub fn credential_days_left(expires: time::Date, now: OffsetDateTime) -> i64 {
 /// Whether a human must act on a connection: its state says so, or its
 /// credential expires within [`CREDENTIAL_WARNING_DAYS`].
 pub fn needs_human(state: ConnectionState, credential_days_left: Option<i64>) -> bool {
-    !state.serves_tokens() || credential_days_left.is_some_and(|d| d <= CREDENTIAL_WARNING_DAYS)
+    state.needs_human() || credential_days_left.is_some_and(|d| d <= CREDENTIAL_WARNING_DAYS)
+}
+
+/// Access tokens that live shorter than the store keeps fresh: what the
+/// status and the consent page say of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShortTokens {
+    /// The shortest lifetime of the tokens last issued, in seconds.
+    pub lifetime_secs: u64,
+    /// The shortest lifetime the store keeps fresh, in seconds.
+    pub kept_fresh_secs: u64,
+    /// The store counts Secrets Manager's version quota.
+    pub secrets_manager: bool,
+}
+
+impl ShortTokens {
+    /// Tokens of `lifetime` on a store that keeps `kept_fresh` fresh:
+    /// `None` when they are long enough.
+    pub fn judge(lifetime: Duration, kept_fresh: Duration, secrets_manager: bool) -> Option<Self> {
+        (lifetime < kept_fresh).then(|| Self {
+            lifetime_secs: lifetime.as_secs(),
+            kept_fresh_secs: kept_fresh.as_secs(),
+            secrets_manager,
+        })
+    }
+
+    /// One sentence with the numbers.
+    pub fn sentence(&self) -> String {
+        let store = if self.secrets_manager {
+            "on Secrets Manager"
+        } else {
+            "on this store"
+        };
+        format!(
+            "This provider's tokens last {} s; {store} roomtoken keeps tokens of at least {} s ({} minutes) fresh.",
+            self.lifetime_secs,
+            self.kept_fresh_secs,
+            self.kept_fresh_secs.div_ceil(60),
+        )
+    }
 }
 
 /// The wait after the first failure; it doubles with each further one.
@@ -205,6 +263,35 @@ impl Status {
             outbox: Vec::new(),
             credential_warned: None,
             granted_permissions: BTreeMap::new(),
+            short_tokens: None,
+        }
+    }
+
+    /// After a success that issued tokens: `tokens_too_short` while
+    /// `short` says they live too short for the store, `connected` again
+    /// once they do not.
+    pub fn with_token_lifetime(mut self, short: Option<ShortTokens>) -> Self {
+        let succeeded = matches!(
+            self.state,
+            ConnectionState::Connected | ConnectionState::TokensTooShort
+        );
+        if succeeded {
+            self.state = match short {
+                Some(_) => ConnectionState::TokensTooShort,
+                None => ConnectionState::Connected,
+            };
+            self.short_tokens = short;
+        }
+        self
+    }
+
+    /// What a human should do, with this status's own numbers.
+    pub fn advice_for(&self, mode: super::Mode) -> String {
+        match (&self.short_tokens, self.state) {
+            (Some(short), ConnectionState::TokensTooShort) => {
+                format!("{} {}", short.sentence(), self.state.advice_for(mode))
+            }
+            _ => self.state.advice_for(mode).to_owned(),
         }
     }
 

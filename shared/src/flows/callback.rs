@@ -11,7 +11,7 @@ use crate::crypto::{ConsentSession, Purpose};
 use crate::domain::Mode;
 use crate::domain::claims::{ClaimsError, IdTokenClaims};
 use crate::domain::records::room_in_both;
-use crate::domain::status::SecretInUse;
+use crate::domain::status::{SecretInUse, ShortTokens};
 use crate::domain::{
     AccessTokens, Account, AccountKey, ConnectionId, FailureClass, Grant, GrantRecord, Secret,
     ServeRecord, Status, Writer,
@@ -60,6 +60,8 @@ pub struct Connected {
     /// App-only: the application permissions each resource's first token
     /// carries (see [`Status::granted_permissions`]); `None` for a sign-in.
     pub granted_permissions: Option<BTreeMap<String, Vec<String>>>,
+    /// Set when the tokens live shorter than the store keeps fresh.
+    pub short_tokens: Option<ShortTokens>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -456,10 +458,12 @@ async fn complete(
     if minted.refresh_token != refresh_token {
         store_rotated(broker, &id, &refresh_token, minted.refresh_token, now).await;
     }
+    let short_tokens = broker.judge_token_lifetime(access.shortest_lifetime());
     let status = Status {
         client_secret_in_use: in_use,
         ..Status::connected(&account.display, now)
-    };
+    }
+    .with_token_lifetime(short_tokens);
     let written = repo
         .update::<ServeRecord, _>(&id, Part::Serve, Writer::Internet, now, |record| {
             let mut record = record?;
@@ -489,6 +493,7 @@ async fn complete(
         resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
         pending_resources,
         granted_permissions: None,
+        short_tokens,
     }))
 }
 
@@ -571,10 +576,12 @@ async fn app_only_consented(
     // sent by anyone who holds the link, and a first token proves only that
     // the app exists in the tenant.
     let granted_permissions = access.application_roles();
+    let short_tokens = broker.judge_token_lifetime(access.shortest_lifetime());
     let status = Status {
         granted_permissions: granted_permissions.clone(),
         ..Status::connected(APP_ONLY_ACCOUNT, now)
-    };
+    }
+    .with_token_lifetime(short_tokens);
     let written = repo
         .update::<ServeRecord, _>(id, Part::Serve, Writer::Internet, now, |record| {
             let mut record = record?;
@@ -598,6 +605,7 @@ async fn app_only_consented(
         resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
         pending_resources,
         granted_permissions: Some(granted_permissions),
+        short_tokens,
     }))
 }
 

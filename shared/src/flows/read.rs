@@ -154,7 +154,7 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
             "{NO_APPLICATION_PERMISSION} {}",
             status.state.advice_for(facts.mode)
         ),
-        _ => status.state.advice_for(facts.mode).to_owned(),
+        _ => status.advice_for(facts.mode),
     };
     StatusView {
         connection: id.clone(),

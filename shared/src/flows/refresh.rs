@@ -684,8 +684,9 @@ impl Pass<'_> {
                 Err(error)
             }
         };
+        let short_tokens = self.broker.judge_token_lifetime(minted.shortest_lifetime());
         let transition = |status: &Status, served: Option<&AccessTokens>| match &result {
-            Ok(()) => status.after_success(now),
+            Ok(()) => status.after_success(now).with_token_lifetime(short_tokens),
             Err(error) => {
                 let soonest = served.and_then(|a| a.tokens.iter().map(|t| t.expires_at).min());
                 status

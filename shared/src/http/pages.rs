@@ -8,6 +8,7 @@ use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::{CONSENT_COOKIE, CONSENT_TTL, FORM_COOKIE, InviteError, cookie_name};
 use crate::domain::records::format_utc;
+use crate::domain::status::ShortTokens;
 use crate::domain::{FailureClass, Secret};
 use crate::flows::callback::{
     CallbackError, Completed, Connected, Refused, SignInAnswer, connect_callback,
@@ -599,6 +600,7 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
     let pending = connected.pending_resources.join(", ");
     let app_only = connected.account == crate::flows::callback::APP_ONLY_ACCOUNT;
     let granted = granted_permissions(connected.granted_permissions.as_ref(), lang);
+    let short = short_tokens_warning(connected.short_tokens.as_ref(), lang);
     page(
         StatusCode::OK,
         lang,
@@ -617,6 +619,7 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
                         " and is refreshed automatically from now on."
                     }
                 }
+                (short)
                 p { "Resources: " (resources) "." }
                 (granted)
                 @if !pending.is_empty() {
@@ -637,6 +640,7 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
                         " et sera désormais renouvelé automatiquement."
                     }
                 }
+                (short)
                 p { "Ressources : " (resources) "." }
                 (granted)
                 @if !pending.is_empty() {
@@ -646,6 +650,34 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
             },
         },
     )
+}
+
+/// Tokens that live shorter than the store keeps fresh: said at once, with
+/// the numbers and what to do (the status says it too).
+fn short_tokens_warning(short: Option<&ShortTokens>, lang: Lang) -> Markup {
+    let Some(short) = short else {
+        return html! {};
+    };
+    let fr_store = if short.secrets_manager {
+        "sur Secrets Manager"
+    } else {
+        "sur ce stockage"
+    };
+    let fr = format!(
+        "Les jetons de ce fournisseur durent {} s ; {fr_store}, roomtoken tient à jour des jetons d’au moins {} s ({} minutes). Les écrans seront refusés une partie du temps : l’administrateur du client doit allonger leur durée de vie (Entra ID : une stratégie de durée de vie des jetons).",
+        short.lifetime_secs,
+        short.kept_fresh_secs,
+        short.kept_fresh_secs.div_ceil(60)
+    );
+    let en = format!(
+        "{} Displays will be refused part of the time: the customer's admin must lengthen the tokens' lifetime (Entra ID: a token lifetime policy).",
+        short.sentence()
+    );
+    let text = match lang {
+        Lang::En => en,
+        Lang::Fr => fr,
+    };
+    html! { p.warning { (text) } }
 }
 
 /// What an app-only grant really gave, from its first tokens' `roles`:

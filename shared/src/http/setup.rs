@@ -435,6 +435,10 @@ pub fn set_up_page(set_up: &SetUp, invite: &str, lang: Lang) -> Response {
             "the account is blocked or refused by Conditional Access",
             "le compte est bloqué ou refusé par l’accès conditionnel",
         ),
+        ConnectionState::TokensTooShort => t(
+            "connected, but Microsoft's access tokens live too short to be kept fresh here: displays are refused part of the time",
+            "connectée, mais les jetons d’accès de Microsoft durent trop peu pour être tenus à jour ici : les écrans sont refusés une partie du temps",
+        ),
         ConnectionState::PendingConsent => t("not connected yet", "pas encore connectée"),
     };
     page(

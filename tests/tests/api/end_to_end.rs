@@ -11,9 +11,6 @@ use time::OffsetDateTime;
 
 async fn whole_path(kind: StoreKind) {
     let app = spawn_app(kind).await;
-    // Shorter than the 20-minute margin: due as soon as it is issued.
-    app.identity
-        .set_access_token_lifetime(Duration::from_secs(15 * 60));
     let id = unique_id("contoso");
     app.add_connection(&id).await;
     let link = app.link(&id).await;
@@ -73,6 +70,7 @@ async fn whole_path(kind: StoreKind) {
     );
 
     // The refresh pass: due (15 minutes left < 20-minute margin).
+    app.age_tokens(&id, Duration::from_secs(45 * 60)).await;
     let newest = app
         .identity
         .newest_refresh_token(CLIENT_ID, ACCOUNT)

@@ -24,6 +24,7 @@ mod schema_fuzz;
 mod secrets_manager;
 mod self_service;
 mod serve_limits;
+mod short_tokens;
 mod smoke_script;
 mod store_quotas;
 mod strict_identity;
