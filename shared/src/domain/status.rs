@@ -211,7 +211,7 @@ impl ShortTokens {
     /// Tokens of `lifetime` on a store that keeps `kept_fresh` fresh:
     /// `None` when they are long enough.
     pub fn judge(lifetime: Duration, kept_fresh: Duration, secrets_manager: bool) -> Option<Self> {
-        (lifetime < kept_fresh).then(|| Self {
+        (lifetime < kept_fresh).then_some(Self {
             lifetime_secs: lifetime.as_secs(),
             kept_fresh_secs: kept_fresh.as_secs(),
             secrets_manager,
@@ -386,6 +386,36 @@ impl Status {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    /// Tokens too short make a success `tokens_too_short` (serving, but a
+    /// human is needed, with the numbers in the advice); long enough ones
+    /// make it `connected` again; a failure state is left as it is.
+    #[test]
+    fn a_success_with_short_tokens_needs_a_human() {
+        let now = datetime!(2026-12-08 12:00 UTC);
+        let short = ShortTokens::judge(Duration::from_secs(180), Duration::from_secs(2_400), true);
+        let status = Status::connected("a@contoso.com", now).with_token_lifetime(short);
+        assert_eq!(status.state, ConnectionState::TokensTooShort);
+        assert!(status.state.serves_tokens() && needs_human(status.state, None));
+        let advice = status.advice_for(crate::domain::Mode::Operator);
+        assert!(
+            advice.starts_with("This provider's tokens last 180 s; on Secrets Manager roomtoken keeps tokens of at least 2400 s (40 minutes) fresh."),
+            "{advice}"
+        );
+        let long = ShortTokens::judge(Duration::from_secs(3_600), Duration::from_secs(2_400), true);
+        assert_eq!(long, None);
+        let again = status.after_success(now).with_token_lifetime(long);
+        assert_eq!(again.state, ConnectionState::Connected);
+        assert_eq!(again.short_tokens, None);
+        let failed = Status {
+            state: ConnectionState::Degraded,
+            ..again
+        };
+        assert_eq!(
+            failed.with_token_lifetime(short).state,
+            ConnectionState::Degraded
+        );
+    }
 
     fn error(class: FailureClass, code: &str, at: OffsetDateTime) -> LastError {
         LastError {

@@ -262,8 +262,11 @@ impl ReadError {
 
 fn retry_after(state: ConnectionState) -> Duration {
     match state {
-        // The next refresh pass may fix it.
-        ConnectionState::Connected | ConnectionState::Degraded => Duration::from_secs(60),
+        // The next refresh pass may fix it (for tokens too short, until
+        // they expire again).
+        ConnectionState::Connected
+        | ConnectionState::Degraded
+        | ConnectionState::TokensTooShort => Duration::from_secs(60),
         // Only a human can: ask again in a while.
         _ => Duration::from_secs(300),
     }
