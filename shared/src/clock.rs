@@ -1,5 +1,5 @@
 //! Where the broker reads the time and waits. Production uses the system
-//! clock and tokio's timer; tests drive a [`ManualClock`] and record waits,
+//! clock and tokio's timer; tests drive a `ManualClock` and record waits,
 //! so that TTLs, expiries and backoff are checked without sleeping (the
 //! manual clock exists only in tests and with the `test-util` feature).
 

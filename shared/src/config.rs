@@ -1,5 +1,5 @@
 //! Configuration shared by every entry point, read from the environment
-//! (which the SAM template sets) with the defaults of DESIGN.md.
+//! (which the SAM template sets) with the defaults the README lists (*Configuration*).
 
 use crate::domain::notify::{BadWebhookSecret, WebhookSecret};
 use crate::domain::retry::RetryPolicy;

@@ -1,12 +1,22 @@
 //! roomtoken: keeps Microsoft 365 access tokens fresh for meeting-room displays.
 //!
-//! The crate is laid out as ports and adapters:
+//! The crate is laid out in layers, each using only those below it (see
+//! ARCHITECTURE.md at the repository's root):
+//! - [`http`]: the axum routes and pages that the Lambda functions and
+//!   `roomtoken serve` share;
+//! - [`flows`]: the use cases as async functions over a [`Broker`];
+//! - the ports and their adapters: [`store`] (file store, Secrets Manager),
+//!   [`identity`] (OAuth 2.0 / Entra ID), [`webhook`] (the operator's
+//!   notifications), [`clock`] (time and waiting, so tests can drive them);
 //! - [`domain`]: connections, grants, tokens, status and failure classes; no I/O.
-//! - [`identity`]: the identity-provider port and its OAuth 2.0 / Entra ID adapter.
-//! - [`store`]: the secret-store port with the file and Secrets Manager adapters.
-//! - [`flows`]: the four use cases (connect start, callback, refresh pass, token read).
-//! - [`http`]: the axum routes that the Lambda functions and `roomtoken serve` share.
-//! - [`webhook`]: the port that sends the operator's notifications, and its HTTP adapter.
+//!
+//! Beside them: [`broker`] (what every flow takes: configuration, ports,
+//! clock, token-read's cache, derived keys), [`config`] (environment and
+//! defaults), [`runtime`] (what every binary does at start), [`cache`] (a TTL
+//! cache with single-flight loads), [`snapshot`] (what token-read keeps of a
+//! connection), [`pacer`] (a refresh pass's write budget), [`crypto`]
+//! (signed invites, sealed cookies, derived keys) and [`certificate`] (app
+//! certificates and client assertions).
 
 pub mod broker;
 pub mod cache;

@@ -309,7 +309,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(lines.lines().count(), 13);
+        assert_eq!(lines.lines().count(), 14);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The five failure classes of the identity platform and how each error maps
-//! to one (see `microsoft-identity.md`, *Token endpoint errors*).
+//! to one (see `docs/microsoft.md`, *Token endpoint errors*).
 
 use serde::{Deserialize, Serialize};
 

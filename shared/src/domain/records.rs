@@ -239,7 +239,7 @@ pub enum Writer {
 
 /// Secrets Manager removes no version younger than 24 hours and holds about
 /// 100 versions per secret: more than that in a day and writes fail. So,
-/// per secret and per rolling 24 hours (DESIGN "Stored state"):
+/// per secret and per rolling 24 hours (ARCHITECTURE.md, *Stored state*):
 /// - everything together stays within [`MAX_VERSIONS_PER_DAY`] (90, the
 ///   rest is margin for versions no log can count);
 /// - of those, [`RESERVED_FOR_REVOCATION`] are kept for revocations, which

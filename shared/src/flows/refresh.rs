@@ -1,7 +1,7 @@
 //! token-refresh: one pass over every connection, refreshing what is due.
 //!
 //! A pass never loses a refresh token, and stays inside Secrets Manager's
-//! quotas (DESIGN "Stored state"):
+//! quotas (ARCHITECTURE.md, *Stored state*):
 //! - it reads every connection's serve secret, and only the due ones' grant;
 //! - it refreshes the most urgent connections first (least time left), each
 //!   with at most two writes (the rotated grant, then the serve secret with

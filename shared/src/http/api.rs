@@ -27,7 +27,7 @@ pub struct TokenQuery {
     min_validity: Option<String>,
 }
 
-/// The 200 body of the token route (DESIGN.md).
+/// The 200 body of the token route (README, *Token reads for display fleets*).
 #[derive(Serialize)]
 struct TokenBody<'a> {
     access_token: &'a str,

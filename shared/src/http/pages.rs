@@ -429,7 +429,7 @@ fn permission_in_words(name: &str, lang: Lang) -> &str {
 }
 
 /// What an Entra ID error code means, for the page that shows it (the
-/// codes of `microsoft-identity.md` that a consent can meet).
+/// codes of `docs/microsoft.md` that a consent can meet).
 fn aadsts_meaning(code: &str, lang: Lang) -> Option<&'static str> {
     let t = |en, fr| Some(lang.pick(en, fr));
     match code.strip_prefix("AADSTS")? {

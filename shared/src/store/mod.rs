@@ -71,7 +71,7 @@ pub enum StoreError {
     BeingDeleted { name: String },
     /// Refused before any call: the value would not fit. Below
     /// [`MAX_VALUE_BYTES`], the limit keeps room for what the refresh pass
-    /// adds (see [`crate::domain::Logged::product_room`]).
+    /// adds (see [`crate::domain::records::Logged::product_room`]).
     #[error(
         "'{name}' would be {bytes} bytes, over the {limit} it may hold{}",
         if *limit < MAX_VALUE_BYTES {

@@ -1,4 +1,4 @@
-//! `infra/template.yaml` against the contract of DESIGN.md and the code: the
+//! `infra/template.yaml` against the contract the README states (routes, configuration) and the code: the
 //! routes, the functions and how they are built, the configuration they get,
 //! the schedule's input, the signing key, and alarms on metrics that the
 //! refresh function really emits. (IAM: see `least_privilege.rs`.)
@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use token_refresh::metrics::{NAMESPACE, pass_documents};
 use token_refresh::{PassSummary, RefreshRequest};
 
-/// The routes of DESIGN.md and the function that serves each.
+/// The routes (README, *HTTP API*) and the function that serves each.
 const ROUTES: [(&str, &str); 5] = [
     ("GET /connect/{id}", "connect-start"),
     ("POST /connect/{id}", "connect-start"),
@@ -227,7 +227,7 @@ fn every_function_gets_the_configuration_of_the_design() {
     assert_eq!(
         with_defaults.refresh_margin,
         humantime::parse_duration("20m").unwrap(),
-        "DESIGN.md's default margin"
+        "the README's default margin"
     );
 }
 

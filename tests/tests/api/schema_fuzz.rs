@@ -38,7 +38,7 @@ async fn fuzz(app: &TestApp, key: &str, fixed_id: Option<&str>, report: &Path) -
     let har = report.join("requests.har");
     // The configuration file, always explicit (schemathesis would otherwise
     // look for one in the working directory). 503 is the contract for "no
-    // token can be served now" (DESIGN's error replies; declared with its
+    // token can be served now" (the README's error replies; declared with its
     // Retry-After and body, which the conformance checks hold it to), so it
     // is no server error; any other 5xx is.
     let mut config_text = String::from(
