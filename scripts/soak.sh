@@ -12,4 +12,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROOMTOKEN_SOAK_SECS="${SOAK_SECS:-1800}"
-scripts/with-services.sh cargo test --locked -p roomtoken-tests --test soak -- --nocapture
+scripts/with-services.sh cargo test --locked -p roomtoken-tests --features services --test soak -- --nocapture

@@ -29,6 +29,7 @@ pub mod flows;
 pub mod http;
 pub mod identity;
 pub mod pacer;
+pub mod read_metrics;
 pub mod runtime;
 pub mod snapshot;
 pub mod store;

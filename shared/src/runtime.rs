@@ -20,7 +20,7 @@ pub async fn broker_from_env() -> Result<Arc<Broker>, StartupError> {
     let every = config.read_metrics_every;
     let mut broker = Broker::from_config(config).await?;
     if let Ok(function_name) = std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
-        let metrics = crate::http::read_metrics::ReadMetrics::for_function(function_name, every);
+        let metrics = crate::read_metrics::ReadMetrics::for_function(function_name, every);
         broker = broker.with_read_metrics(metrics);
     }
     Ok(Arc::new(broker))

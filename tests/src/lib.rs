@@ -45,6 +45,9 @@ pub fn form_token(page: &str) -> String {
 }
 
 /// Declares one `#[tokio::test]` per store for an `async fn(StoreKind)`.
+/// The Secrets Manager one needs moto: without the `services` feature
+/// (which `scripts/test.sh` turns on once moto is up) it is ignored, so that
+/// a plain `cargo test` passes on a machine with no services.
 #[macro_export]
 macro_rules! on_both_stores {
     (threads: $scenario:ident => $on_file:ident, $on_secrets_manager:ident) => {
@@ -54,6 +57,21 @@ macro_rules! on_both_stores {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        #[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
+        async fn $on_secrets_manager() {
+            $scenario($crate::StoreKind::SecretsManager).await;
+        }
+    };
+    // Both need a service (Chromium, schemathesis).
+    (services: $scenario:ident => $on_file:ident, $on_secrets_manager:ident) => {
+        #[tokio::test]
+        #[cfg_attr(not(feature = "services"), ignore = "needs a service: scripts/test.sh")]
+        async fn $on_file() {
+            $scenario($crate::StoreKind::File).await;
+        }
+
+        #[tokio::test]
+        #[cfg_attr(not(feature = "services"), ignore = "needs a service: scripts/test.sh")]
         async fn $on_secrets_manager() {
             $scenario($crate::StoreKind::SecretsManager).await;
         }
@@ -65,6 +83,7 @@ macro_rules! on_both_stores {
         }
 
         #[tokio::test]
+        #[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
         async fn $on_secrets_manager() {
             $scenario($crate::StoreKind::SecretsManager).await;
         }

@@ -240,6 +240,7 @@ async fn consent_new(app: &TestApp, n: usize) -> Display {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn a_soak_loses_nothing_and_serves_every_valid_token() {
     let (proxy, app) = behind_faulty_store(ACCOUNTS).await;
     let mut displays = Vec::new();

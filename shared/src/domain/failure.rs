@@ -153,6 +153,15 @@ mod tests {
         assert_eq!(classify(400, "something_new", None, &[]), OurBug);
     }
 
+    /// An `access_denied` with no AADSTS code (a user or an admin said no,
+    /// or a policy refused): a human must act, it is not our bug (issue 25,
+    /// item 10: removing that arm made no test fail).
+    #[test]
+    fn access_denied_without_a_code_is_blocked_not_our_bug() {
+        assert_eq!(classify(400, "access_denied", None, &[]), Blocked);
+        assert_eq!(classify(403, "access_denied", None, &[]), Blocked);
+    }
+
     #[test]
     fn a_suberror_decides_when_no_code_is_known() {
         for suberror in [

@@ -12,6 +12,10 @@ pub enum AccountKey {
     Issuer { iss: String, sub: String },
 }
 
+/// What an app-only connection's status and tokens name as their account:
+/// no person signs in.
+pub const APP_ONLY_ACCOUNT: &str = "app-only";
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub key: AccountKey,

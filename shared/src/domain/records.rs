@@ -440,7 +440,7 @@ mod size_tests {
             CredentialKind::ClientSecret,
         ] {
             let expires = now.date();
-            let advice = crate::flows::read::credential_advice(&id, kind, expires, -3);
+            let advice = crate::domain::status::credential_advice(&id, kind, expires, -3);
             let event = Event::credential_expiring(&id, &status, expires, advice, now);
             let json =
                 serde_json::to_string(&Notification::credential_warning(&id, event, expires, -3))

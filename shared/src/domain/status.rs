@@ -189,6 +189,31 @@ pub fn credential_days_left(expires: time::Date, now: OffsetDateTime) -> i64 {
     (expires - now.date()).whole_days()
 }
 
+/// `credential_expiring` (or `credential_expired`): what to do, and how.
+pub fn credential_advice(
+    id: &super::ConnectionId,
+    kind: super::CredentialKind,
+    date: time::Date,
+    days: i64,
+) -> String {
+    let (what, how) = match kind {
+        super::CredentialKind::VendorApp => ("the vendor app's credential", "renew it for the vendor app and store it with `roomtoken vendor-app set --client-id ID` and `--client-secret-stdin --client-secret-expires YYYY-MM-DD` (a new client secret) or `--generate-certificate` (every vendor connection uses it)".to_owned()),
+        super::CredentialKind::Certificate => ("the certificate", format!(
+            "make a new one with `roomtoken connection update {id} --generate-certificate` and upload the certificate it prints to the app registration"
+        )),
+        super::CredentialKind::ClientSecret => ("the client secret", format!(
+            "create a new client secret for the app in Entra ID and add it with `roomtoken connection update {id} --add-client-secret-stdin --client-secret-expires YYYY-MM-DD` (the old one keeps working until it is used)"
+        )),
+    };
+    if days < 0 {
+        format!("credential_expired: {what} expired on {date}; {how}.")
+    } else {
+        format!(
+            "credential_expiring: {what} expires on {date} ({days} days left); before then, {how}."
+        )
+    }
+}
+
 /// Whether a human must act on a connection: its state says so, or its
 /// credential expires within [`CREDENTIAL_WARNING_DAYS`].
 pub fn needs_human(state: ConnectionState, credential_days_left: Option<i64>) -> bool {
@@ -386,6 +411,25 @@ impl Status {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    /// An app-only connection waiting for its consent needs the customer's
+    /// admin to grant the app, with nobody to sign in; a delegated one
+    /// needs the booking account (issue 25, item 10: removing the app-only
+    /// guard made no test fail).
+    #[test]
+    fn a_pending_app_only_consent_asks_the_admin_not_a_booking_account() {
+        use crate::domain::Mode;
+        let pending = ConnectionState::PendingConsent;
+        for mode in [Mode::AppOnly, Mode::VendorAppOnly] {
+            let advice = pending.advice_for(mode);
+            assert!(advice.contains("admin has not granted the app"), "{advice}");
+            assert!(advice.contains("nobody signs in"), "{advice}");
+        }
+        for mode in [Mode::Operator, Mode::SelfService, Mode::Vendor] {
+            let advice = pending.advice_for(mode);
+            assert!(advice.contains("booking account"), "{advice}");
+        }
+    }
 
     /// Tokens too short make a success `tokens_too_short` (serving, but a
     /// human is needed, with the numbers in the advice); long enough ones

@@ -497,9 +497,7 @@ async fn complete(
     }))
 }
 
-/// What an app-only connection's status and tokens name as their account:
-/// no person signs in.
-pub const APP_ONLY_ACCOUNT: &str = "app-only";
+pub use crate::domain::grant::APP_ONLY_ACCOUNT;
 
 /// An app-only connection whose admin consent came back: one client
 /// credentials token per resource, minted for the connection's own tenant

@@ -155,7 +155,7 @@ fn credential_warning(
 ) -> Option<(CredentialWarned, Notification)> {
     let days = credential_warning_due(status.credential_warned, expires, now)?;
     let left = crate::domain::status::credential_days_left(expires, now);
-    let advice = super::read::credential_advice(id, kind, expires, left);
+    let advice = crate::domain::status::credential_advice(id, kind, expires, left);
     let event = Event::credential_expiring(id, status, expires, advice, now);
     let notification = Notification::credential_warning(id, event, expires, days);
     Some((CredentialWarned { expires, days }, notification))

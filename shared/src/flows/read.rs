@@ -18,7 +18,7 @@
 use crate::Broker;
 use crate::domain::CredentialKind;
 use crate::domain::status::{
-    NO_APPLICATION_PERMISSION, SecretInUse, credential_days_left, needs_human,
+    NO_APPLICATION_PERMISSION, SecretInUse, credential_advice, credential_days_left, needs_human,
 };
 use crate::domain::{
     AccessTokens, ConnectionId, ConnectionState, KeyCheck, LastError, Mode, PresentedKey,
@@ -179,31 +179,6 @@ pub fn status_view(id: &ConnectionId, facts: StatusFacts<'_>, now: OffsetDateTim
         credential_days_left: days_left,
         credential_in_use: status.client_secret_in_use,
         granted_permissions: facts.mode.is_app_only().then(|| granted.clone()),
-    }
-}
-
-/// `credential_expiring` (or `credential_expired`): what to do, and how.
-pub(crate) fn credential_advice(
-    id: &ConnectionId,
-    kind: CredentialKind,
-    date: time::Date,
-    days: i64,
-) -> String {
-    let (what, how) = match kind {
-        CredentialKind::VendorApp => ("the vendor app's credential", "renew it for the vendor app and store it with `roomtoken vendor-app set --client-id ID` and `--client-secret-stdin --client-secret-expires YYYY-MM-DD` (a new client secret) or `--generate-certificate` (every vendor connection uses it)".to_owned()),
-        CredentialKind::Certificate => ("the certificate", format!(
-            "make a new one with `roomtoken connection update {id} --generate-certificate` and upload the certificate it prints to the app registration"
-        )),
-        CredentialKind::ClientSecret => ("the client secret", format!(
-            "create a new client secret for the app in Entra ID and add it with `roomtoken connection update {id} --add-client-secret-stdin --client-secret-expires YYYY-MM-DD` (the old one keeps working until it is used)"
-        )),
-    };
-    if days < 0 {
-        format!("credential_expired: {what} expired on {date}; {how}.")
-    } else {
-        format!(
-            "credential_expiring: {what} expires on {date} ({days} days left); before then, {how}."
-        )
     }
 }
 

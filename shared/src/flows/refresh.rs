@@ -26,13 +26,13 @@ use super::mint::{
 use super::notify::DeliveryReport;
 use super::survey_memory;
 use crate::Broker;
+use crate::domain::grant::APP_ONLY_ACCOUNT;
 use crate::domain::records::room_in_both;
 use crate::domain::status::SecretInUse;
 use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, ConnectionState, CredentialKind, FailureClass,
     GrantRecord, LastError, Resource, Secret, ServeRecord, Status, VendorApp, Writer,
 };
-use crate::flows::callback::APP_ONLY_ACCOUNT;
 use crate::identity::{Credential, TokenSet};
 use crate::pacer::{PacedStore, Pacer};
 use crate::store::{Part, Repository, StoreError, Versioned};

@@ -1,9 +1,9 @@
 //! The display-facing JSON API, as described by `shared/openapi.json`.
 
 use super::audit::{self, RequestOrigin};
-use super::read_metrics::ReadOutcome;
 use crate::Broker;
 use crate::flows::read::{ReadError, TokenReply, TokenRequest, read_status, read_token};
+use crate::read_metrics::ReadOutcome;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};

@@ -6,7 +6,6 @@ mod audit;
 pub mod edge;
 mod lang;
 mod pages;
-pub mod read_metrics;
 mod setup;
 
 use crate::Broker;

@@ -598,7 +598,7 @@ fn connected_page(connected: &Connected, lang: Lang) -> Response {
     let until = format_utc(connected.expires_at);
     let resources = connected.resources.join(", ");
     let pending = connected.pending_resources.join(", ");
-    let app_only = connected.account == crate::flows::callback::APP_ONLY_ACCOUNT;
+    let app_only = connected.account == crate::domain::grant::APP_ONLY_ACCOUNT;
     let granted = granted_permissions(connected.granted_permissions.as_ref(), lang);
     let short = short_tokens_warning(connected.short_tokens.as_ref(), lang);
     page(

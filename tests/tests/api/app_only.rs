@@ -127,6 +127,7 @@ async fn an_app_only_connection_is_granted_served_and_refreshed_on_the_file_stor
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn an_app_only_connection_is_granted_served_and_refreshed_on_secrets_manager() {
     app_only_path(StoreKind::SecretsManager).await;
 }

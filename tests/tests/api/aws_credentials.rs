@@ -66,6 +66,7 @@ fn profile_with_credential_process(home: &std::path::Path, body: &str) {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn a_credential_process_profile_drives_the_cli_against_moto() {
     let app = Setup::new(StoreKind::SecretsManager)
         .isolated_prefix()
@@ -136,6 +137,7 @@ async fn a_credential_process_profile_drives_the_cli_against_moto() {
 /// helper does): the CLI says it has no usable AWS credentials and how to
 /// get them, not that the store is unavailable.
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn a_failing_credential_process_is_named_not_taken_for_an_outage() {
     let app = Setup::new(StoreKind::SecretsManager)
         .isolated_prefix()

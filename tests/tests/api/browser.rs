@@ -181,7 +181,7 @@ async fn every_mode_in_a_browser(kind: StoreKind) {
     assert_no_secret_logged(&secrets);
 }
 
-on_both_stores!(every_mode_in_a_browser => every_mode_in_a_browser_on_the_file_store, every_mode_in_a_browser_on_secrets_manager);
+on_both_stores!(services: every_mode_in_a_browser => every_mode_in_a_browser_on_the_file_store, every_mode_in_a_browser_on_secrets_manager);
 
 struct DemoOutput {
     base: String,
@@ -273,6 +273,7 @@ async fn read_instructions(stdout: tokio::process::ChildStdout) -> DemoOutput {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs Chromium: scripts/test.sh")]
 async fn a_browser_connects_the_demo_and_a_display_reads_a_token() {
     let mut demo = Command::new(function_binary("roomtoken"))
         .args(["demo", "--addr", "127.0.0.1:0"])

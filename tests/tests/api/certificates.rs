@@ -373,6 +373,7 @@ async fn a_delegated_connection_authenticates_with_a_certificate_on_the_file_sto
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn a_delegated_connection_authenticates_with_a_certificate_on_secrets_manager() {
     delegated_connection_with_a_certificate(StoreKind::SecretsManager).await;
 }

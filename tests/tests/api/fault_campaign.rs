@@ -34,6 +34,7 @@ struct Trouble {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn two_hundred_passes_with_faults_lose_nothing() {
     let (proxy, app) = behind_faulty_store(CONNECTIONS).await;
     let core = &app.broker;

@@ -169,6 +169,7 @@ async fn a_function_that_cannot_start_fails_the_invocation() {
 /// its own 240 s, answers the pass as failed, and prints its metrics all
 /// the same (one store failure, for the alarm).
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn a_pass_against_a_store_that_hangs_ends_and_prints_its_metrics() {
     let proxy = tcp_proxy::TcpProxy::before_moto().await;
     proxy.hang();

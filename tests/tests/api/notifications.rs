@@ -158,16 +158,28 @@ async fn every_change_is_sent_once(kind: StoreKind) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "services"),
+    ignore = "needs the webhook receiver: scripts/test.sh"
+)]
 async fn every_change_of_state_is_sent_once_on_the_file_store() {
     every_change_is_sent_once(StoreKind::File).await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "services"),
+    ignore = "needs moto and the webhook receiver: scripts/test.sh"
+)]
 async fn every_change_of_state_is_sent_once_on_secrets_manager() {
     every_change_is_sent_once(StoreKind::SecretsManager).await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "services"),
+    ignore = "needs the webhook receiver: scripts/test.sh"
+)]
 async fn a_failing_receiver_gets_the_same_notification_at_later_passes() {
     let hooks = channel("failing").await;
     hooks.set_mode(Mode::Fail).await;
@@ -215,6 +227,10 @@ async fn a_failing_receiver_gets_the_same_notification_at_later_passes() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "services"),
+    ignore = "needs the webhook receiver: scripts/test.sh"
+)]
 async fn a_hanging_receiver_delays_no_refresh() {
     let hooks = channel("hanging").await;
     hooks.set_mode(Mode::Hang).await;
@@ -263,6 +279,10 @@ async fn a_hanging_receiver_delays_no_refresh() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "services"),
+    ignore = "needs the webhook receiver: scripts/test.sh"
+)]
 async fn client_secret_expiry_is_announced_at_30_7_and_1_days() {
     let hooks = channel("expiry").await;
     let app = notifying(StoreKind::File, &hooks, Duration::from_secs(5)).await;
@@ -301,6 +321,10 @@ async fn client_secret_expiry_is_announced_at_30_7_and_1_days() {
 /// being written down, the process backs it off all the same: not tried
 /// again before 5 minutes, then delivered under its `webhook-id`.
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "services"),
+    ignore = "needs the webhook receiver: scripts/test.sh"
+)]
 async fn a_failing_receiver_is_backed_off_while_the_quota_holds_the_outbox() {
     let hooks = channel("held").await;
     hooks.set_mode(Mode::Fail).await;
@@ -391,11 +415,19 @@ async fn tokens_too_short_for_the_store_need_a_human(kind: StoreKind) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "services"),
+    ignore = "needs moto and the webhook receiver: scripts/test.sh"
+)]
 async fn tokens_too_short_need_a_human_on_secrets_manager() {
     tokens_too_short_for_the_store_need_a_human(StoreKind::SecretsManager).await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "services"),
+    ignore = "needs the webhook receiver: scripts/test.sh"
+)]
 async fn tokens_too_short_need_a_human_on_a_file_store_counting_versions() {
     tokens_too_short_for_the_store_need_a_human(StoreKind::File).await;
 }

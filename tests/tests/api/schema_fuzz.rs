@@ -141,4 +141,4 @@ async fn fuzzing_finds_nothing(kind: StoreKind) {
     assert_no_secret_logged(&app.secrets(&[&key]));
 }
 
-on_both_stores!(fuzzing_finds_nothing => fuzzing_finds_nothing_on_file, fuzzing_finds_nothing_on_secrets_manager);
+on_both_stores!(services: fuzzing_finds_nothing => fuzzing_finds_nothing_on_file, fuzzing_finds_nothing_on_secrets_manager);

@@ -13,6 +13,7 @@ const MOVE_STAGE: &str = "secretsmanager.UpdateSecretVersionStage";
 /// own success, not someone else's write: `key revoke` revokes (instead of
 /// "no active key"), `key create` creates one key (not two).
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn a_lost_answer_to_a_successful_write_counts_as_the_success() {
     let proxy = TcpProxy::before_moto().await;
     let app = Setup::new(StoreKind::SecretsManager)
@@ -51,6 +52,7 @@ async fn a_lost_answer_to_a_successful_write_counts_as_the_success() {
 /// and a put over a stale version are conflicts that change nothing; the
 /// loser's staged version (AWSPENDING) does not block the next writer.
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn compare_and_swap_refuses_stale_writers_and_survives_their_leftovers() {
     use roomtoken::store::{SecretStore, SecretsManagerStore, StoreError};
     require_moto();

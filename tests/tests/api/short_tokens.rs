@@ -70,6 +70,7 @@ async fn three_minute_tokens_need_a_human_where_versions_count(store: FleetStore
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn three_minute_tokens_need_a_human_on_secrets_manager() {
     three_minute_tokens_need_a_human_where_versions_count(FleetStore::SecretsManager).await;
 }

@@ -39,6 +39,7 @@ async fn connections(app: &TestApp) -> Vec<String> {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn the_smoke_test_passes_against_the_stack_and_leaves_nothing() {
     let app = Setup::new(StoreKind::SecretsManager)
         .isolated_prefix()
@@ -62,6 +63,7 @@ async fn the_smoke_test_passes_against_the_stack_and_leaves_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn the_smoke_test_stops_at_the_failing_step_and_cleans_up() {
     let app = Setup::new(StoreKind::SecretsManager)
         .isolated_prefix()

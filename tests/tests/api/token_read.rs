@@ -401,6 +401,7 @@ async fn served_behind_a_proxy(
 /// token read last is served past the cache's TTL for the grace, while it
 /// has time left; then 503 `store_unavailable`; then served again.
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn a_store_outage_serves_the_token_read_last_for_a_while() {
     let (proxy, app, id, key, token) = served_behind_a_proxy("outage").await;
 
@@ -604,6 +605,7 @@ on_both_stores!(unknown_unkeyed_and_unconsented => unknown_unkeyed_and_unconsent
 /// token read last, well within API Gateway's 10 s, instead of waiting
 /// for an answer that never comes.
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn a_store_that_hangs_is_given_up_on_and_the_token_read_last_served() {
     let (proxy, app, id, key, token) = served_behind_a_proxy("hangs").await;
 

@@ -592,6 +592,7 @@ async fn the_vendor_app_can_authenticate_with_a_certificate_on_the_file_store() 
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
 async fn the_vendor_app_can_authenticate_with_a_certificate_on_secrets_manager() {
     vendor_app_with_a_certificate(StoreKind::SecretsManager).await;
 }
