@@ -43,7 +43,7 @@ pub struct Broker {
     edge_origin: OnceCell<Secret>,
     /// What this process's refresh passes found with nothing to do, and
     /// until when that holds.
-    pub surveys: crate::flows::survey_memory::SurveyMemory,
+    pub surveys: crate::survey_memory::SurveyMemory,
     /// Connections this process is refreshing right now: a second pass in
     /// the same process leaves them alone instead of redeeming the same
     /// refresh token again.

@@ -14,7 +14,8 @@
 //! clock, token-read's cache, derived keys), [`config`] (environment and
 //! defaults), [`runtime`] (what every binary does at start), [`cache`] (a TTL
 //! cache with single-flight loads), [`snapshot`] (what token-read keeps of a
-//! connection), [`pacer`] (a refresh pass's write budget), [`crypto`]
+//! connection), [`survey_memory`] (what refresh passes found with nothing
+//! to do), [`pacer`] (a refresh pass's write budget), [`crypto`]
 //! (signed invites, sealed cookies, derived keys) and [`certificate`] (app
 //! certificates and client assertions).
 
@@ -33,6 +34,7 @@ pub mod read_metrics;
 pub mod runtime;
 pub mod snapshot;
 pub mod store;
+pub mod survey_memory;
 pub mod webhook;
 
 #[cfg(test)]

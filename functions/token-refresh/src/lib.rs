@@ -7,7 +7,7 @@ pub mod metrics;
 use roomtoken::Broker;
 use roomtoken::domain::ConnectionId;
 use roomtoken::domain::status::{credential_days_left, needs_human};
-use roomtoken::flows::notify::DeliveryReport;
+use roomtoken::flows::refresh::notify::DeliveryReport;
 use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
 use roomtoken::store::StoreError;
 use std::collections::BTreeMap;

@@ -9,6 +9,7 @@ pub mod device_key;
 pub mod failure;
 pub mod grant;
 pub mod notify;
+pub mod outcome;
 pub mod records;
 pub mod retry;
 pub mod secret;
@@ -25,6 +26,7 @@ pub use device_key::{
 };
 pub use failure::FailureClass;
 pub use grant::{Account, AccountKey, Grant};
+pub use outcome::Outcome;
 pub use records::{GrantRecord, ServeRecord, WriteLog, Writer};
 pub use secret::Secret;
 pub use status::{ConnectionState, LastError, Status};

@@ -1,7 +1,7 @@
 //! Notifications to the operator: which changes are sent, the outbox each
 //! connection's status holds until they are delivered, when a failed
 //! delivery is tried again, and the Standard Webhooks signature. Nothing
-//! here does I/O: `crate::webhook` sends, `crate::flows::notify` delivers.
+//! here does I/O: `crate::webhook` sends, `crate::flows::refresh::notify` delivers.
 
 use super::status::{CREDENTIAL_WARNING_DAYS, credential_days_left};
 use super::{ConnectionId, ConnectionState, FailureClass, Mode, Status};

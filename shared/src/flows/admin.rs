@@ -204,8 +204,8 @@ async fn tenant_by_id(broker: &Broker, provider: Provider) -> Result<Provider, A
     if !provider.is_microsoft() || provider.expected_tenant_id().is_some() {
         return Ok(provider);
     }
-    use super::setup::{TenantLookup, tenant_id_in_cloud};
-    match tenant_id_in_cloud(broker, &provider).await {
+    use crate::identity::{TenantLookup, tenant_id_in_cloud};
+    match tenant_id_in_cloud(broker.identity.as_ref(), &provider).await {
         Ok(tenant_id) => Ok(provider.in_tenant(&tenant_id)),
         Err(TenantLookup::InOtherCloud(_)) => Err(AdminError::TenantInOtherCloud(
             format!("{:?}", provider.cloud()).to_lowercase(),

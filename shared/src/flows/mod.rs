@@ -7,9 +7,6 @@
 pub mod admin;
 pub mod callback;
 mod mint;
-pub mod notify;
 pub mod read;
 pub mod refresh;
-pub mod setup;
 pub mod start;
-pub mod survey_memory;

@@ -8,7 +8,7 @@ use crate::Broker;
 use crate::crypto::{CONSENT_TTL, FORM_COOKIE, cookie_name};
 use crate::domain::records::format_utc;
 use crate::domain::{Cloud, ConnectionState, Secret};
-use crate::flows::setup::{Field, Problem, SetupForm, Submission, Submitted, submit_setup};
+use crate::flows::start::setup::{Field, Problem, SetupForm, Submission, Submitted, submit_setup};
 use crate::flows::start::{SetUp, StartError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

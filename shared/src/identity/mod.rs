@@ -238,3 +238,29 @@ pub trait IdentityProvider: Send + Sync {
     /// (AADSTS90002).
     async fn discover_tenant(&self, provider: &Provider) -> Result<TenantInfo, IdentityError>;
 }
+
+/// Why a tenant's id could not be had.
+pub enum TenantLookup {
+    /// Microsoft knows no such tenant (AADSTS90002).
+    Unknown,
+    /// It lives in another cloud than the provider's (or an unknown one).
+    InOtherCloud(Option<crate::domain::Cloud>),
+    /// Microsoft could not be asked right now.
+    Unreachable(IdentityError),
+}
+
+/// The id of `provider`'s tenant (named by an id or a domain), from
+/// Microsoft's discovery document, when it lives in the provider's cloud.
+pub async fn tenant_id_in_cloud(
+    identity: &dyn IdentityProvider,
+    provider: &Provider,
+) -> Result<String, TenantLookup> {
+    match identity.discover_tenant(provider).await {
+        Ok(info) if info.cloud == Some(provider.cloud()) => Ok(info.tenant_id),
+        Ok(info) => Err(TenantLookup::InOtherCloud(info.cloud)),
+        Err(IdentityError::Refused(refusal)) if refusal.codes.contains(&90002) => {
+            Err(TenantLookup::Unknown)
+        }
+        Err(e) => Err(TenantLookup::Unreachable(e)),
+    }
+}

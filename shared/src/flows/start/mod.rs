@@ -2,10 +2,11 @@
 //! with PKCE, `state` and nonce sealed in a cookie. A vendor connection's
 //! link first shows what will be granted, with two steps: an administrator
 //! grants the app for the organization, and the booking account signs in.
-//! A self-service connection's link shows the setup form (see [`super::setup`]),
+//! A self-service connection's link shows the setup form (see [`setup`]),
 //! or, once connected, the connection's status.
 
-use super::setup::{SetupForm, setup_form};
+pub mod setup;
+
 use crate::Broker;
 use crate::broker::BrokerError;
 use crate::crypto::{CONSENT_TTL, ConsentSession, InviteError, Purpose, SigningKeys, random_token};
@@ -13,6 +14,7 @@ use crate::domain::app::InvalidApp;
 use crate::domain::{AppRegistration, AppSetup, ConnectionId, Mode, Secret, ServeRecord, Status};
 use crate::identity::{admin_consent_url, authorize_url};
 use crate::store::StoreError;
+use setup::{SetupForm, setup_form};
 use time::OffsetDateTime;
 use url::Url;
 

@@ -17,8 +17,7 @@
 //! token-refresh keeps it from pass to pass, a cold start reads everything
 //! once. Forced passes and passes over one connection never use it.
 
-use super::refresh::Outcome;
-use crate::domain::{ConnectionId, CredentialKind, Status};
+use crate::domain::{ConnectionId, CredentialKind, Outcome, Status};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;

@@ -4,14 +4,12 @@
 //! sealed into the consent cookie and the admin goes to the sign-in.
 //! Nothing is stored here: the callback stores the app with the grant.
 
-use super::start::{Redirect, StartError, sign_in_redirect, verified_serve};
+use super::{Redirect, StartError, sign_in_redirect, verified_serve};
 use crate::Broker;
 use crate::crypto::{FormBinding, FormTokenError, SigningKeys, random_token};
 use crate::domain::app::is_guid;
-use crate::domain::{
-    AppRegistration, AppSetup, Cloud, ConnectionId, Mode, Provider, Secret, ServeRecord,
-};
-use crate::identity::IdentityError;
+use crate::domain::{AppRegistration, AppSetup, Cloud, ConnectionId, Mode, Secret, ServeRecord};
+use crate::identity::{TenantLookup, tenant_id_in_cloud};
 use time::{Date, OffsetDateTime};
 
 /// The longest a field may be. Entra ID's values are far shorter (a GUID
@@ -365,32 +363,6 @@ fn is_domain(text: &str) -> bool {
         })
 }
 
-/// Why a tenant's id could not be had.
-pub(crate) enum TenantLookup {
-    /// Microsoft knows no such tenant (AADSTS90002).
-    Unknown,
-    /// It lives in another cloud than the provider's (or an unknown one).
-    InOtherCloud(Option<Cloud>),
-    /// Microsoft could not be asked right now.
-    Unreachable(IdentityError),
-}
-
-/// The id of `provider`'s tenant (named by an id or a domain), from
-/// Microsoft's discovery document, when it lives in the provider's cloud.
-pub(crate) async fn tenant_id_in_cloud(
-    broker: &Broker,
-    provider: &Provider,
-) -> Result<String, TenantLookup> {
-    match broker.identity.discover_tenant(provider).await {
-        Ok(info) if info.cloud == Some(provider.cloud()) => Ok(info.tenant_id),
-        Ok(info) => Err(TenantLookup::InOtherCloud(info.cloud)),
-        Err(IdentityError::Refused(refusal)) if refusal.codes.contains(&90002) => {
-            Err(TenantLookup::Unknown)
-        }
-        Err(e) => Err(TenantLookup::Unreachable(e)),
-    }
-}
-
 /// The tenant id of what the admin typed, in this connection's cloud.
 async fn resolve_tenant(
     broker: &Broker,
@@ -398,7 +370,7 @@ async fn resolve_tenant(
     tenant: &str,
 ) -> Result<String, Problem> {
     let provider = app.provider.in_tenant(tenant);
-    tenant_id_in_cloud(broker, &provider)
+    tenant_id_in_cloud(broker.identity.as_ref(), &provider)
         .await
         .map_err(|lookup| match lookup {
             TenantLookup::Unknown => Problem::TenantUnknown,

@@ -16,13 +16,13 @@
 //!   receivers tell a retry. What failed meanwhile is backed off from this
 //!   process's memory, on the same waits.
 
+use super::ConnectionResult;
 use crate::Broker;
 use crate::domain::notify::{
     Attempt, CredentialWarned, Event, Notification, RETRY_WAITS, WebhookSecret,
     credential_warning_due,
 };
 use crate::domain::{ConnectionId, CredentialKind, ServeRecord, Status, Writer};
-use crate::flows::refresh::ConnectionResult;
 use crate::store::{Part, Repository};
 use futures::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
