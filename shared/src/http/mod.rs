@@ -5,6 +5,7 @@ mod api;
 mod audit;
 pub mod edge;
 mod lang;
+mod layout;
 mod pages;
 mod setup;
 

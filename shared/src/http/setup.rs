@@ -3,7 +3,8 @@
 //! and the status a connected link shows instead of a blank form.
 
 use super::lang::{Lang, PageLang};
-use super::pages::{StartQuery, button, page, page_with_csp, redirect_to_sign_in, step_href};
+use super::layout::{button, page, page_with_csp, step_href};
+use super::pages::{StartQuery, redirect_to_sign_in};
 use crate::Broker;
 use crate::crypto::{CONSENT_TTL, FORM_COOKIE, cookie_name};
 use crate::domain::records::format_utc;
