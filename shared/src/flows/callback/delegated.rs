@@ -1,0 +1,284 @@
+//! The callback of a sign-in: the code redeemed within the time left, the
+//! id token checked, the account pinned, the grant stored first, then the
+//! other resources' tokens and the status.
+
+use super::*;
+
+/// The callback of an authentic session.
+pub(super) async fn complete(
+    broker: &Broker,
+    params: SignInAnswer,
+    session: &ConsentSession,
+    deadline: Instant,
+    now: OffsetDateTime,
+) -> Result<Completed, CallbackError> {
+    let id = session.connection.clone();
+    let step = |step: &str| {
+        let invite = session.invite.as_deref()?;
+        broker.link_step(&id, invite, step).ok().map(Box::new)
+    };
+    if session.purpose == Purpose::AdminConsent {
+        if let Some(error) = params.error {
+            tracing::warn!(connection = %id, error = %error, "admin consent not granted");
+            return Err(CallbackError::AdminConsentRefused {
+                error,
+                description: params.error_description,
+                retry: step("admin-consent"),
+            });
+        }
+        let granted = params
+            .admin_consent
+            .is_some_and(|answer| answer.eq_ignore_ascii_case("true"));
+        if !granted {
+            return Err(CallbackError::MissingCode);
+        }
+        if session.mode.is_app_only() {
+            // The answer's tenant is only a hint: a first app-only token
+            // for the connection's own tenant proves the grant.
+            return app_only_consented(broker, session, deadline, now).await;
+        }
+        // Nothing is stored: the answer's tenant is only a hint; the
+        // sign-in that follows proves which tenant it is.
+        tracing::info!(connection = %id, "admin consent granted");
+        return Ok(Completed::AdminConsented {
+            sign_in: step("sign-in").map(|url| *url),
+        });
+    }
+    if let Some(error) = params.error {
+        let description = params.error_description.as_deref().unwrap_or_default();
+        // Entra ID asks for consent in more than one way: `consent_required`
+        // (AADSTS65001), "need admin approval" (AADSTS90094), or a user
+        // who could not consent and went back (`access_denied`).
+        let needs_admin = matches!(error.as_str(), "consent_required" | "access_denied")
+            || ["AADSTS65001", "AADSTS90094"]
+                .iter()
+                .any(|code| description.contains(code));
+        if needs_admin && session.mode == Mode::Vendor {
+            tracing::warn!(connection = %id, error = %error, "the tenant has not granted the vendor app");
+            return Err(CallbackError::ConsentRequired {
+                admin_consent: step("admin-consent"),
+            });
+        }
+        tracing::warn!(connection = %id, error = %error, "the sign-in was not completed");
+        return Err(CallbackError::Denied {
+            error,
+            description: params.error_description,
+        });
+    }
+    let code = params.code.ok_or(CallbackError::MissingCode)?;
+    let repo = &broker.repo;
+    let (grant, serve) = tokio::try_join!(repo.grant(&id), repo.serve(&id))?;
+    let (Some(grant), Some(serve)) = (grant, serve) else {
+        return Err(CallbackError::UnknownConnection);
+    };
+    may_complete(session, &grant.value, &serve.value, now)?;
+    // A sign-in started for another kind of connection under this id.
+    if serve.value.app.mode != session.mode {
+        return Err(CallbackError::UnknownConnection);
+    }
+    // The vendor app is granted in many organizations: its sign-in must
+    // have gone to this connection's own (a link of an older connection
+    // that names none went to `/organizations/`).
+    if serve.value.app.is_vendor() && serve.value.app.provider.names_no_tenant() {
+        return Err(CallbackError::TenantNotNamed);
+    }
+    // A self-service form's values are the app from now on, if the sign-in
+    // succeeds; until then nothing of them is stored.
+    let (app, credential) = match &session.setup {
+        Some(setup) if serve.value.app.mode == Mode::SelfService => (
+            serve
+                .value
+                .app
+                .with_setup(setup)
+                .map_err(|_| CallbackError::UnknownConnection)?,
+            Credential::Secret(setup.client_secret.clone()),
+        ),
+        Some(_) => return Err(CallbackError::UnknownConnection),
+        None if serve.value.app.is_vendor() => {
+            let vendor = repo.vendor_app().await?;
+            let vendor = vendor.ok_or(CallbackError::NoVendorApp)?;
+            (serve.value.app, vendor_credential(&vendor))
+        }
+        None => (serve.value.app, own_credential(&grant.value)),
+    };
+    // During a rotation, the previous secret if the identity platform
+    // refuses the newest (the code is not spent by a refused client).
+    let previous = (session.setup.is_none()
+        && !app.is_vendor()
+        && matches!(credential, Credential::Secret(_)))
+    .then(|| grant.value.previous_client_secret.clone())
+    .flatten()
+    .map(Credential::Secret);
+    let first = app
+        .resource(None)
+        .cloned()
+        .ok_or(CallbackError::UnknownConnection)?;
+    let mut scopes = vec!["openid".to_owned(), "profile".to_owned()];
+    scopes.extend(first.token_request_scopes());
+    let redirect_uri = broker.redirect_uri()?;
+    // The code is redeemed only with time left for the redemption and the
+    // grant's write: a code spent with no time to store what it gave would
+    // be a consent lost.
+    let redeem = |credential: Credential| {
+        let (app, scopes, redirect_uri) = (&app, &scopes, &redirect_uri);
+        let (code, verifier) = (code.expose(), &session.pkce_verifier);
+        async move {
+            let limit = time_for_request(deadline).ok_or(CallbackError::NoTimeLeft)?;
+            let client = AppClient::new(app, &credential);
+            let sign_in = SignInCode {
+                code,
+                redirect_uri,
+                pkce_verifier: verifier,
+            };
+            within(limit, broker.identity.redeem_code(client, sign_in, scopes))
+                .await
+                .map(|tokens| (tokens, credential))
+                .map_err(|e| redemption_failed(e, limit))
+        }
+    };
+    let rotating = previous.is_some();
+    let mut in_use = rotating.then_some(SecretInUse::Newest);
+    let redeemed = match (redeem(credential.clone()).await, previous) {
+        (Err(CallbackError::Identity(e)), Some(previous)) if e.rejects_client_secret() => {
+            tracing::warn!(connection = %id, "the newest client secret was refused; trying the previous one");
+            in_use = Some(SecretInUse::Previous);
+            redeem(previous).await
+        }
+        (result, _) => result,
+    };
+    let (tokens, credential) = redeemed?;
+    let id_token = tokens.id_token.as_ref().ok_or(ClaimsError::Malformed)?;
+    let claims = IdTokenClaims::decode(id_token.expose())?;
+    // The tenant check first: the booking account's name means something
+    // only inside the connection's own tenant.
+    let account = claims.verify(
+        &app.client_id,
+        &session.nonce,
+        app.provider.is_microsoft(),
+        app.provider.expected_tenant_id(),
+    )?;
+    let refresh_token = tokens
+        .refresh_token
+        .clone()
+        .ok_or(CallbackError::NoRefreshToken)?;
+    // A connection whose tenant was given as a domain (an operator's, or a
+    // vendor one added by an older roomtoken): from now on every request
+    // goes to the signed-in tenant's id (and a later consent from another
+    // tenant fails the `tid` check).
+    let mut app = app;
+    let pins_tenant = app.provider.is_microsoft() && app.provider.expected_tenant_id().is_none();
+    if let (AccountKey::Microsoft { tid, .. }, true) = (&account.key, pins_tenant) {
+        // The tenant goes into every later URL and is the check on later
+        // sign-ins: only a tenant id (a GUID) is pinned.
+        if !crate::domain::app::is_guid(tid) {
+            return Err(ClaimsError::Tenant.into());
+        }
+        app.provider = app.provider.in_tenant(tid);
+    }
+
+    // Fail before redeeming anything more when another account is pinned,
+    // or, before the first consent, when the operator named another one.
+    match (&grant.value.grant, &app.booking_account) {
+        (Some(pinned), _) => ensure_same_account(&pinned.account, &account)?,
+        (None, Some(expected)) if !claims.is_user(expected) => {
+            return Err(CallbackError::WrongAccount {
+                expected: expected.clone(),
+                signed_in: account.display,
+            });
+        }
+        (None, _) => {}
+    }
+
+    // The grant is stored right after the redemption: whatever happens to
+    // the other resources' tokens, the consent is not lost.
+    let new_secret = session.setup.as_ref().map(|s| s.client_secret.clone());
+    store_grant(
+        broker,
+        &id,
+        grant,
+        session,
+        Grant::new(refresh_token.clone(), account.clone(), now),
+        new_secret,
+        now,
+    )
+    .await?;
+
+    // One token per resource: the first came with the code, the others are
+    // minted from the same refresh token, one request each, while the
+    // callback has time for them; the refresh pass gets the rest.
+    let mut access = AccessTokens {
+        account: account.display.clone(),
+        resources: app.resources.iter().map(|r| r.name.clone()).collect(),
+        tokens: vec![access_token(&first, &tokens, now)],
+    };
+    let client = AppClient::new(&app, &credential);
+    let minted = mint_each(
+        app.resources.iter().skip(1),
+        refresh_token.clone(),
+        now,
+        AfterFailure::GoOn,
+        |resource, refresh_token| async move {
+            let limit = time_for_request(deadline).ok_or(NotMinted::OutOfTime)?;
+            let scopes = resource.token_request_scopes();
+            within(
+                limit,
+                broker.identity.refresh(client, &refresh_token, &scopes),
+            )
+            .await
+            .map_err(NotMinted::from)
+        },
+    )
+    .await;
+    for token in minted.tokens {
+        access.put(token);
+    }
+    for (resource, e) in &minted.failed {
+        tracing::warn!(connection = %id, resource = %resource, error = %e, "first token for this resource failed; the refresh pass will retry");
+    }
+    let pending_resources: Vec<String> = app
+        .resources
+        .iter()
+        .filter(|r| access.tokens.iter().all(|t| t.resource != r.name))
+        .map(|r| r.name.clone())
+        .collect();
+    if minted.refresh_token != refresh_token {
+        store_rotated(broker, &id, &refresh_token, minted.refresh_token, now).await;
+    }
+    let short_tokens = broker.judge_token_lifetime(access.shortest_lifetime());
+    let status = Status {
+        client_secret_in_use: in_use,
+        ..Status::connected(&account.display, now)
+    }
+    .with_token_lifetime(short_tokens);
+    let written = repo
+        .update::<ServeRecord, _>(&id, Part::Serve, Writer::Internet, now, |record| {
+            let mut record = record?;
+            if pins_tenant {
+                record.app.provider = app.provider.clone();
+            }
+            if session.setup.is_some() {
+                record.app = app.clone();
+            }
+            record.access = Some(access.clone());
+            let before = record.status.state;
+            record.status = record.status.replaced_by(status.clone());
+            if broker.notifies() {
+                record.status.note_change(&id, record.app.mode, before, now);
+            }
+            Some(record)
+        })
+        .await?;
+    if written.is_none() {
+        return Err(CallbackError::UnknownConnection);
+    }
+    log_connected(&id, &account);
+    Ok(Completed::Connected(Connected {
+        connection: id,
+        account: account.display,
+        expires_at: access.earliest_expiry().unwrap_or(now),
+        resources: access.tokens.iter().map(|t| t.resource.clone()).collect(),
+        pending_resources,
+        granted_permissions: None,
+        short_tokens,
+    }))
+}
