@@ -1,5 +1,7 @@
 //! The fake's mutable state: registrations, outstanding grants, issued tokens,
 //! counters, faults and knobs. Guarded by one mutex, never held across `.await`.
+//! Over 500 lines: every invariant the fake keeps (codes redeem once,
+//! refresh tokens rotate and expire) lives beside the one lock that guards it.
 
 use std::collections::BTreeSet;
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -4,6 +4,8 @@
 //! `app_misconfigured` | `blocked`; a successful refresh or a new consent
 //! returns to `connected`, or to `tokens_too_short` when the tokens it got
 //! live shorter than the store can keep fresh.
+//!
+//! Over 500 lines with its tests (about 160).
 
 use super::FailureClass;
 use super::notify::{CredentialWarned, Notification};

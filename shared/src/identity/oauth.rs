@@ -4,6 +4,8 @@
 //! The HTTP client follows no redirects and has timeouts. 429 and 5xx are
 //! turned into transport errors here, with `Retry-After`, before `oauth2`
 //! would try to read them as an OAuth error body.
+//!
+//! Over 500 lines with its tests (about 60): one adapter, one file.
 
 use super::{
     AppClient, Credential, IdentityError, IdentityProvider, ProviderError, SignInCode, TenantInfo,
