@@ -1,5 +1,6 @@
 //! What went wrong with a link or a sign-in, in words, and how to start
-//! again: the two error renderers (`StartError`, `CallbackError`).
+//! again: the two error renderers (`StartError`, `CallbackError`). About
+//! 500 lines, nearly all of it the pages' text in English and French.
 
 use super::*;
 
