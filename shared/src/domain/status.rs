@@ -8,7 +8,10 @@
 //! Over 500 lines with its tests (about 160).
 
 use super::FailureClass;
-use super::notify::{CredentialWarned, Notification};
+use super::notify::{
+    Attempt, CredentialWarned, Event, MAX_OUTBOX, Notification, OutboxChange, RETRY_WAITS,
+};
+use super::{ConnectionId, Mode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -406,6 +409,76 @@ impl Status {
         self.state != next.state
             || error_code(self) != error_code(next)
             || self.next_attempt_at != next.next_attempt_at
+    }
+}
+
+/// The outbox of notifications a status holds until they are delivered
+/// (what is sent, and when again: [`super::notify`]).
+impl Status {
+    /// Queues the notification of a change from `old` to this status, if
+    /// the change is worth one.
+    pub fn note_change(
+        &mut self,
+        id: &ConnectionId,
+        mode: Mode,
+        old: ConnectionState,
+        now: OffsetDateTime,
+    ) {
+        if let Some(event) = Event::state_change(id, mode, old, self, now) {
+            self.enqueue(Notification::new(event));
+        }
+    }
+
+    /// Adds a notification to the outbox, pushing out the oldest beyond
+    /// [`MAX_OUTBOX`]; returns the ids pushed out.
+    pub fn enqueue(&mut self, notification: Notification) -> Vec<String> {
+        self.outbox.push(notification);
+        let excess = self.outbox.len().saturating_sub(MAX_OUTBOX);
+        self.outbox.drain(..excess).map(|n| n.id).collect()
+    }
+
+    /// The notifications a delivery may try at `now`, oldest first: those
+    /// before the first one still waiting for its retry, so that a receiver
+    /// never hears of a change before the one that preceded it.
+    pub fn due_notifications(&self, now: OffsetDateTime) -> Vec<Notification> {
+        self.outbox
+            .iter()
+            .take_while(|n| n.is_due(now))
+            .cloned()
+            .collect()
+    }
+
+    /// Records delivery attempts: a delivered notification leaves the
+    /// outbox, a failed one waits its next [`RETRY_WAITS`] or is given up.
+    /// Ids no longer in the outbox (pushed out meanwhile) are ignored.
+    pub fn after_attempts(
+        &mut self,
+        attempts: &[(String, Attempt)],
+        now: OffsetDateTime,
+    ) -> OutboxChange {
+        let mut change = OutboxChange::default();
+        for (id, attempt) in attempts {
+            let Some(at) = self.outbox.iter().position(|n| &n.id == id) else {
+                continue;
+            };
+            match attempt {
+                Attempt::Delivered => {
+                    self.outbox.remove(at);
+                    change.delivered += 1;
+                }
+                Attempt::Failed => {
+                    change.failed += 1;
+                    let notification = &mut self.outbox[at];
+                    notification.attempts += 1;
+                    let wait = RETRY_WAITS.get(notification.attempts as usize - 1);
+                    match wait {
+                        Some(wait) => notification.next_attempt_at = Some(now + *wait),
+                        None => change.dropped.push(self.outbox.remove(at).id),
+                    }
+                }
+            }
+        }
+        change
     }
 }
 

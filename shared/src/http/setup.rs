@@ -4,7 +4,7 @@
 
 use super::lang::{Lang, PageLang};
 use super::layout::{button, page, page_with_csp, step_href};
-use super::pages::{StartQuery, redirect_to_sign_in};
+use super::pages::{StartQuery, log_start_error, redirect_to_sign_in};
 use crate::Broker;
 use crate::crypto::{CONSENT_TTL, FORM_COOKIE, cookie_name};
 use crate::domain::records::format_utc;
@@ -66,7 +66,10 @@ pub async fn submit_page(
             lang,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        Err(e) => e.render(lang),
+        Err(e) => {
+            log_start_error(&e);
+            e.render(lang)
+        }
     }
 }
 

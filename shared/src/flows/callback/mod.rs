@@ -140,6 +140,14 @@ pub enum CallbackError {
     Store(#[from] StoreError),
 }
 
+impl CallbackError {
+    /// Our side failed (the store or the broker): an operator must hear
+    /// of it; the other errors are the sign-in's, and the page says them.
+    pub fn is_server_failure(&self) -> bool {
+        matches!(self, Self::Broker(_) | Self::Store(_))
+    }
+}
+
 /// A refused callback, and where the admin can start over: the step of
 /// the link that failed (the form again, the sign-in, the vendor page),
 /// when the session said which link it was.

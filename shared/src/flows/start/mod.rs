@@ -111,6 +111,15 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
+impl StartError {
+    /// Our side failed (the store, the broker, an app that cannot be
+    /// built): an operator must hear of it; the other errors are a link's
+    /// or a browser's, and the page says them.
+    pub fn is_server_failure(&self) -> bool {
+        matches!(self, Self::Invalid(_) | Self::Broker(_) | Self::Store(_))
+    }
+}
+
 /// Checks the link and reads the connection's serve secret: the start of
 /// every step, the setup form's submission included.
 pub(crate) async fn verified_serve<'a>(

@@ -74,7 +74,7 @@ impl StartError {
                     "La connexion a déjà été configurée avec ; le renvoyer ne change rien. Ouvrez à nouveau le lien pour voir l’état de la connexion.",
                 ),
             ),
-            other => unavailable_page(&other, lang),
+            Self::Invalid(_) | Self::Broker(_) | Self::Store(_) => unavailable_page(lang),
         }
     }
 }
@@ -133,8 +133,8 @@ pub(super) fn not_bound_to_a_tenant(lang: Lang) -> Response {
     )
 }
 
-pub(super) fn unavailable_page(error: &dyn std::error::Error, lang: Lang) -> Response {
-    tracing::error!(error = %error, "browser route failed");
+/// Our side failed (the handler logged it, once, at the edge).
+pub(super) fn unavailable_page(lang: Lang) -> Response {
     notice(
         StatusCode::SERVICE_UNAVAILABLE,
         lang,
@@ -495,8 +495,7 @@ impl CallbackError {
                     },
                 )
             }
-            Self::Broker(BrokerError::Store(e)) | Self::Store(e) => unavailable_page(&e, lang),
-            Self::Broker(e) => unavailable_page(&e, lang),
+            Self::Broker(_) | Self::Store(_) => unavailable_page(lang),
         }
     }
 }

@@ -17,7 +17,6 @@ use start::*;
 use super::lang::{LANG_COOKIE, Lang, PageLang};
 use super::setup::{form_page, set_up_page};
 use crate::Broker;
-use crate::broker::BrokerError;
 use crate::crypto::{CONSENT_COOKIE, CONSENT_TTL, FORM_COOKIE, InviteError, cookie_name};
 use crate::domain::records::format_utc;
 use crate::domain::status::ShortTokens;
@@ -81,7 +80,18 @@ pub async fn start_page(
         Ok(Started::VendorIntro(intro)) => vendor_intro_page(&intro, invite, lang),
         Ok(Started::SetupForm(form)) => form_page(jar, &form, invite, lang, StatusCode::OK),
         Ok(Started::SetUp(set_up)) => set_up_page(&set_up, invite, lang),
-        Err(e) => e.render(lang),
+        Err(e) => {
+            log_start_error(&e);
+            e.render(lang)
+        }
+    }
+}
+
+/// The one log line of a link that failed on our side (a refused link
+/// says why on its page, and is not an operator's concern).
+pub(super) fn log_start_error(error: &StartError) {
+    if error.is_server_failure() {
+        tracing::error!(error = %error, "browser route failed");
     }
 }
 
@@ -168,7 +178,12 @@ pub async fn callback_page(
         Ok(Completed::Connected(connected)) => connected_page(&connected, lang),
         Ok(Completed::AdminConsented { sign_in }) => admin_consented_page(sign_in.as_ref(), lang),
         Err(Refused { error, start_over }) => {
-            tracing::warn!(error = %error, "consent callback refused");
+            // Logged once, here: at error when our side failed.
+            if error.is_server_failure() {
+                tracing::error!(error = %error, "consent callback failed");
+            } else {
+                tracing::warn!(error = %error, "consent callback refused");
+            }
             error.render(lang, start_over.as_ref())
         }
     };
