@@ -140,3 +140,127 @@ pub(crate) async fn request_token(
         .refresh(client, refresh_token, &scopes)
         .await
 }
+
+/// During a client-secret rotation (the connection holds two secrets): the
+/// previous secret, to try when the identity platform refuses the newest.
+/// Only a connection's own client secret rotates this way (not a vendor
+/// app's, not a certificate), and not while a self-service form brings a
+/// new app.
+pub(crate) fn previous_secret(
+    app: &crate::domain::AppRegistration,
+    credential: &crate::identity::Credential,
+    grant: &crate::domain::GrantRecord,
+) -> Option<crate::identity::Credential> {
+    (!app.is_vendor() && matches!(credential, crate::identity::Credential::Secret(_)))
+        .then(|| grant.previous_client_secret.clone())
+        .flatten()
+        .map(crate::identity::Credential::Secret)
+}
+
+/// The one fallback of a rotation: `attempt` with the newest credential,
+/// and again with `previous` when `refused` says the newest client secret
+/// was refused. The second answer is kept when `keep_second` says so
+/// (otherwise the first). Returns the answer kept and, during a rotation,
+/// which secret it came from.
+pub(crate) async fn newest_then_previous<T, Fut>(
+    id: &crate::domain::ConnectionId,
+    newest: crate::identity::Credential,
+    previous: Option<crate::identity::Credential>,
+    attempt: impl Fn(crate::identity::Credential) -> Fut,
+    refused: impl Fn(&T) -> bool,
+    keep_second: impl Fn(&T) -> bool,
+) -> (T, Option<crate::domain::status::SecretInUse>)
+where
+    Fut: std::future::Future<Output = T>,
+{
+    use crate::domain::status::SecretInUse;
+    let rotating = previous.is_some();
+    let first = attempt(newest).await;
+    match previous {
+        Some(previous) if refused(&first) => {
+            tracing::warn!(connection = %id, "the newest client secret was refused; trying the previous one");
+            let second = attempt(previous).await;
+            if keep_second(&second) {
+                (second, Some(SecretInUse::Previous))
+            } else {
+                (first, Some(SecretInUse::Newest))
+            }
+        }
+        _ => (first, rotating.then_some(SecretInUse::Newest)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ConnectionId;
+    use crate::domain::status::SecretInUse;
+    use crate::identity::Credential;
+    use std::sync::Mutex;
+
+    fn secret(text: &str) -> Credential {
+        Credential::Secret(Secret::new(text))
+    }
+
+    /// Runs the fallback over answers given per secret; returns the answer
+    /// kept, which secret, and the secrets tried in order.
+    async fn run(
+        previous: Option<&str>,
+        answers: &[(&str, &'static str)],
+        keep_second: bool,
+    ) -> (&'static str, Option<SecretInUse>, Vec<String>) {
+        let id = ConnectionId::parse("contoso").unwrap();
+        let tried = Mutex::new(Vec::new());
+        let (answer, in_use) = newest_then_previous(
+            &id,
+            secret("newest"),
+            previous.map(secret),
+            |credential| {
+                let Credential::Secret(s) = credential else {
+                    unreachable!("secrets only")
+                };
+                let name = s.expose().to_owned();
+                tried.lock().unwrap().push(name.clone());
+                let answer = answers.iter().find(|(n, _)| *n == name).unwrap().1;
+                async move { answer }
+            },
+            |answer| *answer == "refused",
+            |_| keep_second,
+        )
+        .await;
+        (answer, in_use, tried.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_previous_secret_is_tried_only_when_the_newest_is_refused() {
+        let answers = [("newest", "refused"), ("previous", "tokens")];
+        assert_eq!(
+            run(None, &answers, true).await,
+            ("refused", None, vec!["newest".into()]),
+            "no rotation: one try"
+        );
+        assert_eq!(
+            run(Some("previous"), &answers, true).await,
+            (
+                "tokens",
+                Some(SecretInUse::Previous),
+                vec!["newest".into(), "previous".into()]
+            )
+        );
+        assert_eq!(
+            run(Some("previous"), &answers, false).await,
+            (
+                "refused",
+                Some(SecretInUse::Newest),
+                vec!["newest".into(), "previous".into()]
+            ),
+            "the second answer not kept: the first, from the newest"
+        );
+        let working = [("newest", "tokens"), ("previous", "tokens")];
+        assert_eq!(
+            run(Some("previous"), &working, true).await,
+            ("tokens", Some(SecretInUse::Newest), vec!["newest".into()]),
+            "the newest works: the previous is never tried"
+        );
+    }
+}

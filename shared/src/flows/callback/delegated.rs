@@ -103,12 +103,11 @@ pub(super) async fn complete(
     };
     // During a rotation, the previous secret if the identity platform
     // refuses the newest (the code is not spent by a refused client).
-    let previous = (session.setup.is_none()
-        && !app.is_vendor()
-        && matches!(credential, Credential::Secret(_)))
-    .then(|| grant.value.previous_client_secret.clone())
-    .flatten()
-    .map(Credential::Secret);
+    let previous = session
+        .setup
+        .is_none()
+        .then(|| previous_secret(&app, &credential, &grant.value))
+        .flatten();
     let first = app
         .resource(None)
         .cloned()
@@ -136,16 +135,17 @@ pub(super) async fn complete(
                 .map_err(|e| redemption_failed(e, limit))
         }
     };
-    let rotating = previous.is_some();
-    let mut in_use = rotating.then_some(SecretInUse::Newest);
-    let redeemed = match (redeem(credential.clone()).await, previous) {
-        (Err(CallbackError::Identity(e)), Some(previous)) if e.rejects_client_secret() => {
-            tracing::warn!(connection = %id, "the newest client secret was refused; trying the previous one");
-            in_use = Some(SecretInUse::Previous);
-            redeem(previous).await
-        }
-        (result, _) => result,
-    };
+    // A refused client does not spend the code: the previous secret may
+    // still redeem it, and its answer is the one kept.
+    let (redeemed, in_use) = newest_then_previous(
+        &id,
+        credential.clone(),
+        previous,
+        redeem,
+        |answer| matches!(answer, Err(CallbackError::Identity(e)) if e.rejects_client_secret()),
+        |_| true,
+    )
+    .await;
     let (tokens, credential) = redeemed?;
     let id_token = tokens.id_token.as_ref().ok_or(ClaimsError::Malformed)?;
     let claims = IdTokenClaims::decode(id_token.expose())?;

@@ -7,14 +7,14 @@ use crate::crypto::{ConsentSession, Purpose};
 use crate::domain::Mode;
 use crate::domain::claims::{ClaimsError, IdTokenClaims};
 use crate::domain::records::room_in_both;
-use crate::domain::status::{SecretInUse, ShortTokens};
+use crate::domain::status::ShortTokens;
 use crate::domain::{
     AccessTokens, Account, AccountKey, ConnectionId, FailureClass, Grant, GrantRecord, Secret,
     ServeRecord, Status, Writer,
 };
 use crate::flows::mint::{
-    AfterFailure, NotMinted, access_token, mint_each, own_credential, request_token,
-    vendor_credential,
+    AfterFailure, NotMinted, access_token, mint_each, newest_then_previous, own_credential,
+    previous_secret, request_token, vendor_credential,
 };
 use crate::identity::{AppClient, Credential, IdentityError, SignInCode};
 use crate::store::{Part, StoreError, Versioned};

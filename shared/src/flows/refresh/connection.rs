@@ -6,13 +6,13 @@ use super::Outcome;
 use crate::Broker;
 use crate::domain::grant::APP_ONLY_ACCOUNT;
 use crate::domain::records::room_in_both;
-use crate::domain::status::SecretInUse;
 use crate::domain::{
     AccessTokens, AppRegistration, ConnectionId, FailureClass, GrantRecord, LastError, Resource,
     Secret, ServeRecord, Status, VendorApp, Writer,
 };
 use crate::flows::mint::{
-    AfterFailure, NotMinted, mint_each, own_credential, request_token, vendor_credential,
+    AfterFailure, Minted, NotMinted, mint_each, newest_then_previous, own_credential,
+    previous_secret, request_token, vendor_credential,
 };
 use crate::identity::{Credential, TokenSet};
 use crate::pacer::Pacer;
@@ -206,35 +206,35 @@ impl Pass<'_> {
         // One request per resource, each with the newest refresh token;
         // with the newest client secret, and during a rotation with the
         // previous one when the identity platform refuses the newest.
-        let previous = (!app.is_vendor() && matches!(credential, Credential::Secret(_)))
-            .then(|| grant.value.previous_client_secret.clone())
-            .flatten()
-            .map(Credential::Secret);
-        let mut round = self
-            .mint_round(id, app, refresh_token.clone(), &credential)
-            .await;
-        let mut in_use = previous.as_ref().map(|_| SecretInUse::Newest);
-        if let Some(previous) = &previous
-            && round.tokens.is_empty()
-            && round
-                .failed
-                .first()
-                .is_some_and(|(_, e)| e.rejects_client_secret())
-        {
-            tracing::warn!(connection = %id, "the newest client secret was refused; trying the previous one");
-            let retry = self
-                .mint_round(id, app, refresh_token.clone(), previous)
-                .await;
-            let previous_works = !retry.tokens.is_empty()
-                || retry
+        let previous = previous_secret(app, &credential, &grant.value);
+        let refused = |round: &Minted| {
+            round.tokens.is_empty()
+                && round
                     .failed
                     .first()
-                    .is_some_and(|(_, e)| !e.rejects_client_secret());
-            if previous_works {
-                round = retry;
-                in_use = Some(SecretInUse::Previous);
-            }
-        }
+                    .is_some_and(|(_, e)| e.rejects_client_secret())
+        };
+        // The previous secret's round is kept only if it did better than
+        // a refusal of its own.
+        let works = |round: &Minted| {
+            !round.tokens.is_empty()
+                || round
+                    .failed
+                    .first()
+                    .is_some_and(|(_, e)| !e.rejects_client_secret())
+        };
+        let (round, in_use) = newest_then_previous(
+            id,
+            credential.clone(),
+            previous,
+            |credential| {
+                let refresh_token = refresh_token.clone();
+                async move { self.mint_round(id, app, refresh_token, &credential).await }
+            },
+            refused,
+            works,
+        )
+        .await;
         if round.tokens.is_empty() && round.failed.is_empty() {
             // The pass's time ran out before the first request: nothing
             // was redeemed, nothing is written.
