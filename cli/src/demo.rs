@@ -134,8 +134,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         now,
     )
     .await?;
-    let key = admin::create_key(&broker, &id, Some("demo display".into()), now).await?;
-    let link = admin::consent_link(&broker, &id, now + time::Duration::days(1)).await?;
+    let (key, link) = key_and_link(&broker, &id, now).await?;
 
     let _retried = admin::set_vendor_app(
         &broker,
@@ -157,10 +156,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         app_only: false,
     };
     admin::add_vendor_connection(&broker, vendor_id.clone(), Some(TENANT), onboarding, now).await?;
-    let vendor_key =
-        admin::create_key(&broker, &vendor_id, Some("demo display".into()), now).await?;
-    let vendor_link =
-        admin::consent_link(&broker, &vendor_id, now + time::Duration::days(1)).await?;
+    let (vendor_key, vendor_link) = key_and_link(&broker, &vendor_id, now).await?;
 
     // App-only with the vendor app, in the customer's tenant: the admin
     // grants, nobody signs in.
@@ -171,8 +167,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         app_only: true,
     };
     admin::add_vendor_connection(&broker, rooms_id.clone(), Some(TENANT), app_only, now).await?;
-    let rooms_key = admin::create_key(&broker, &rooms_id, Some("demo display".into()), now).await?;
-    let rooms_link = admin::consent_link(&broker, &rooms_id, now + time::Duration::days(1)).await?;
+    let (rooms_key, rooms_link) = key_and_link(&broker, &rooms_id, now).await?;
 
     let self_id = ConnectionId::parse("demo-self")?;
     admin::add_self_service_connection(
@@ -184,8 +179,7 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         now,
     )
     .await?;
-    let self_key = admin::create_key(&broker, &self_id, Some("demo display".into()), now).await?;
-    let self_link = admin::consent_link(&broker, &self_id, now + time::Duration::days(1)).await?;
+    let (self_key, self_link) = key_and_link(&broker, &self_id, now).await?;
     let expires = (now + time::Duration::days(365)).date();
 
     let instructions = format!(
@@ -234,4 +228,15 @@ pub async fn demo(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     .await;
     drop(store_dir);
     result
+}
+
+/// A demo connection's display key and its consent link (valid a day).
+async fn key_and_link(
+    broker: &Broker,
+    id: &ConnectionId,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<(roomtoken::domain::DeviceKey, url::Url)> {
+    let key = admin::create_key(broker, id, Some("demo display".into()), now).await?;
+    let link = admin::consent_link(broker, id, now + time::Duration::days(1)).await?;
+    Ok((key, link))
 }

@@ -315,38 +315,27 @@ impl Delivery<'_> {
                 self.broker.remember_failed(id, stored, self.now);
             }
         }
-        match written {
-            Ok(Some(_)) => {
-                self.broker.forget_delivered(&delivered);
-                let attempted: Vec<String> = attempts.iter().map(|(id, _)| id.clone()).collect();
-                self.broker.forget_failed(&attempted);
-                report
-            }
-            // The serve secret is gone, or its quota is kept for refreshes:
-            // this process remembers what it delivered and writes it down
-            // at a later pass.
-            Ok(None) => {
-                self.broker.remember_delivered(&delivered);
-                DeliveryReport {
-                    delivered: delivered.len(),
-                    failed: attempts.len() - delivered.len(),
-                    dropped: 0,
-                    waiting: work.waiting,
-                }
-            }
-            Err(e) => {
-                self.broker.remember_delivered(&delivered);
-                tracing::warn!(
-                    connection = %work.id, error = %e,
-                    "the outbox could not be written back; its notifications are delivered again at a later pass"
-                );
-                DeliveryReport {
-                    delivered: delivered.len(),
-                    failed: attempts.len() - delivered.len(),
-                    dropped: 0,
-                    waiting: work.waiting,
-                }
-            }
+        if let Ok(Some(_)) = written {
+            self.broker.forget_delivered(&delivered);
+            let attempted: Vec<String> = attempts.iter().map(|(id, _)| id.clone()).collect();
+            self.broker.forget_failed(&attempted);
+            return report;
+        }
+        // The serve secret is gone, its quota is kept for refreshes, or the
+        // write failed: this process remembers what it delivered and writes
+        // it down at a later pass.
+        if let Err(e) = &written {
+            tracing::warn!(
+                connection = %work.id, error = %e,
+                "the outbox could not be written back; its notifications are delivered again at a later pass"
+            );
+        }
+        self.broker.remember_delivered(&delivered);
+        DeliveryReport {
+            delivered: delivered.len(),
+            failed: attempts.len() - delivered.len(),
+            dropped: 0,
+            waiting: work.waiting,
         }
     }
 }
