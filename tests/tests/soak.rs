@@ -23,7 +23,10 @@ use roomtoken::flows::admin;
 use roomtoken::flows::read::{MIN_SERVE_VALIDITY, STALE_IF_ERROR};
 use roomtoken::flows::refresh::{PassOptions, refresh_pass};
 use roomtoken_fake_identity::{FaultTarget, GrantType};
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    CLIENT_ID, TestApp, assert_no_secret_logged, behind_faulty_store, booking_account,
+    captured_log_bytes, transient_fault,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

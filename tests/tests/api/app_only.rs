@@ -12,7 +12,11 @@ use roomtoken_tests::vendor::{
     ADMIN, VENDOR_CLIENT, VENDOR_TENANT, add_admin, set_vendor_app_with_certificate,
     vendor_private_key,
 };
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    CLIENT_ID, RecordingSleeper, Setup, StoreKind, TENANT, TestApp, assert_no_secret_in,
+    assert_no_secret_logged, cookies_set, date_in, http, location, on_both_stores,
+    printed_certificate, spawn_app, unique_id,
+};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;

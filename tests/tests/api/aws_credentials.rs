@@ -5,7 +5,7 @@
 //! keep their small build (no SSO client in their dependency graph).
 
 use roomtoken_tests::lambda_runtime_api::function_binary;
-use roomtoken_tests::*;
+use roomtoken_tests::{CLIENT_ID, Setup, StoreKind, TENANT, TestApp, unique_id};
 use std::os::unix::fs::PermissionsExt;
 
 /// Runs the built `roomtoken` with only the profile to find credentials in.

@@ -7,7 +7,10 @@ use fantoccini::Locator;
 use roomtoken_tests::browser::Browser;
 use roomtoken_tests::lambda_runtime_api::function_binary;
 use roomtoken_tests::vendor::*;
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    ACCOUNT, CLIENT_ID, SELF_SERVICE_DOMAIN, Setup, StoreKind, TestApp, assert_no_secret_in,
+    assert_no_secret_logged, on_both_stores, unique_id,
+};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;

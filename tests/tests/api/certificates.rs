@@ -12,7 +12,10 @@ use roomtoken::certificate::{ASSERTION_TYPE, AssertionClaims, CertificateKey};
 use roomtoken::domain::{AppRegistration, FailureClass};
 use roomtoken::identity::{AppClient, Credential, IdentityProvider, OAuthClient};
 use roomtoken_tests::vendor::{VENDOR_CLIENT, register_vendor_app};
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    CLIENT_ID, Setup, StoreKind, TENANT, TestApp, assert_no_secret_in, assert_no_secret_logged,
+    date_in, http, printed_certificate, spawn_app, unique_id,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;

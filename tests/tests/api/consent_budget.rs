@@ -5,7 +5,7 @@
 //! else may use.
 
 use roomtoken::domain::records::MAX_CONSENTS_PER_DAY;
-use roomtoken_tests::*;
+use roomtoken_tests::{StoreKind, http, key_id, on_both_stores, spawn_app};
 use std::time::Duration;
 
 async fn revocations_have_room_after_a_day_of_consents(kind: StoreKind) {

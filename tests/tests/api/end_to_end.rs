@@ -4,7 +4,10 @@
 
 use roomtoken::domain::ConnectionId;
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    ACCOUNT, CLIENT_ID, OTHER_ACCOUNT, StoreKind, TENANT, assert_no_secret_logged, http, location,
+    on_both_stores, set_cookie, set_cookie_attributes, spawn_app, unique_id,
+};
 use serde_json::Value;
 use std::time::Duration;
 use time::OffsetDateTime;

@@ -9,7 +9,9 @@ use roomtoken::domain::{Cloud, ConnectionId, Provider, Resource, Secret};
 use roomtoken::flows::admin::{self, AdminError, BEING_DELETED_WAITS};
 use roomtoken::flows::refresh::Outcome;
 use roomtoken_tests::lagging_store::LaggingStore;
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    ACCOUNT, CLIENT_ID, RecordingSleeper, Setup, StoreKind, TENANT, TestApp, unique_id,
+};
 use std::sync::{Arc, OnceLock};
 use time::OffsetDateTime;
 

@@ -17,7 +17,10 @@ use roomtoken::flows::admin::{self, NewConnection};
 use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
 use roomtoken::identity::OAuthClient;
 use roomtoken_tests::tcp_proxy::TcpProxy;
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    CLIENT_ID, RecordingSleeper, TENANT, TestApp, assert_no_secret_logged, behind_faulty_store,
+    booking_account, transient_fault,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;

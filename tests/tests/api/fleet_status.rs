@@ -6,7 +6,7 @@
 //! same.
 
 use roomtoken::domain::{ConnectionState, FailureClass, LastError};
-use roomtoken_tests::*;
+use roomtoken_tests::{StoreKind, TestApp, assert_no_secret_in, date_in, spawn_app, unique_id};
 use serde_json::Value;
 use time::OffsetDateTime;
 

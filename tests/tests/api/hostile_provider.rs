@@ -5,7 +5,10 @@
 use roomtoken::domain::FailureClass;
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
 use roomtoken_fake_identity::Fault;
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    RecordingSleeper, Setup, StoreKind, TestApp, assert_no_secret_in, assert_no_secret_logged,
+    on_both_stores, unique_id,
+};
 use std::sync::Arc;
 use time::OffsetDateTime;
 

@@ -5,7 +5,9 @@ use roomtoken_tests::lambda_runtime_api::{
     FunctionProcess, InvocationOutcome, RuntimeApi, function_binary,
 };
 use roomtoken_tests::template::Template;
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    Setup, StoreKind, TestApp, assert_no_secret_in, on_both_stores, tcp_proxy, unique_id,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 

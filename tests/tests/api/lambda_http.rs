@@ -4,7 +4,10 @@
 //! leave in the response's `cookies`, as API Gateway passes them.
 
 use roomtoken_tests::lambda_runtime_api::{FunctionProcess, RuntimeApi, function_binary};
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    ACCOUNT, CLIENT_ID, StoreKind, TENANT, TestApp, assert_no_secret_in, form_token, http,
+    location, spawn_app, unique_id,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 use url::Url;

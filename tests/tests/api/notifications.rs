@@ -12,7 +12,10 @@ use roomtoken::domain::notify::WebhookSecret;
 use roomtoken::flows::refresh::{Outcome, PassOptions, PassReport, refresh_pass};
 use roomtoken_fake_identity::Fault;
 use roomtoken_tests::webhook::{Channel, Delivery, Mode, channel};
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    ACCOUNT, RecordingSleeper, Setup, StoreKind, TestApp, assert_no_secret_in,
+    assert_no_secret_logged, date_in, unique_id,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;

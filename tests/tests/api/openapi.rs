@@ -5,7 +5,7 @@
 
 use roomtoken::domain::ConnectionId;
 use roomtoken::store::{Part, SecretName};
-use roomtoken_tests::*;
+use roomtoken_tests::{StoreKind, TokenRead, http, spawn_app};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "/v1/connections/{id}/token";

@@ -1,7 +1,9 @@
 //! The browser pages speak English or French: `?lang=` on the consent link
 //! (remembered until the callback), else the browser's `Accept-Language`.
 
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    ACCOUNT, StoreKind, TestApp, cookies_set, http, location, spawn_app, unique_id,
+};
 
 async fn callback_without_session(app: &TestApp, accept_language: &str) -> String {
     let response = http()

@@ -8,7 +8,10 @@ use roomtoken::flows::refresh::{Outcome, PassOptions, ROTATION_WRITE_RETRIES, re
 use roomtoken::store::Part;
 use roomtoken_fake_identity::Fault;
 use roomtoken_tests::failing_store::FailingStore;
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    ACCOUNT, CLIENT_ID, OTHER_ACCOUNT, RecordingSleeper, Setup, StoreKind, TestApp,
+    assert_no_secret_logged, booking_account, captured_logs, on_both_stores, spawn_app,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;

@@ -7,7 +7,9 @@
 
 use roomtoken::domain::ConnectionState;
 use roomtoken::flows::refresh::Outcome;
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    CLIENT_ID, StoreKind, TestApp, assert_no_secret_logged, date_in, on_both_stores, spawn_app,
+};
 use serde_json::Value;
 
 /// A forced refresh, then a display's read (past the read cache): the

@@ -5,7 +5,9 @@
 //! server error and must match the document (status, headers, content type,
 //! body), and the broker must still serve a valid token afterwards.
 
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    StoreKind, TestApp, assert_no_secret_logged, on_both_stores, spawn_app, unique_id,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

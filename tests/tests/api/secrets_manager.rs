@@ -4,7 +4,7 @@
 use roomtoken::domain::ConnectionId;
 use roomtoken::flows::admin;
 use roomtoken_tests::tcp_proxy::TcpProxy;
-use roomtoken_tests::*;
+use roomtoken_tests::{Setup, StoreKind, require_moto, unique_id};
 
 const MOVE_STAGE: &str = "secretsmanager.UpdateSecretVersionStage";
 

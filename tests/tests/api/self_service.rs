@@ -5,7 +5,11 @@
 //! cookie: nothing is stored until the sign-in succeeded.
 
 use roomtoken::domain::{Mode, Provider};
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    ACCOUNT, CLIENT_ID, ConsentRun, SELF_SERVICE_DOMAIN, StoreKind, TENANT, TestApp,
+    assert_no_secret_in, assert_no_secret_logged, cookies_set, form_token, http, location,
+    on_both_stores, spawn_app,
+};
 
 const DOMAIN: &str = SELF_SERVICE_DOMAIN;
 

@@ -3,7 +3,7 @@
 //! too long. Each is cut so that displays keep their place.
 
 use roomtoken_cli::ServeLimits;
-use roomtoken_tests::*;
+use roomtoken_tests::{Setup, StoreKind, TestApp, unique_id};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -6,7 +6,7 @@
 
 use roomtoken_tests::lambda_runtime_api::function_binary;
 use roomtoken_tests::template::workspace_root;
-use roomtoken_tests::*;
+use roomtoken_tests::{Setup, StoreKind, TestApp};
 
 async fn smoke(app: &TestApp, public_url: &str) -> (bool, String) {
     let output = tokio::process::Command::new("bash")

@@ -6,7 +6,7 @@
 use roomtoken::domain::ConnectionId;
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
 use roomtoken_tests::fleet::{Behaviour, Displays, FleetOptions, simulate};
-use roomtoken_tests::*;
+use roomtoken_tests::{Setup, StoreKind, on_both_stores};
 use std::time::Duration;
 use time::OffsetDateTime;
 

@@ -5,7 +5,10 @@
 use roomtoken::domain::{ConnectionState, FailureClass};
 use roomtoken::flows::refresh::Outcome;
 use roomtoken_fake_identity::{FakeAccount, Fault, FaultTarget, GrantType};
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    ACCOUNT, RecordingSleeper, Setup, StoreKind, TENANT, TestApp, assert_no_secret_logged,
+    booking_account, spawn_app, unique_id,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;

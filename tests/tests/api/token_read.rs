@@ -9,7 +9,10 @@ use roomtoken::domain::{ConnectionId, ConnectionState};
 use roomtoken::flows::admin;
 use roomtoken::flows::read::{STALE_IF_ERROR, TokenRequest, read_token};
 use roomtoken::store::{Part, SecretName};
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    Setup, StoreKind, TestApp, TokenRead, assert_no_secret_logged, captured_logs, http, key_id,
+    on_both_stores, spawn_app, tcp_proxy, unique_id,
+};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;

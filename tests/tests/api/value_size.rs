@@ -7,7 +7,7 @@ use roomtoken::domain::{ConnectionId, Writer};
 use roomtoken::flows::admin::{self, AdminError};
 use roomtoken::store::{MAX_VALUE_BYTES, Part, SecretName, SecretStore, StoreError};
 use roomtoken_tests::sizes::{full_serve_record, stored_bytes};
-use roomtoken_tests::*;
+use roomtoken_tests::{StoreKind, on_both_stores, spawn_app, unique_id};
 
 async fn every_store_refuses_a_value_over_the_limit(kind: StoreKind) {
     let app = spawn_app(kind).await;

@@ -7,7 +7,10 @@
 use roomtoken::domain::{ConnectionId, ConnectionState, FailureClass, Provider};
 use roomtoken::flows::refresh::{Outcome, PassOptions, refresh_pass};
 use roomtoken_tests::vendor::*;
-use roomtoken_tests::*;
+use roomtoken_tests::{
+    ACCOUNT, CLIENT_ID, Setup, StoreKind, TENANT, TestApp, assert_no_secret_logged, cookies_set,
+    date_in, http, location, on_both_stores, spawn_app, unique_id,
+};
 
 async fn vendor_path(kind: StoreKind) {
     // Its own prefix: the vendor app (a system secret) is this test's.
