@@ -18,52 +18,16 @@ pub(super) async fn complete(
         broker.link_step(&id, invite, step).ok().map(Box::new)
     };
     if session.purpose == Purpose::AdminConsent {
-        if let Some(error) = params.error {
-            tracing::warn!(connection = %id, error = %error, "admin consent not granted");
-            return Err(CallbackError::AdminConsentRefused {
-                error,
-                description: params.error_description,
-                retry: step("admin-consent"),
-            });
-        }
-        let granted = params
-            .admin_consent
-            .is_some_and(|answer| answer.eq_ignore_ascii_case("true"));
-        if !granted {
-            return Err(CallbackError::MissingCode);
-        }
-        if session.mode.is_app_only() {
-            // The answer's tenant is only a hint: a first app-only token
-            // for the connection's own tenant proves the grant.
-            return app_only_consented(broker, session, deadline, now).await;
-        }
-        // Nothing is stored: the answer's tenant is only a hint; the
-        // sign-in that follows proves which tenant it is.
-        tracing::info!(connection = %id, "admin consent granted");
-        return Ok(Completed::AdminConsented {
-            sign_in: step("sign-in").map(|url| *url),
-        });
+        return admin_consent_answered(broker, params, session, deadline, now).await;
     }
     if let Some(error) = params.error {
-        let description = params.error_description.as_deref().unwrap_or_default();
-        // Entra ID asks for consent in more than one way: `consent_required`
-        // (AADSTS65001), "need admin approval" (AADSTS90094), or a user
-        // who could not consent and went back (`access_denied`).
-        let needs_admin = matches!(error.as_str(), "consent_required" | "access_denied")
-            || ["AADSTS65001", "AADSTS90094"]
-                .iter()
-                .any(|code| description.contains(code));
-        if needs_admin && session.mode == Mode::Vendor {
-            tracing::warn!(connection = %id, error = %error, "the tenant has not granted the vendor app");
-            return Err(CallbackError::ConsentRequired {
-                admin_consent: step("admin-consent"),
-            });
-        }
-        tracing::warn!(connection = %id, error = %error, "the sign-in was not completed");
-        return Err(CallbackError::Denied {
+        return Err(sign_in_refused(
+            &id,
+            session,
             error,
-            description: params.error_description,
-        });
+            params.error_description,
+            step("admin-consent"),
+        ));
     }
     let code = params.code.ok_or(CallbackError::MissingCode)?;
     let repo = &broker.repo;
@@ -281,4 +245,67 @@ pub(super) async fn complete(
         granted_permissions: None,
         short_tokens,
     }))
+}
+
+/// The answer of an admin consent: refused, granted for an app-only
+/// connection (proved by its first tokens), or granted before the booking
+/// account signs in (nothing stored: the answer's tenant is only a hint).
+async fn admin_consent_answered(
+    broker: &Broker,
+    params: SignInAnswer,
+    session: &ConsentSession,
+    deadline: Instant,
+    now: OffsetDateTime,
+) -> Result<Completed, CallbackError> {
+    let id = &session.connection;
+    let step = |step: &str| {
+        let invite = session.invite.as_deref()?;
+        broker.link_step(id, invite, step).ok().map(Box::new)
+    };
+    if let Some(error) = params.error {
+        tracing::warn!(connection = %id, error = %error, "admin consent not granted");
+        return Err(CallbackError::AdminConsentRefused {
+            error,
+            description: params.error_description,
+            retry: step("admin-consent"),
+        });
+    }
+    let granted = params
+        .admin_consent
+        .is_some_and(|answer| answer.eq_ignore_ascii_case("true"));
+    if !granted {
+        return Err(CallbackError::MissingCode);
+    }
+    if session.mode.is_app_only() {
+        return app_only_consented(broker, session, deadline, now).await;
+    }
+    tracing::info!(connection = %id, "admin consent granted");
+    Ok(Completed::AdminConsented {
+        sign_in: step("sign-in").map(|url| *url),
+    })
+}
+
+/// A sign-in that came back with an error instead of a code. Entra ID asks
+/// for consent in more than one way: `consent_required` (AADSTS65001),
+/// "need admin approval" (AADSTS90094), or a user who could not consent
+/// and went back (`access_denied`); a vendor connection then offers its
+/// admin-consent step.
+fn sign_in_refused(
+    id: &ConnectionId,
+    session: &ConsentSession,
+    error: String,
+    description: Option<String>,
+    admin_consent: Option<Box<Url>>,
+) -> CallbackError {
+    let text = description.as_deref().unwrap_or_default();
+    let needs_admin = matches!(error.as_str(), "consent_required" | "access_denied")
+        || ["AADSTS65001", "AADSTS90094"]
+            .iter()
+            .any(|code| text.contains(code));
+    if needs_admin && session.mode == Mode::Vendor {
+        tracing::warn!(connection = %id, error = %error, "the tenant has not granted the vendor app");
+        return CallbackError::ConsentRequired { admin_consent };
+    }
+    tracing::warn!(connection = %id, error = %error, "the sign-in was not completed");
+    CallbackError::Denied { error, description }
 }
