@@ -3,6 +3,7 @@
 //! other resources' tokens and the status.
 
 use super::*;
+use crate::domain::AppRegistration;
 
 /// The callback of an authentic session.
 pub(super) async fn complete(
@@ -46,25 +47,8 @@ pub(super) async fn complete(
     if serve.value.app.is_vendor() && serve.value.app.provider.names_no_tenant() {
         return Err(CallbackError::TenantNotNamed);
     }
-    // A self-service form's values are the app from now on, if the sign-in
-    // succeeds; until then nothing of them is stored.
-    let (app, credential) = match &session.setup {
-        Some(setup) if serve.value.app.mode == Mode::SelfService => (
-            serve
-                .value
-                .app
-                .with_setup(setup)
-                .map_err(|_| CallbackError::UnknownConnection)?,
-            Credential::Secret(setup.client_secret.clone()),
-        ),
-        Some(_) => return Err(CallbackError::UnknownConnection),
-        None if serve.value.app.is_vendor() => {
-            let vendor = repo.vendor_app().await?;
-            let vendor = vendor.ok_or(CallbackError::NoVendorApp)?;
-            (serve.value.app, vendor_credential(&vendor))
-        }
-        None => (serve.value.app, own_credential(&grant.value)),
-    };
+    let (app, credential) =
+        app_and_credential(broker, session, serve.value.app, &grant.value).await?;
     // During a rotation, the previous secret if the identity platform
     // refuses the newest (the code is not spent by a refused client).
     let previous = session
@@ -140,18 +124,7 @@ pub(super) async fn complete(
         app.provider = app.provider.in_tenant(tid);
     }
 
-    // Fail before redeeming anything more when another account is pinned,
-    // or, before the first consent, when the operator named another one.
-    match (&grant.value.grant, &app.booking_account) {
-        (Some(pinned), _) => ensure_same_account(&pinned.account, &account)?,
-        (None, Some(expected)) if !claims.is_user(expected) => {
-            return Err(CallbackError::WrongAccount {
-                expected: expected.clone(),
-                signed_in: account.display,
-            });
-        }
-        (None, _) => {}
-    }
+    expected_account(&grant.value, &app, &claims, &account)?;
 
     // The grant is stored right after the redemption: whatever happens to
     // the other resources' tokens, the consent is not lost.
@@ -175,39 +148,15 @@ pub(super) async fn complete(
         resources: app.resources.iter().map(|r| r.name.clone()).collect(),
         tokens: vec![access_token(&first, &tokens, now)],
     };
-    let client = AppClient::new(&app, &credential);
-    let minted = mint_each(
-        app.resources.iter().skip(1),
-        refresh_token.clone(),
+    let pending_resources = mint_the_others(
+        broker,
+        (&id, &app, &credential),
+        &refresh_token,
+        &mut access,
+        deadline,
         now,
-        AfterFailure::GoOn,
-        |resource, refresh_token| async move {
-            let limit = time_for_request(deadline).ok_or(NotMinted::OutOfTime)?;
-            let scopes = resource.token_request_scopes();
-            within(
-                limit,
-                broker.identity.refresh(client, &refresh_token, &scopes),
-            )
-            .await
-            .map_err(NotMinted::from)
-        },
     )
     .await;
-    for token in minted.tokens {
-        access.put(token);
-    }
-    for (resource, e) in &minted.failed {
-        tracing::warn!(connection = %id, resource = %resource, error = %e, "first token for this resource failed; the refresh pass will retry");
-    }
-    let pending_resources: Vec<String> = app
-        .resources
-        .iter()
-        .filter(|r| access.tokens.iter().all(|t| t.resource != r.name))
-        .map(|r| r.name.clone())
-        .collect();
-    if minted.refresh_token != refresh_token {
-        store_rotated(broker, &id, &refresh_token, minted.refresh_token, now).await;
-    }
     let short_tokens = broker.judge_token_lifetime(access.shortest_lifetime());
     let status = Status {
         client_secret_in_use: in_use,
@@ -308,4 +257,96 @@ fn sign_in_refused(
     }
     tracing::warn!(connection = %id, error = %error, "the sign-in was not completed");
     CallbackError::Denied { error, description }
+}
+
+/// The app a sign-in completes, and the credential it presents: a
+/// self-service form's values are the app from now on if the sign-in
+/// succeeds (until then nothing of them is stored); a vendor connection
+/// presents the vendor app's credential; the others their own.
+async fn app_and_credential(
+    broker: &Broker,
+    session: &ConsentSession,
+    stored: AppRegistration,
+    grant: &GrantRecord,
+) -> Result<(AppRegistration, Credential), CallbackError> {
+    match &session.setup {
+        Some(setup) if stored.mode == Mode::SelfService => Ok((
+            stored
+                .with_setup(setup)
+                .map_err(|_| CallbackError::UnknownConnection)?,
+            Credential::Secret(setup.client_secret.clone()),
+        )),
+        Some(_) => Err(CallbackError::UnknownConnection),
+        None if stored.is_vendor() => {
+            let vendor = broker.repo.vendor_app().await?;
+            let vendor = vendor.ok_or(CallbackError::NoVendorApp)?;
+            Ok((stored, vendor_credential(&vendor)))
+        }
+        None => Ok((stored, own_credential(grant))),
+    }
+}
+
+/// Fails before anything more is redeemed when another account is pinned,
+/// or, before the first consent, when the operator named another one.
+fn expected_account(
+    grant: &GrantRecord,
+    app: &AppRegistration,
+    claims: &IdTokenClaims,
+    account: &Account,
+) -> Result<(), CallbackError> {
+    match (&grant.grant, &app.booking_account) {
+        (Some(pinned), _) => ensure_same_account(&pinned.account, account),
+        (None, Some(expected)) if !claims.is_user(expected) => Err(CallbackError::WrongAccount {
+            expected: expected.to_string(),
+            signed_in: account.display.clone(),
+        }),
+        (None, _) => Ok(()),
+    }
+}
+
+/// One token per other resource, minted from the refresh token the code
+/// gave, one request each, while the callback has time for them (the
+/// refresh pass gets the rest); a refresh token rotated meanwhile is
+/// stored over the one the grant holds. Returns the resources still
+/// without a token.
+async fn mint_the_others(
+    broker: &Broker,
+    (id, app, credential): (&ConnectionId, &AppRegistration, &Credential),
+    refresh_token: &Secret,
+    access: &mut AccessTokens,
+    deadline: Instant,
+    now: OffsetDateTime,
+) -> Vec<String> {
+    let client = AppClient::new(app, credential);
+    let minted = mint_each(
+        app.resources.iter().skip(1),
+        refresh_token.clone(),
+        now,
+        AfterFailure::GoOn,
+        |resource, refresh_token| async move {
+            let limit = time_for_request(deadline).ok_or(NotMinted::OutOfTime)?;
+            let scopes = resource.token_request_scopes();
+            within(
+                limit,
+                broker.identity.refresh(client, &refresh_token, &scopes),
+            )
+            .await
+            .map_err(NotMinted::from)
+        },
+    )
+    .await;
+    for token in minted.tokens {
+        access.put(token);
+    }
+    for (resource, e) in &minted.failed {
+        tracing::warn!(connection = %id, resource = %resource, error = %e, "first token for this resource failed; the refresh pass will retry");
+    }
+    if &minted.refresh_token != refresh_token {
+        store_rotated(broker, id, refresh_token, minted.refresh_token, now).await;
+    }
+    app.resources
+        .iter()
+        .filter(|r| access.tokens.iter().all(|t| t.resource != r.name))
+        .map(|r| r.name.clone())
+        .collect()
 }
