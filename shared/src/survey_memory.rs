@@ -26,25 +26,30 @@ use time::OffsetDateTime;
 /// The longest a remembered answer is used without reading the secret.
 pub const LOOK_AGAIN_WITHIN: Duration = Duration::from_secs(60 * 60);
 
-/// A surveyed connection's answer, and until when it holds.
+/// What a pass found of a connection with nothing to do.
 #[derive(Clone, Debug)]
-pub struct Remembered {
-    /// The serve secret's change mark listed before it was read.
-    pub mark: String,
-    pub look_again_at: OffsetDateTime,
+pub struct Answer {
     pub outcome: Outcome,
     pub status: Status,
     pub credential_expires: Option<time::Date>,
     pub credential_kind: CredentialKind,
 }
 
+/// An answer, the serve secret's change mark listed before it was read,
+/// and until when the answer holds.
+struct Entry {
+    mark: String,
+    look_again_at: OffsetDateTime,
+    answer: Answer,
+}
+
 #[derive(Default)]
 pub struct SurveyMemory {
-    entries: Mutex<HashMap<ConnectionId, Remembered>>,
+    entries: Mutex<HashMap<ConnectionId, Entry>>,
 }
 
 impl SurveyMemory {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Remembered>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Entry>> {
         // Each statement leaves the map whole: a panic cannot corrupt it.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -56,39 +61,37 @@ impl SurveyMemory {
         id: &ConnectionId,
         mark: Option<&str>,
         now: OffsetDateTime,
-    ) -> Option<Remembered> {
+    ) -> Option<Answer> {
         let mark = mark?;
         let entries = self.entries();
-        let remembered = entries.get(id)?;
-        (remembered.mark == mark && now < remembered.look_again_at).then(|| remembered.clone())
+        let entry = entries.get(id)?;
+        (entry.mark == mark && now < entry.look_again_at).then(|| entry.answer.clone())
     }
 
-    /// Remembers an answer read at `now`, to hold until `until` at the
-    /// latest (and never longer than [`LOOK_AGAIN_WITHIN`]). Answers with
-    /// notifications waiting are not remembered: their delivery writes.
+    /// Remembers an answer read at `now`, to hold until `holds_until` at
+    /// the latest (and never longer than [`LOOK_AGAIN_WITHIN`]). Nothing is
+    /// remembered without a mark, nor with notifications waiting (their
+    /// delivery writes).
     pub fn remember(
         &self,
         id: &ConnectionId,
         mark: Option<String>,
-        answer: Remembered,
+        answer: Answer,
+        holds_until: OffsetDateTime,
         now: OffsetDateTime,
     ) {
-        let Some(mark) = mark else {
-            return;
-        };
-        if !answer.status.outbox.is_empty() {
-            self.forget(id);
-            return;
+        match mark {
+            Some(mark) if answer.status.outbox.is_empty() => {
+                let look_again_at = holds_until.min(now + LOOK_AGAIN_WITHIN);
+                let entry = Entry {
+                    mark,
+                    look_again_at,
+                    answer,
+                };
+                self.entries().insert(id.clone(), entry);
+            }
+            _ => self.forget(id),
         }
-        let look_again_at = answer.look_again_at.min(now + LOOK_AGAIN_WITHIN);
-        self.entries().insert(
-            id.clone(),
-            Remembered {
-                mark,
-                look_again_at,
-                ..answer
-            },
-        );
     }
 
     pub fn forget(&self, id: &ConnectionId) {
@@ -103,7 +106,7 @@ impl SurveyMemory {
 
     /// The soonest moment a remembered answer stops holding.
     pub fn earliest_look_again(&self) -> Option<OffsetDateTime> {
-        self.entries().values().map(|r| r.look_again_at).min()
+        self.entries().values().map(|e| e.look_again_at).min()
     }
 
     /// Forgets everything, as a cold start does.
@@ -127,10 +130,8 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-12-08 12:00 UTC);
 
-    fn answer(until: OffsetDateTime) -> Remembered {
-        Remembered {
-            mark: String::new(),
-            look_again_at: until,
+    fn answer() -> Answer {
+        Answer {
             outcome: Outcome::NotDue,
             status: Status::connected("a@contoso.com", NOW),
             credential_expires: None,
@@ -143,7 +144,7 @@ mod tests {
         let memory = SurveyMemory::default();
         let id = ConnectionId::parse("contoso").unwrap();
         let due = NOW + time::Duration::minutes(30);
-        memory.remember(&id, Some("m1".into()), answer(due), NOW);
+        memory.remember(&id, Some("m1".into()), answer(), due, NOW);
         assert!(memory.recall(&id, Some("m1"), NOW).is_some());
         assert!(
             memory.recall(&id, Some("m2"), NOW).is_none(),
@@ -158,7 +159,7 @@ mod tests {
         let memory = SurveyMemory::default();
         let id = ConnectionId::parse("contoso").unwrap();
         let far = NOW + time::Duration::days(1);
-        memory.remember(&id, Some("m1".into()), answer(far), NOW);
+        memory.remember(&id, Some("m1".into()), answer(), far, NOW);
         let cap = NOW + LOOK_AGAIN_WITHIN;
         assert!(
             memory
@@ -167,7 +168,7 @@ mod tests {
         );
         assert!(memory.recall(&id, Some("m1"), cap).is_none());
         let other = ConnectionId::parse("fabrikam").unwrap();
-        memory.remember(&other, None, answer(far), NOW);
+        memory.remember(&other, None, answer(), far, NOW);
         assert_eq!(memory.len(), 1);
         memory.keep_only([&other]);
         assert!(memory.is_empty(), "contoso is no longer listed");

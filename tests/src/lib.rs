@@ -52,38 +52,26 @@ pub const SELF_SERVICE_DOMAIN: &str = "contoso.com";
 #[macro_export]
 macro_rules! on_both_stores {
     (threads: $scenario:ident => $on_file:ident, $on_secrets_manager:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $on_file() {
-            $scenario($crate::StoreKind::File).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        #[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
-        async fn $on_secrets_manager() {
-            $scenario($crate::StoreKind::SecretsManager).await;
-        }
+        $crate::on_both_stores!(@tests [tokio::test(flavor = "multi_thread", worker_threads = 4)] []
+            $scenario => $on_file, $on_secrets_manager);
     };
     // Both need a service (Chromium, schemathesis).
     (services: $scenario:ident => $on_file:ident, $on_secrets_manager:ident) => {
-        #[tokio::test]
-        #[cfg_attr(not(feature = "services"), ignore = "needs a service: scripts/test.sh")]
-        async fn $on_file() {
-            $scenario($crate::StoreKind::File).await;
-        }
-
-        #[tokio::test]
-        #[cfg_attr(not(feature = "services"), ignore = "needs a service: scripts/test.sh")]
-        async fn $on_secrets_manager() {
-            $scenario($crate::StoreKind::SecretsManager).await;
-        }
+        $crate::on_both_stores!(@tests [tokio::test]
+            [cfg_attr(not(feature = "services"), ignore = "needs a service: scripts/test.sh")]
+            $scenario => $on_file, $on_secrets_manager);
     };
     ($scenario:ident => $on_file:ident, $on_secrets_manager:ident) => {
-        #[tokio::test]
+        $crate::on_both_stores!(@tests [tokio::test] [] $scenario => $on_file, $on_secrets_manager);
+    };
+    (@tests [$test:meta] [$($file_needs:meta)?] $scenario:ident => $on_file:ident, $on_secrets_manager:ident) => {
+        #[$test]
+        $(#[$file_needs])?
         async fn $on_file() {
             $scenario($crate::StoreKind::File).await;
         }
 
-        #[tokio::test]
+        #[$test]
         #[cfg_attr(not(feature = "services"), ignore = "needs moto: scripts/test.sh")]
         async fn $on_secrets_manager() {
             $scenario($crate::StoreKind::SecretsManager).await;

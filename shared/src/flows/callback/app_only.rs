@@ -2,6 +2,7 @@
 //! minted in the connection's own tenant prove the grant.
 
 use super::*;
+use crate::domain::grant::APP_ONLY_ACCOUNT;
 
 /// An app-only connection whose admin consent came back: one client
 /// credentials token per resource, minted for the connection's own tenant

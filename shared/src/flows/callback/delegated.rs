@@ -14,10 +14,6 @@ pub(super) async fn complete(
     now: OffsetDateTime,
 ) -> Result<Completed, CallbackError> {
     let id = session.connection.clone();
-    let step = |step: &str| {
-        let invite = session.invite.as_deref()?;
-        broker.link_step(&id, invite, step).ok().map(Box::new)
-    };
     if session.purpose == Purpose::AdminConsent {
         return admin_consent_answered(broker, params, session, deadline, now).await;
     }
@@ -27,7 +23,7 @@ pub(super) async fn complete(
             session,
             error,
             params.error_description,
-            step("admin-consent"),
+            session_step(broker, session, "admin-consent").map(Box::new),
         ));
     }
     let code = params.code.ok_or(CallbackError::MissingCode)?;
@@ -207,10 +203,7 @@ async fn admin_consent_answered(
     now: OffsetDateTime,
 ) -> Result<Completed, CallbackError> {
     let id = &session.connection;
-    let step = |step: &str| {
-        let invite = session.invite.as_deref()?;
-        broker.link_step(id, invite, step).ok().map(Box::new)
-    };
+    let step = |step: &str| session_step(broker, session, step).map(Box::new);
     if let Some(error) = params.error {
         tracing::warn!(connection = %id, error = %error, "admin consent not granted");
         return Err(CallbackError::AdminConsentRefused {

@@ -213,20 +213,26 @@ pub async fn connect_callback(
     if !bool::from(state.as_bytes().ct_eq(session.state.as_bytes())) {
         return Err(CallbackError::StateMismatch.into());
     }
-    let start_over = session.invite.as_deref().and_then(|invite| {
-        let step = match (session.mode, &session.setup) {
+    let start_over = session_step(
+        broker,
+        &session,
+        match (session.mode, &session.setup) {
             (_, Some(_)) => "setup",
             (Mode::Vendor, None) => "begin",
             _ => "sign-in",
-        };
-        broker.link_step(&session.connection, invite, step).ok()
-    });
+        },
+    );
     complete(broker, params, &session, deadline, now)
         .await
         .map_err(|error| Refused { error, start_over })
 }
 
-pub use crate::domain::grant::APP_ONLY_ACCOUNT;
+/// A step of the session's own consent link (`None` for a session that
+/// came without one).
+pub(super) fn session_step(broker: &Broker, session: &ConsentSession, step: &str) -> Option<Url> {
+    let invite = session.invite.as_deref()?;
+    broker.link_step(&session.connection, invite, step).ok()
+}
 
 /// Whether an authentic session may still complete: its link was not
 /// revoked since (`link --revoke-all`, `--reset-account`), it was not used

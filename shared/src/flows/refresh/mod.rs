@@ -273,16 +273,14 @@ async fn survey(
                 _ => None,
             };
             match holds_until {
-                Some(look_again_at) => {
-                    let answer = survey_memory::Remembered {
-                        mark: String::new(),
-                        look_again_at,
+                Some(until) => {
+                    let answer = survey_memory::Answer {
                         outcome: outcome.clone(),
                         status: (**status).clone(),
                         credential_expires: credential.expires,
                         credential_kind: credential.kind,
                     };
-                    broker.surveys.remember(id, mark, answer, now);
+                    broker.surveys.remember(id, mark, answer, until, now);
                 }
                 None => broker.surveys.forget(id),
             }
